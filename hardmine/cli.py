@@ -1,0 +1,301 @@
+"""The ``hardmine`` command line (typer). Thin: parse, call the library, draw tables."""
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hardmine import __version__
+from hardmine.errors import HardmineError
+
+app = typer.Typer(
+    help="Hard-example mining for imbalanced image classification.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"hardmine {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Hard-example mining for imbalanced image classification."""
+
+
+# --------------------------------------------------------------------------- option groups
+# Options shared by several commands are declared once here and injected into each
+# command's signature, so train, round and compare stay in step.
+
+DATA_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "data": (Path, typer.Option(..., "--data", help="Data folder (HAM10000 layout, manifest CSV or class folders).")),
+    "source": (str, typer.Option("auto", help="auto | ham10000 | manifest | folders.")),
+    "metadata": (Path | None, typer.Option(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv.")),
+    "positive": (str | None, typer.Option(None, help="Positive class(es), comma list (HAM10000 default: mel).")),
+    "negative": (str | None, typer.Option(None, help="Negative class(es), comma list or 'rest' (HAM10000 default: nv).")),
+    "skip_bad": (bool, typer.Option(False, "--skip-bad", help="Drop unreadable images instead of failing.")),
+    "split_seed": (int, typer.Option(0, help="Seed of the grouped train/val/test split.")),
+}
+TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "model": (str, typer.Option("tiny", help="tiny, resnet18, resnet50, efficientnet_b0, convnext_tiny, ...")),
+    "weights": (str, typer.Option("none", help="none | imagenet | PATH to a state dict.")),
+    "image_size": (int, typer.Option(64, help="Images are resized to this square size.")),
+    "epochs": (int, typer.Option(8, help="Epochs with the whole network trainable.")),
+    "freeze_epochs": (int, typer.Option(0, help="Epochs training only the head first.")),
+    "batch_size": (int, typer.Option(64, help="Batch size.")),
+    "lr": (float, typer.Option(3e-3, help="Peak learning rate (AdamW).")),
+    "weight_decay": (float, typer.Option(1e-4, help="AdamW weight decay.")),
+    "schedule": (str, typer.Option("onecycle", help="onecycle | cosine.")),
+    "loss": (str, typer.Option("ce", help="ce | weighted-ce | focal.")),
+    "class_weighting": (str, typer.Option("inverse", help="Class weights for weighted-ce/focal: inverse | effective.")),
+    "focal_gamma": (float, typer.Option(2.0, help="Focal loss gamma.")),
+    "sampling": (str, typer.Option("none", help="none | oversample (class-balanced sampling).")),
+    "seed": (int, typer.Option(0, help="Random seed.")),
+    "device": (str, typer.Option("auto", help="auto | cpu | cuda | cuda:N.")),
+    "workers": (int | None, typer.Option(None, help="DataLoader workers (default: chosen for the machine).")),
+}
+THRESHOLD_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "threshold_by": (str, typer.Option("cost", help="cost | target-sensitivity | f1 | youden.")),
+    "cost_fn": (float, typer.Option(10.0, help="Cost of a missed positive (false negative).")),
+    "cost_fp": (float, typer.Option(1.0, help="Cost of a false alarm (false positive).")),
+    "target": (float, typer.Option(0.9, help="Sensitivity target for --threshold-by target-sensitivity.")),
+}
+
+
+def with_options(*groups: dict[str, tuple[Any, Any]]):
+    """Add the option groups to a command's signature; they arrive bundled as ``opts``."""
+    names = [name for group in groups for name in group]
+
+    def decorate(fn):
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name != "opts"]
+        extra = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+            for group in groups
+            for name, (annotation, option) in group.items()
+        ]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs):
+            opts = {name: kwargs.pop(name) for name in names}
+            return fn(**kwargs, opts=opts)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)
+        return wrapper
+
+    return decorate
+
+
+def command(name: str | None = None, **kwargs):
+    """Register a command whose HardmineError becomes one line on stderr and exit code 2."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kw):
+            try:
+                return fn(*args, **kw)
+            except HardmineError as exc:
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+
+        return app.command(name, **kwargs)(wrapper)
+
+    return decorate
+
+
+def _run_config(opts: dict[str, Any]):
+    from hardmine.rounds import DataConfig, RunConfig, ThresholdConfig
+    from hardmine.train import TrainConfig
+
+    data = DataConfig(
+        data=str(Path(opts["data"]).resolve()), source=opts["source"],
+        metadata=str(opts["metadata"]) if opts["metadata"] else None,
+        positive=opts["positive"], negative=opts["negative"], skip_bad=opts["skip_bad"],
+        split_seed=opts["split_seed"],
+    )  # fmt: skip
+    train_keys = [k for k in TRAIN_OPTIONS if k != "workers"]
+    train = TrainConfig(**{k: opts[k] for k in train_keys}, num_workers=opts["workers"])
+    threshold = ThresholdConfig(opts["threshold_by"], opts["cost_fn"], opts["cost_fp"], opts["target"])
+    return RunConfig(data, train, threshold)
+
+
+class _ProgressCallback:
+    """Turns library progress events into a rich progress bar."""
+
+    def __init__(self, progress: Progress, label: str = ""):
+        self.progress = progress
+        self.label = label
+        self.task = None
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "epoch_start":
+            desc = f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}" + (" (head)" if info["frozen"] else "")
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(desc, total=info["steps"])
+        elif event == "batch" and info.get("phase") != "predict" and self.task is not None:
+            self.progress.update(self.task, completed=info["step"])
+        elif event == "epoch_end":
+            val = info["val"]
+            self.progress.console.print(
+                f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
+                f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}" + ("  *" if info["improved"] else "")
+            )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )  # fmt: skip
+
+
+def _metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
+    keys = ["auroc", "auprc", "sensitivity", "specificity", "sens_at_spec90", "pauc_sens80",
+            "precision", "f1", "threshold", "n", "n_pos", "tp", "fp", "tn", "fn"]  # fmt: skip
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in rows:
+        table.add_column(name, justify="right")
+    for key in keys:
+        table.add_row(key, *(_fmt(r.get(key)) for r in rows.values()))
+    for key in ("auroc_ci", "sensitivity_ci"):
+        if any(key in r for r in rows.values()):
+            table.add_row(key, *(f"[{_fmt(r[key][0])}, {_fmt(r[key][1])}]" if key in r else "" for r in rows.values()))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@command("demo-data")
+def demo_data(
+    out: Path = typer.Argument(..., help="Folder to write the demo data set into."),
+    n: int = typer.Option(2300, help="Number of images."),
+    positive_frac: float = typer.Option(0.10, help="Share of melanoma images."),
+    size: int = typer.Option(64, help="Image side in pixels."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
+) -> None:
+    """Write a HAM10000-layout demo set with planted hard cases and label flips."""
+    from hardmine.synth import generate_demo
+
+    try:
+        meta = generate_demo(out, n=n, positive_frac=positive_frac, size=size, seed=seed)
+    except ValueError as exc:
+        raise HardmineError(str(exc)) from None
+    n_mel = int((meta["dx"] == "mel").sum())
+    console.print(
+        f"wrote {len(meta)} images ({n_mel} mel, {len(meta) - n_mel} nv, "
+        f"{meta['lesion_id'].nunique()} lesions) to {out}; planted cases in {out / 'planted.csv'}"
+    )
+
+
+@command("check-data")
+def check_data(
+    data: Path = typer.Argument(..., help="Data folder or manifest CSV."),
+    source: str = typer.Option("auto", help="auto | ham10000 | manifest | folders."),
+    metadata: Path | None = typer.Option(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv."),
+    positive: str | None = typer.Option(None, help="Positive class(es), comma list."),
+    negative: str | None = typer.Option(None, help="Negative class(es), comma list or 'rest'."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Drop unreadable images instead of failing."),
+    split_seed: int = typer.Option(0, help="Seed of the grouped split."),
+) -> None:
+    """Load a data set the way training will and summarise it."""
+    import pandas as pd
+
+    from hardmine.data import grouped_split, load_samples, split_summary
+
+    table, report = load_samples(data, source, positive, negative, metadata, verify_images=True, skip_bad=skip_bad)
+    console.print(f"source: [bold]{report.source}[/] at {report.root}")
+    console.print(
+        f"positive = {', '.join(report.positive)}; negative = {', '.join(report.negative)}; "
+        f"{report.n_rows} rows read, {report.n_excluded} of other classes left out"
+    )
+    if report.bad_files:
+        console.print(f"[yellow]skipped {len(report.bad_files)} unreadable image(s)[/], first: {report.bad_files[0]}")
+    else:
+        console.print("missing or unreadable files: none")
+    classes = Table(title="classes")
+    for col in ("class", "label", "images", "groups", "images/group (mean, max)"):
+        classes.add_column(col, justify="right" if col != "class" else "left")
+    for name, part in table.groupby("class_name"):
+        per_group = part.groupby("group").size()
+        classes.add_row(str(name), str(int(part["label"].iloc[0])), str(len(part)), str(len(per_group)),
+                        f"{per_group.mean():.2f}, {per_group.max()}")  # fmt: skip
+    console.print(classes)
+    split = pd.Series(grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), seed=split_seed))
+    summary = split_summary(table, split)
+    splits = Table(title="grouped split it would make (70/15/15)")
+    for col in summary.columns:
+        splits.add_column(col, justify="right")
+    for row in summary.itertuples(index=False):
+        splits.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(splits)
+
+
+@command("train")
+@with_options(DATA_OPTIONS, TRAIN_OPTIONS, THRESHOLD_OPTIONS)
+def train_cmd(
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run with another configuration."),
+    opts: dict | None = None,
+) -> None:
+    """Train the initial model (round 0) and tune its threshold on validation."""
+    from hardmine.rounds import Run, train_round
+
+    run = Run.create(out, _run_config(opts), overwrite=overwrite)
+    with _progress() as progress:
+        metrics = train_round(run, 0, callback=_ProgressCallback(progress))
+    console.print(_metrics_table({"val": metrics}, f"round 0, validation (threshold by {run.config.threshold.rule})"))
+    console.print(f"model: {run.round_dir(0) / 'model.pt'}; metrics: {run.round_dir(0) / 'metrics.json'}")
+
+
+@command("evaluate")
+def evaluate_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    split: str = typer.Option("val", help="val (tunes the threshold) | test (uses the val threshold)."),
+    round_: int | None = typer.Option(None, "--round", help="Round to evaluate (default: the latest)."),
+    checkpoint: Path | None = typer.Option(None, help="Model file (default: the round's model.pt)."),
+    ci: bool = typer.Option(False, "--ci", help="Bootstrap 95% intervals for AUROC and sensitivity."),
+) -> None:
+    """Metrics table, metrics JSON and ROC / PR / confusion PNGs for a round."""
+    from hardmine.rounds import Run, evaluate
+
+    run = Run.open(run_dir)
+    done = run.rounds_done()
+    r = round_ if round_ is not None else (done[-1] if done else 0)
+    with _progress() as progress:
+        cb = _ProgressCallback(progress)
+        metrics = evaluate(run, r, split, checkpoint, ci=ci, plots=True, callback=cb)
+    console.print(_metrics_table({split: metrics}, f"round {r}, {split}"))
+    name = "metrics.json" if split == "val" else "metrics_test.json"
+    console.print(f"wrote {run.round_dir(r) / name} and roc_{split}.png, pr_{split}.png, confusion_{split}.png")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

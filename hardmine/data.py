@@ -1,0 +1,527 @@
+"""Data sources, the sample table, image loading and grouped splits.
+
+Three sources become one sample table (a :class:`pandas.DataFrame`) with the
+columns ``id, path, label, group, class_name`` plus any extra metadata columns:
+
+* ``ham10000``: a folder with ``HAM10000_metadata.csv`` and ``<image_id>.jpg``
+  files anywhere below it; group = ``lesion_id``.
+* ``manifest``: a CSV ``path,label[,group]``, paths relative to the CSV's folder.
+* ``folders``: ``root/<class>/*.jpg|png``; group = file stem unless a manifest
+  says otherwise.
+
+``label`` is 1 for the positive (costly, usually minority) class and 0 for the
+negative class. Rows of classes in neither set are left out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hardmine.errors import DataError
+from hardmine.io import write_csv
+
+HAM_METADATA = "HAM10000_metadata.csv"
+HAM_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
+HAM_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SOURCES = ("auto", "ham10000", "manifest", "folders")
+SPLITS = ("train", "val", "test")
+MANIFEST_NAMES = ("manifest.csv", "labels.csv")
+_SHOW = 5  # how many offending ids an error message lists
+
+
+@dataclass
+class LoadReport:
+    """What loading found, for ``check-data`` and logs."""
+
+    source: str
+    root: Path
+    positive: list[str]
+    negative: list[str]
+    n_rows: int = 0
+    n_excluded: int = 0
+    class_counts: dict[str, int] = field(default_factory=dict)
+    bad_files: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- public
+
+
+def load_samples(
+    root: str | os.PathLike,
+    source: str = "auto",
+    positive: str | Sequence[str] | None = None,
+    negative: str | Sequence[str] | None = None,
+    metadata: str | os.PathLike | None = None,
+    verify_images: bool = False,
+    skip_bad: bool = False,
+) -> tuple[pd.DataFrame, LoadReport]:
+    """Read a data source into the sample table.
+
+    Parameters
+    ----------
+    root
+        Data folder (or, for ``manifest``, the manifest CSV or its folder).
+    source
+        One of ``auto, ham10000, manifest, folders``.
+    positive, negative
+        Class names (or comma lists). ``negative="rest"`` means every class not
+        positive. Defaults: ``mel``/``nv`` for HAM10000; for other sources ``1``/``0``
+        when labels are 0/1, else the rarer of two classes is positive.
+    metadata
+        HAM10000 metadata CSV when it is not ``root/HAM10000_metadata.csv``.
+    verify_images
+        Decode every image (at reduced scale) to catch unreadable files.
+    skip_bad
+        With ``verify_images``, drop unreadable files instead of failing.
+
+    Returns
+    -------
+    table, report
+        ``table`` has one row per image: ``id, path, label (0/1), group,
+        class_name`` and extra metadata columns, index ``0..N-1``.
+    """
+    if source not in SOURCES:
+        raise DataError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    root_path = Path(root)
+    if not root_path.exists():
+        raise DataError(f"data path {root_path} does not exist")
+    if source == "auto":
+        source = detect_source(root_path, metadata)
+    reader = {"ham10000": _read_ham10000, "manifest": _read_manifest, "folders": _read_folders}
+    if source == "ham10000":
+        raw, base = _read_ham10000(root_path, metadata)
+    else:
+        raw, base = reader[source](root_path)
+    table, report = _apply_task(raw, source, base, positive, negative)
+    if verify_images:
+        bad = find_unreadable(table["path"])
+        if bad:
+            if not skip_bad:
+                raise DataError(
+                    f"{len(bad)} unreadable image(s), first: {bad[0]} "
+                    "(use --skip-bad to drop them)"
+                )
+            table = table[~table["path"].isin(set(bad))].reset_index(drop=True)
+            report.bad_files = bad
+            _check_both_classes(table, report.positive, report.negative)
+    report.class_counts = {
+        "positive": int((table["label"] == 1).sum()),
+        "negative": int((table["label"] == 0).sum()),
+    }
+    return table, report
+
+
+def detect_source(root: Path, metadata: str | os.PathLike | None = None) -> str:
+    """Guess the source kind of ``root``: HAM10000, CSV manifest or class folders."""
+    if metadata is not None or (root.is_dir() and (root / HAM_METADATA).exists()):
+        return "ham10000"
+    if root.is_file() and root.suffix.lower() == ".csv":
+        return "manifest"
+    if root.is_dir():
+        if any((root / name).exists() for name in MANIFEST_NAMES):
+            return "manifest"
+        if any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir()):
+            return "folders"
+    raise DataError(
+        f"cannot tell the data source of {root}: expected {HAM_METADATA}, a manifest CSV "
+        f"({' or '.join(MANIFEST_NAMES)}) or class sub-folders"
+    )
+
+
+def find_unreadable(paths: Sequence[str] | pd.Series) -> list[str]:
+    """Return the paths that PIL cannot decode (checked at reduced scale for speed)."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img.draft("RGB", (32, 32))  # JPEG decodes at 1/8 scale: fast, still full read
+                img.load()
+        except Exception:  # noqa: BLE001 - any decoder failure means unreadable
+            bad.append(str(path))
+    return bad
+
+
+def load_image(path: str | os.PathLike, size: int | None = None):
+    """Open an image as RGB, decoding JPEGs at a reduced scale when ``size`` allows."""
+    from PIL import Image
+
+    try:
+        img = Image.open(path)
+        if size is not None:
+            img.draft("RGB", (size, size))
+        return img.convert("RGB")
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """Join ``relative`` to ``root`` and refuse results outside ``root``."""
+    root_resolved = root.resolve()
+    candidate = (root_resolved / relative).resolve()
+    if not candidate.is_relative_to(root_resolved):
+        raise DataError(f"path {relative!r} resolves outside the data root {root_resolved}")
+    return candidate
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _read_ham10000(root: Path, metadata: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
+    meta_path = Path(metadata) if metadata is not None else root / HAM_METADATA
+    if not meta_path.is_file():
+        raise DataError(f"metadata file {meta_path} not found (expected {HAM_METADATA})")
+    frame = _read_csv(meta_path)
+    _require_columns(frame, ("lesion_id", "image_id", "dx"), meta_path)
+    frame = frame.astype({"image_id": str, "lesion_id": str, "dx": str})
+    unknown = sorted(set(frame["dx"]) - set(HAM_DX))
+    if unknown:
+        raise DataError(
+            f"{meta_path}: unknown dx value(s) {', '.join(unknown)}; expected {', '.join(HAM_DX)}"
+        )
+    bad_ids = frame["image_id"][frame["image_id"].str.contains(r"[/\\]|^\.\.?$|\x00", regex=True)]
+    if len(bad_ids):
+        raise DataError(
+            f"{meta_path}: image_id {bad_ids.iloc[0]!r} would resolve outside the data root"
+        )
+    image_root = root if root.is_dir() else meta_path.parent
+    found = _index_images(image_root, suffixes=(".jpg", ".jpeg"))
+    paths = frame["image_id"].map(found)
+    missing = frame["image_id"][paths.isna()].tolist()
+    if missing:
+        raise DataError(
+            f"{len(missing)} image(s) listed in {meta_path.name} not found under {image_root}, "
+            f"first: {', '.join(missing[:_SHOW])}"
+        )
+    extra = [c for c in frame.columns if c not in ("image_id", "lesion_id", "dx")]
+    table = pd.DataFrame(
+        {
+            "id": frame["image_id"],
+            "path": paths.astype(str),
+            "class_name": frame["dx"],
+            "group": frame["lesion_id"],
+        }
+    )
+    for col in extra:
+        table[col] = frame[col].values
+    return table, image_root
+
+
+def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
+    if root.is_dir():
+        candidates = [root / n for n in MANIFEST_NAMES if (root / n).exists()]
+        if not candidates:
+            raise DataError(f"no manifest ({' or '.join(MANIFEST_NAMES)}) in {root}")
+        csv_path = candidates[0]
+    else:
+        csv_path = root
+    frame = _read_csv(csv_path)
+    _require_columns(frame, ("path", "label"), csv_path)
+    base = csv_path.parent.resolve()
+    paths = []
+    for row, rel in enumerate(frame["path"].astype(str), start=2):  # row 1 is the header
+        try:
+            paths.append(resolve_inside(base, rel))
+        except DataError:
+            raise DataError(
+                f"{csv_path} row {row}: path {rel!r} resolves outside the data root {base}"
+            ) from None
+    exists = np.array([p.is_file() for p in paths])
+    if not exists.all():
+        missing = [str(frame["path"].iloc[i]) for i in np.flatnonzero(~exists)]
+        raise DataError(
+            f"{len(missing)} image(s) listed in {csv_path} not found, first: "
+            f"{', '.join(missing[:_SHOW])}"
+        )
+    rel_ids = frame["path"].astype(str).map(lambda s: Path(s).with_suffix("").as_posix())
+    groups = frame["group"].astype(str) if "group" in frame else rel_ids
+    table = pd.DataFrame(
+        {
+            "id": rel_ids,
+            "path": [str(p) for p in paths],
+            "class_name": frame["label"].astype(str),
+            "group": groups,
+        }
+    )
+    for col in frame.columns:
+        if col not in ("path", "label", "group"):
+            table[col] = frame[col].values
+    return table, base
+
+
+def _read_folders(root: Path) -> tuple[pd.DataFrame, Path]:
+    rows = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                rows.append((f"{class_dir.name}/{path.stem}", str(path), class_dir.name, path.stem))
+    if not rows:
+        raise DataError(f"no images (*.jpg, *.png) in the class folders of {root}")
+    table = pd.DataFrame(rows, columns=["id", "path", "class_name", "group"])
+    return table, root.resolve()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read CSV {path}: {exc}".splitlines()[0]) from None
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: required column(s) {', '.join(missing)} missing; "
+            f"found {', '.join(frame.columns) or 'none'}"
+        )
+
+
+def _index_images(root: Path, suffixes: Sequence[str]) -> dict[str, str]:
+    """Map file stem -> path for every image below ``root`` in one walk.
+
+    Symlinked folders are not followed so nothing outside the root is picked up.
+    """
+    found: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in suffixes and stem not in found:
+                found[stem] = os.path.join(dirpath, name)
+    return found
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def _apply_task(
+    raw: pd.DataFrame,
+    source: str,
+    base: Path,
+    positive: str | Sequence[str] | None,
+    negative: str | Sequence[str] | None,
+) -> tuple[pd.DataFrame, LoadReport]:
+    classes = sorted(set(raw["class_name"]))
+    pos = _as_list(positive)
+    neg = _as_list(negative)
+    if pos is None:
+        pos = _default_positive(raw["class_name"], source)
+    if neg is None:
+        neg = ["nv"] if source == "ham10000" else ["rest"]
+    if neg == ["rest"]:
+        neg = [c for c in classes if c not in pos]
+    known = set(HAM_DX) if source == "ham10000" else set(classes)
+    for name in pos + neg:
+        if name not in known:
+            raise DataError(
+                f"class {name!r} is not in the data; found {', '.join(classes)}"
+            )
+    overlap = sorted(set(pos) & set(neg))
+    if overlap:
+        raise DataError(f"class(es) {', '.join(overlap)} are both positive and negative")
+    keep = raw["class_name"].isin(pos + neg)
+    table = raw[keep].reset_index(drop=True)
+    table.insert(2, "label", table["class_name"].isin(pos).astype(np.int64))
+    report = LoadReport(
+        source=source,
+        root=base,
+        positive=pos,
+        negative=neg,
+        n_rows=len(raw),
+        n_excluded=int((~keep).sum()),
+    )
+    _check_both_classes(table, pos, neg)
+    if table["id"].duplicated().any():
+        dup = table["id"][table["id"].duplicated()].iloc[0]
+        raise DataError(f"sample id {dup!r} appears more than once")
+    return table, report
+
+
+def _default_positive(class_names: pd.Series, source: str) -> list[str]:
+    if source == "ham10000":
+        return ["mel"]
+    counts = class_names.value_counts()
+    if set(counts.index) <= {"0", "1"}:
+        return ["1"]
+    if len(counts) == 2:
+        return [str(counts.idxmin())]
+    raise DataError(
+        f"{len(counts)} classes found ({', '.join(sorted(counts.index))}); "
+        "say which are positive with --positive"
+    )
+
+
+def _check_both_classes(table: pd.DataFrame, pos: list[str], neg: list[str]) -> None:
+    if not (table["label"] == 1).any():
+        raise DataError(f"positive class ({', '.join(pos)}) has no samples")
+    if not (table["label"] == 0).any():
+        raise DataError(f"negative class ({', '.join(neg) or 'none'}) has no samples")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def grouped_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> np.ndarray:
+    """Assign each sample to train/val/test with no group in two splits.
+
+    Groups are placed one at a time, in seeded random order, into the split whose
+    class counts then deviate least from their targets (relative squared error
+    per class, so the minority class counts as much as the majority), the greedy
+    rule behind scikit-learn's ``StratifiedGroupKFold``.
+
+    Parameters
+    ----------
+    labels : (N,) int array of 0/1.
+    groups : (N,) array of group keys (lesion ids).
+    fractions : three fractions summing to 1.
+    seed : random seed for tie-breaking.
+
+    Returns
+    -------
+    (N,) object array of ``"train" | "val" | "test"``.
+    """
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise DataError(f"split fractions {fractions.tolist()} must be three values summing to 1")
+    labels = np.asarray(labels).astype(np.int64)
+    group_codes, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    n_groups = len(group_codes)
+    per_group = np.zeros((n_groups, 2), dtype=np.int64)
+    np.add.at(per_group, (group_index, labels), 1)
+    # Random order (not largest-first) keeps each split's mix of group sizes representative.
+    order = np.random.default_rng(seed).permutation(n_groups)
+    targets = fractions[:, None] * per_group.sum(0)[None, :]  # (3 splits, 2 classes)
+    counts = np.zeros((3, 2))
+    assignment = np.empty(n_groups, dtype=np.int64)
+    for g in order:
+        # Deficit relative to target, scaled per class so the minority class counts as much.
+        after = counts[None, :, :] + np.eye(3)[:, :, None] * per_group[g][None, None, :]
+        cost = (((after - targets[None]) / np.maximum(targets[None], 1)) ** 2).sum(axis=(1, 2))
+        best = int(np.argmin(cost))
+        assignment[g] = best
+        counts[best] += per_group[g]
+    return np.array(SPLITS, dtype=object)[assignment[group_index]]
+
+
+def make_or_load_split(
+    table: pd.DataFrame,
+    path: str | os.PathLike,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> pd.Series:
+    """Return the split of each row, re-using ``path`` (``split.csv``) when it exists.
+
+    Returns a Series aligned with ``table`` holding ``train|val|test``.
+    """
+    path = Path(path)
+    if path.exists():
+        saved = _read_csv(path)
+        _require_columns(saved, ("id", "group", "split"), path)
+        lookup = dict(zip(saved["id"], saved["split"], strict=True))
+        split = table["id"].map(lookup)
+        if split.isna().any():
+            first = table["id"][split.isna()].iloc[0]
+            raise DataError(
+                f"{path}: {int(split.isna().sum())} sample(s) have no split, first {first!r}; "
+                "the data changed since the split was made (use a new --out)"
+            )
+        bad = sorted(set(split) - set(SPLITS))
+        if bad:
+            raise DataError(f"{path}: unknown split value(s) {', '.join(bad)}")
+        return split.rename("split")
+    split = pd.Series(
+        grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), fractions, seed),
+        index=table.index,
+        name="split",
+    )
+    write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
+    return split
+
+
+def split_summary(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
+    """Counts and positive rate per split (rows train/val/test/all)."""
+    rows = []
+    for name in (*SPLITS, "all"):
+        part = table if name == "all" else table[split == name]
+        n_pos = int(part["label"].sum())
+        rows.append(
+            {
+                "split": name,
+                "images": len(part),
+                "groups": part["group"].nunique(),
+                "positive": n_pos,
+                "negative": len(part) - n_pos,
+                "positive_rate": n_pos / len(part) if len(part) else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- torch dataset
+
+
+def build_transform(image_size: int, train: bool):
+    """Torchvision transform: resize, dermoscopy-style augmentation when ``train``.
+
+    Dermoscopy has no canonical orientation, so flips in both axes and full
+    rotations are safe; colour jitter is mild because colour carries diagnosis.
+    """
+    from torchvision import transforms as T
+
+    steps = [T.Resize((image_size, image_size), antialias=True)]
+    if train:
+        steps += [
+            T.RandomHorizontalFlip(),
+            T.RandomVerticalFlip(),
+            T.RandomRotation(180),
+            T.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.1, hue=0.02),
+        ]
+    steps += [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+    return T.Compose(steps)
+
+
+class ImageDataset:
+    """A map-style torch dataset over the sample table.
+
+    ``dataset[i]`` returns ``(image_tensor (3, S, S), label int, i)`` so that
+    per-sample results map back to table rows. Implemented without subclassing
+    to keep ``torch`` out of import time; torch's DataLoader only needs
+    ``__len__`` and ``__getitem__``.
+    """
+
+    def __init__(self, table: pd.DataFrame, image_size: int = 224, train: bool = False):
+        self.table = table.reset_index(drop=True)
+        self.paths = self.table["path"].tolist()
+        self.labels = self.table["label"].to_numpy(dtype=np.int64)
+        self.image_size = image_size
+        self.train = train
+        self.transform = build_transform(image_size, train)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = load_image(self.paths[index], self.image_size)
+        return self.transform(image), int(self.labels[index]), int(index)

@@ -1,0 +1,18 @@
+"""Exceptions hardmine raises for bad input.
+
+Every user-facing problem raises a subclass of :class:`HardmineError` (itself a
+``ValueError``) whose message is one line naming the file, row or value and what
+was expected. The CLI prints that line and exits non-zero without a traceback.
+"""
+
+
+class HardmineError(ValueError):
+    """Bad input or state that the user can fix; the message says how."""
+
+
+class DataError(HardmineError):
+    """A data source, image, split or table is missing, malformed or inconsistent."""
+
+
+class ModelError(HardmineError):
+    """A model name, weight file or checkpoint cannot be used."""

@@ -1,0 +1,83 @@
+"""Atomic file writes: a temp file in the target folder, then ``os.replace``.
+
+A reader never sees a half-written file, and a crash leaves the previous
+version in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it into place."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix + ".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _write_with(path: str | os.PathLike, writer: Callable[[Path], None], suffix: str = "") -> Path:
+    with atomic_path(path, suffix) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (NaN becomes null) atomically."""
+    text = json.dumps(_json_safe(obj), indent=2, sort_keys=False)
+    return _write_with(path, lambda p: p.write_text(text + "\n"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
+    """Write a table as CSV without the index, atomically."""
+    return _write_with(path, lambda p: frame.to_csv(p, index=False))
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Save an array as ``.npy`` atomically (never pickled)."""
+
+    def save(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.save(fh, np.asarray(array), allow_pickle=False)
+
+    return _write_with(path, save, suffix=".npy")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return _write_with(path, lambda p: p.write_bytes(data))
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,404 @@
+"""The training loop: imbalance levers, fine-tuning schedule, checkpoints, progress.
+
+Library code never prints: progress goes to an optional ``callback(event, info)``
+with events ``epoch_start``, ``batch`` and ``epoch_end``.
+
+Files written to ``out_dir`` (each atomically):
+
+* ``last.pt``: model, optimiser and scheduler state after the latest epoch (resume point)
+* ``model.pt``: the state dict of the best epoch by ``monitor`` on validation
+* ``history.jsonl``: one JSON line per epoch (train loss, val metrics, lr)
+* ``dynamics.npz``: per-epoch loss and p(true label) of every training sample,
+  recorded from the training forward passes at no extra cost (NaN if not drawn)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from hardmine.curriculum import CurriculumSampler, class_balance_weights
+from hardmine.errors import HardmineError
+from hardmine.io import atomic_path, write_bytes
+from hardmine.losses import class_weights, per_sample_loss, weighted_mean
+from hardmine.metrics import binary_metrics, softmax
+
+Callback = Callable[[str, dict[str, Any]], None]
+SAMPLING = ("none", "oversample")
+SCHEDULES = ("onecycle", "cosine")
+APPLY = ("sampler", "loss")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (JSON-serialisable)."""
+
+    model: str = "tiny"
+    weights: str = "none"
+    image_size: int = 64
+    epochs: int = 8
+    freeze_epochs: int = 0
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    loss: str = "ce"
+    class_weighting: str = "inverse"
+    focal_gamma: float = 2.0
+    sampling: str = "none"
+    apply: str = "sampler"
+    monitor: str = "auroc"
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int | None = None
+    amp: bool = True
+
+    def validate(self) -> None:
+        from hardmine.losses import CLASS_WEIGHTING, LOSSES
+        from hardmine.metrics import METRIC_KEYS
+
+        choices = {
+            "loss": LOSSES, "class_weighting": CLASS_WEIGHTING, "sampling": SAMPLING,
+            "schedule": SCHEDULES, "apply": APPLY, "monitor": METRIC_KEYS,
+        }  # fmt: skip
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise HardmineError(
+                    f"{name}={getattr(self, name)!r} is not valid; expected one of {', '.join(valid)}"
+                )
+        if self.epochs < 1 or self.freeze_epochs < 0:
+            raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise HardmineError("batch_size must be >= 1 and lr > 0")
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_value: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    model_path: Path | None = None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HardmineError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def default_workers(device: torch.device, image_size: int) -> int:
+    """Loader workers: several on GPU machines; on CPU small images decode faster inline
+    than through worker processes that compete with the model for the same cores."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if device.type == "cuda":
+        return max(1, min(8, cpus - 1))
+    return 0 if image_size <= 128 or cpus <= 2 else min(4, cpus - 1)
+
+
+def make_loader(
+    dataset, batch_size: int, device: torch.device, num_workers: int | None, sampler=None,
+    image_size: int = 224,
+) -> DataLoader:  # fmt: skip
+    workers = default_workers(device, image_size) if num_workers is None else num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int = 128,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+    num_workers: int | None = None,
+    tta: bool = False,
+    callback: Callback | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and embeddings of every sample from one forward pass (no augmentation).
+
+    Returns
+    -------
+    logits : (N, C) float32, in dataset order.
+    embeddings : (N, D) float32, in dataset order (not normalised).
+    With ``tta``, the horizontally flipped image is scored too and logits and
+    embeddings are averaged.
+    """
+    device = torch.device(device)
+    model.eval().to(device)
+    loader = make_loader(dataset, batch_size, device, num_workers, image_size=getattr(dataset, "image_size", 224))
+    logits_out: np.ndarray | None = None
+    emb_out: np.ndarray | None = None
+    n = len(dataset)
+    done = 0
+    for images, _, index in loader:
+        images = _to_device(images, device)
+        logits, emb = _forward(model, images, device, amp)
+        if tta:
+            flipped_logits, flipped_emb = _forward(model, torch.flip(images, dims=[3]), device, amp)
+            logits, emb = (logits + flipped_logits) / 2, (emb + flipped_emb) / 2
+        if logits_out is None:
+            logits_out = np.empty((n, logits.shape[1]), dtype=np.float32)
+            emb_out = np.empty((n, emb.shape[1]), dtype=np.float32)
+        idx = index.numpy()
+        logits_out[idx] = logits.float().cpu().numpy()
+        emb_out[idx] = emb.float().cpu().numpy()
+        done += len(idx)
+        if callback:
+            callback("batch", {"done": done, "total": n, "phase": "predict"})
+    if logits_out is None:
+        raise HardmineError("cannot predict on an empty dataset")
+    return logits_out, emb_out
+
+
+def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _forward(model, images, device: torch.device, amp: bool):
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        return model(images)
+
+
+def fit(
+    model: torch.nn.Module,
+    train_ds,
+    val_ds,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    sample_weights: np.ndarray | None = None,
+    callback: Callback | None = None,
+    resume: bool = True,
+) -> FitResult:
+    """Train ``model`` (a :class:`hardmine.models.Classifier`) and keep the best epoch.
+
+    Parameters
+    ----------
+    train_ds, val_ds : datasets yielding ``(image, label, index)``; both need ``.labels``.
+    config : the training options.
+    out_dir : where checkpoints, history and dynamics go.
+    sample_weights : (N_train,) curriculum weights (mean 1); applied through the
+        sampler or the loss according to ``config.apply``.
+    resume : continue from ``out_dir/last.pt`` when it exists.
+
+    Returns
+    -------
+    FitResult with the best epoch, its monitor value and the per-epoch history.
+    """
+    config.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    labels = np.asarray(train_ds.labels)
+    n_train = len(labels)
+    if sample_weights is not None:
+        sample_weights = np.asarray(sample_weights, dtype=np.float64)
+        if sample_weights.shape != (n_train,):
+            raise HardmineError(
+                f"sample_weights has shape {sample_weights.shape}; expected ({n_train},)"
+            )
+    cw = torch.tensor(
+        class_weights(np.bincount(labels, minlength=2), config.class_weighting), dtype=torch.float32
+    ).to(device)
+    draw_weights = _draw_weights(labels, config, sample_weights)
+    sampler = None if draw_weights is None else CurriculumSampler(draw_weights, seed=config.seed)
+    loss_weights = (
+        torch.as_tensor(sample_weights, dtype=torch.float32)
+        if sample_weights is not None and config.apply == "loss"
+        else None
+    )
+    total_epochs = config.freeze_epochs + config.epochs
+    state = _TrainState(total_epochs, n_train)
+    optimizer = scheduler = None
+    if resume and (out / "last.pt").exists():
+        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        state.load(ckpt, out)
+    for epoch in range(state.next_epoch, total_epochs):
+        frozen = epoch < config.freeze_epochs
+        if optimizer is None or epoch == config.freeze_epochs:
+            optimizer, scheduler = _make_optimizer(model, config, frozen, n_train, epoch)
+            # The saved optimiser belongs to the saved phase: not reusable across the unfreeze.
+            same_phase = epoch != config.freeze_epochs or epoch == 0
+            if epoch == state.next_epoch and state.optim_state is not None and same_phase:
+                optimizer.load_state_dict(state.optim_state)
+                scheduler.load_state_dict(state.sched_state)
+        _set_trainable(model, frozen)
+        torch.manual_seed(config.seed * 100_003 + epoch)  # augmentation stream of this epoch
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            epoch_sampler = sampler
+        else:
+            epoch_sampler = RandomSampler(
+                train_ds, generator=torch.Generator().manual_seed(config.seed + epoch)
+            )
+        loader = make_loader(
+            train_ds, config.batch_size, device, config.num_workers, epoch_sampler, config.image_size
+        )
+        if callback:
+            callback("epoch_start", {"epoch": epoch, "total_epochs": total_epochs, "steps": len(loader), "frozen": frozen})
+        train_loss = _train_epoch(
+            model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback
+        )
+        val_logits, _ = predict(model, val_ds, config.batch_size * 2, device, config.amp, config.num_workers)
+        val_prob = softmax(val_logits)[:, 1]
+        val = binary_metrics(np.asarray(val_ds.labels), val_prob)
+        value = val[config.monitor]
+        record = {"epoch": epoch, "frozen": frozen, "train_loss": train_loss,
+                  "lr": optimizer.param_groups[0]["lr"], "val": val}  # fmt: skip
+        improved = not math.isnan(value) and (state.best_value is None or value > state.best_value)
+        if improved:
+            state.best_value, state.best_epoch = float(value), epoch
+            _save(out / "model.pt", model.state_dict())
+        state.history.append(record)
+        state.next_epoch = epoch + 1
+        _append_history(out / "history.jsonl", state.history)
+        _save_dynamics(out / "dynamics.npz", state)
+        _save(out / "last.pt", {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "next_epoch": epoch + 1,
+            "best_epoch": state.best_epoch, "best_value": float(state.best_value if state.best_value is not None else float("nan")),
+        })  # fmt: skip
+        if callback:
+            callback("epoch_end", record | {"improved": improved})
+    if state.best_epoch is None:  # every epoch's monitor was NaN: keep the last model
+        _save(out / "model.pt", model.state_dict())
+        state.best_epoch, state.best_value = total_epochs - 1, float("nan")
+    return FitResult(state.best_epoch, state.best_value, state.history, out / "model.pt")
+
+
+def _draw_weights(labels, config: TrainConfig, sample_weights) -> np.ndarray | None:
+    """Per-sample draw probabilities (unnormalised) or None for plain shuffling."""
+    w = class_balance_weights(labels) if config.sampling == "oversample" else None
+    if sample_weights is not None and config.apply == "sampler":
+        w = sample_weights if w is None else w * sample_weights
+    return w
+
+
+class _TrainState:
+    def __init__(self, total_epochs: int, n_train: int):
+        self.next_epoch = 0
+        self.best_epoch: int | None = None
+        self.best_value: float | None = None
+        self.history: list[dict] = []
+        self.losses = np.full((total_epochs, n_train), np.nan, dtype=np.float32)
+        self.p_true = np.full((total_epochs, n_train), np.nan, dtype=np.float32)
+        self.optim_state = None
+        self.sched_state = None
+
+    def load(self, ckpt: dict, out: Path) -> None:
+        self.next_epoch = int(ckpt["next_epoch"])
+        self.best_epoch = int(ckpt["best_epoch"]) if ckpt["best_epoch"] is not None else None
+        best = float(ckpt["best_value"])
+        self.best_value = None if math.isnan(best) else best
+        self.optim_state, self.sched_state = ckpt["optimizer"], ckpt["scheduler"]
+        history_path = out / "history.jsonl"
+        if history_path.exists():
+            lines = history_path.read_text().splitlines()
+            self.history = [json.loads(line) for line in lines][: self.next_epoch]
+        dyn = out / "dynamics.npz"
+        if dyn.exists():
+            with np.load(dyn, allow_pickle=False) as data:
+                rows = min(self.next_epoch, len(data["loss"]), len(self.losses))
+                if data["loss"].shape[1] == self.losses.shape[1]:
+                    self.losses[:rows] = data["loss"][:rows]
+                    self.p_true[:rows] = data["p_true"][:rows]
+
+
+def _make_optimizer(model, config: TrainConfig, frozen: bool, n_train: int, epoch: int):
+    params = model.head_parameters() if frozen else [p for p in model.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    phase_epochs = config.freeze_epochs if frozen else config.epochs
+    total = steps_per_epoch * phase_epochs
+    if config.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    # Resuming mid-phase: the scheduler is fast-forwarded by load_state_dict.
+    return optimizer, scheduler
+
+
+def _set_trainable(model, frozen: bool) -> None:
+    head = set(map(id, model.head_parameters()))
+    for p in model.parameters():
+        p.requires_grad_(not frozen or id(p) in head)
+
+
+def _train_epoch(model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback):
+    model.train()
+    total, count = 0.0, 0
+    for step, (images, targets, index) in enumerate(loader):
+        images = _to_device(images, device)
+        targets = targets.to(device, non_blocking=True)
+        logits, _ = _forward(model, images, device, config.amp)
+        loss_vec = per_sample_loss(logits, targets, config.loss, cw, config.focal_gamma)
+        batch_w = loss_weights[index].to(device) if loss_weights is not None else None
+        loss = weighted_mean(loss_vec, batch_w)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            ce = per_sample_loss(logits.detach(), targets, "ce")
+            idx = index.numpy()
+            state.losses[epoch, idx] = ce.float().cpu().numpy()
+            state.p_true[epoch, idx] = torch.exp(-ce).float().cpu().numpy()
+        total += float(loss.detach()) * len(targets)
+        count += len(targets)
+        if callback:
+            callback("batch", {"epoch": epoch, "step": step + 1, "steps": len(loader), "loss": float(loss.detach())})
+    return total / max(count, 1)
+
+
+def _save(path: Path, obj: Any) -> None:
+    with atomic_path(path, ".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+def _append_history(path: Path, history: list[dict]) -> None:
+    text = "".join(json.dumps(_nan_to_none(h)) + "\n" for h in history)
+    write_bytes(path, text.encode())
+
+
+def _nan_to_none(obj):
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def _save_dynamics(path: Path, state: _TrainState) -> None:
+    with atomic_path(path, ".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, loss=state.losses, p_true=state.p_true)
+
+
+def config_dict(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)
