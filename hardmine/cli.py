@@ -31,7 +31,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """Hard-example mining for imbalanced image classification."""
 
@@ -45,7 +47,10 @@ DATA_OPTIONS: dict[str, tuple[Any, Any]] = {
     "source": (str, typer.Option("auto", help="auto | ham10000 | manifest | folders.")),
     "metadata": (Path | None, typer.Option(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv.")),
     "positive": (str | None, typer.Option(None, help="Positive class(es), comma list (HAM10000 default: mel).")),
-    "negative": (str | None, typer.Option(None, help="Negative class(es), comma list or 'rest' (HAM10000 default: nv).")),
+    "negative": (
+        str | None,
+        typer.Option(None, help="Negative class(es), comma list or 'rest' (HAM10000 default: nv)."),
+    ),
     "skip_bad": (bool, typer.Option(False, "--skip-bad", help="Drop unreadable images instead of failing.")),
     "split_seed": (int, typer.Option(0, help="Seed of the grouped train/val/test split.")),
 }
@@ -142,7 +147,9 @@ class _ProgressCallback:
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
         if event == "epoch_start":
-            desc = f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}" + (" (head)" if info["frozen"] else "")
+            desc = f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}" + (
+                " (head)" if info["frozen"] else ""
+            )
             if self.task is not None:
                 self.progress.remove_task(self.task)
             self.task = self.progress.add_task(desc, total=info["steps"])

@@ -104,10 +104,7 @@ def load_samples(
         bad = find_unreadable(table["path"])
         if bad:
             if not skip_bad:
-                raise DataError(
-                    f"{len(bad)} unreadable image(s), first: {bad[0]} "
-                    "(use --skip-bad to drop them)"
-                )
+                raise DataError(f"{len(bad)} unreadable image(s), first: {bad[0]} (use --skip-bad to drop them)")
             table = table[~table["path"].isin(set(bad))].reset_index(drop=True)
             report.bad_files = bad
             _check_both_classes(table, report.positive, report.negative)
@@ -184,14 +181,10 @@ def _read_ham10000(root: Path, metadata: str | os.PathLike | None) -> tuple[pd.D
     frame = frame.astype({"image_id": str, "lesion_id": str, "dx": str})
     unknown = sorted(set(frame["dx"]) - set(HAM_DX))
     if unknown:
-        raise DataError(
-            f"{meta_path}: unknown dx value(s) {', '.join(unknown)}; expected {', '.join(HAM_DX)}"
-        )
+        raise DataError(f"{meta_path}: unknown dx value(s) {', '.join(unknown)}; expected {', '.join(HAM_DX)}")
     bad_ids = frame["image_id"][frame["image_id"].str.contains(r"[/\\]|^\.\.?$|\x00", regex=True)]
     if len(bad_ids):
-        raise DataError(
-            f"{meta_path}: image_id {bad_ids.iloc[0]!r} would resolve outside the data root"
-        )
+        raise DataError(f"{meta_path}: image_id {bad_ids.iloc[0]!r} would resolve outside the data root")
     image_root = root if root.is_dir() else meta_path.parent
     found = _index_images(image_root, suffixes=(".jpg", ".jpeg"))
     paths = frame["image_id"].map(found)
@@ -231,16 +224,11 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
         try:
             paths.append(resolve_inside(base, rel))
         except DataError:
-            raise DataError(
-                f"{csv_path} row {row}: path {rel!r} resolves outside the data root {base}"
-            ) from None
+            raise DataError(f"{csv_path} row {row}: path {rel!r} resolves outside the data root {base}") from None
     exists = np.array([p.is_file() for p in paths])
     if not exists.all():
         missing = [str(frame["path"].iloc[i]) for i in np.flatnonzero(~exists)]
-        raise DataError(
-            f"{len(missing)} image(s) listed in {csv_path} not found, first: "
-            f"{', '.join(missing[:_SHOW])}"
-        )
+        raise DataError(f"{len(missing)} image(s) listed in {csv_path} not found, first: {', '.join(missing[:_SHOW])}")
     rel_ids = frame["path"].astype(str).map(lambda s: Path(s).with_suffix("").as_posix())
     groups = frame["group"].astype(str) if "group" in frame else rel_ids
     table = pd.DataFrame(
@@ -283,8 +271,7 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) ->
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{path}: required column(s) {', '.join(missing)} missing; "
-            f"found {', '.join(frame.columns) or 'none'}"
+            f"{path}: required column(s) {', '.join(missing)} missing; found {', '.join(frame.columns) or 'none'}"
         )
 
 
@@ -330,9 +317,7 @@ def _apply_task(
     known = set(HAM_DX) if source == "ham10000" else set(classes)
     for name in pos + neg:
         if name not in known:
-            raise DataError(
-                f"class {name!r} is not in the data; found {', '.join(classes)}"
-            )
+            raise DataError(f"class {name!r} is not in the data; found {', '.join(classes)}")
     overlap = sorted(set(pos) & set(neg))
     if overlap:
         raise DataError(f"class(es) {', '.join(overlap)} are both positive and negative")
@@ -363,8 +348,7 @@ def _default_positive(class_names: pd.Series, source: str) -> list[str]:
     if len(counts) == 2:
         return [str(counts.idxmin())]
     raise DataError(
-        f"{len(counts)} classes found ({', '.join(sorted(counts.index))}); "
-        "say which are positive with --positive"
+        f"{len(counts)} classes found ({', '.join(sorted(counts.index))}); say which are positive with --positive"
     )
 
 
@@ -386,10 +370,10 @@ def grouped_split(
 ) -> np.ndarray:
     """Assign each sample to train/val/test with no group in two splits.
 
-    Groups are placed one at a time, in seeded random order, into the split whose
-    class counts then deviate least from their targets (relative squared error
-    per class, so the minority class counts as much as the majority), the greedy
-    rule behind scikit-learn's ``StratifiedGroupKFold``.
+    Groups are stratified (groups holding a positive; the others), shuffled with
+    the seed within each stratum, and cut at the cumulative fractions of their
+    positive (respectively image) counts. Every split thus gets close to the
+    whole set's positive rate and a representative mix of group sizes.
 
     Parameters
     ----------
@@ -406,22 +390,21 @@ def grouped_split(
     if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
         raise DataError(f"split fractions {fractions.tolist()} must be three values summing to 1")
     labels = np.asarray(labels).astype(np.int64)
-    group_codes, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    n_groups = len(group_codes)
-    per_group = np.zeros((n_groups, 2), dtype=np.int64)
-    np.add.at(per_group, (group_index, labels), 1)
-    # Random order (not largest-first) keeps each split's mix of group sizes representative.
-    order = np.random.default_rng(seed).permutation(n_groups)
-    targets = fractions[:, None] * per_group.sum(0)[None, :]  # (3 splits, 2 classes)
-    counts = np.zeros((3, 2))
+    _, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    n_groups = group_index.max() + 1
+    pos_count = np.bincount(group_index, weights=labels, minlength=n_groups)
+    size = np.bincount(group_index, minlength=n_groups)
+    rng = np.random.default_rng(seed)
+    bounds = np.cumsum(fractions)[:2]
     assignment = np.empty(n_groups, dtype=np.int64)
-    for g in order:
-        # Deficit relative to target, scaled per class so the minority class counts as much.
-        after = counts[None, :, :] + np.eye(3)[:, :, None] * per_group[g][None, None, :]
-        cost = (((after - targets[None]) / np.maximum(targets[None], 1)) ** 2).sum(axis=(1, 2))
-        best = int(np.argmin(cost))
-        assignment[g] = best
-        counts[best] += per_group[g]
+    # Stratum 1: groups holding positives, cut by positive count; stratum 2: the rest, by size.
+    for members, amount in ((pos_count > 0, pos_count), (pos_count == 0, size)):
+        order = rng.permutation(np.flatnonzero(members))
+        if len(order) == 0:
+            continue
+        cum = np.cumsum(amount[order])
+        midpoint = (cum - amount[order] / 2) / cum[-1]
+        assignment[order] = np.searchsorted(bounds, midpoint, side="right")
     return np.array(SPLITS, dtype=object)[assignment[group_index]]
 
 

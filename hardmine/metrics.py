@@ -36,9 +36,7 @@ def _validate(y_true, prob_pos) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y_true)
     p = np.asarray(prob_pos, dtype=np.float64)
     if y.ndim != 1 or p.ndim != 1 or len(y) != len(p):
-        raise ValueError(
-            f"y_true and prob_pos must be 1-d of equal length; got shapes {y.shape} and {p.shape}"
-        )
+        raise ValueError(f"y_true and prob_pos must be 1-d of equal length; got shapes {y.shape} and {p.shape}")
     if len(y) == 0:
         raise ValueError("y_true is empty")
     if not np.isin(y, (0, 1)).all():
@@ -46,9 +44,7 @@ def _validate(y_true, prob_pos) -> tuple[np.ndarray, np.ndarray]:
     if np.isnan(p).any():
         raise ValueError(f"prob_pos holds {int(np.isnan(p).sum())} NaN value(s)")
     if (p < 0).any() or (p > 1).any():
-        raise ValueError(
-            f"prob_pos must lie in [0, 1]; found values from {p.min():.4g} to {p.max():.4g}"
-        )
+        raise ValueError(f"prob_pos must lie in [0, 1]; found values from {p.min():.4g} to {p.max():.4g}")
     return y.astype(np.int64), p
 
 
@@ -168,9 +164,7 @@ def _threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[s
 def _ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "sens_at_spec95", "pauc_sens80")
     if y.min() == y.max():
-        warnings.warn(
-            f"only class {int(y[0])} present in y_true; ranking metrics are NaN", stacklevel=3
-        )
+        warnings.warn(f"only class {int(y[0])} present in y_true; ranking metrics are NaN", stacklevel=3)
         return dict.fromkeys(keys, float("nan"))
     fpr, tpr, _ = roc_points(y, p)
     return {
@@ -250,7 +244,8 @@ def choose_threshold(
     float
         A threshold among the observed probabilities (or 1.0 + eps, "never
         positive"), so that ``prob_pos >= threshold`` reproduces the chosen
-        operating point exactly. Ties go to the highest threshold.
+        operating point exactly. Ties go to the lowest threshold (the more
+        sensitive operating point), since a missed positive is the costly error.
     """
     if rule not in (*_OBJECTIVES, "target-sensitivity"):
         raise ValueError(f"unknown threshold rule {rule!r}; expected one of {', '.join(THRESHOLD_RULES)}")
@@ -269,6 +264,7 @@ def choose_threshold(
     fn, tn = n_pos - tp, n_neg - fp
     if rule == "target-sensitivity":
         ok = np.flatnonzero(tpr >= target - 1e-12)
-        return float(thresholds[ok[0]])
+        return float(thresholds[ok[0]])  # highest threshold reaching the target
     score = _OBJECTIVES[rule](tp, fp, tn, fn, n_pos, n_neg, cost_fn=cost_fn, cost_fp=cost_fp)
-    return float(thresholds[int(np.argmax(score))])
+    best = np.flatnonzero(score >= score.max() - 1e-12 * max(1.0, abs(score.max())))
+    return float(thresholds[best[-1]])

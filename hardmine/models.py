@@ -95,7 +95,9 @@ def available_models() -> list[str]:
     return ["tiny", *torchvision.models.list_models(module=torchvision.models)]
 
 
-def build_model(name: str = "resnet18", weights: str = "none", num_classes: int = 2) -> Classifier:
+def build_model(
+    name: str = "resnet18", weights: str = "none", num_classes: int = 2, seed: int | None = None
+) -> Classifier:
     """Build a classifier with a ``num_classes`` head.
 
     Parameters
@@ -104,6 +106,8 @@ def build_model(name: str = "resnet18", weights: str = "none", num_classes: int 
     weights : ``none``, ``imagenet`` (torchvision's default weights; needs the
         internet the first time) or a path to a state dict saved by torch /
         hardmine (loaded with ``weights_only=True``).
+    seed : seed of the random initialisation (new head, ``none`` weights);
+        the global torch RNG is left as it was.
     """
     names = available_models()
     if name not in names:
@@ -113,12 +117,15 @@ def build_model(name: str = "resnet18", weights: str = "none", num_classes: int 
         )
     if weights == "imagenet" and name == "tiny":
         raise ModelError("the tiny model has no ImageNet weights; use --weights none or PATH")
-    backbone = TinyCNN(num_classes) if name == "tiny" else _torchvision_backbone(name, weights)
-    head_name, head = _last_linear(backbone)
-    if head.out_features != num_classes:
-        new_head = nn.Linear(head.in_features, num_classes)
-        _set_submodule(backbone, head_name, new_head)
-        head = new_head
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        backbone = TinyCNN(num_classes) if name == "tiny" else _torchvision_backbone(name, weights)
+        head_name, head = _last_linear(backbone)
+        if head.out_features != num_classes:
+            new_head = nn.Linear(head.in_features, num_classes)
+            _set_submodule(backbone, head_name, new_head)
+            head = new_head
     model = Classifier(backbone, head, name)
     if weights not in ("none", "imagenet"):
         load_weights(model, weights)
@@ -176,8 +183,7 @@ def load_weights(model: Classifier, path: str | os.PathLike) -> None:
     ]
     if mismatched:
         raise ModelError(
-            f"{path} does not fit model {model.name}: {len(mismatched)} shape mismatch(es), "
-            f"first {mismatched[0]}"
+            f"{path} does not fit model {model.name}: {len(mismatched)} shape mismatch(es), first {mismatched[0]}"
         )
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -183,9 +183,7 @@ class Run:
 
     def rounds_done(self) -> list[int]:
         return sorted(
-            int(p.name.split("-")[1])
-            for p in self.root.glob("round-[0-9][0-9][0-9]")
-            if (p / "metrics.json").exists()
+            int(p.name.split("-")[1]) for p in self.root.glob("round-[0-9][0-9][0-9]") if (p / "metrics.json").exists()
         )
 
     def part(self, name: str) -> pd.DataFrame:
@@ -197,7 +195,7 @@ class Run:
     def build_model(self):
         from hardmine.models import build_model
 
-        return build_model(self.config.train.model, self.config.train.weights)
+        return build_model(self.config.train.model, self.config.train.weights, seed=self.config.train.seed)
 
     def load_model(self, checkpoint: str | os.PathLike):
         from hardmine.models import build_model, load_weights

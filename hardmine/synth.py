@@ -90,9 +90,7 @@ def generate_demo(
     return metadata
 
 
-def _plan_lesions(
-    rng: np.random.Generator, n: int, positive_frac: float, flip_frac: float
-) -> list[dict]:
+def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_frac: float) -> list[dict]:
     """Choose lesions (class, latent m, image count) adding up to ``n`` images."""
     counts: list[int] = []
     while sum(counts) < n:

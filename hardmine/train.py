@@ -72,9 +72,7 @@ class TrainConfig:
         }  # fmt: skip
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
-                raise HardmineError(
-                    f"{name}={getattr(self, name)!r} is not valid; expected one of {', '.join(valid)}"
-                )
+                raise HardmineError(f"{name}={getattr(self, name)!r} is not valid; expected one of {', '.join(valid)}")
         if self.epochs < 1 or self.freeze_epochs < 0:
             raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
         if self.batch_size < 1 or self.lr <= 0:
@@ -219,12 +217,10 @@ def fit(
     if sample_weights is not None:
         sample_weights = np.asarray(sample_weights, dtype=np.float64)
         if sample_weights.shape != (n_train,):
-            raise HardmineError(
-                f"sample_weights has shape {sample_weights.shape}; expected ({n_train},)"
-            )
-    cw = torch.tensor(
-        class_weights(np.bincount(labels, minlength=2), config.class_weighting), dtype=torch.float32
-    ).to(device)
+            raise HardmineError(f"sample_weights has shape {sample_weights.shape}; expected ({n_train},)")
+    cw = torch.tensor(class_weights(np.bincount(labels, minlength=2), config.class_weighting), dtype=torch.float32).to(
+        device
+    )
     draw_weights = _draw_weights(labels, config, sample_weights)
     sampler = None if draw_weights is None else CurriculumSampler(draw_weights, seed=config.seed)
     loss_weights = (
@@ -254,14 +250,12 @@ def fit(
             sampler.set_epoch(epoch)
             epoch_sampler = sampler
         else:
-            epoch_sampler = RandomSampler(
-                train_ds, generator=torch.Generator().manual_seed(config.seed + epoch)
-            )
-        loader = make_loader(
-            train_ds, config.batch_size, device, config.num_workers, epoch_sampler, config.image_size
-        )
+            epoch_sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(config.seed + epoch))
+        loader = make_loader(train_ds, config.batch_size, device, config.num_workers, epoch_sampler, config.image_size)
         if callback:
-            callback("epoch_start", {"epoch": epoch, "total_epochs": total_epochs, "steps": len(loader), "frozen": frozen})
+            callback(
+                "epoch_start", {"epoch": epoch, "total_epochs": total_epochs, "steps": len(loader), "frozen": frozen}
+            )
         train_loss = _train_epoch(
             model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback
         )
@@ -279,11 +273,16 @@ def fit(
         state.next_epoch = epoch + 1
         _append_history(out / "history.jsonl", state.history)
         _save_dynamics(out / "dynamics.npz", state)
-        _save(out / "last.pt", {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "next_epoch": epoch + 1,
-            "best_epoch": state.best_epoch, "best_value": float(state.best_value if state.best_value is not None else float("nan")),
-        })  # fmt: skip
+        best_value = float("nan") if state.best_value is None else state.best_value
+        checkpoint = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "next_epoch": epoch + 1,
+            "best_epoch": state.best_epoch,
+            "best_value": best_value,
+        }
+        _save(out / "last.pt", checkpoint)
         if callback:
             callback("epoch_end", record | {"improved": improved})
     if state.best_epoch is None:  # every epoch's monitor was NaN: keep the last model

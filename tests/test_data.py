@@ -1,0 +1,258 @@
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from hardmine.cli import app
+from hardmine.data import (
+    ImageDataset,
+    detect_source,
+    grouped_split,
+    load_samples,
+    make_or_load_split,
+)
+from hardmine.errors import DataError
+
+runner = CliRunner()
+
+
+def _write_image(path, colour=(120, 60, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), colour).save(path)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def test_ham10000_source_maps_task_and_groups(demo_dir):
+    table, report = load_samples(demo_dir)
+    meta = pd.read_csv(demo_dir / "HAM10000_metadata.csv")
+    assert report.source == "ham10000"
+    assert len(table) == len(meta)
+    assert set(table.columns) >= {"id", "path", "label", "group", "class_name", "dx_type", "age", "sex", "localization"}
+    merged = table.merge(meta, left_on="id", right_on="image_id")
+    assert (merged["group"] == merged["lesion_id"]).all()
+    assert ((merged["dx"] == "mel") == (merged["label"] == 1)).all()
+    # images are split over the two part folders and all resolved
+    assert {p.split("/")[-2] for p in table["path"]} == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
+
+
+def test_ham10000_negative_rest_and_excluded_classes(demo_copy):
+    meta = pd.read_csv(demo_copy / "HAM10000_metadata.csv")
+    meta.loc[:9, "dx"] = "bkl"
+    meta.to_csv(demo_copy / "HAM10000_metadata.csv", index=False)
+    table, report = load_samples(demo_copy)
+    assert report.n_excluded == 10 and len(table) == len(meta) - 10
+    table, _ = load_samples(demo_copy, negative="rest")
+    assert len(table) == len(meta) and set(table[table.label == 0].class_name) == {"nv", "bkl"}
+    table, _ = load_samples(demo_copy, positive="mel,bkl", negative="nv")
+    assert set(table[table.label == 1].class_name) == {"mel", "bkl"}
+
+
+def test_manifest_source(tmp_path):
+    rows = []
+    for i in range(6):
+        label = "malignant" if i < 2 else "benign"
+        _write_image(tmp_path / "imgs" / f"{i}.png")
+        rows.append({"path": f"imgs/{i}.png", "label": label, "group": f"p{i // 2}"})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    assert detect_source(tmp_path) == "manifest"
+    table, report = load_samples(tmp_path)
+    assert report.positive == ["malignant"]  # the rarer class by default
+    assert table["label"].tolist() == [1, 1, 0, 0, 0, 0]
+    assert table["group"].tolist() == ["p0", "p0", "p1", "p1", "p2", "p2"]
+    table, _ = load_samples(tmp_path / "manifest.csv", positive="benign")
+    assert table["label"].sum() == 4
+
+
+def test_class_folders_source(tmp_path):
+    for cls, n in (("mel", 2), ("nv", 3)):
+        for i in range(n):
+            _write_image(tmp_path / cls / f"{cls}{i}.jpg")
+    assert detect_source(tmp_path) == "folders"
+    table, _ = load_samples(tmp_path, positive="mel")
+    assert sorted(table["id"]) == ["mel/mel0", "mel/mel1", "nv/nv0", "nv/nv1", "nv/nv2"]
+    assert table["label"].sum() == 2
+    assert (table["group"] == table["id"].str.split("/").str[1]).all()
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_metadata_missing(tmp_path):
+    with pytest.raises(DataError, match="metadata file .*meta.csv not found"):
+        load_samples(tmp_path, source="ham10000", metadata=tmp_path / "meta.csv")
+
+
+def test_required_column_missing_is_named(demo_copy):
+    meta = pd.read_csv(demo_copy / "HAM10000_metadata.csv").drop(columns="lesion_id")
+    meta.to_csv(demo_copy / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match="required column.* lesion_id missing"):
+        load_samples(demo_copy)
+
+
+def test_unknown_dx_lists_what_was_found(demo_copy):
+    meta = pd.read_csv(demo_copy / "HAM10000_metadata.csv")
+    meta.loc[0, "dx"] = "melanoma"
+    meta.to_csv(demo_copy / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match="unknown dx value.*melanoma"):
+        load_samples(demo_copy)
+
+
+def test_missing_images_count_and_first_ids(demo_copy):
+    table, _ = load_samples(demo_copy)
+    for path in table["path"][:3]:
+        os.remove(path)
+    with pytest.raises(DataError, match=f"3 image.* not found.*{table['id'][0]}"):
+        load_samples(demo_copy)
+
+
+def test_corrupt_image_named_and_skip_bad(demo_copy):
+    table, _ = load_samples(demo_copy)
+    bad = table["path"][5]
+    with open(bad, "r+b") as fh:
+        fh.truncate(200)
+    with pytest.raises(DataError, match=f"1 unreadable image.*{bad}"):
+        load_samples(demo_copy, verify_images=True)
+    kept, report = load_samples(demo_copy, verify_images=True, skip_bad=True)
+    assert len(kept) == len(table) - 1 and report.bad_files == [bad]
+
+
+def test_class_without_samples(demo_copy):
+    with pytest.raises(DataError, match=r"positive class \(bcc\) has no samples"):
+        load_samples(demo_copy, positive="bcc")
+    meta = pd.read_csv(demo_copy / "HAM10000_metadata.csv")
+    meta["dx"] = "mel"
+    meta.to_csv(demo_copy / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match=r"negative class \(nv\) has no samples"):
+        load_samples(demo_copy)
+
+
+def test_image_id_outside_root_refused(demo_copy, tmp_path):
+    meta = pd.read_csv(demo_copy / "HAM10000_metadata.csv")
+    _write_image(tmp_path / "secret.jpg")
+    meta.loc[0, "image_id"] = "../secret"
+    meta.to_csv(demo_copy / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(DataError, match="outside the data root"):
+        load_samples(demo_copy)
+
+
+def test_manifest_path_outside_root_refused(tmp_path):
+    _write_image(tmp_path / "outside.png")
+    root = tmp_path / "data"
+    _write_image(root / "a.png")
+    pd.DataFrame({"path": ["a.png", "../outside.png"], "label": [0, 1]}).to_csv(root / "manifest.csv", index=False)
+    with pytest.raises(DataError, match="row 3: path '../outside.png' resolves outside the data root"):
+        load_samples(root)
+
+
+def test_cli_bad_input_is_one_line_no_traceback(demo_copy):
+    (demo_copy / "HAM10000_metadata.csv").unlink()
+    (demo_copy / "planted.csv").unlink()
+    result = runner.invoke(app, ["check-data", str(demo_copy), "--source", "ham10000"])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "metadata file" in lines[0]
+
+
+def test_cli_check_data_summary(demo_dir):
+    result = runner.invoke(app, ["check-data", str(demo_dir)])
+    assert result.exit_code == 0, result.output
+    for word in ("ham10000", "mel", "nv", "train", "val", "test", "positive_rate", "unreadable files: none"):
+        assert word in result.output
+
+
+def test_cli_check_data_skip_bad_reports(demo_copy):
+    table, _ = load_samples(demo_copy)
+    open(table["path"][0], "wb").write(b"not a jpeg")
+    result = runner.invoke(app, ["check-data", str(demo_copy)])
+    assert result.exit_code == 2 and "--skip-bad" in result.output
+    result = runner.invoke(app, ["check-data", str(demo_copy), "--skip-bad"])
+    assert result.exit_code == 0 and "skipped 1 unreadable" in result.output
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def test_grouped_split_no_leakage_and_stratified(demo_dir):
+    table, _ = load_samples(demo_dir)
+    split = grouped_split(table["label"], table["group"], seed=1)
+    per_group = pd.Series(split).groupby(table["group"]).nunique()
+    assert (per_group == 1).all(), "a group appears in two splits"
+    rate = table["label"].mean()
+    for name, frac in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+        part = table[split == name]
+        assert abs(len(part) / len(table) - frac) < 0.05
+        assert abs(part["label"].mean() - rate) < 0.04
+    assert (grouped_split(table["label"], table["group"], seed=1) == split).all()
+    assert (grouped_split(table["label"], table["group"], seed=2) != split).any()
+
+
+def test_split_saved_and_reused(demo_dir, tmp_path):
+    table, _ = load_samples(demo_dir)
+    path = tmp_path / "split.csv"
+    first = make_or_load_split(table, path, seed=0)
+    saved = pd.read_csv(path)
+    assert list(saved.columns) == ["id", "group", "split"]
+    again = make_or_load_split(table, path, seed=99)  # seed ignored: the saved split wins
+    assert (first == again).all()
+    extra = pd.concat([table, table.iloc[:1].assign(id="new-image")], ignore_index=True)
+    with pytest.raises(DataError, match="1 sample.* have no split, first 'new-image'"):
+        make_or_load_split(extra, path)
+
+
+def test_dataset_returns_image_label_index(demo_dir):
+    table, _ = load_samples(demo_dir)
+    ds = ImageDataset(table, image_size=24, train=True)
+    image, label, index = ds[7]
+    assert tuple(image.shape) == (3, 24, 24)
+    assert label == table["label"][7] and index == 7
+    plain = ImageDataset(table, image_size=24, train=False)
+    assert np.allclose(plain[7][0].numpy(), plain[7][0].numpy())
+
+
+# --------------------------------------------------------------------------- demo data
+
+
+def test_demo_data_deterministic_with_planted_sidecar(tmp_path):
+    from hardmine.synth import generate_demo
+
+    a = generate_demo(tmp_path / "a", n=120, size=24, seed=5)
+    b = generate_demo(tmp_path / "b", n=120, size=24, seed=5)
+    c = generate_demo(tmp_path / "c", n=120, size=24, seed=6)
+    assert a.equals(b) and not a.equals(c)
+    first = a["image_id"][0]
+    part = "HAM10000_images_part_1"
+    assert (tmp_path / "a" / part / f"{first}.jpg").read_bytes() == (
+        tmp_path / "b" / part / f"{first}.jpg"
+    ).read_bytes()
+    assert list(a.columns) == ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+    assert a.groupby("lesion_id").size().between(1, 4).all()
+    assert abs((a["dx"] == "mel").mean() - 0.10) < 0.05
+    planted = pd.read_csv(tmp_path / "a" / "planted.csv")
+    assert set(planted["kind"]) == {"hard", "flipped"}
+    assert set(planted["image_id"]) <= set(a["image_id"])
+    n_flipped = (planted["kind"] == "flipped").sum()
+    assert 1 <= n_flipped <= 0.05 * len(a)
+    # flips are whole lesions: every image of a flipped lesion is flipped
+    flipped_lesions = a[a.image_id.isin(planted[planted.kind == "flipped"].image_id)].lesion_id.unique()
+    assert set(a[a.lesion_id.isin(flipped_lesions)].image_id) <= set(planted[planted.kind == "flipped"].image_id)
+
+
+def test_demo_data_cli(tmp_path):
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--n", "60", "--size", "24", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "d" / "HAM10000_metadata.csv")) == 60
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "e"), "--n", "5"])
+    assert result.exit_code == 2 and "at least 20" in result.output
+
+
+def test_version_and_help():
+    assert "hardmine 0.1.0" in runner.invoke(app, ["--version"]).output
+    for cmd in ("demo-data", "check-data", "train", "evaluate"):
+        result = runner.invoke(app, [cmd, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output
