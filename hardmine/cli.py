@@ -300,6 +300,96 @@ def evaluate_cmd(
     console.print(f"wrote {run.round_dir(r) / name} and roc_{split}.png, pr_{split}.png, confusion_{split}.png")
 
 
+MINING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "hardness": (str, typer.Option("loss", help="Seed ranking: loss | margin | el2n | dynamics (higher = harder).")),
+    "band": (float, typer.Option(1.0, help="Low-margin band around the threshold, in log-odds.")),
+    "max_frac": (float, typer.Option(0.2, help="At most this share of each class becomes seeds.")),
+    "quarantine": (str, typer.Option("confident", help="Label-error triage: confident | persistent | both | none.")),
+    "k": (int, typer.Option(10, help="Neighbours per seed.")),
+    "min_sim": (float, typer.Option(0.5, help="Least cosine similarity for a neighbour.")),
+    "expand": (str, typer.Option("same-label", help="same-label | opposite-label | both.")),
+    "alpha": (float, typer.Option(1.0, help="Weight boost of seeds (x hardness).")),
+    "beta": (float, typer.Option(0.5, help="Weight boost of neighbours (x contribution).")),
+    "max_weight": (float, typer.Option(10.0, help="Weight cap, as a multiple of the mean.")),
+    "ema": (float, typer.Option(0.5, help="Smoothing of weights across rounds (share of the previous).")),
+}
+SCORING_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "scores": (str, typer.Option("insample", help="Probabilities that drive mining: insample | oof | dynamics.")),
+    "oof": (int, typer.Option(4, help="Folds for --scores oof.")),
+    "tta": (bool, typer.Option(False, "--tta", help="Average with the horizontally flipped image.")),
+}
+
+
+def _mining_config(opts: dict[str, Any], cost_fn: float = 10.0, cost_fp: float = 1.0):
+    from hardmine.mining import MiningConfig
+
+    return MiningConfig(**{k: opts[k] for k in MINING_OPTIONS}, cost_fn=cost_fn, cost_fp=cost_fp)
+
+
+def _scoring_config(opts: dict[str, Any]):
+    from hardmine.rounds import ScoringConfig
+
+    return ScoringConfig(source=opts["scores"], oof_folds=opts["oof"], tta=opts["tta"])
+
+
+def _latest_round(run, round_: int | None) -> int:
+    done = run.rounds_done()
+    if round_ is not None:
+        return round_
+    if not done:
+        raise HardmineError(f"{run.root} has no trained round yet: run `hardmine train` first")
+    return done[-1]
+
+
+@command("score")
+@with_options(SCORING_OPTIONS)
+def score_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    round_: int | None = typer.Option(None, "--round", help="Round whose model scores (default: the latest)."),
+    opts: dict | None = None,
+) -> None:
+    """Score the training set: scores.csv and embeddings.npy, plus the split audit."""
+    from hardmine.rounds import Run, score_round
+
+    run = Run.open(run_dir)
+    r = _latest_round(run, round_)
+    with _progress() as progress:
+        summary = score_round(run, r, _scoring_config(opts), audit=True, callback=_ProgressCallback(progress))
+    out = run.round_dir(r)
+    console.print(f"scored {summary['rows']} training images ({summary['source']}); "
+                  f"embeddings {summary['embedding_dim']}-d -> {out / 'scores.csv'}, {out / 'embeddings.npy'}")  # fmt: skip
+    console.print(f"split audit: {summary['audit_pairs']} near-duplicate pair(s) across splits -> "
+                  f"{run.root / 'split_audit.csv'}")  # fmt: skip
+
+
+@command("mine")
+@with_options(MINING_OPTIONS, SCORING_OPTIONS)
+def mine_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    round_: int | None = typer.Option(None, "--round", help="Round to mine (default: the latest)."),
+    opts: dict | None = None,
+) -> None:
+    """Mine seeds, quarantine suspected label errors, expand to neighbours, write weights."""
+    from hardmine.rounds import Run, mine_round
+
+    run = Run.open(run_dir)
+    r = _latest_round(run, round_)
+    cfg = _mining_config(opts, run.config.threshold.cost_fn, run.config.threshold.cost_fp)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise HardmineError(str(exc)) from None
+    summary = mine_round(run, r, cfg, opts["scores"])
+    if summary["message"]:
+        console.print(summary["message"])
+    out = run.round_dir(r)
+    console.print(
+        f"round {r}: {summary['n_seeds']} seeds, {summary['n_neighbours']} neighbours, "
+        f"{summary['n_quarantined']} quarantined; effective class ratio {summary['effective_class_ratio']:.3f}, "
+        f"effective sample size {summary['effective_sample_size']:.0f} -> {out / 'mined.csv'}, {out / 'weights.csv'}"
+    )
+
+
 def main() -> None:
     app()
 

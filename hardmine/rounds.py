@@ -23,10 +23,13 @@ from hardmine.data import ImageDataset, LoadReport, load_samples, make_or_load_s
 from hardmine.errors import HardmineError
 from hardmine.io import read_json, write_json
 from hardmine.metrics import THRESHOLD_RULES, binary_metrics, choose_threshold, softmax
+from hardmine.mining import MiningConfig
+from hardmine.scoring import SCORE_SOURCES
 from hardmine.train import Callback, TrainConfig, fit, predict, resolve_device
 
 # Options that change nothing about the results: ignored when comparing configurations.
 RUNTIME_ONLY = {"device", "num_workers"}
+SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
 
 
 @dataclass
@@ -66,30 +69,78 @@ class ThresholdConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """Where the training-set probabilities that drive mining come from."""
+
+    source: str = "insample"  # insample | oof | dynamics (see hardmine.scoring)
+    oof_folds: int = 4
+    tta: bool = False
+    embedding_dtype: str = "float32"
+
+    def validate(self) -> None:
+        if self.source not in SCORE_SOURCES:
+            raise HardmineError(f"score source {self.source!r} is not valid; expected one of {', '.join(SCORE_SOURCES)}")
+        if self.source == "oof" and self.oof_folds < 2:
+            raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
+
+
+@dataclass
+class RoundsConfig:
+    """How rounds follow each other."""
+
+    round_epochs: int | None = None  # epochs of each retraining round (default: train.epochs)
+    from_scratch: bool = False
+    select_by: str = "sens_at_spec90"
+    guard_tol: float = 0.02
+
+    def validate(self) -> None:
+        if self.select_by not in SELECT_BY:
+            raise HardmineError(f"--select-by {self.select_by!r} is not valid; expected one of {', '.join(SELECT_BY)}")
+        if self.round_epochs is not None and self.round_epochs < 1:
+            raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+
+    SECTIONS = ("data", "train", "threshold", "scoring", "mining", "rounds")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": asdict(self.data), "train": asdict(self.train), "threshold": asdict(self.threshold)}
+        return {name: asdict(getattr(self, name)) for name in self.SECTIONS}
+
+    def validate(self) -> None:
+        try:
+            self.train.validate()
+            self.threshold.validate()
+            self.scoring.validate()
+            self.mining.validate()
+            self.rounds.validate()
+        except ValueError as exc:
+            raise HardmineError(str(exc)) from None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        def build(kind, values):
+        kinds = {"data": DataConfig, "train": TrainConfig, "threshold": ThresholdConfig,
+                 "scoring": ScoringConfig, "mining": MiningConfig, "rounds": RoundsConfig}  # fmt: skip
+        parts = {}
+        for name, kind in kinds.items():
             names = {f.name for f in fields(kind)}
-            return kind(**{k: v for k, v in (values or {}).items() if k in names})
-
-        data = build(DataConfig, raw.get("data"))
-        data.split = tuple(data.split)
-        return cls(data, build(TrainConfig, raw.get("train")), build(ThresholdConfig, raw.get("threshold")))
+            parts[name] = kind(**{k: v for k, v in (raw.get(name) or {}).items() if k in names})
+        parts["data"].split = tuple(parts["data"].split)
+        return cls(**parts)
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {
         section: {k: v for k, v in values.items() if k not in RUNTIME_ONLY}
         for section, values in config.items()
-        if section in ("data", "train", "threshold", "mining")
+        if section in RunConfig.SECTIONS
     }
 
 
@@ -129,8 +180,7 @@ class Run:
         ``overwrite``, which deletes it first (only if it looks like a hardmine run).
         """
         root = Path(root)
-        config.train.validate()
-        config.threshold.validate()
+        config.validate()
         config_path = root / "config.json"
         if config_path.exists():
             saved = read_json(config_path)
@@ -291,3 +341,157 @@ def evaluate(
 
         evaluation_plots(labels, prob, threshold, out, split)
     return metrics
+
+
+# -------------------------------------------------------------------- scoring and mining
+
+
+def score_round(
+    run: Run,
+    r: int,
+    scoring: ScoringConfig | None = None,
+    audit: bool = False,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Score the training split with round ``r``'s model.
+
+    Writes ``round-RRR/scores.csv`` (training rows in split order; the score
+    columns, plus ``confidence, variability, forgetting, dynamics`` from the
+    recorded training dynamics and ``prob_pos_oof`` with out-of-fold scoring)
+    and ``round-RRR/embeddings.npy`` (same row order, L2-normalised). With
+    ``audit``, also embeds val and test and writes ``RUN/split_audit.csv``.
+    Returns a summary (rows, embedding width, audit pair count).
+    """
+    from hardmine.index import near_duplicate_pairs
+    from hardmine.io import write_csv, write_npy
+    from hardmine.scoring import dynamics_scores, out_of_fold_logits, score_dataset, score_table
+
+    scoring = scoring or run.config.scoring
+    scoring.validate()
+    out = run.round_dir(r)
+    model = run.load_model(_checkpoint(run, r))
+    cfg = run.config.train
+    threshold = _round_threshold(run, r)
+    train_part = run.part("train")
+    ds = ImageDataset(train_part, cfg.image_size, train=False)
+    table, emb, center = score_dataset(model, ds, train_part["id"], threshold, cfg.device, cfg.batch_size * 2,
+                                       scoring.tta, cfg.amp, cfg.num_workers, scoring.embedding_dtype,
+                                       callback=callback)  # fmt: skip
+    dynamics_path = out / "dynamics.npz"
+    if dynamics_path.exists():
+        with np.load(dynamics_path, allow_pickle=False) as data:
+            if data["loss"].shape[1] == len(table):
+                dyn = dynamics_scores(data["loss"], data["p_true"])
+                table = pd.concat([table, dyn], axis=1)
+    if scoring.source == "oof":
+        logits = out_of_fold_logits(train_part, cfg, scoring.oof_folds, out / "oof", seed=cfg.seed, callback=callback)
+        table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
+    write_npy(out / "embeddings.npy", emb)
+    write_csv(out / "scores.csv", table)
+    summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
+    if audit:
+        parts, ids, embs = [], [], []
+        for name in ("train", "val", "test"):
+            part = run.part(name)
+            if name == "train":
+                part_emb = emb
+            else:
+                _, part_emb, _ = score_dataset(model, ImageDataset(part, cfg.image_size), part["id"], threshold,
+                                               cfg.device, cfg.batch_size * 2, amp=cfg.amp,
+                                               num_workers=cfg.num_workers, center=center)  # fmt: skip
+            parts.append(np.full(len(part), name, dtype=object))
+            ids.append(part["id"].to_numpy())
+            embs.append(np.asarray(part_emb, dtype=np.float32))
+        pairs = near_duplicate_pairs(np.concatenate(embs), np.concatenate(ids), np.concatenate(parts), AUDIT_MIN_SIM)
+        write_csv(run.root / "split_audit.csv", pairs)
+        summary["audit_pairs"] = len(pairs)
+    return summary
+
+
+AUDIT_MIN_SIM = 0.98
+
+
+def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The P(positive) that drives mining for a score source, and the dynamics hardness if recorded."""
+    dynamics = scores["dynamics"].to_numpy() if "dynamics" in scores else None
+    if source == "oof":
+        if "prob_pos_oof" not in scores:
+            raise HardmineError("scores.csv has no prob_pos_oof column: score with --source oof first")
+        return scores["prob_pos_oof"].to_numpy(), dynamics
+    if source == "dynamics":
+        if "confidence" not in scores:
+            raise HardmineError("scores.csv has no training-dynamics columns (dynamics.npz missing)")
+        conf = scores["confidence"].to_numpy()
+        return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf), dynamics
+    return scores["prob_pos"].to_numpy(), dynamics
+
+
+def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str | None = None) -> dict[str, Any]:
+    """Mine round ``r``'s scores: writes ``mined.csv``, ``weights.csv`` and ``mining.json``.
+
+    The weights are the curriculum for training round ``r + 1``; they are
+    smoothed with round ``r - 1``'s weights and "persistent" triage looks at
+    the seeds of earlier rounds.
+    """
+    from hardmine.io import write_csv
+    from hardmine.mining import mine
+
+    mining = mining or run.config.mining
+    source = source or run.config.scoring.source
+    out = run.round_dir(r)
+    scores_path, emb_path = out / "scores.csv", out / "embeddings.npy"
+    if not scores_path.exists() or not emb_path.exists():
+        raise HardmineError(f"{scores_path} or {emb_path.name} missing: run `hardmine score` for round {r} first")
+    scores = pd.read_csv(scores_path, dtype={"id": str})
+    emb = np.load(emb_path, allow_pickle=False)
+    train_part = run.part("train")
+    if len(scores) != len(emb) or len(scores) != len(train_part) or (scores["id"].to_numpy() != train_part["id"].to_numpy()).any():
+        raise HardmineError(f"{scores_path} ({len(scores)} rows) does not match embeddings ({len(emb)}) or the training split ({len(train_part)})")
+    prob, dynamics = mining_inputs(scores, source)
+    previous = _read_weights(run, r - 1, train_part) if r > 0 else None
+    history = [_seed_mask(run, q, train_part) for q in range(r)]
+    history = np.array([h for h in history if h is not None]) if any(h is not None for h in history) else None
+    threshold = _round_threshold(run, r)
+    try:
+        result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, train_part["group"].to_numpy(),
+                      triage_prob=prob, dynamics=dynamics, hard_history=history, previous_weights=previous)  # fmt: skip
+    except ValueError as exc:
+        raise HardmineError(f"mining round {r}: {exc}") from None
+    write_csv(out / "mined.csv", result.frame(train_part["id"].to_numpy()))
+    write_csv(out / "weights.csv", pd.DataFrame({"id": train_part["id"], "weight": result.weights}))
+    summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
+    write_json(out / "mining.json", summary)
+    return summary
+
+
+def _checkpoint(run: Run, r: int) -> Path:
+    path = run.round_dir(r) / "model.pt"
+    if not path.exists():
+        raise HardmineError(f"{path} not found: train round {r} first")
+    return path
+
+
+def _round_threshold(run: Run, r: int) -> float:
+    path = run.round_dir(r) / "metrics.json"
+    if not path.exists():
+        raise HardmineError(f"{path} not found: evaluate round {r} on val first")
+    return float(read_json(path)["threshold"])
+
+
+def _read_weights(run: Run, r: int, train_part: pd.DataFrame) -> np.ndarray | None:
+    path = run.round_dir(r) / "weights.csv"
+    if not path.exists():
+        return None
+    frame = pd.read_csv(path, dtype={"id": str})
+    weights = train_part["id"].map(dict(zip(frame["id"], frame["weight"], strict=True)))
+    if weights.isna().any():
+        raise HardmineError(f"{path} lacks weights for {int(weights.isna().sum())} training sample(s)")
+    return weights.to_numpy(dtype=np.float64)
+
+
+def _seed_mask(run: Run, r: int, train_part: pd.DataFrame) -> np.ndarray | None:
+    path = run.round_dir(r) / "mined.csv"
+    if not path.exists():
+        return None
+    mined = pd.read_csv(path, dtype={"id": str})
+    return train_part["id"].isin(set(mined.loc[mined["role"] == "seed", "id"])).to_numpy()

@@ -1,0 +1,213 @@
+"""``HardMiner``: hard-example mining for a training loop you already have.
+
+>>> miner = HardMiner(labels, groups=lesion_ids)          # doctest: +SKIP
+>>> loader = DataLoader(train_ds, sampler=miner.sampler(), batch_size=64)
+>>> for round in range(3):
+...     train_some_epochs(model, loader)                 # your loop, unchanged
+...     miner.score(model, score_loader)                 # or miner.update(probs=..., embeddings=...)
+...     # the sampler now draws by the new curriculum weights; or use miner.weights
+
+Your model may be any ``nn.Module`` whose forward returns logits ``(B, 2)``
+(or ``(logits, embedding)``): the input of its last ``nn.Linear`` is taken as
+the embedding, from the same forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+
+from hardmine import curriculum
+from hardmine.mining import MiningConfig, MiningResult, mine
+from hardmine.scoring import normalise
+
+
+class HardMiner:
+    """Stateful mining across rounds for user-owned loops.
+
+    Parameters
+    ----------
+    labels : (N,) 0/1 labels of the training set, in dataset order.
+    groups : (N,) group keys (lesion or patient ids); neighbours in a seed's own group count once.
+    ids : (N,) sample ids for the mined table (default: row numbers).
+    threshold : decision threshold for "misclassified" (update it as you tune it).
+    config : :class:`hardmine.mining.MiningConfig`, or keyword overrides via ``**options``.
+    seed : seed of the sampler.
+    """
+
+    def __init__(
+        self,
+        labels,
+        groups=None,
+        ids=None,
+        threshold: float = 0.5,
+        config: MiningConfig | None = None,
+        seed: int = 0,
+        **options: Any,
+    ):
+        self.labels = np.asarray(labels).astype(np.int64)
+        if self.labels.ndim != 1 or not np.isin(self.labels, (0, 1)).all():
+            raise ValueError("labels must be a 1-d array of 0/1")
+        n = len(self.labels)
+        self.groups = None if groups is None else np.asarray(groups)
+        if self.groups is not None and len(self.groups) != n:
+            raise ValueError(f"{len(self.groups)} groups for {n} labels")
+        self.ids = np.arange(n) if ids is None else np.asarray(ids)
+        if len(self.ids) != n:
+            raise ValueError(f"{len(self.ids)} ids for {n} labels")
+        config = config or MiningConfig()
+        known = {f.name for f in fields(MiningConfig)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown mining option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+        for key, value in options.items():
+            setattr(config, key, value)
+        config.validate()
+        self.config = config
+        self.threshold = float(threshold)
+        self.seed = int(seed)
+        self.round = 0
+        self.weights = curriculum.weights(self.labels, max_weight=config.max_weight)
+        self.hard_history: list[np.ndarray] = []
+        self.last: MiningResult | None = None
+        self._sampler = None
+
+    # ------------------------------------------------------------------ mining
+
+    def update(
+        self,
+        probs: np.ndarray,
+        embeddings: np.ndarray,
+        threshold: float | None = None,
+        triage_probs: np.ndarray | None = None,
+        dynamics: np.ndarray | None = None,
+    ) -> MiningResult:
+        """Mine from arrays you computed and refresh :attr:`weights` and the sampler.
+
+        probs : (N,) P(positive), or (N, 2) class probabilities.
+        embeddings : (N, D) embeddings (normalised here).
+        """
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.ndim == 2:
+            probs = probs[:, 1]
+        if len(probs) != len(self.labels):
+            raise ValueError(f"probs has {len(probs)} rows but the miner holds {len(self.labels)} labels")
+        if threshold is not None:
+            self.threshold = float(threshold)
+        emb = normalise(embeddings)
+        history = np.array(self.hard_history) if self.hard_history else None
+        result = mine(self.labels, probs, emb, self.threshold, self.config, self.groups, triage_probs, dynamics,
+                      history, self.weights if self.round else None)  # fmt: skip
+        self.weights = result.weights
+        self.hard_history.append(result.hard_mask())
+        self.round += 1
+        self.last = result
+        if self._sampler is not None:
+            self._sampler.update_weights(self.weights)
+        return result
+
+    def score(self, model, loader, device=None, threshold: float | None = None) -> MiningResult:
+        """Run ``model`` over ``loader`` (no augmentation, no shuffling) and :meth:`update`.
+
+        The loader yields ``(x, y)`` or ``(x, y, index)``; without an index the
+        order must be the dataset order.
+        """
+        probs, emb = forward_collect(model, loader, len(self.labels), device)
+        return self.update(probs, emb, threshold)
+
+    # ------------------------------------------------------------------ outputs
+
+    def sampler(self, num_samples: int | None = None, num_replicas: int | None = None, rank: int | None = None):
+        """A :class:`hardmine.curriculum.CurriculumSampler` kept in step with :attr:`weights`."""
+        if self._sampler is None:
+            self._sampler = curriculum.CurriculumSampler(
+                self.weights, num_samples=num_samples, seed=self.seed, num_replicas=num_replicas, rank=rank
+            )
+        return self._sampler
+
+    def mined(self):
+        """The last round's ``mined.csv`` table (DataFrame)."""
+        if self.last is None:
+            raise ValueError("nothing mined yet: call update() or score() first")
+        return self.last.frame(self.ids)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain state (tensors, numbers, strings) safe for ``torch.save`` / ``weights_only`` loading."""
+        import torch
+
+        history = np.array(self.hard_history, dtype=bool).reshape(len(self.hard_history), len(self.labels))
+        return {
+            "round": self.round,
+            "threshold": self.threshold,
+            "seed": self.seed,
+            "weights": torch.as_tensor(self.weights),
+            "hard_history": torch.as_tensor(history),
+            "sampler_epoch": self._sampler.epoch if self._sampler is not None else 0,
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        weights = np.asarray(state["weights"], dtype=np.float64)
+        if weights.shape != self.labels.shape:
+            raise ValueError(f"state holds {len(weights)} weights but the miner holds {len(self.labels)} labels")
+        self.round = int(state["round"])
+        self.threshold = float(state["threshold"])
+        self.seed = int(state["seed"])
+        self.weights = weights
+        self.hard_history = list(np.asarray(state["hard_history"], dtype=bool))
+        self.config = MiningConfig(**state["config"])
+        if self._sampler is not None:
+            self._sampler.seed = self.seed
+            self._sampler.update_weights(self.weights)
+            self._sampler.set_epoch(int(state["sampler_epoch"]))
+
+
+def forward_collect(model, loader, n: int, device=None) -> tuple[np.ndarray, np.ndarray]:
+    """P(positive) (N,) and embeddings (N, D) of every sample from one forward per batch.
+
+    Works with models returning logits or ``(logits, embedding)``; for plain
+    logits, the input of the last ``nn.Linear`` is captured as the embedding.
+    """
+    import torch
+    from torch import nn
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    captured: dict[str, torch.Tensor] = {}
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    hook = None
+    if linears:
+        hook = linears[-1].register_forward_pre_hook(lambda mod, args: captured.__setitem__("emb", args[0]))
+    probs = np.full(n, np.nan)
+    emb_out: np.ndarray | None = None
+    position = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                x = batch[0].to(device)
+                index = batch[2].numpy() if len(batch) > 2 else np.arange(position, position + len(x))
+                position += len(x)
+                out = model(x)
+                logits, emb = out if isinstance(out, tuple) else (out, captured.get("emb"))
+                if emb is None:
+                    raise ValueError("cannot find an embedding: the model has no nn.Linear head; return (logits, emb)")
+                p = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+                e = torch.flatten(emb, 1).float().cpu().numpy()
+                if emb_out is None:
+                    emb_out = np.zeros((n, e.shape[1]), dtype=np.float32)
+                if index.max(initial=-1) >= n:
+                    raise ValueError(f"the loader yields more than the miner's {n} samples")
+                probs[index] = p
+                emb_out[index] = e
+    finally:
+        if hook is not None:
+            hook.remove()
+        model.train(was_training)
+    if np.isnan(probs).any():
+        raise ValueError(f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; score the whole training set")
+    return probs, emb_out

@@ -1,0 +1,475 @@
+"""Hard-example mining, numpy in and numpy out: seeds, triage, neighbour expansion.
+
+Score direction: every hardness score here is higher = harder.
+
+1. :func:`select` takes the misclassified samples (at the round's decision
+   threshold) and the low-margin ones (within ``band`` log-odds of the
+   threshold), ranks them by a hardness score, and keeps per-class quotas;
+   missed positives rank first by the cost ratio.
+2. :func:`triage` flags suspected label errors (confident learning's
+   per-class thresholds on, ideally out-of-fold, probabilities; or hard in
+   every one of the last rounds). They are quarantined: not upweighted, not
+   expanded, listed for review.
+3. :func:`expand` spreads each seed's attention to its k nearest neighbours in
+   embedding space, decaying with similarity, capped per seed; other images of
+   the seed's own lesion count once.
+
+:func:`mine` runs all three and returns a :class:`MiningResult` whose
+:meth:`MiningResult.frame` is the ``mined.csv`` table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HARDNESS = ("loss", "margin", "el2n", "dynamics")
+EXPAND = ("same-label", "opposite-label", "both")
+QUARANTINE = ("confident", "persistent", "both", "none")
+ROLES = ("seed", "neighbour", "quarantined")
+
+
+@dataclass
+class MiningConfig:
+    """Options of one mining step (JSON-serialisable)."""
+
+    hardness: str = "loss"
+    band: float = 1.0  # low-margin band, in log-odds around the threshold
+    max_frac: float = 0.2  # per-class quota, as a share of the class
+    cost_fn: float = 10.0
+    cost_fp: float = 1.0
+    quarantine: str = "confident"
+    persistent_rounds: int = 3
+    k: int = 10
+    min_sim: float = 0.5
+    expand: str = "same-label"
+    seed_cap: float = 3.0  # most total neighbour contribution one seed hands out
+    alpha: float = 1.0
+    beta: float = 0.5
+    max_weight: float = 10.0
+    ema: float = 0.5
+
+    def validate(self) -> None:
+        for name, valid in (("hardness", HARDNESS), ("expand", EXPAND), ("quarantine", QUARANTINE)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; expected one of {', '.join(valid)}")
+        if not 0 < self.max_frac <= 1:
+            raise ValueError(f"max_frac={self.max_frac} must be in (0, 1]")
+        if self.band < 0:
+            raise ValueError(f"band={self.band} must be >= 0")
+        if not -1 <= self.min_sim <= 1:
+            raise ValueError(f"min_sim={self.min_sim} must be a cosine similarity in [-1, 1]")
+        if self.k < 1:
+            raise ValueError(f"k={self.k} must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _labels_probs(labels, prob_pos) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels)
+    p = np.asarray(prob_pos, dtype=np.float64)
+    if y.ndim != 1 or p.shape != y.shape:
+        raise ValueError(f"labels {y.shape} and prob_pos {p.shape} must be 1-d arrays of equal length")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be 0/1")
+    if np.isnan(p).any():
+        raise ValueError(f"prob_pos holds {int(np.isnan(p).sum())} NaN value(s), first at row {int(np.argmax(np.isnan(p)))}")
+    if (p < 0).any() or (p > 1).any():
+        raise ValueError("prob_pos must lie in [0, 1]")
+    return y.astype(np.int64), p
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def hardness_scores(kind: str, labels, prob_pos, dynamics: np.ndarray | None = None) -> np.ndarray:
+    """Hardness of each sample (higher = harder), (N,) float64.
+
+    ``loss``: -log p(true label). ``margin``: minus the log-odds toward the true
+    label. ``el2n``: L2 norm of (softmax - one-hot). ``dynamics``: the given
+    ``dynamics`` array (1 - mean training confidence).
+    """
+    y, p = _labels_probs(labels, prob_pos)
+    p_true = np.where(y == 1, p, 1 - p)
+    if kind == "loss":
+        return -np.log(np.clip(p_true, 1e-12, 1))
+    if kind == "margin":
+        return -_logit(p_true)
+    if kind == "el2n":
+        return np.sqrt(2.0) * (1 - p_true)
+    if kind == "dynamics":
+        if dynamics is None:
+            raise ValueError("hardness 'dynamics' needs the training-dynamics scores (train with dynamics recorded)")
+        d = np.asarray(dynamics, dtype=np.float64)
+        if d.shape != y.shape:
+            raise ValueError(f"dynamics has shape {d.shape}; expected {y.shape}")
+        return d
+    raise ValueError(f"unknown hardness {kind!r}; expected one of {', '.join(HARDNESS)}")
+
+
+def rank01(values: np.ndarray) -> np.ndarray:
+    """Percentile rank in (0, 1] (ties share the higher rank); robust across score scales."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.sort(values)
+    return np.searchsorted(order, values, side="right") / len(values)
+
+
+# --------------------------------------------------------------------------- select
+
+
+@dataclass
+class Selection:
+    """Seeds chosen by :func:`select`.
+
+    index : (S,) seed rows, hardest first.
+    reasons : (S,) ``misclassified`` or ``low-margin``.
+    hardness : (N,) hardness rank in (0, 1] of every sample (higher = harder).
+    candidates : (N,) bool, every sample that met a seed criterion before quotas.
+    """
+
+    index: np.ndarray
+    reasons: np.ndarray
+    hardness: np.ndarray
+    candidates: np.ndarray
+
+
+def select(
+    labels,
+    prob_pos,
+    threshold: float = 0.5,
+    scores: np.ndarray | str = "loss",
+    band: float = 1.0,
+    max_frac: float = 0.2,
+    cost_fn: float = 10.0,
+    cost_fp: float = 1.0,
+    exclude: np.ndarray | None = None,
+    dynamics: np.ndarray | None = None,
+) -> Selection:
+    """Seeds: misclassified and low-margin samples, hardest first, per-class quotas.
+
+    Parameters
+    ----------
+    labels : (N,) 0/1. prob_pos : (N,) P(positive).
+    threshold : the round's decision threshold (positive when ``prob_pos >= threshold``).
+    scores : a hardness name (see :func:`hardness_scores`) or an (N,) array, higher = harder.
+    band : low-margin band: correct samples within ``band`` log-odds of the threshold.
+    max_frac : at most this share of each class becomes seeds.
+    cost_fn, cost_fp : false negatives rank ahead by ``cost_fn / cost_fp``.
+    exclude : (N,) bool, samples never chosen (e.g. quarantined).
+    """
+    y, p = _labels_probs(labels, prob_pos)
+    if not 0 < max_frac <= 1:
+        raise ValueError(f"max_frac={max_frac} must be in (0, 1]")
+    raw = hardness_scores(scores, y, p, dynamics) if isinstance(scores, str) else np.asarray(scores, float)
+    if raw.shape != y.shape or not np.isfinite(raw).all():
+        raise ValueError(f"hardness scores must be {y.shape} finite values")
+    hardness = rank01(raw)
+    pred = p >= threshold
+    misclassified = pred != (y == 1)
+    low_margin = ~misclassified & (np.abs(_logit(p) - _logit(np.clip(threshold, 1e-7, 1 - 1e-7))) < band)
+    candidates = misclassified | low_margin
+    if exclude is not None:
+        candidates &= ~np.asarray(exclude, dtype=bool)
+    priority = hardness * np.where(misclassified & (y == 1), cost_fn / cost_fp, 1.0)
+    priority = priority + misclassified  # misclassified before low-margin within a class
+    chosen = []
+    for cls in (1, 0):
+        members = np.flatnonzero(candidates & (y == cls))
+        quota = int(np.floor(max_frac * np.sum(y == cls)))
+        order = members[np.argsort(-priority[members], kind="stable")]
+        chosen.append(order[:quota])
+    index = np.concatenate(chosen)
+    index = index[np.argsort(-priority[index], kind="stable")]
+    reasons = np.where(misclassified[index], "misclassified", "low-margin").astype(object)
+    return Selection(index.astype(np.int64), reasons, hardness, candidates)
+
+
+# --------------------------------------------------------------------------- triage
+
+
+def triage(
+    labels,
+    prob_pos,
+    method: str = "confident",
+    hard_history: np.ndarray | None = None,
+    persistent_rounds: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Suspected label errors.
+
+    ``confident``: confident learning (Northcutt et al. 2021) with per-class
+    thresholds t_c = mean P(c) over samples labelled c; a sample labelled c is
+    suspect when P(other class) >= t_other. Use out-of-fold probabilities:
+    in-sample ones have memorised the errors. ``persistent``: a seed in each
+    of the last ``persistent_rounds`` rounds (``hard_history`` is (R, N) bool).
+
+    Returns
+    -------
+    mask : (N,) bool, suspected label errors.
+    why : (N,) object, the reason text ('' where not suspected).
+    """
+    if method not in QUARANTINE:
+        raise ValueError(f"unknown quarantine method {method!r}; expected one of {', '.join(QUARANTINE)}")
+    y, p = _labels_probs(labels, prob_pos)
+    mask = np.zeros(len(y), dtype=bool)
+    why = np.full(len(y), "", dtype=object)
+    if method in ("confident", "both") and 0 < y.sum() < len(y):
+        t_pos = p[y == 1].mean()  # mean P(pos) among labelled positives
+        t_neg = (1 - p[y == 0]).mean()  # mean P(neg) among labelled negatives
+        suspect = ((y == 0) & (p >= t_pos)) | ((y == 1) & (1 - p >= t_neg))
+        mask |= suspect
+        for i in np.flatnonzero(suspect):
+            why[i] = f"confident-learning(p_pos={p[i]:.3f})"
+    if method in ("persistent", "both") and hard_history is not None:
+        history = np.asarray(hard_history, dtype=bool)
+        if history.ndim != 2 or history.shape[1] != len(y):
+            raise ValueError(f"hard_history has shape {history.shape}; expected (rounds, {len(y)})")
+        if len(history) >= persistent_rounds:
+            persistent = history[-persistent_rounds:].all(0)
+            for i in np.flatnonzero(persistent):
+                why[i] = (why[i] + ";" if why[i] else "") + f"persistent({persistent_rounds} rounds)"
+            mask |= persistent
+    return mask, why
+
+
+# --------------------------------------------------------------------------- expand
+
+
+@dataclass
+class Expansion:
+    """Neighbour contributions from :func:`expand`.
+
+    contribution : (N,) float in [0, 1], 0 for non-neighbours.
+    pairs : DataFrame ``seed, neighbour, similarity, contribution`` (row numbers).
+    """
+
+    contribution: np.ndarray
+    pairs: pd.DataFrame
+
+
+def neighbour_lists(
+    sims: np.ndarray,
+    nbrs: np.ndarray,
+    seed_index: np.ndarray,
+    groups: np.ndarray | None,
+    k: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per seed: its first k neighbours after dropping itself and all but the first
+    image of its own group. Inputs are search results (S, K') sorted by similarity."""
+    out = []
+    for row, s in enumerate(seed_index):
+        ids, sim = nbrs[row], sims[row]
+        keep = (ids >= 0) & (ids != s)
+        if groups is not None:
+            same = keep & (groups[np.where(ids >= 0, ids, 0)] == groups[s])
+            first_same = np.flatnonzero(same)[:1]
+            keep &= ~same
+            keep[first_same] = True
+        chosen = np.flatnonzero(keep)[:k]
+        out.append((ids[chosen], sim[chosen]))
+    return out
+
+
+def expand(
+    embeddings: np.ndarray,
+    seed_index: np.ndarray,
+    labels,
+    groups: np.ndarray | None = None,
+    strength: np.ndarray | None = None,
+    k: int = 10,
+    min_sim: float = 0.5,
+    mode: str = "same-label",
+    seed_cap: float = 3.0,
+    exclude: np.ndarray | None = None,
+    index=None,
+) -> Expansion:
+    """Spread seed attention to near neighbours in embedding space.
+
+    Parameters
+    ----------
+    embeddings : (N, D) L2-normalised (cosine similarity = inner product).
+    seed_index : (S,) seed rows.
+    labels : (N,) 0/1. groups : (N,) group keys; the seed's own group counts once.
+    strength : (S,) per-seed strength in [0, 1] (default 1), e.g. its hardness.
+    k : neighbours per seed. min_sim : least cosine similarity that counts.
+    mode : ``same-label``, ``opposite-label`` or ``both`` (label relation to the seed).
+    seed_cap : most total decay mass one seed hands out; more is scaled down.
+    exclude : (N,) bool, never a neighbour (seeds, quarantined).
+    index : a built :class:`hardmine.index.NeighbourIndex` over ``embeddings`` (built if None).
+
+    A neighbour at similarity s receives ``strength * (s - min_sim) / (1 - min_sim)``;
+    contributions from several seeds add up, clipped to 1.
+    """
+    if mode not in EXPAND:
+        raise ValueError(f"unknown expand mode {mode!r}; expected one of {', '.join(EXPAND)}")
+    emb = np.asarray(embeddings)
+    y = np.asarray(labels)
+    n = len(y)
+    if emb.ndim != 2 or len(emb) != n:
+        raise ValueError(f"embeddings have shape {emb.shape}; expected ({n}, D) like labels")
+    if k >= n:
+        raise ValueError(f"k={k} neighbours asked for but only {n} samples (k must be < N)")
+    seed_index = np.asarray(seed_index, dtype=np.int64)
+    strength = np.ones(len(seed_index)) if strength is None else np.asarray(strength, dtype=np.float64)
+    contribution = np.zeros(n)
+    if len(seed_index) == 0:
+        return Expansion(contribution, pd.DataFrame(columns=["seed", "neighbour", "similarity", "contribution"]))
+    groups_arr = None if groups is None else np.asarray(groups)
+    extra = 0 if groups_arr is None else int(pd.Series(groups_arr).value_counts().max())
+    depth = min(n, k + extra + 1)
+    if index is None:
+        from hardmine.index import NeighbourIndex
+
+        index = NeighbourIndex().build(emb)
+    sims, nbrs = index.search(emb[seed_index], depth)
+    excluded = np.zeros(n, dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
+    rows = []
+    for s, strength_s, (ids, sim) in zip(
+        seed_index, strength, neighbour_lists(sims, nbrs, seed_index, groups_arr, k), strict=True
+    ):
+        ok = (sim >= min_sim) & ~excluded[ids]
+        if mode == "same-label":
+            ok &= y[ids] == y[s]
+        elif mode == "opposite-label":
+            ok &= y[ids] != y[s]
+        ids, sim = ids[ok], sim[ok]
+        decay = (sim - min_sim) / max(1 - min_sim, 1e-12)
+        if decay.sum() > seed_cap:
+            decay = decay * seed_cap / decay.sum()
+        gift = strength_s * decay
+        np.add.at(contribution, ids, gift)
+        rows.append(pd.DataFrame({"seed": s, "neighbour": ids, "similarity": sim, "contribution": gift}))
+    pairs = pd.concat(rows, ignore_index=True)
+    return Expansion(np.clip(contribution, 0, 1), pairs)
+
+
+# --------------------------------------------------------------------------- mine
+
+
+@dataclass
+class MiningResult:
+    """Everything one mining step decided; arrays are (N,) unless stated."""
+
+    labels: np.ndarray
+    seeds: np.ndarray  # (S,) rows
+    seed_reasons: np.ndarray  # (S,)
+    hardness: np.ndarray  # rank in (0, 1], higher = harder
+    quarantined: np.ndarray  # bool
+    quarantine_reasons: np.ndarray  # object
+    neighbour: np.ndarray  # contribution in [0, 1]
+    pairs: pd.DataFrame  # seed, neighbour, similarity, contribution
+    weights: np.ndarray  # curriculum weights, mean 1
+    message: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def hard_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.labels), dtype=bool)
+        mask[self.seeds] = True
+        return mask
+
+    def frame(self, ids) -> pd.DataFrame:
+        """The ``mined.csv`` table: ``id,label,role,reasons,hardness,weight``."""
+        ids = np.asarray(ids)
+        rows: dict[int, dict[str, Any]] = {}
+        for s, reason in zip(self.seeds, self.seed_reasons, strict=True):
+            rows[int(s)] = {"role": "seed", "reasons": [reason], "hardness": self.hardness[s]}
+        top = self.pairs.sort_values("contribution", ascending=False, kind="stable")
+        for row in top.itertuples(index=False):
+            j = int(row.neighbour)
+            entry = rows.setdefault(j, {"role": "neighbour", "reasons": [], "hardness": self.neighbour[j]})
+            if entry["role"] == "neighbour" and len(entry["reasons"]) < 3:
+                entry["reasons"].append(f"neighbour-of:{ids[int(row.seed)]}@{row.similarity:.3f}")
+        for q in np.flatnonzero(self.quarantined):
+            rows[int(q)] = {"role": "quarantined", "reasons": [f"quarantined:{self.quarantine_reasons[q]}"],
+                            "hardness": self.hardness[q]}  # fmt: skip
+        order = sorted(rows, key=lambda i: (ROLES.index(rows[i]["role"]), -rows[i]["hardness"], i))
+        return pd.DataFrame(
+            {
+                "id": ids[order] if order else np.array([], dtype=object),
+                "label": self.labels[order].astype(np.int64),
+                "role": [rows[i]["role"] for i in order],
+                "reasons": ["|".join(rows[i]["reasons"]) for i in order],
+                "hardness": np.round([rows[i]["hardness"] for i in order], 6),
+                "weight": np.round(self.weights[order], 6),
+            },
+            columns=["id", "label", "role", "reasons", "hardness", "weight"],
+        )
+
+
+def mine(
+    labels,
+    prob_pos,
+    embeddings: np.ndarray,
+    threshold: float = 0.5,
+    config: MiningConfig | None = None,
+    groups: np.ndarray | None = None,
+    triage_prob: np.ndarray | None = None,
+    dynamics: np.ndarray | None = None,
+    hard_history: np.ndarray | None = None,
+    previous_weights: np.ndarray | None = None,
+    index=None,
+) -> MiningResult:
+    """One mining step: triage, select, expand, curriculum weights.
+
+    Parameters
+    ----------
+    labels : (N,) 0/1. prob_pos : (N,) P(positive) used for seeds.
+    embeddings : (N, D) L2-normalised embeddings.
+    threshold : the round's decision threshold.
+    triage_prob : (N,) probabilities for label-error triage (out-of-fold when
+        available); defaults to ``prob_pos``.
+    dynamics : (N,) training-dynamics hardness for ``hardness="dynamics"``.
+    hard_history : (R, N) bool, seeds of earlier rounds (for ``persistent``).
+    previous_weights : (N,) last round's weights for the EMA.
+    """
+    from hardmine import curriculum
+
+    config = config or MiningConfig()
+    config.validate()
+    y, p = _labels_probs(labels, prob_pos)
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or len(emb) != len(y):
+        raise ValueError(f"embeddings have {len(emb)} rows but there are {len(y)} labels")
+    if config.k >= len(y):
+        raise ValueError(f"k={config.k} neighbours asked for but only {len(y)} samples (k must be < N)")
+    tp = p if triage_prob is None else _labels_probs(y, triage_prob)[1]
+    quarantined, why = triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
+    # Only quarantine what would otherwise be mined: suspects the model already fits stay as they are.
+    selection_all = select(y, p, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
+                           config.cost_fp, dynamics=dynamics)  # fmt: skip
+    quarantined &= selection_all.candidates
+    selection = select(y, p, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
+                       config.cost_fp, exclude=quarantined, dynamics=dynamics)  # fmt: skip
+    seeds = selection.index
+    exclude = quarantined.copy()
+    exclude[seeds] = True
+    expansion = expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,
+                       config.seed_cap, exclude=exclude, index=index)  # fmt: skip
+    hard = np.zeros(len(y))
+    hard[seeds] = selection.hardness[seeds]
+    if len(seeds):
+        weights = curriculum.weights(y, hard, expansion.contribution, config.alpha, config.beta, config.max_weight,
+                                     previous=previous_weights, ema=config.ema, exclude=quarantined)  # fmt: skip
+        message = ""
+    else:  # a clean no-op: keep what the sampler had
+        base = curriculum.weights(y, max_weight=config.max_weight)
+        weights = base if previous_weights is None else np.asarray(previous_weights, dtype=np.float64)
+        message = "no seeds: nothing misclassified or within the margin band; weights unchanged"
+    st = curriculum.stats(weights, y)
+    stats = {
+        "n_seeds": len(seeds),
+        "n_neighbours": int((expansion.contribution > 0).sum()),
+        "n_quarantined": int(quarantined.sum()),
+        "effective_class_ratio": st.effective_class_ratio,
+        "effective_sample_size": st.effective_sample_size,
+    }
+    return MiningResult(y, seeds, selection.reasons, selection.hardness, quarantined, why,
+                        expansion.contribution, expansion.pairs, weights, message, stats)  # fmt: skip

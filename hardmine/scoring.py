@@ -1,0 +1,225 @@
+"""Per-sample scores and embeddings of a dataset.
+
+Score directions: ``loss``, ``entropy`` and ``el2n`` are higher = harder;
+``logit_margin`` is the true class's logit minus the other's, so *lower* =
+harder (negative = wrong side of 0.5). ``prob_pos`` is P(positive class), not
+P(true label).
+
+Three sources of training-set scores, with a trade-off:
+
+* ``insample`` (the round's model on its own training images): one pass, but
+  over-confident: the model fitted these very images, label errors included.
+* ``oof`` (``--oof K``): K fold models, each scoring the images it did not
+  see; honest probabilities at the cost of K extra short trainings.
+* ``dynamics``: statistics of the per-epoch training losses recorded during
+  training (mean confidence, variability, forgetting events), free.
+
+Embeddings always come from the round's model so that all samples live in one
+space for neighbour search.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hardmine.metrics import softmax
+
+SCORE_COLUMNS = ("id", "label", "prob_pos", "logit_margin", "loss", "pred", "correct", "entropy", "el2n")
+SCORE_SOURCES = ("insample", "oof", "dynamics")
+
+
+def score_table(ids: Sequence, labels: np.ndarray, logits: np.ndarray, threshold: float = 0.5) -> pd.DataFrame:
+    """Per-sample score table from logits.
+
+    Parameters
+    ----------
+    ids : (N,) sample ids.
+    labels : (N,) 0/1 labels.
+    logits : (N, 2) logits (or (N,) probabilities of the positive class when
+        only probabilities are known; margins are then log-odds).
+    threshold : predict positive when ``prob_pos >= threshold``.
+
+    Returns
+    -------
+    DataFrame with :data:`SCORE_COLUMNS`.
+    """
+    labels = np.asarray(labels).astype(np.int64)
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 1:
+        logits = logits_from_probs(logits)
+    if logits.shape != (len(labels), 2):
+        raise ValueError(f"logits have shape {logits.shape}; expected ({len(labels)}, 2)")
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} ids for {len(labels)} labels")
+    probs = softmax(logits)
+    rows = np.arange(len(labels))
+    p_true = np.clip(probs[rows, labels], 1e-12, 1.0)
+    onehot = np.eye(2)[labels]
+    pred = (probs[:, 1] >= threshold).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "id": np.asarray(ids),
+            "label": labels,
+            "prob_pos": probs[:, 1],
+            "logit_margin": logits[rows, labels] - logits[rows, 1 - labels],
+            "loss": -np.log(p_true),
+            "pred": pred,
+            "correct": pred == labels,
+            "entropy": -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1),
+            "el2n": np.linalg.norm(probs - onehot, axis=1),
+        }
+    )
+
+
+def logits_from_probs(prob_pos: np.ndarray) -> np.ndarray:
+    """(N,) positive-class probabilities to (N, 2) logits ``[0, log-odds]``."""
+    p = np.clip(np.asarray(prob_pos, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.stack([np.zeros_like(p), np.log(p) - np.log1p(-p)], axis=1)
+
+
+def normalise(embeddings: np.ndarray, dtype: str = "float32", center: np.ndarray | None = None) -> np.ndarray:
+    """L2-normalise rows so inner product = cosine similarity. (N, D) -> (N, D).
+
+    ``center`` (D,) is subtracted first. Post-ReLU features are all
+    non-negative, so raw cosine similarities crowd near 1; centring on the
+    training mean spreads them over [-1, 1] and makes ``min_sim`` meaningful.
+    """
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"embedding dtype {dtype!r} is not valid; expected float32 or float16")
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if center is not None:
+        emb = emb - np.asarray(center, dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return (emb / np.maximum(norms, 1e-12)).astype(dtype)
+
+
+def dynamics_scores(losses: np.ndarray, p_true: np.ndarray) -> pd.DataFrame:
+    """Training-dynamics statistics (dataset cartography, forgetting events).
+
+    Parameters
+    ----------
+    losses, p_true : (E, N) per-epoch loss and probability of the true label of
+        each training sample as recorded during training; NaN where a sample
+        was not drawn in an epoch.
+
+    Returns
+    -------
+    DataFrame (N rows): ``confidence`` (mean p_true; lower = harder),
+    ``variability`` (std of p_true), ``forgetting`` (times a sample went from
+    right to wrong between draws), ``dynamics`` (hardness in [0, 1], higher =
+    harder: 1 - confidence).
+    """
+    p = np.asarray(p_true, dtype=np.float64)
+    seen = np.isfinite(p)
+    count = seen.sum(0)
+    filled = np.where(seen, p, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(count > 0, filled.sum(0) / np.maximum(count, 1), 0.5)
+        variance = np.where(count > 0, (np.where(seen, (p - confidence) ** 2, 0)).sum(0) / np.maximum(count, 1), 0)
+    forgetting = np.zeros(p.shape[1], dtype=np.int64)
+    last_correct = np.full(p.shape[1], -1)  # -1 unknown, 0 wrong, 1 right
+    for epoch in range(p.shape[0]):
+        now = np.where(seen[epoch], (p[epoch] > 0.5).astype(int), -1)
+        forgetting += (last_correct == 1) & (now == 0)
+        last_correct = np.where(now >= 0, now, last_correct)
+    return pd.DataFrame(
+        {
+            "confidence": confidence,
+            "variability": np.sqrt(variance),
+            "forgetting": forgetting,
+            "dynamics": 1 - confidence,
+        }
+    )
+
+
+def score_dataset(
+    model,
+    dataset,
+    ids: Sequence,
+    threshold: float = 0.5,
+    device: str = "cpu",
+    batch_size: int = 128,
+    tta: bool = False,
+    amp: bool = True,
+    num_workers: int | None = None,
+    embedding_dtype: str = "float32",
+    center: np.ndarray | str | None = "self",
+    callback=None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Score every sample of ``dataset`` with one forward pass (optionally + flip TTA).
+
+    ``center``: ``"self"`` centres embeddings on this dataset's mean; an array
+    centres on a given mean (e.g. the training set's, to embed val/test in the
+    same space); None does not centre.
+
+    Returns
+    -------
+    table : score table (:data:`SCORE_COLUMNS`), rows in dataset order.
+    embeddings : (N, D) centred, L2-normalised embeddings from the same forward.
+    center : (D,) the mean that was subtracted (zeros if none).
+    """
+    from hardmine.train import predict, resolve_device
+
+    logits, emb = predict(
+        model, dataset, batch_size, resolve_device(device), amp, num_workers, tta=tta, callback=callback
+    )
+    if isinstance(center, str):
+        center = emb.mean(axis=0)
+    center = np.zeros(emb.shape[1], np.float32) if center is None else np.asarray(center, np.float32)
+    table = score_table(ids, dataset.labels, logits, threshold)
+    return table, normalise(emb, embedding_dtype, center), center
+
+
+def out_of_fold_logits(
+    table: pd.DataFrame,
+    config,
+    k: int,
+    work_dir: str | os.PathLike,
+    seed: int = 0,
+    callback=None,
+) -> np.ndarray:
+    """Logits of each training sample from a fold model that never saw it.
+
+    ``table`` is the training part of the sample table; folds are grouped (no
+    lesion in two folds) and stratified. Each fold model is trained with
+    ``config`` (a :class:`hardmine.train.TrainConfig`) on the other folds and
+    its last epoch scores the held-out fold (the best-epoch choice would peek
+    at the very samples being scored). Fold runs live in ``work_dir/fold-K``
+    and resume.
+
+    Returns
+    -------
+    (N, 2) float32 logits in ``table`` order.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from hardmine.data import ImageDataset
+    from hardmine.models import build_model, load_weights
+    from hardmine.train import fit, predict, resolve_device
+
+    if k < 2:
+        raise ValueError(f"out-of-fold scoring needs k >= 2 folds; got {k}")
+    table = table.reset_index(drop=True)
+    n_groups_pos = table.loc[table["label"] == 1, "group"].nunique()
+    if n_groups_pos < k:
+        raise ValueError(f"only {n_groups_pos} positive groups for {k} folds; use a smaller --oof")
+    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    logits = np.zeros((len(table), 2), dtype=np.float32)
+    device = resolve_device(config.device)
+    for fold, (fit_idx, held_idx) in enumerate(folds.split(np.zeros(len(table)), table["label"], table["group"])):
+        out = Path(work_dir) / f"fold-{fold}"
+        train_ds = ImageDataset(table.iloc[fit_idx], config.image_size, train=True)
+        held_ds = ImageDataset(table.iloc[held_idx], config.image_size, train=False)
+        model = build_model(config.model, config.weights, seed=config.seed + fold)
+        if callback:
+            callback("fold_start", {"fold": fold, "folds": k})
+        fit(model, train_ds, held_ds, config, out, callback=callback)
+        load_weights(model, out / "last.pt")
+        fold_logits, _ = predict(model, held_ds, config.batch_size * 2, device, config.amp, config.num_workers)
+        logits[held_idx] = fold_logits
+    return logits
