@@ -61,7 +61,9 @@ class HardMiner:
         known = {f.name for f in fields(MiningConfig)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown mining option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown mining option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
+            )
         for key, value in options.items():
             setattr(config, key, value)
         config.validate()
@@ -209,5 +211,7 @@ def forward_collect(model, loader, n: int, device=None) -> tuple[np.ndarray, np.
             hook.remove()
         model.train(was_training)
     if np.isnan(probs).any():
-        raise ValueError(f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; score the whole training set")
+        raise ValueError(
+            f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; score the whole training set"
+        )
     return probs, emb_out

@@ -80,7 +80,9 @@ def _labels_probs(labels, prob_pos) -> tuple[np.ndarray, np.ndarray]:
     if not np.isin(y, (0, 1)).all():
         raise ValueError("labels must be 0/1")
     if np.isnan(p).any():
-        raise ValueError(f"prob_pos holds {int(np.isnan(p).sum())} NaN value(s), first at row {int(np.argmax(np.isnan(p)))}")
+        raise ValueError(
+            f"prob_pos holds {int(np.isnan(p).sum())} NaN value(s), first at row {int(np.argmax(np.isnan(p)))}"
+        )
     if (p < 0).any() or (p > 1).any():
         raise ValueError("prob_pos must lie in [0, 1]")
     return y.astype(np.int64), p
@@ -255,29 +257,6 @@ class Expansion:
     pairs: pd.DataFrame
 
 
-def neighbour_lists(
-    sims: np.ndarray,
-    nbrs: np.ndarray,
-    seed_index: np.ndarray,
-    groups: np.ndarray | None,
-    k: int,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per seed: its first k neighbours after dropping itself and all but the first
-    image of its own group. Inputs are search results (S, K') sorted by similarity."""
-    out = []
-    for row, s in enumerate(seed_index):
-        ids, sim = nbrs[row], sims[row]
-        keep = (ids >= 0) & (ids != s)
-        if groups is not None:
-            same = keep & (groups[np.where(ids >= 0, ids, 0)] == groups[s])
-            first_same = np.flatnonzero(same)[:1]
-            keep &= ~same
-            keep[first_same] = True
-        chosen = np.flatnonzero(keep)[:k]
-        out.append((ids[chosen], sim[chosen]))
-    return out
-
-
 def expand(
     embeddings: np.ndarray,
     seed_index: np.ndarray,
@@ -322,8 +301,8 @@ def expand(
     contribution = np.zeros(n)
     if len(seed_index) == 0:
         return Expansion(contribution, pd.DataFrame(columns=["seed", "neighbour", "similarity", "contribution"]))
-    groups_arr = None if groups is None else np.asarray(groups)
-    extra = 0 if groups_arr is None else int(pd.Series(groups_arr).value_counts().max())
+    group_codes = None if groups is None else pd.factorize(np.asarray(groups))[0]
+    extra = 0 if group_codes is None else int(np.bincount(group_codes).max())
     depth = min(n, k + extra + 1)
     if index is None:
         from hardmine.index import NeighbourIndex
@@ -331,24 +310,42 @@ def expand(
         index = NeighbourIndex().build(emb)
     sims, nbrs = index.search(emb[seed_index], depth)
     excluded = np.zeros(n, dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
-    rows = []
-    for s, strength_s, (ids, sim) in zip(
-        seed_index, strength, neighbour_lists(sims, nbrs, seed_index, groups_arr, k), strict=True
-    ):
-        ok = (sim >= min_sim) & ~excluded[ids]
-        if mode == "same-label":
-            ok &= y[ids] == y[s]
-        elif mode == "opposite-label":
-            ok &= y[ids] != y[s]
-        ids, sim = ids[ok], sim[ok]
-        decay = (sim - min_sim) / max(1 - min_sim, 1e-12)
-        if decay.sum() > seed_cap:
-            decay = decay * seed_cap / decay.sum()
-        gift = strength_s * decay
-        np.add.at(contribution, ids, gift)
-        rows.append(pd.DataFrame({"seed": s, "neighbour": ids, "similarity": sim, "contribution": gift}))
-    pairs = pd.concat(rows, ignore_index=True)
+    slots = _neighbour_slots(nbrs, seed_index, group_codes, k)
+    safe = np.where(nbrs >= 0, nbrs, 0)
+    ok = slots & (sims >= min_sim) & ~excluded[safe]
+    if mode == "same-label":
+        ok &= y[safe] == y[seed_index][:, None]
+    elif mode == "opposite-label":
+        ok &= y[safe] != y[seed_index][:, None]
+    decay = np.where(ok, (sims - min_sim) / max(1 - min_sim, 1e-12), 0.0)
+    total = decay.sum(axis=1, keepdims=True)
+    decay *= np.where(total > seed_cap, seed_cap / np.maximum(total, 1e-12), 1.0)
+    gift = strength[:, None] * decay
+    rows, cols = np.nonzero(ok)
+    np.add.at(contribution, nbrs[rows, cols], gift[rows, cols])
+    pairs = pd.DataFrame(
+        {
+            "seed": seed_index[rows],
+            "neighbour": nbrs[rows, cols],
+            "similarity": sims[rows, cols],
+            "contribution": gift[rows, cols],
+        }
+    )
     return Expansion(np.clip(contribution, 0, 1), pairs)
+
+
+def _neighbour_slots(nbrs: np.ndarray, seed_index: np.ndarray, group_codes: np.ndarray | None, k: int) -> np.ndarray:
+    """(S, K') bool: the first k neighbours of each seed (search results sorted by
+    similarity), skipping the seed itself, missing results (-1), and all but the
+    nearest image of the seed's own group, which therefore counts once."""
+    keep = (nbrs >= 0) & (nbrs != seed_index[:, None])
+    if group_codes is not None:
+        same = keep & (group_codes[np.where(nbrs >= 0, nbrs, 0)] == group_codes[seed_index][:, None])
+        first = np.argmax(same, axis=1)
+        has_same = same.any(axis=1)
+        keep &= ~same
+        keep[np.flatnonzero(has_same), first[has_same]] = True
+    return keep & (np.cumsum(keep, axis=1) <= k)
 
 
 # --------------------------------------------------------------------------- mine

@@ -79,7 +79,9 @@ class ScoringConfig:
 
     def validate(self) -> None:
         if self.source not in SCORE_SOURCES:
-            raise HardmineError(f"score source {self.source!r} is not valid; expected one of {', '.join(SCORE_SOURCES)}")
+            raise HardmineError(
+                f"score source {self.source!r} is not valid; expected one of {', '.join(SCORE_SOURCES)}"
+            )
         if self.source == "oof" and self.oof_folds < 2:
             raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
 
@@ -445,8 +447,14 @@ def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str
     scores = pd.read_csv(scores_path, dtype={"id": str})
     emb = np.load(emb_path, allow_pickle=False)
     train_part = run.part("train")
-    if len(scores) != len(emb) or len(scores) != len(train_part) or (scores["id"].to_numpy() != train_part["id"].to_numpy()).any():
-        raise HardmineError(f"{scores_path} ({len(scores)} rows) does not match embeddings ({len(emb)}) or the training split ({len(train_part)})")
+    if (
+        len(scores) != len(emb)
+        or len(scores) != len(train_part)
+        or (scores["id"].to_numpy() != train_part["id"].to_numpy()).any()
+    ):
+        raise HardmineError(
+            f"{scores_path} ({len(scores)} rows) does not match embeddings ({len(emb)}) or the training split ({len(train_part)})"
+        )
     prob, dynamics = mining_inputs(scores, source)
     previous = _read_weights(run, r - 1, train_part) if r > 0 else None
     history = [_seed_mask(run, q, train_part) for q in range(r)]

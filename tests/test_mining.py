@@ -1,0 +1,194 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from hardmine.index import NeighbourIndex, exact_neighbours, near_duplicate_pairs
+from hardmine.mining import MiningConfig, expand, mine, select, triage
+from hardmine.scoring import normalise
+
+
+def planted_world(n=1500, pos_frac=0.12, flip_frac=0.03, seed=0):
+    """A model's-eye view of data with planted hard cases and label flips.
+
+    Latent malignancy m drives both the true class and what a reasonable model
+    outputs; hard cases sit near m = 0.5; flips are clear cases with the
+    wrong label. Embeddings encode m (plus nuisance), as a trained network's would.
+    """
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < pos_frac).astype(int)
+    m = np.clip(rng.normal(np.where(truth == 1, 0.74, 0.26), 0.14), 0, 1)
+    hard = np.abs(m - 0.5) < 0.1
+    clear = np.flatnonzero(np.abs(m - 0.5) >= 0.22)
+    flipped = np.zeros(n, bool)
+    flipped[rng.choice(clear, int(flip_frac * n), replace=False)] = True
+    labels = np.where(flipped, 1 - truth, truth)
+    prob = 1 / (1 + np.exp(-12 * (m - 0.5) + rng.normal(0, 0.5, n)))
+    emb = np.column_stack([np.cos(3 * m), np.sin(3 * m), 0.15 * rng.normal(size=(n, 6))])
+    groups = np.arange(n) // 2  # two images per lesion
+    return labels, prob, normalise(emb), groups, hard, flipped
+
+
+def test_mining_finds_planted_hard_cases_and_quarantines_flips():
+    labels, prob, emb, groups, hard, flipped = planted_world()
+    result = mine(labels, prob, emb, threshold=0.5, config=MiningConfig(max_frac=0.2), groups=groups)
+    mined = result.hard_mask() | (result.neighbour > 0)
+    base_rate = hard.mean()
+    precision = hard[mined].mean()
+    assert precision > 2.5 * base_rate, (precision, base_rate)
+    assert mined[hard].mean() > 0.6
+    worthy = select(labels, prob, 0.5, max_frac=1.0).candidates & flipped
+    assert worthy.sum() >= 20
+    assert (result.quarantined & worthy).sum() >= 0.8 * worthy.sum()
+    assert not (result.hard_mask() & result.quarantined).any()
+    assert (result.neighbour[result.quarantined] == 0).all()
+    # quarantined samples are not upweighted beyond their class-balance base
+    base = result.weights[(~result.hard_mask()) & (result.neighbour == 0) & ~result.quarantined & (labels == 1)]
+    assert np.allclose(result.weights[result.quarantined & (labels == 1)], base[0])
+
+
+def test_select_quotas_order_and_reasons():
+    labels = np.array([1] * 10 + [0] * 90)
+    prob = np.r_[np.linspace(0.05, 0.95, 10), np.linspace(0.0, 0.9, 90)]
+    sel = select(labels, prob, threshold=0.5, max_frac=0.2, band=0.5)
+    chosen_pos = sel.index[labels[sel.index] == 1]
+    chosen_neg = sel.index[labels[sel.index] == 0]
+    assert len(chosen_pos) <= 2 and len(chosen_neg) <= 18
+    # the first seed is the worst missed positive: false negatives rank first
+    assert sel.index[0] == 0 and sel.reasons[0] == "misclassified"
+    low = sel.index[sel.reasons == "low-margin"]
+    assert all(abs(np.log(prob[i] / (1 - prob[i]))) < 0.5 for i in low)
+    assert set(sel.reasons) <= {"misclassified", "low-margin"}
+
+
+def test_expand_equals_brute_force_neighbours():
+    rng = np.random.default_rng(1)
+    emb = normalise(rng.normal(size=(60, 5)))
+    labels = rng.integers(0, 2, 60)
+    groups = np.arange(60) // 3
+    seeds = np.array([0, 7, 31])
+    k, min_sim = 6, 0.1
+    result = expand(emb, seeds, labels, groups, k=k, min_sim=min_sim, mode="both", seed_cap=100)
+    expected = np.zeros(60)
+    sims_all, ids_all = exact_neighbours(emb, emb[seeds], 60)
+    for s, sims, ids in zip(seeds, sims_all, ids_all, strict=True):
+        own_seen, taken = False, 0
+        for j, sim in zip(ids, sims, strict=True):
+            if j == s:
+                continue
+            if groups[j] == groups[s]:
+                if own_seen:
+                    continue
+                own_seen = True
+            taken += 1
+            if taken > k:
+                break
+            if sim >= min_sim:
+                expected[j] += (sim - min_sim) / (1 - min_sim)
+    assert np.allclose(result.contribution, np.clip(expected, 0, 1), atol=1e-5)
+    # same-label mode only reaches neighbours sharing the seed's label
+    same = expand(emb, seeds, labels, groups, k=k, min_sim=min_sim, mode="same-label")
+    pairs = same.pairs
+    assert (labels[pairs["seed"].to_numpy()] == labels[pairs["neighbour"].to_numpy()]).all()
+
+
+def test_expand_cap_per_seed_and_own_group_counts_once():
+    emb = normalise(np.array([[1, 0], [1, 0.01], [1, 0.02], [1, 0.03], [0, 1], [0.2, 1]], float))
+    labels = np.zeros(6, int)
+    groups = np.array([0, 0, 0, 1, 2, 3])
+    result = expand(emb, np.array([0]), labels, groups, k=2, min_sim=0.0, seed_cap=0.5)
+    # of the two same-lesion images only the nearest counts, the second slot goes to lesion 1
+    assert set(result.pairs["neighbour"]) == {1, 3}
+    assert result.pairs["contribution"].sum() == pytest.approx(0.5)
+
+
+def test_triage_confident_learning_and_persistent():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 1])
+    prob = np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.1, 0.95, 0.02])
+    mask, why = triage(labels, prob, "confident")
+    assert mask.tolist() == [False] * 6 + [True, True]
+    assert why[6].startswith("confident-learning(p_pos=0.950")
+    history = np.zeros((3, 8), bool)
+    history[:, 2] = True
+    mask, why = triage(labels, prob, "persistent", hard_history=history, persistent_rounds=3)
+    assert np.flatnonzero(mask).tolist() == [2] and "persistent" in why[2]
+    mask, _ = triage(labels, prob, "persistent", hard_history=history[:2], persistent_rounds=3)
+    assert not mask.any()
+
+
+def test_mined_frame_contract():
+    labels, prob, emb, groups, _, _ = planted_world(n=400)
+    ids = np.array([f"img{i}" for i in range(400)], dtype=object)
+    result = mine(labels, prob, emb, 0.5, MiningConfig(k=5), groups)
+    frame = result.frame(ids)
+    assert list(frame.columns) == ["id", "label", "role", "reasons", "hardness", "weight"]
+    assert set(frame["role"]) == {"seed", "neighbour", "quarantined"}
+    assert frame["id"].is_unique
+    seeds = frame[frame.role == "seed"]
+    assert seeds["reasons"].isin(["misclassified", "low-margin"]).all()
+    nb = frame[frame.role == "neighbour"]
+    assert nb["reasons"].str.match(r"^neighbour-of:img\d+@0\.\d{3}").all()
+    assert frame[frame.role == "quarantined"]["reasons"].str.startswith("quarantined:").all()
+    assert result.weights.mean() == pytest.approx(1.0)
+
+
+def test_bad_input_is_rejected_or_a_clean_noop():
+    labels, prob, emb, groups, _, _ = planted_world(n=100)
+    with pytest.raises(ValueError, match="embeddings have 99 rows but there are 100 labels"):
+        mine(labels, prob, emb[:99])
+    bad = prob.copy()
+    bad[7] = np.nan
+    with pytest.raises(ValueError, match="1 NaN value.*row 7"):
+        mine(labels, bad, emb)
+    with pytest.raises(ValueError, match="k=100 neighbours asked for but only 100 samples"):
+        mine(labels, prob, emb, config=MiningConfig(k=100))
+    perfect = labels.astype(float)  # every sample right and confident: nothing to mine
+    result = mine(labels, perfect, emb, 0.5)
+    assert len(result.seeds) == 0 and "no seeds" in result.message
+    assert result.weights.mean() == pytest.approx(1.0)
+    previous = np.linspace(0.5, 1.5, 100)
+    result = mine(labels, perfect, emb, 0.5, previous_weights=previous)
+    assert np.array_equal(result.weights, previous)
+    with pytest.raises(ValueError, match="hardness='entropy' is not valid"):
+        MiningConfig(hardness="entropy").validate()
+
+
+def test_index_exact_and_ivf_recall():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 32))
+    x = normalise(centres[rng.integers(0, 50, 4000)] + 0.3 * rng.normal(size=(4000, 32)))
+    exact = NeighbourIndex().build(x)
+    assert exact.kind == "exact"
+    sims, ids = exact.search(x[:20], 10)
+    ref_sims, ref_ids = exact_neighbours(x, x[:20], 10)
+    assert np.allclose(sims, ref_sims, atol=1e-5)
+    ivf = NeighbourIndex(exact_max=1000).build(x)
+    assert ivf.kind.startswith("ivf")
+    _, ivf_ids = ivf.search(x[:200], 10)
+    _, ref_ids = exact_neighbours(x, x[:200], 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ivf_ids, ref_ids, strict=True)])
+    assert recall >= 0.95
+    with pytest.raises(ValueError, match="k=5000 is larger than the 4000"):
+        exact.search(x[:1], 5000)
+
+
+def test_index_save_load(tmp_path):
+    x = normalise(np.random.default_rng(2).normal(size=(100, 8)))
+    index = NeighbourIndex().build(x)
+    index.save(tmp_path / "i.faiss")
+    again = NeighbourIndex.load(tmp_path / "i.faiss")
+    assert np.array_equal(index.search(x[:5], 3)[1], again.search(x[:5], 3)[1])
+
+
+def test_near_duplicate_pairs_cross_partitions_only():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(30, 8))
+    x[10] = x[3] + 1e-4  # a duplicate across splits
+    x[20] = x[21] + 1e-4  # a duplicate within one split
+    parts = np.array(["train"] * 15 + ["val"] * 15)
+    ids = np.array([f"i{i}" for i in range(30)])
+    parts[10] = "test"
+    pairs = near_duplicate_pairs(normalise(x), ids, parts, min_sim=0.999)
+    assert len(pairs) == 1
+    row = pairs.iloc[0]
+    assert {row.id_a, row.id_b} == {"i3", "i10"} and {row.part_a, row.part_b} == {"train", "test"}
+    assert isinstance(pairs, pd.DataFrame)

@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from hardmine.cli import app
+from hardmine.scoring import SCORE_COLUMNS, dynamics_scores, normalise, score_table
+
+runner = CliRunner()
+
+
+def test_score_table_by_hand():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.5, 0.4]])
+    labels = np.array([1, 1, 0])
+    table = score_table(["a", "b", "c"], labels, logits, threshold=0.5)
+    assert tuple(table.columns) == SCORE_COLUMNS
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert np.allclose(table["prob_pos"], p[:, 1])
+    assert np.allclose(table["logit_margin"], [-2.0, 1.0, 0.1])
+    assert np.allclose(table["loss"], -np.log(p[[0, 1, 2], labels]))
+    assert table["pred"].tolist() == [0, 1, 0] and table["correct"].tolist() == [False, True, True]
+    assert np.allclose(table["el2n"], np.linalg.norm(p - np.eye(2)[labels], axis=1))
+    assert np.allclose(table["entropy"], -(p * np.log(p)).sum(1))
+
+
+def test_dynamics_confidence_variability_forgetting():
+    p_true = np.array([[0.9, 0.2, np.nan], [0.4, 0.3, 0.8], [0.8, 0.6, 0.9]])
+    dyn = dynamics_scores(np.zeros_like(p_true), p_true)
+    assert np.allclose(dyn["confidence"], [0.7, 11 / 30, 0.85])
+    assert dyn["forgetting"].tolist() == [1, 0, 0]
+    assert np.allclose(dyn["variability"][2], 0.05)
+    assert np.allclose(dyn["dynamics"], 1 - dyn["confidence"])
+
+
+def test_normalise_centres_and_rejects_dtype():
+    emb = np.array([[1.0, 1.0], [3.0, 1.0]])
+    out = normalise(emb, center=emb.mean(0))
+    assert np.allclose(out, [[-1, 0], [1, 0]])
+    assert normalise(emb, "float16").dtype == np.float16
+    with pytest.raises(ValueError, match="float64"):
+        normalise(emb, "float64")
+
+
+@pytest.fixture(scope="module")
+def trained_run(demo_dir, tmp_path_factory):
+    run = tmp_path_factory.mktemp("scored") / "run"
+    args = [
+        "train",
+        "--data",
+        str(demo_dir),
+        "--out",
+        str(run),
+        "--image-size",
+        "24",
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    return run
+
+
+def test_cli_score_and_mine(trained_run):
+    result = runner.invoke(app, ["score", str(trained_run)])
+    assert result.exit_code == 0, result.output
+    r0 = trained_run / "round-000"
+    scores = pd.read_csv(r0 / "scores.csv")
+    split = pd.read_csv(trained_run / "split.csv")
+    assert len(scores) == (split.split == "train").sum()
+    assert set(SCORE_COLUMNS) | {"confidence", "variability", "forgetting", "dynamics"} <= set(scores.columns)
+    emb = np.load(r0 / "embeddings.npy")
+    assert emb.shape[0] == len(scores) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+    assert (trained_run / "split_audit.csv").exists() and "split audit" in result.output
+    result = runner.invoke(app, ["mine", str(trained_run), "--k", "5"])
+    assert result.exit_code == 0, result.output
+    mined = pd.read_csv(r0 / "mined.csv")
+    weights = pd.read_csv(r0 / "weights.csv")
+    assert list(weights.columns) == ["id", "weight"] and len(weights) == len(scores)
+    assert weights["weight"].mean() == pytest.approx(1.0)
+    assert set(mined["role"]) <= {"seed", "neighbour", "quarantined"} and len(mined) > 0
+    summary = json.loads((r0 / "mining.json").read_text())
+    assert summary["n_seeds"] == (mined.role == "seed").sum()
+    result = runner.invoke(app, ["mine", str(trained_run), "--k", "100000"])
+    assert result.exit_code == 2 and "k=100000" in result.output
+
+
+def test_cli_score_out_of_fold(trained_run):
+    result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2"])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(trained_run / "round-000" / "scores.csv")
+    assert scores["prob_pos_oof"].between(0, 1).all()
+    # out-of-fold probabilities are not the in-sample ones
+    assert not np.allclose(scores["prob_pos_oof"], scores["prob_pos"])
+    result = runner.invoke(app, ["mine", str(trained_run), "--scores", "oof", "--k", "5"])
+    assert result.exit_code == 0, result.output
