@@ -19,9 +19,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hardmine demo-data $(DEMO_DATA) --seed 0
 	$(BIN)/hardmine check-data $(DEMO_DATA)
-	$(BIN)/hardmine train --data $(DEMO_DATA) --out $(DEMO_RUN) --model tiny --image-size 64 --epochs 8 --overwrite
-	$(BIN)/hardmine evaluate $(DEMO_RUN) --split test
-	@echo "Results are in $(DEMO_RUN)/"
+	$(BIN)/hardmine round --data $(DEMO_DATA) --out $(DEMO_RUN) --n 3 --model tiny --image-size 64 \
+		--epochs 8 --round-epochs 4 --overwrite
+	@echo "Results are in $(DEMO_RUN)/ (report.json, report.html, round-*/mined.csv)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check hardmine tests examples benchmarks

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+if not console.is_terminal:  # logs and pipes: wide enough for the round table
+    console = Console(width=130)
 err_console = Console(stderr=True)
 
 
@@ -121,8 +124,16 @@ def command(name: str | None = None, **kwargs):
     return decorate
 
 
+ROUND_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "round_epochs": (int | None, typer.Option(None, help="Epochs of each retraining round (default: --epochs).")),
+    "from_scratch": (bool, typer.Option(False, "--from-scratch", help="Retrain each round from scratch.")),
+    "select_by": (str, typer.Option("sens_at_spec90", help="Best round by: sens_at_spec90 | auprc | auroc | cost.")),
+    "guard_tol": (float, typer.Option(0.02, help="A round worse than the best by more than this is marked.")),
+}
+
+
 def _run_config(opts: dict[str, Any]):
-    from hardmine.rounds import DataConfig, RunConfig, ThresholdConfig
+    from hardmine.rounds import DataConfig, RoundsConfig, RunConfig, ThresholdConfig
     from hardmine.train import TrainConfig
 
     data = DataConfig(
@@ -134,7 +145,14 @@ def _run_config(opts: dict[str, Any]):
     train_keys = [k for k in TRAIN_OPTIONS if k != "workers"]
     train = TrainConfig(**{k: opts[k] for k in train_keys}, num_workers=opts["workers"])
     threshold = ThresholdConfig(opts["threshold_by"], opts["cost_fn"], opts["cost_fp"], opts["target"])
-    return RunConfig(data, train, threshold)
+    config = RunConfig(data, train, threshold)
+    if "hardness" in opts:
+        config.mining = _mining_config(opts, opts["cost_fn"], opts["cost_fp"])
+    if "scores" in opts:
+        config.scoring = _scoring_config(opts)
+    if "select_by" in opts:
+        config.rounds = RoundsConfig(**{k: opts[k] for k in ROUND_OPTIONS})
+    return config
 
 
 class _ProgressCallback:
@@ -185,11 +203,13 @@ def _metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else ""
     if isinstance(value, float):
-        return "nan" if value != value else f"{value:.4f}"
+        return "nan" if value != value else f"{value:.{digits}f}"
     return str(value)
 
 
@@ -356,10 +376,13 @@ def score_cmd(
     with _progress() as progress:
         summary = score_round(run, r, _scoring_config(opts), audit=True, callback=_ProgressCallback(progress))
     out = run.round_dir(r)
-    console.print(f"scored {summary['rows']} training images ({summary['source']}); "
-                  f"embeddings {summary['embedding_dim']}-d -> {out / 'scores.csv'}, {out / 'embeddings.npy'}")  # fmt: skip
-    console.print(f"split audit: {summary['audit_pairs']} near-duplicate pair(s) across splits -> "
-                  f"{run.root / 'split_audit.csv'}")  # fmt: skip
+    console.print(
+        f"scored {summary['rows']} training images ({summary['source']}); "
+        f"embeddings {summary['embedding_dim']}-d -> {out / 'scores.csv'}, {out / 'embeddings.npy'}"
+    )
+    console.print(
+        f"split audit: {summary['audit_pairs']} near-duplicate pair(s) across splits -> {run.root / 'split_audit.csv'}"
+    )
 
 
 @command("mine")
@@ -388,6 +411,121 @@ def mine_cmd(
         f"{summary['n_quarantined']} quarantined; effective class ratio {summary['effective_class_ratio']:.3f}, "
         f"effective sample size {summary['effective_sample_size']:.0f} -> {out / 'mined.csv'}, {out / 'weights.csv'}"
     )
+
+
+def _round_table(report: dict[str, Any]) -> Table:
+    from hardmine.report import ROUND_COLUMNS, round_rows
+
+    short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
+             "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
+    table = Table(title=f"rounds on validation (best by {report['select_by']}: *)", box=box.SIMPLE_HEAD, padding=(0, 1))
+    for col in ROUND_COLUMNS:
+        table.add_column(short.get(col, col), justify="right")
+    for row in round_rows(report):
+        cells = [_fmt(row[c], 3) for c in ROUND_COLUMNS]
+        if row["round"] == report["best_round"]:
+            cells[0] = f"{cells[0]}*"
+        table.add_row(*cells)
+    return table
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    console.print(_round_table(report))
+    console.print(_metrics_table({"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]},
+                                 "test split (thresholds tuned on validation)"))  # fmt: skip
+
+
+class _RoundProgress(_ProgressCallback):
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "step":
+            self.label = f"round {info['round']}: "
+            if info["step"] != "train":
+                self.progress.console.print(f"round {info['round']}: {info['step']}")
+        elif event == "round_end":
+            val = info["val"]
+            flag = "  (worse than the best: next round starts from the best)" if info.get("worse") else ""
+            self.progress.console.print(
+                f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
+                f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}"
+            )
+        elif event == "fold_start":
+            self.progress.console.print(f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}")
+        else:
+            super().__call__(event, info)
+
+
+@command("round")
+@with_options(DATA_OPTIONS, TRAIN_OPTIONS, THRESHOLD_OPTIONS, MINING_OPTIONS, SCORING_OPTIONS, ROUND_OPTIONS)
+def round_cmd(
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    n: int = typer.Option(3, "--n", help="Mining rounds to add (round 0 is trained first if missing)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run up to the round it aimed for."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run with another configuration."),
+    init_checkpoint: Path | None = typer.Option(None, help="Start round 0 from this state dict."),
+    opts: dict | None = None,
+) -> None:
+    """Train, then mine and retrain round after round; report the best round on test."""
+    from hardmine.report import write_html_report
+    from hardmine.rounds import Run, run_rounds
+
+    run = Run.create(out, _run_config(opts), overwrite=overwrite)
+    with _progress() as progress:
+        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=_RoundProgress(progress))
+    _print_report(report)
+    write_html_report(run.root)
+    console.print(f"report: {run.root / 'report.json'}, {run.root / 'report.html'}")
+    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery: hardmine gallery {run.root}")
+
+
+@command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory.")) -> None:
+    """Print the round table again and write report.html with its plots."""
+    from hardmine.io import read_json
+    from hardmine.report import write_html_report
+
+    path = run_dir / "report.json"
+    if not path.exists():
+        raise HardmineError(f"{path} not found: run `hardmine round` first")
+    _print_report(read_json(path))
+    console.print(f"wrote {write_html_report(run_dir)}")
+
+
+@command("compare")
+@with_options(DATA_OPTIONS, TRAIN_OPTIONS, THRESHOLD_OPTIONS, MINING_OPTIONS, SCORING_OPTIONS, ROUND_OPTIONS)
+def compare_cmd(
+    out: Path = typer.Option(..., "--out", help="Folder for all runs and the comparison table."),
+    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0, 1, ...) per method."),
+    n: int = typer.Option(3, "--n", help="Mining rounds of the hardmine method."),
+    opts: dict | None = None,
+) -> None:
+    """Baselines (CE, weighted CE, oversampling, focal) against hardmine: same split, rule and epoch budget."""
+    from hardmine.compare import REPORTED, compare, epoch_budget
+
+    config = _run_config(opts)
+    config.validate()
+    console.print(f"every method trains {epoch_budget(config, n)} epochs; seeds 0..{seeds - 1}")
+    with _progress() as progress:
+        cb = _RoundProgress(progress)
+
+        def callback(event: str, info: dict[str, Any]) -> None:
+            if event == "compare_start":
+                cb.label = f"{info['method']} seed {info['seed']}: "
+                progress.console.print(f"[bold]{cb.label}[/]")
+            else:
+                cb(event, info)
+
+        _, summary = compare(config, out, list(range(seeds)), n, callback=callback)
+    table = Table(title=f"test metrics, mean ± std over {seeds} seed(s)", box=box.SIMPLE_HEAD)
+    table.add_column("method")
+    for key in REPORTED:
+        table.add_column(key, justify="right")
+    for row in summary.itertuples(index=False):
+        values = row._asdict()
+        table.add_row(
+            values["method"], *(f"{values[k + '_mean']:.3f} ± {_fmt(values[k + '_std'], 3)}" for k in REPORTED)
+        )
+    console.print(table)
+    console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare_runs.csv'}")
 
 
 def main() -> None:

@@ -169,7 +169,7 @@ class CurriculumSampler(Sampler[int]):
 
     def update_weights(self, weights: np.ndarray) -> None:
         """Replace the weights (e.g. after a mining round); takes effect next ``__iter__``."""
-        w = np.asarray(weights, dtype=np.float64)
+        w = np.array(weights, dtype=np.float64)  # a copy: the caller's array may be read-only
         if w.ndim != 1 or len(w) == 0:
             raise ValueError(f"weights must be a non-empty 1-d array; got shape {w.shape}")
         if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:

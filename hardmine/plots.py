@@ -74,3 +74,63 @@ def evaluation_plots(
     written.append(_save(fig, out / f"confusion_{tag}.png"))
     plt.close(fig)
     return written
+
+
+def rounds_plot(report: dict, out_path: str | os.PathLike) -> Path:
+    """Validation selection metric, sensitivity and specificity per round."""
+    plt = _pyplot()
+    rounds = [row["round"] for row in report["rounds"]]
+    key = report["select_by"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, style in ((key, "o-"), ("sensitivity", "s--"), ("specificity", "^--")):
+        if key == "cost" and name == key:
+            continue
+        ax.plot(rounds, [row["val"][name] for row in report["rounds"]], style, label=name)
+    ax.axvline(report["best_round"], color="grey", ls=":", label=f"best round {report['best_round']}")
+    ax.set(xlabel="round", ylabel="validation value", title="Rounds on validation", xticks=rounds, ylim=(0, 1.02))
+    ax.legend(loc="lower right", fontsize=8)
+    path = _save(fig, Path(out_path))
+    plt.close(fig)
+    return path
+
+
+def curves_compare(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], out_dir: str | os.PathLike, tag: str
+) -> list[Path]:
+    """ROC and PR curves of several models on the same data: ``{name: (labels, prob_pos)}``."""
+    plt = _pyplot()
+    out = Path(out_dir)
+    fig_roc, ax_roc = plt.subplots(figsize=(4.5, 4.5))
+    fig_pr, ax_pr = plt.subplots(figsize=(4.5, 4.5))
+    for name, (labels, prob) in curves.items():
+        m = binary_metrics(labels, prob)
+        fpr, tpr, _ = roc_points(labels, prob)
+        ax_roc.plot(fpr, tpr, lw=2, label=f"{name} (AUROC {m['auroc']:.3f})")
+        recall, precision = pr_points(labels, prob)
+        ax_pr.step(recall, precision, where="post", lw=2, label=f"{name} (AP {m['auprc']:.3f})")
+    ax_roc.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax_roc.axvline(0.1, ls=":", c="grey", lw=1)
+    ax_roc.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC ({tag})")
+    ax_roc.legend(loc="lower right", fontsize=8)
+    ax_pr.set(xlabel="recall", ylabel="precision", title=f"Precision-recall ({tag})", ylim=(0, 1.02))
+    ax_pr.legend(loc="upper right", fontsize=8)
+    paths = [_save(fig_roc, out / f"roc_{tag}.png"), _save(fig_pr, out / f"pr_{tag}.png")]
+    plt.close(fig_roc)
+    plt.close(fig_pr)
+    return paths
+
+
+def score_histograms(labels: np.ndarray, prob_pos: np.ndarray, threshold: float, out_path: str | os.PathLike) -> Path:
+    """Histogram of P(positive) per true class, with the decision threshold."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    bins = np.linspace(0, 1, 41)
+    labels = np.asarray(labels)
+    for cls, name in ((0, "negative"), (1, "positive")):
+        ax.hist(np.asarray(prob_pos)[labels == cls], bins=bins, alpha=0.6, density=True, label=f"true {name}")
+    ax.axvline(threshold, color="red", ls="--", label=f"threshold {threshold:.3f}")
+    ax.set(xlabel="P(positive)", ylabel="density", title="Scores per class")
+    ax.legend(fontsize=8)
+    path = _save(fig, Path(out_path))
+    plt.close(fig)
+    return path

@@ -9,6 +9,7 @@ together; the algorithms live in them.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field, fields
@@ -21,7 +22,7 @@ import pandas as pd
 from hardmine import __version__
 from hardmine.data import ImageDataset, LoadReport, load_samples, make_or_load_split
 from hardmine.errors import HardmineError
-from hardmine.io import read_json, write_json
+from hardmine.io import read_json, write_csv, write_json
 from hardmine.metrics import THRESHOLD_RULES, binary_metrics, choose_threshold, softmax
 from hardmine.mining import MiningConfig
 from hardmine.scoring import SCORE_SOURCES
@@ -139,6 +140,7 @@ class RunConfig:
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    config = json.loads(json.dumps(config))  # as it reads back from config.json (tuples become lists)
     return {
         section: {k: v for k, v in values.items() if k not in RUNTIME_ONLY}
         for section, values in config.items()
@@ -271,7 +273,7 @@ def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
             found = _first_difference(va, vb, f"{prefix}{key}.")
             if found:
                 return found
-        elif va != vb and not (isinstance(va, list) and isinstance(vb, tuple) and list(vb) == va):
+        elif va != vb:
             return f"{prefix}{key}: {va!r} then, {vb!r} now"
     return ""
 
@@ -313,6 +315,7 @@ def evaluate(
     On ``val`` the threshold is tuned by the run's rule and saved in
     ``round-RRR/metrics.json``; on ``test`` that saved threshold is used (never
     tuned on test) and the result goes to ``round-RRR/metrics_test.json``.
+    Per-sample probabilities go to ``round-RRR/preds_<split>.csv``.
     With ``plots``, ROC, PR and confusion-matrix PNGs are written beside them.
     """
     if split not in ("val", "test"):
@@ -337,6 +340,7 @@ def evaluate(
         threshold = float(read_json(val_path)["threshold"])
     metrics = binary_metrics(labels, prob, threshold, ci=ci)
     metrics["threshold_rule"] = run.config.threshold.rule
+    write_csv(out / f"preds_{split}.csv", pd.DataFrame({"id": ds.table["id"], "label": labels, "prob_pos": prob}))
     write_json(out / ("metrics.json" if split == "val" else "metrics_test.json"), metrics)
     if plots:
         from hardmine.plots import evaluation_plots
@@ -365,7 +369,7 @@ def score_round(
     Returns a summary (rows, embedding width, audit pair count).
     """
     from hardmine.index import near_duplicate_pairs
-    from hardmine.io import write_csv, write_npy
+    from hardmine.io import write_npy
     from hardmine.scoring import dynamics_scores, out_of_fold_logits, score_dataset, score_table
 
     scoring = scoring or run.config.scoring
@@ -435,7 +439,6 @@ def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str
     smoothed with round ``r - 1``'s weights and "persistent" triage looks at
     the seeds of earlier rounds.
     """
-    from hardmine.io import write_csv
     from hardmine.mining import mine
 
     mining = mining or run.config.mining
@@ -453,7 +456,8 @@ def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str
         or (scores["id"].to_numpy() != train_part["id"].to_numpy()).any()
     ):
         raise HardmineError(
-            f"{scores_path} ({len(scores)} rows) does not match embeddings ({len(emb)}) or the training split ({len(train_part)})"
+            f"{scores_path} ({len(scores)} rows) does not match embeddings ({len(emb)}) "
+            f"or the training split ({len(train_part)})"
         )
     prob, dynamics = mining_inputs(scores, source)
     previous = _read_weights(run, r - 1, train_part) if r > 0 else None
@@ -503,3 +507,168 @@ def _seed_mask(run: Run, r: int, train_part: pd.DataFrame) -> np.ndarray | None:
         return None
     mined = pd.read_csv(path, dtype={"id": str})
     return train_part["id"].isin(set(mined.loc[mined["role"] == "seed", "id"])).to_numpy()
+
+
+# -------------------------------------------------------------------- the round loop
+
+
+class Manifest:
+    """``manifest.json``: the steps completed, what resume reads."""
+
+    def __init__(self, root: Path):
+        self.path = root / "manifest.json"
+        raw = read_json(self.path) if self.path.exists() else {}
+        self.steps: list[str] = list(raw.get("steps", []))
+        self.target: int = int(raw.get("target_round", -1))
+        self.rounds: dict[str, dict[str, Any]] = dict(raw.get("rounds", {}))
+
+    def done(self, step: str) -> bool:
+        return step in self.steps
+
+    def mark(self, step: str) -> None:
+        if step not in self.steps:
+            self.steps.append(step)
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path, {"steps": self.steps, "target_round": self.target, "rounds": self.rounds})
+
+    def completed_rounds(self) -> list[int]:
+        return sorted(int(s[1:4]) for s in self.steps if s.endswith(":train"))
+
+
+def selection_value(metrics: dict[str, Any], select_by: str, threshold: ThresholdConfig) -> float:
+    """The value rounds are ranked by (higher = better). ``cost`` is minus the expected cost per sample."""
+    if select_by == "cost":
+        return -(threshold.cost_fn * metrics["fn"] + threshold.cost_fp * metrics["fp"]) / metrics["n"]
+    value = metrics[select_by]
+    return float("-inf") if value is None or value != value else float(value)
+
+
+def best_round(run: Run, rounds: list[int]) -> int:
+    """The round with the best validation value (ties: AUROC, then the earlier round)."""
+    cfg = run.config
+
+    def key(r: int):
+        val = read_json(run.round_dir(r) / "metrics.json")
+        auroc = val["auroc"] if val["auroc"] is not None else float("-inf")
+        return (selection_value(val, cfg.rounds.select_by, cfg.threshold), auroc, -r)
+
+    return max(rounds, key=key)
+
+
+def run_rounds(
+    run: Run,
+    n: int,
+    resume: bool = False,
+    init_checkpoint: str | os.PathLike | None = None,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Train round 0 if missing, then ``n`` mining rounds; finish with the report.
+
+    Each mining round r: score and mine round r-1, train round r on its weights
+    (fine-tuned from round r-1's best checkpoint, or from the best round when
+    r-1 made the selection metric worse by more than ``guard_tol``; from
+    scratch with ``from_scratch``), evaluate on validation. Every step is
+    recorded in ``manifest.json``; an interrupted run continues from the last
+    completed step with ``resume`` (up to the round it was aiming for) or by
+    calling again (which adds ``n`` rounds after the completed ones).
+
+    Returns the report (also written to ``report.json``).
+    """
+    from dataclasses import replace
+
+    if n < 0:
+        raise HardmineError(f"--n must be >= 0; got {n}")
+    manifest = Manifest(run.root)
+    completed = manifest.completed_rounds()
+    if resume and manifest.target >= 0:
+        target = manifest.target
+    else:
+        target = (completed[-1] if completed else 0) + n
+    manifest.target = target
+    manifest.save()
+    note = callback or (lambda event, info: None)
+    cfg = run.config
+    for r in range(0, target + 1):
+        if r > 0:
+            for step, fn in (("score", lambda q: score_round(run, q, audit=q == 0, callback=callback)),
+                             ("mine", lambda q: mine_round(run, q))):  # fmt: skip
+                if not manifest.done(f"r{r - 1:03d}:{step}"):
+                    note("step", {"round": r - 1, "step": step})
+                    fn(r - 1)
+                    manifest.mark(f"r{r - 1:03d}:{step}")
+        if manifest.done(f"r{r:03d}:train"):
+            continue
+        note("step", {"round": r, "step": "train"})
+        info: dict[str, Any] = {"worse": False}
+        if r == 0:
+            init = init_checkpoint
+            weights = None
+            round_cfg = cfg
+        else:
+            previous = manifest.rounds.get(str(r - 1), {})
+            source = best_round(run, manifest.completed_rounds()) if previous.get("worse") else r - 1
+            init = None if cfg.rounds.from_scratch else run.round_dir(source) / "model.pt"
+            info["init_round"] = None if init is None else source
+            weights = _read_weights(run, r - 1, run.part("train"))
+            epochs = cfg.rounds.round_epochs or cfg.train.epochs
+            train_cfg = cfg.train if cfg.rounds.from_scratch else replace(cfg.train, epochs=epochs, freeze_epochs=0)
+            round_cfg = replace(cfg, train=train_cfg)
+        round_run = Run(run.root, round_cfg, run.table, run.split, run.load_report)
+        metrics = train_round(round_run, r, sample_weights=weights, init_checkpoint=init, callback=callback)
+        if r > 0:
+            best = best_round(run, manifest.completed_rounds())
+            best_value = selection_value(read_json(run.round_dir(best) / "metrics.json"), cfg.rounds.select_by,
+                                         cfg.threshold)  # fmt: skip
+            value = selection_value(metrics, cfg.rounds.select_by, cfg.threshold)
+            info["worse"] = bool(value < best_value - cfg.rounds.guard_tol)
+        manifest.rounds[str(r)] = info
+        manifest.mark(f"r{r:03d}:train")
+        note("round_end", {"round": r, "val": metrics} | info)
+    # The last round is scored and mined too, so its galleries exist and a later call can go on.
+    for step, fn in (("score", lambda q: score_round(run, q, audit=q == 0, callback=callback)),
+                     ("mine", lambda q: mine_round(run, q))):  # fmt: skip
+        if not manifest.done(f"r{target:03d}:{step}"):
+            note("step", {"round": target, "step": step})
+            fn(target)
+            manifest.mark(f"r{target:03d}:{step}")
+    if not manifest.done(f"r{target:03d}:report"):
+        note("step", {"round": target, "step": "report"})
+    report = write_report(run, callback)
+    manifest.mark(f"r{target:03d}:report")
+    return report
+
+
+def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
+    """Choose the best round on validation, evaluate it and round 0 on test, write ``report.json``."""
+    manifest = Manifest(run.root)
+    rounds = manifest.completed_rounds()
+    if not rounds:
+        raise HardmineError(f"{run.root} has no completed round")
+    best = best_round(run, rounds)
+    rows = []
+    for r in rounds:
+        row: dict[str, Any] = {"round": r, "val": read_json(run.round_dir(r) / "metrics.json")}
+        row.update(manifest.rounds.get(str(r), {}))
+        mining_path = run.round_dir(r - 1) / "mining.json"
+        row["mining"] = read_json(mining_path) if r > 0 and mining_path.exists() else None
+        rows.append(row)
+    test = {}
+    for r in sorted({0, best}):
+        path = run.round_dir(r) / "metrics_test.json"
+        test[r] = read_json(path) if path.exists() and _newer(path, run.round_dir(r) / "model.pt") else \
+            evaluate(run, r, "test", callback=callback)  # fmt: skip
+    report = {
+        "rounds": rows,
+        "best_round": best,
+        "select_by": run.config.rounds.select_by,
+        "test": test[best],
+        "test_round0": test[0],
+    }
+    write_json(run.root / "report.json", report)
+    return report
+
+
+def _newer(a: Path, b: Path) -> bool:
+    return a.stat().st_mtime_ns >= b.stat().st_mtime_ns

@@ -1,0 +1,117 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from hardmine.cli import app
+from hardmine.errors import HardmineError
+from hardmine.metrics import METRIC_KEYS
+from hardmine.rounds import DataConfig, Manifest, Run, RunConfig, RoundsConfig, run_rounds
+from hardmine.train import TrainConfig
+
+runner = CliRunner()
+ROUND_FILES = ("model.pt", "metrics.json", "scores.csv", "embeddings.npy", "mined.csv", "weights.csv")
+
+
+def _config(data, **rounds):
+    train = TrainConfig(model="tiny", image_size=24, epochs=2, batch_size=32, seed=0, device="cpu")
+    return RunConfig(DataConfig(data=str(data)), train, rounds=RoundsConfig(round_epochs=1, **rounds))
+
+
+def _validate_report(report: dict, n_rounds: int) -> None:
+    """report.json against the schema in DESIGN.md (plus test_round0)."""
+    assert set(report) >= {"rounds", "best_round", "test", "test_round0", "select_by"}
+    assert [row["round"] for row in report["rounds"]] == list(range(n_rounds))
+    for row in report["rounds"]:
+        assert set(METRIC_KEYS) <= set(row["val"])
+    assert report["best_round"] in range(n_rounds)
+    for key in ("test", "test_round0"):
+        assert set(METRIC_KEYS) <= set(report[key])
+        assert 0 <= report[key]["auroc"] <= 1
+
+
+def test_round_run_produces_the_contract(demo_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["round", "--data", str(demo_dir), "--out", str(run_dir), "--n", "1", "--image-size", "24", "--epochs", "2",
+            "--round-epochs", "1", "--device", "cpu", "--k", "5"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "split.csv", "manifest.json", "report.json", "report.html", "split_audit.csv"):
+        assert (run_dir / name).exists(), name
+    for r in (0, 1):
+        for name in ROUND_FILES:
+            assert (run_dir / f"round-{r:03d}" / name).exists(), (r, name)
+    report = json.loads((run_dir / "report.json").read_text())
+    _validate_report(report, 2)
+    assert report["rounds"][1]["mining"]["n_seeds"] > 0
+    # val thresholds are carried to test, never re-tuned
+    best = report["best_round"]
+    val = json.loads((run_dir / f"round-{best:03d}" / "metrics.json").read_text())
+    assert report["test"]["threshold"] == val["threshold"]
+    assert "rnd" in result.output and "test split" in result.output
+    # another call adds rounds
+    result = runner.invoke(app, args[:6] + ["1"] + args[7:])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((run_dir / "report.json").read_text())["rounds"]) == 3
+    # a different configuration on the same run is refused
+    result = runner.invoke(app, args[:-1] + ["7"])
+    assert result.exit_code == 2 and "mining.k: 5 then, 7 now" in result.output
+    result = runner.invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0 and (run_dir / "rounds.png").exists() and (run_dir / "roc_test.png").exists()
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_at", ["epoch", "mine"])
+def test_resume_after_kill_equals_uninterrupted(demo_dir, tmp_path, kill_at, monkeypatch):
+    full = run_rounds(Run.create(tmp_path / "full", _config(demo_dir)), 2)
+
+    in_round_1 = []
+
+    def killer(event, info):
+        if event == "step" and info == {"round": 1, "step": "train"}:
+            in_round_1.append(True)
+        if kill_at == "epoch" and event == "epoch_end" and info["epoch"] == 0 and in_round_1:
+            raise _Kill  # after round 1's first epoch checkpoint, before its second
+
+    if kill_at == "mine":
+        import hardmine.rounds as rounds
+
+        original = rounds.mine_round
+
+        def mine_then_die(run, r, *a, **k):
+            if r == 1:
+                raise _Kill
+            return original(run, r, *a, **k)
+
+        monkeypatch.setattr(rounds, "mine_round", mine_then_die)
+    cut_run = Run.create(tmp_path / "cut", _config(demo_dir))
+    with pytest.raises(_Kill):
+        run_rounds(cut_run, 2, callback=killer)
+    monkeypatch.undo()
+    assert Manifest(tmp_path / "cut").target == 2
+    resumed = run_rounds(Run.create(tmp_path / "cut", _config(demo_dir)), 0, resume=True)
+    assert resumed["best_round"] == full["best_round"]
+    for a, b in zip(full["rounds"], resumed["rounds"], strict=True):
+        assert a["val"]["auroc"] == pytest.approx(b["val"]["auroc"], abs=1e-6)
+        assert a["val"]["threshold"] == pytest.approx(b["val"]["threshold"], abs=1e-6)
+    assert full["test"]["auroc"] == pytest.approx(resumed["test"]["auroc"], abs=1e-6)
+    w_full = np.loadtxt(tmp_path / "full" / "round-001" / "weights.csv", delimiter=",", skiprows=1, usecols=1)
+    w_cut = np.loadtxt(tmp_path / "cut" / "round-001" / "weights.csv", delimiter=",", skiprows=1, usecols=1)
+    assert np.allclose(w_full, w_cut, atol=1e-6)
+
+
+def test_different_config_refused_and_overwrite(demo_dir, tmp_path):
+    Run.create(tmp_path / "r", _config(demo_dir))
+    other = _config(demo_dir, select_by="auprc")
+    with pytest.raises(HardmineError, match="different configuration \\(rounds.select_by"):
+        Run.create(tmp_path / "r", other)
+    Run.create(tmp_path / "r", other, overwrite=True)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(HardmineError, match="not a hardmine run directory"):
+        Run.create(tmp_path / "x", other, overwrite=True)
+    assert (tmp_path / "x" / "notes.txt").exists()
