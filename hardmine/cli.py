@@ -431,8 +431,8 @@ def _round_table(report: dict[str, Any]) -> Table:
 
 def _print_report(report: dict[str, Any]) -> None:
     console.print(_round_table(report))
-    console.print(_metrics_table({"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]},
-                                 "test split (thresholds tuned on validation)"))  # fmt: skip
+    columns = {"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]}
+    console.print(_metrics_table(columns, "test split (thresholds tuned on validation)"))
 
 
 class _RoundProgress(_ProgressCallback):

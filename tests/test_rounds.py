@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from hardmine.cli import app
 from hardmine.errors import HardmineError
 from hardmine.metrics import METRIC_KEYS
-from hardmine.rounds import DataConfig, Manifest, Run, RunConfig, RoundsConfig, run_rounds
+from hardmine.rounds import DataConfig, Manifest, RoundsConfig, Run, RunConfig, run_rounds
 from hardmine.train import TrainConfig
 
 runner = CliRunner()
