@@ -474,7 +474,10 @@ def round_cmd(
     _print_report(report)
     write_html_report(run.root)
     console.print(f"report: {run.root / 'report.json'}, {run.root / 'report.html'}")
-    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery: hardmine gallery {run.root}")
+    from hardmine.gallery import build_gallery
+
+    gallery = build_gallery(run.root)
+    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the last round: {gallery}")
 
 
 @command("report")
@@ -526,6 +529,24 @@ def compare_cmd(
         )
     console.print(table)
     console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare_runs.csv'}")
+
+
+@command("gallery")
+def gallery_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    round_: int | None = typer.Option(None, "--round", help="Round to show (default: the latest mined)."),
+    inline: bool = typer.Option(False, "--inline", help="Inline thumbnails in the HTML (one file to share)."),
+    png: bool = typer.Option(False, "--png", help="Also a contact sheet PNG of the hardest seeds."),
+    top_n: int = typer.Option(48, help="Seeds on the contact sheet."),
+    open_: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+) -> None:
+    """Static HTML gallery of what a round mined and why (works offline, from file://)."""
+    from hardmine.gallery import build_gallery
+
+    path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n, open_browser=open_)
+    console.print(f"gallery: {path}")
+    if png:
+        console.print(f"contact sheet: {path.parent / 'hardest.png'}")
 
 
 def main() -> None:

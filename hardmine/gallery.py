@@ -1,0 +1,278 @@
+"""Static HTML galleries (and PNG contact sheets) of what a round mined and why.
+
+``build_gallery(run_dir, r)`` writes ``RUN/round-RRR/gallery/index.html``: one
+page, no server, no network, usable from ``file://``. Thumbnails are written
+beside it (``thumbs/``) or inlined as data URIs. Card data travels as a JSON
+block that the page's own script renders with ``textContent`` (never
+``innerHTML``), so every string from data is inert; the few strings placed in
+HTML directly are escaped.
+
+Sections mirror ``mined.csv``: missed positives and false alarms (seeds
+misclassified at the round's threshold), low-margin seeds, neighbour
+expansions (one strip per seed), quarantined suspected label errors, plus the
+persistently hard (a seed in every round so far). No torch here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import webbrowser
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hardmine.data import load_samples
+from hardmine.errors import HardmineError
+from hardmine.io import read_json, write_bytes
+
+THUMB_SIZE = 96
+SECTIONS = (
+    ("fn", "Missed positives (false negatives)"),
+    ("fp", "False alarms (false positives)"),
+    ("low-margin", "Low margin (near the threshold)"),
+    ("neighbour", "Neighbour expansions"),
+    ("quarantined", "Quarantined: suspected label errors"),
+    ("persistent", "Persistently hard (a seed in every round so far)"),
+)
+_NEIGHBOUR_REASON = re.compile(r"neighbour-of:(?P<seed>.+)@(?P<sim>-?[0-9.]+)$")
+
+
+def section_of(row: pd.Series) -> str:
+    """The gallery section of one ``mined.csv`` row."""
+    if row["role"] == "quarantined":
+        return "quarantined"
+    if row["role"] == "neighbour":
+        return "neighbour"
+    if "misclassified" in str(row["reasons"]).split("|"):
+        return "fn" if int(row["label"]) == 1 else "fp"
+    return "low-margin"
+
+
+def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Card records for round ``r`` (one per mined row, plus persistent ones) and page facts."""
+    root = Path(run_dir)
+    rdir = root / f"round-{r:03d}"
+    for name in ("mined.csv", "scores.csv"):
+        if not (rdir / name).exists():
+            raise HardmineError(f"{rdir / name} not found: score and mine round {r} first")
+    config = read_json(root / "config.json")
+    data = config["data"]
+    table, report = load_samples(data["data"], data["source"], data["positive"], data["negative"], data["metadata"])
+    table = table.set_index("id")
+    mined = pd.read_csv(rdir / "mined.csv", dtype={"id": str}, keep_default_na=False)
+    scores = pd.read_csv(rdir / "scores.csv", dtype={"id": str}).set_index("id")
+    history = _score_history(root, r)
+    threshold = float(read_json(rdir / "metrics.json")["threshold"]) if (rdir / "metrics.json").exists() else 0.5
+    names = {1: "/".join(report.positive), 0: "/".join(report.negative)}
+    cards = []
+    for row in mined.itertuples(index=False):
+        section = section_of(pd.Series(row._asdict()))
+        seed_of, sim = "", None
+        if section == "neighbour":
+            match = _NEIGHBOUR_REASON.match(str(row.reasons).split("|")[0])
+            if match:
+                seed_of, sim = match["seed"], float(match["sim"])
+        cards.append(_card(row.id, section, row.role, row.reasons, row.hardness, row.weight, seed_of, sim,
+                           table, scores, history, names))  # fmt: skip
+    persistent = _persistent_ids(root, r)
+    hardness = dict(zip(mined["id"], mined["hardness"], strict=True))
+    weight = dict(zip(mined["id"], mined["weight"], strict=True))
+    for sample_id in persistent:
+        cards.append(_card(sample_id, "persistent", "seed", f"seed in rounds 0-{r}", hardness.get(sample_id, 0.0),
+                           weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
+    facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": root.name}
+    return cards, facts
+
+
+def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, table, scores, history, names) -> dict:
+    meta = table.loc[sample_id] if sample_id in table.index else None
+    score = scores.loc[sample_id] if sample_id in scores.index else None
+    label = int(meta["label"]) if meta is not None else int(score["label"])
+    prob = float(score["prob_pos"]) if score is not None else float("nan")
+    pred = int(score["pred"]) if score is not None else -1
+    return {
+        "id": str(sample_id),
+        "section": section,
+        "role": role,
+        "reasons": str(reasons),
+        "group": str(meta["group"]) if meta is not None else "",
+        "label": names[label],
+        "label01": label,
+        "pred": names.get(pred, "?"),
+        "prob_pos": _num(prob),
+        "loss": _num(score["loss"]) if score is not None else None,
+        "margin": _num(score["logit_margin"]) if score is not None else None,
+        "hardness": _num(hardness),
+        "weight": _num(weight),
+        "seed_of": seed_of,
+        "sim": _num(sim) if sim is not None else None,
+        "history": [_num(v) for v in history.get(str(sample_id), [])],
+        "path": str(meta["path"]) if meta is not None else "",
+    }
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return None if not np.isfinite(value) else round(value, 4)
+
+
+def _score_history(root: Path, r: int) -> dict[str, list[float]]:
+    """P(positive) of each training sample in rounds 0..r (NaN where not scored)."""
+    history: dict[str, list[float]] = {}
+    for q in range(r + 1):
+        path = root / f"round-{q:03d}" / "scores.csv"
+        if not path.exists():
+            continue
+        frame = pd.read_csv(path, dtype={"id": str}, usecols=["id", "prob_pos"])
+        for sample_id, prob in zip(frame["id"], frame["prob_pos"], strict=True):
+            history.setdefault(sample_id, [float("nan")] * q).append(float(prob))
+        for values in history.values():
+            values.extend([float("nan")] * (q + 1 - len(values)))
+    return history
+
+
+def _persistent_ids(root: Path, r: int) -> list[str]:
+    """Seeds of every round 0..r (empty before two rounds exist)."""
+    if r < 1:
+        return []
+    seeds = None
+    for q in range(r + 1):
+        path = root / f"round-{q:03d}" / "mined.csv"
+        if not path.exists():
+            return []
+        mined = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        ids = set(mined.loc[mined["role"] == "seed", "id"])
+        seeds = ids if seeds is None else seeds & ids
+    return sorted(seeds or [])
+
+
+def _thumbnail(path: str, size: int = THUMB_SIZE) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.draft("RGB", (size, size))
+        img = img.convert("RGB")
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def build_gallery(
+    run_dir: str | os.PathLike,
+    r: int | None = None,
+    inline: bool = False,
+    png: bool = False,
+    top_n: int = 48,
+    open_browser: bool = False,
+) -> Path:
+    """Write ``round-RRR/gallery/index.html`` (and ``hardest.png`` with ``png``); return the page path."""
+    root = Path(run_dir)
+    if r is None:
+        done = sorted(int(p.parent.name.split("-")[1]) for p in root.glob("round-[0-9][0-9][0-9]/mined.csv"))
+        if not done:
+            raise HardmineError(f"no mined round in {root}: run `hardmine mine` or `hardmine round` first")
+        r = done[-1]
+    cards, facts = gallery_cards(root, r)
+    out = root / f"round-{r:03d}" / "gallery"
+    thumbs = out / "thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    for number, card in enumerate(cards):
+        path = card.pop("path")
+        if not path:
+            card["src"] = ""
+            continue
+        if path not in written:
+            data = _thumbnail(path)
+            if inline:
+                written[path] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+            else:
+                name = f"thumbs/{number:06d}.jpg"
+                write_bytes(out / name, data)
+                written[path] = name
+        card["src"] = written[path]
+    page = render_page(cards, facts)
+    index = write_bytes(out / "index.html", page.encode())
+    if png:
+        contact_sheet(cards, root, r, out / "hardest.png", top_n)
+    if open_browser:
+        webbrowser.open(index.resolve().as_uri())
+    return index
+
+
+def contact_sheet(cards: list[dict], root: Path, r: int, out_path: Path, top_n: int = 48) -> Path:
+    """PNG grid of the top-N hardest seeds, titled with true label, P(positive) and loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hardmine.io import atomic_path
+
+    config = read_json(root / "config.json")["data"]
+    table, _ = load_samples(
+        config["data"], config["source"], config["positive"], config["negative"], config["metadata"]
+    )
+    paths = dict(zip(table["id"], table["path"], strict=True))
+    seeds = [c for c in cards if c["role"] == "seed" and c["section"] != "persistent"]
+    seeds = sorted(seeds, key=lambda c: -(c["loss"] or 0))[:top_n]
+    cols = 8
+    rows = max(1, -(-len(seeds) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0, rows * 2.3), squeeze=False)
+    from PIL import Image
+
+    for ax, card in zip(axes.ravel(), seeds + [None] * (rows * cols - len(seeds)), strict=True):
+        ax.axis("off")
+        if card is None:
+            continue
+        with Image.open(paths[card["id"]]) as img:
+            ax.imshow(img.convert("RGB"))
+        ax.set_title(f"{card['id']}\ntrue {card['label']} | P(pos) {card['prob_pos']:.2f}\nloss {card['loss']:.2f}",
+                     fontsize=7)  # fmt: skip
+    fig.suptitle(f"round {r}: hardest {len(seeds)} seeds by loss (P(pos) = probability of the positive class)")
+    with atomic_path(out_path, ".png") as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return out_path
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON safe to embed in a <script> block: no '</script>' or '<!--' can close it."""
+    text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
+    title = html.escape(f"hardmine gallery: {facts['run']}, round {facts['round']}")
+    sections = "".join(
+        f'<section id="sec-{key}" data-section="{key}"><h2>{html.escape(name)} '
+        f'<span class="count" data-count="{sum(c["section"] == key for c in cards)}"></span></h2>'
+        f'<div class="cards"></div><div class="more"></div></section>'
+        for key, name in SECTIONS
+    )
+    options = "".join(
+        f'<label><input type="checkbox" class="secbox" value="{key}" checked> '
+        f"{html.escape(name.split(' (')[0].split(':')[0])}</label>"
+        for key, name in SECTIONS
+    )
+    values = {
+        "title": title,
+        "threshold": f"{facts['threshold']:.4f}",
+        "positive": html.escape(str(facts["positive"])),
+        "negative": html.escape(str(facts["negative"])),
+        "sections": sections,
+        "section_boxes": options,
+        "data": _json_for_script({"cards": cards, "facts": facts}),
+    }
+    # Placeholders are filled in one pass, so text from data can never introduce another one.
+    template = resources.files("hardmine").joinpath("gallery_page.html").read_text()
+    return re.sub(r"@@(\w+)@@", lambda m: values[m.group(1)], template)
