@@ -116,7 +116,8 @@ def command(name: str | None = None, **kwargs):
             try:
                 return fn(*args, **kw)
             except HardmineError as exc:
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                if _is_main_process():
+                    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
         return app.command(name, **kwargs)(wrapper)
@@ -458,7 +459,9 @@ class _RoundProgress(_ProgressCallback):
 @with_options(DATA_OPTIONS, TRAIN_OPTIONS, THRESHOLD_OPTIONS, MINING_OPTIONS, SCORING_OPTIONS, ROUND_OPTIONS)
 def round_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory."),
-    n: int = typer.Option(3, "--n", help="Mining rounds to add (round 0 is trained first if missing)."),
+    n: int = typer.Option(
+        3, "--n", "--rounds", help="Mining rounds to add (round 0 first if missing); under torchrun use --rounds."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run up to the round it aimed for."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run with another configuration."),
     init_checkpoint: Path | None = typer.Option(None, help="Start round 0 from this state dict."),
@@ -472,12 +475,13 @@ def round_cmd(
     with _progress() as progress:
         report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=_RoundProgress(progress))
     _print_report(report)
-    write_html_report(run.root)
-    console.print(f"report: {run.root / 'report.json'}, {run.root / 'report.html'}")
-    from hardmine.gallery import build_gallery
+    if _is_main_process():
+        from hardmine.gallery import build_gallery
 
-    gallery = build_gallery(run.root)
-    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the last round: {gallery}")
+        write_html_report(run.root)
+        console.print(f"report: {run.root / 'report.json'}, {run.root / 'report.html'}")
+        gallery = build_gallery(run.root)
+        console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the last round: {gallery}")
 
 
 @command("report")
@@ -498,7 +502,7 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory.")) -> No
 def compare_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for all runs and the comparison table."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0, 1, ...) per method."),
-    n: int = typer.Option(3, "--n", help="Mining rounds of the hardmine method."),
+    n: int = typer.Option(3, "--n", "--rounds", help="Mining rounds of the hardmine method."),
     opts: dict | None = None,
 ) -> None:
     """Baselines (CE, weighted CE, oversampling, focal) against hardmine: same split, rule and epoch budget."""
@@ -549,7 +553,22 @@ def gallery_cmd(
         console.print(f"contact sheet: {path.parent / 'hardest.png'}")
 
 
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def main() -> None:
+    """Entry point; under torchrun (WORLD_SIZE > 1) it joins the process group first."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from hardmine import distributed
+
+        distributed.setup_from_env()
+        if not distributed.is_main():
+            console.quiet = True  # rank 0 alone prints
     app()
 
 

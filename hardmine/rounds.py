@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine import __version__
+from hardmine import __version__, distributed
 from hardmine.data import ImageDataset, LoadReport, load_samples, make_or_load_split
 from hardmine.errors import HardmineError
 from hardmine.io import read_json, write_csv, write_json
@@ -182,8 +182,12 @@ class Run:
 
         An existing run with a different configuration is refused unless
         ``overwrite``, which deletes it first (only if it looks like a hardmine run).
+        Under torchrun, rank 0 does this and the others receive the result.
         """
-        root = Path(root)
+        return distributed.on_main(lambda: cls._create(Path(root), config, overwrite))
+
+    @classmethod
+    def _create(cls, root: Path, config: RunConfig, overwrite: bool) -> Run:
         config.validate()
         config_path = root / "config.json"
         if config_path.exists():
@@ -327,7 +331,7 @@ def evaluate(
     model = run.load_model(checkpoint)
     ds = run.dataset(split)
     cfg = run.config.train
-    device = resolve_device(cfg.device)
+    device = resolve_device(distributed.local_device(cfg.device))
     logits, _ = predict(model, ds, cfg.batch_size * 2, device, cfg.amp, cfg.num_workers, callback=callback)
     prob = softmax(logits)[:, 1]
     labels = ds.labels
@@ -340,12 +344,14 @@ def evaluate(
         threshold = float(read_json(val_path)["threshold"])
     metrics = binary_metrics(labels, prob, threshold, ci=ci)
     metrics["threshold_rule"] = run.config.threshold.rule
-    write_csv(out / f"preds_{split}.csv", pd.DataFrame({"id": ds.table["id"], "label": labels, "prob_pos": prob}))
-    write_json(out / ("metrics.json" if split == "val" else "metrics_test.json"), metrics)
-    if plots:
-        from hardmine.plots import evaluation_plots
+    if distributed.is_main():
+        write_csv(out / f"preds_{split}.csv", pd.DataFrame({"id": ds.table["id"], "label": labels, "prob_pos": prob}))
+        write_json(out / ("metrics.json" if split == "val" else "metrics_test.json"), metrics)
+        if plots:
+            from hardmine.plots import evaluation_plots
 
-        evaluation_plots(labels, prob, threshold, out, split)
+            evaluation_plots(labels, prob, threshold, out, split)
+    distributed.barrier()
     return metrics
 
 
@@ -380,7 +386,8 @@ def score_round(
     threshold = _round_threshold(run, r)
     train_part = run.part("train")
     ds = ImageDataset(train_part, cfg.image_size, train=False)
-    table, emb, center = score_dataset(model, ds, train_part["id"], threshold, cfg.device, cfg.batch_size * 2,
+    device = distributed.local_device(cfg.device)
+    table, emb, center = score_dataset(model, ds, train_part["id"], threshold, device, cfg.batch_size * 2,
                                        scoring.tta, cfg.amp, cfg.num_workers, scoring.embedding_dtype,
                                        callback=callback)  # fmt: skip
     dynamics_path = out / "dynamics.npz"
@@ -392,8 +399,9 @@ def score_round(
     if scoring.source == "oof":
         logits = out_of_fold_logits(train_part, cfg, scoring.oof_folds, out / "oof", seed=cfg.seed, callback=callback)
         table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
-    write_npy(out / "embeddings.npy", emb)
-    write_csv(out / "scores.csv", table)
+    if distributed.is_main():
+        write_npy(out / "embeddings.npy", emb)
+        write_csv(out / "scores.csv", table)
     summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
     if audit:
         parts, ids, embs = [], [], []
@@ -403,14 +411,20 @@ def score_round(
                 part_emb = emb
             else:
                 _, part_emb, _ = score_dataset(model, ImageDataset(part, cfg.image_size), part["id"], threshold,
-                                               cfg.device, cfg.batch_size * 2, amp=cfg.amp,
+                                               device, cfg.batch_size * 2, amp=cfg.amp,
                                                num_workers=cfg.num_workers, center=center)  # fmt: skip
             parts.append(np.full(len(part), name, dtype=object))
             ids.append(part["id"].to_numpy())
             embs.append(np.asarray(part_emb, dtype=np.float32))
-        pairs = near_duplicate_pairs(np.concatenate(embs), np.concatenate(ids), np.concatenate(parts), AUDIT_MIN_SIM)
-        write_csv(run.root / "split_audit.csv", pairs)
-        summary["audit_pairs"] = len(pairs)
+        all_emb, all_ids, all_parts = np.concatenate(embs), np.concatenate(ids), np.concatenate(parts)
+
+        def audit_pairs() -> int:
+            pairs = near_duplicate_pairs(all_emb, all_ids, all_parts, AUDIT_MIN_SIM)
+            write_csv(run.root / "split_audit.csv", pairs)
+            return len(pairs)
+
+        summary["audit_pairs"] = distributed.on_main(audit_pairs)
+    distributed.barrier()
     return summary
 
 
@@ -437,8 +451,13 @@ def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str
 
     The weights are the curriculum for training round ``r + 1``; they are
     smoothed with round ``r - 1``'s weights and "persistent" triage looks at
-    the seeds of earlier rounds.
+    the seeds of earlier rounds. Under torchrun, rank 0 mines (faiss) and the
+    others receive the summary.
     """
+    return distributed.on_main(lambda: _mine_round(run, r, mining, source))
+
+
+def _mine_round(run: Run, r: int, mining: MiningConfig | None, source: str | None) -> dict[str, Any]:
     from hardmine.mining import mine
 
     mining = mining or run.config.mining
@@ -531,7 +550,8 @@ class Manifest:
         self.save()
 
     def save(self) -> None:
-        write_json(self.path, {"steps": self.steps, "target_round": self.target, "rounds": self.rounds})
+        if distributed.is_main():
+            write_json(self.path, {"steps": self.steps, "target_round": self.target, "rounds": self.rounds})
 
     def completed_rounds(self) -> list[int]:
         return sorted(int(s[1:4]) for s in self.steps if s.endswith(":train"))
@@ -587,6 +607,7 @@ def run_rounds(
     else:
         target = (completed[-1] if completed else 0) + n
     manifest.target = target
+    distributed.barrier()  # every rank has read the manifest before rank 0 rewrites it
     manifest.save()
     note = callback or (lambda event, info: None)
     cfg = run.config
@@ -642,6 +663,7 @@ def run_rounds(
 
 def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
     """Choose the best round on validation, evaluate it and round 0 on test, write ``report.json``."""
+    distributed.barrier()
     manifest = Manifest(run.root)
     rounds = manifest.completed_rounds()
     if not rounds:
@@ -666,7 +688,9 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
         "test": test[best],
         "test_round0": test[0],
     }
-    write_json(run.root / "report.json", report)
+    if distributed.is_main():
+        write_json(run.root / "report.json", report)
+    distributed.barrier()
     return report
 
 

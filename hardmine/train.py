@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
+from hardmine import distributed
 from hardmine.curriculum import CurriculumSampler, class_balance_weights
 from hardmine.errors import HardmineError
 from hardmine.io import atomic_path, write_bytes
@@ -143,10 +144,17 @@ def predict(
     """
     device = torch.device(device)
     model.eval().to(device)
-    loader = make_loader(dataset, batch_size, device, num_workers, image_size=getattr(dataset, "image_size", 224))
-    logits_out: np.ndarray | None = None
-    emb_out: np.ndarray | None = None
     n = len(dataset)
+    if n == 0:
+        raise HardmineError("cannot predict on an empty dataset")
+    # Under torchrun each rank scores rows rank, rank + world, ...: every row exactly once, no padding.
+    shard = (
+        dataset
+        if distributed.world_size() == 1
+        else Subset(dataset, range(distributed.rank(), n, distributed.world_size()))
+    )
+    loader = make_loader(shard, batch_size, device, num_workers, image_size=getattr(dataset, "image_size", 224))
+    indices, logits_parts, emb_parts = [], [], []
     done = 0
     for images, _, index in loader:
         images = _to_device(images, device)
@@ -154,18 +162,16 @@ def predict(
         if tta:
             flipped_logits, flipped_emb = _forward(model, torch.flip(images, dims=[3]), device, amp)
             logits, emb = (logits + flipped_logits) / 2, (emb + flipped_emb) / 2
-        if logits_out is None:
-            logits_out = np.empty((n, logits.shape[1]), dtype=np.float32)
-            emb_out = np.empty((n, emb.shape[1]), dtype=np.float32)
-        idx = index.numpy()
-        logits_out[idx] = logits.float().cpu().numpy()
-        emb_out[idx] = emb.float().cpu().numpy()
-        done += len(idx)
+        indices.append(index.numpy())
+        logits_parts.append(logits.float().cpu().numpy())
+        emb_parts.append(emb.float().cpu().numpy())
+        done += len(index)
         if callback:
-            callback("batch", {"done": done, "total": n, "phase": "predict"})
-    if logits_out is None:
-        raise HardmineError("cannot predict on an empty dataset")
-    return logits_out, emb_out
+            callback("batch", {"done": done, "total": len(shard), "phase": "predict"})
+    index = np.concatenate(indices) if indices else np.empty(0, dtype=np.int64)
+    logits_all = np.concatenate(logits_parts) if logits_parts else np.empty((0, 2), np.float32)
+    emb_all = np.concatenate(emb_parts) if emb_parts else np.empty((0, 0), np.float32)
+    return distributed.gather_rows(index, logits_all, emb_all, n=n)
 
 
 def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -208,7 +214,8 @@ def fit(
     config.validate()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
+    device = resolve_device(distributed.local_device(config.device))
+    world = distributed.world_size()
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
@@ -218,11 +225,13 @@ def fit(
         sample_weights = np.asarray(sample_weights, dtype=np.float64)
         if sample_weights.shape != (n_train,):
             raise HardmineError(f"sample_weights has shape {sample_weights.shape}; expected ({n_train},)")
-    cw = torch.tensor(class_weights(np.bincount(labels, minlength=2), config.class_weighting), dtype=torch.float32).to(
-        device
-    )
+    counts = np.bincount(labels, minlength=2)
+    cw = torch.tensor(class_weights(counts, config.class_weighting), dtype=torch.float32).to(device)
     draw_weights = _draw_weights(labels, config, sample_weights)
     sampler = None if draw_weights is None else CurriculumSampler(draw_weights, seed=config.seed)
+    if sampler is None and world > 1:
+        sampler = DistributedSampler(train_ds, shuffle=True, seed=config.seed)
+    steps_per_epoch = math.ceil((len(sampler) if sampler is not None else n_train) / config.batch_size)
     loss_weights = (
         torch.as_tensor(sample_weights, dtype=torch.float32)
         if sample_weights is not None and config.apply == "loss"
@@ -230,7 +239,7 @@ def fit(
     )
     total_epochs = config.freeze_epochs + config.epochs
     state = _TrainState(total_epochs, n_train)
-    optimizer = scheduler = None
+    optimizer = scheduler = net = None
     if resume and (out / "last.pt").exists():
         ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -238,14 +247,16 @@ def fit(
     for epoch in range(state.next_epoch, total_epochs):
         frozen = epoch < config.freeze_epochs
         if optimizer is None or epoch == config.freeze_epochs:
-            optimizer, scheduler = _make_optimizer(model, config, frozen, n_train, epoch)
+            _set_trainable(model, frozen)
+            # DDP fixes the trainable parameters when it wraps: wrap again at each phase.
+            net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+            optimizer, scheduler = _make_optimizer(model, config, frozen, steps_per_epoch)
             # The saved optimiser belongs to the saved phase: not reusable across the unfreeze.
             same_phase = epoch != config.freeze_epochs or epoch == 0
             if epoch == state.next_epoch and state.optim_state is not None and same_phase:
                 optimizer.load_state_dict(state.optim_state)
                 scheduler.load_state_dict(state.sched_state)
-        _set_trainable(model, frozen)
-        torch.manual_seed(config.seed * 100_003 + epoch)  # augmentation stream of this epoch
+        torch.manual_seed(config.seed * 100_003 + epoch + 7919 * distributed.rank())  # this epoch's augmentations
         if sampler is not None:
             sampler.set_epoch(epoch)
             epoch_sampler = sampler
@@ -257,8 +268,9 @@ def fit(
                 "epoch_start", {"epoch": epoch, "total_epochs": total_epochs, "steps": len(loader), "frozen": frozen}
             )
         train_loss = _train_epoch(
-            model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback
+            net, model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback
         )
+        state.reduce_epoch(epoch)
         val_logits, _ = predict(model, val_ds, config.batch_size * 2, device, config.amp, config.num_workers)
         val_prob = softmax(val_logits)[:, 1]
         val = binary_metrics(np.asarray(val_ds.labels), val_prob)
@@ -268,25 +280,30 @@ def fit(
         improved = not math.isnan(value) and (state.best_value is None or value > state.best_value)
         if improved:
             state.best_value, state.best_epoch = float(value), epoch
-            _save(out / "model.pt", model.state_dict())
         state.history.append(record)
         state.next_epoch = epoch + 1
-        _append_history(out / "history.jsonl", state.history)
-        _save_dynamics(out / "dynamics.npz", state)
-        best_value = float("nan") if state.best_value is None else state.best_value
-        checkpoint = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "next_epoch": epoch + 1,
-            "best_epoch": state.best_epoch,
-            "best_value": best_value,
-        }
-        _save(out / "last.pt", checkpoint)
+        if distributed.is_main():
+            if improved:
+                _save(out / "model.pt", model.state_dict())
+            _append_history(out / "history.jsonl", state.history)
+            _save_dynamics(out / "dynamics.npz", state)
+            best_value = float("nan") if state.best_value is None else state.best_value
+            checkpoint = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "next_epoch": epoch + 1,
+                "best_epoch": state.best_epoch,
+                "best_value": best_value,
+            }
+            _save(out / "last.pt", checkpoint)
+        distributed.barrier()
         if callback:
             callback("epoch_end", record | {"improved": improved})
     if state.best_epoch is None:  # every epoch's monitor was NaN: keep the last model
-        _save(out / "model.pt", model.state_dict())
+        if distributed.is_main():
+            _save(out / "model.pt", model.state_dict())
+        distributed.barrier()
         state.best_epoch, state.best_value = total_epochs - 1, float("nan")
     return FitResult(state.best_epoch, state.best_value, state.history, out / "model.pt")
 
@@ -310,6 +327,16 @@ class _TrainState:
         self.optim_state = None
         self.sched_state = None
 
+    def reduce_epoch(self, epoch: int) -> None:
+        """Combine the ranks' records of one epoch (a mean where a sample was drawn on several)."""
+        for values in (self.losses, self.p_true):
+            row = values[epoch].astype(np.float64)
+            seen = np.isfinite(row)
+            sums = distributed.all_reduce_sum(np.where(seen, row, 0.0))
+            counts = distributed.all_reduce_sum(seen.astype(np.float64))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values[epoch] = np.where(counts > 0, sums / counts, np.nan)
+
     def load(self, ckpt: dict, out: Path) -> None:
         self.next_epoch = int(ckpt["next_epoch"])
         self.best_epoch = int(ckpt["best_epoch"]) if ckpt["best_epoch"] is not None else None
@@ -329,10 +356,10 @@ class _TrainState:
                     self.p_true[:rows] = data["p_true"][:rows]
 
 
-def _make_optimizer(model, config: TrainConfig, frozen: bool, n_train: int, epoch: int):
-    params = model.head_parameters() if frozen else [p for p in model.parameters()]
+def _make_optimizer(model, config: TrainConfig, frozen: bool, steps_per_epoch: int):
+    params = model.head_parameters() if frozen else list(model.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    steps_per_epoch = max(1, steps_per_epoch)
     phase_epochs = config.freeze_epochs if frozen else config.epochs
     total = steps_per_epoch * phase_epochs
     if config.schedule == "onecycle":
@@ -349,13 +376,14 @@ def _set_trainable(model, frozen: bool) -> None:
         p.requires_grad_(not frozen or id(p) in head)
 
 
-def _train_epoch(model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback):
+def _train_epoch(net, model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback):
+    """One epoch; ``net`` is ``model`` or its DDP wrapper. Returns the mean training loss over all ranks."""
     model.train()
     total, count = 0.0, 0
     for step, (images, targets, index) in enumerate(loader):
         images = _to_device(images, device)
         targets = targets.to(device, non_blocking=True)
-        logits, _ = _forward(model, images, device, config.amp)
+        logits, _ = _forward(net, images, device, config.amp)
         loss_vec = per_sample_loss(logits, targets, config.loss, cw, config.focal_gamma)
         batch_w = loss_weights[index].to(device) if loss_weights is not None else None
         loss = weighted_mean(loss_vec, batch_w)
@@ -372,7 +400,8 @@ def _train_epoch(model, loader, optimizer, scheduler, device, config, cw, loss_w
         count += len(targets)
         if callback:
             callback("batch", {"epoch": epoch, "step": step + 1, "steps": len(loader), "loss": float(loss.detach())})
-    return total / max(count, 1)
+    total, count = distributed.all_reduce_sum(np.array([total, count]))
+    return float(total / max(count, 1))
 
 
 def _save(path: Path, obj: Any) -> None:

@@ -1,0 +1,5 @@
+"""``python -m hardmine`` (and ``torchrun ... -m hardmine``) runs the CLI."""
+
+from hardmine.cli import main
+
+main()
