@@ -19,6 +19,7 @@ import pandas as pd
 from hardmine.io import atomic_path
 
 EXACT_MAX = 200_000
+CHUNK = 262_144  # rows converted and added at a time
 
 
 def _faiss():
@@ -50,7 +51,9 @@ class NeighbourIndex:
     ----------
     exact_max : exact search up to this many vectors, IVF above.
     nlist, nprobe : IVF cells and cells probed (defaults from N).
-    pq_m : product-quantisation sub-vectors for IVF-PQ (None: IVF-Flat).
+    pq_m : product-quantisation sub-vectors for IVF-PQ (None: IVF-Flat); PQ
+        candidates (``refine_factor`` x k) are re-ranked exactly against the
+        embeddings, which may stay memory-mapped on disk.
     threads : faiss OpenMP threads (default: the CPUs this process may use).
     train_size : vectors sampled to train the IVF quantiser.
     """
@@ -65,6 +68,7 @@ class NeighbourIndex:
         train_size: int = 100_000,
         seed: int = 0,
         use_gpu: bool = False,
+        refine_factor: int = 10,
     ):
         self.exact_max = exact_max
         self.nlist = nlist
@@ -74,15 +78,24 @@ class NeighbourIndex:
         self.train_size = train_size
         self.seed = seed
         self.use_gpu = use_gpu
+        self.refine_factor = refine_factor
+        self._vectors = None
         self.index = None
         self.kind = "none"
         self.ntotal = 0
 
     def build(self, embeddings: np.ndarray) -> NeighbourIndex:
-        """Index (N, D) float32/float16 normalised embeddings; returns self."""
+        """Index (N, D) float32/float16 normalised embeddings; returns self.
+
+        ``embeddings`` may be a memory-mapped ``.npy``: it is read in chunks and
+        never copied whole. With ``pq_m`` the index keeps a reference to it to
+        re-rank PQ candidates exactly.
+        """
         faiss = _faiss()
         faiss.omp_set_num_threads(int(self.threads))
-        x = _as_float32(embeddings)
+        x = embeddings
+        if x.ndim != 2:
+            raise ValueError(f"embeddings must be a 2-d (N, D) array; got shape {x.shape}")
         n, d = x.shape
         if n == 0:
             raise ValueError("cannot build an index over zero embeddings")
@@ -99,12 +112,13 @@ class NeighbourIndex:
                 index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
                 self.kind = f"ivf{nlist}"
             rng = np.random.default_rng(self.seed)
-            sample = x[np.sort(rng.choice(n, min(n, max(self.train_size, 39 * nlist)), replace=False))]
+            sample = _as_float32(x[np.sort(rng.choice(n, min(n, max(self.train_size, 39 * nlist)), replace=False))])
             index.train(sample)
             index.nprobe = self.nprobe or default_nprobe(nlist)
+            self._vectors = x if self.pq_m else None
         index = self._maybe_gpu(index)
-        for start in range(0, n, 262_144):
-            index.add(x[start : start + 262_144])
+        for start in range(0, n, CHUNK):
+            index.add(_as_float32(x[start : start + CHUNK]))
         self.index = index
         self.ntotal = n
         return self
@@ -136,8 +150,14 @@ class NeighbourIndex:
             raise ValueError(f"queries have dimension {q.shape[1]}; the index has {self.index.d}")
         sims = np.empty((len(q), k), dtype=np.float32)
         ids = np.empty((len(q), k), dtype=np.int64)
+        refine = getattr(self, "_vectors", None) is not None
+        depth = min(self.ntotal, k * self.refine_factor) if refine else k
+        if refine:  # bound the candidate rows gathered for re-ranking at once
+            batch_size = max(1, min(batch_size, 100_000 // depth))
         for start in range(0, len(q), batch_size):
-            s, i = self.index.search(q[start : start + batch_size], k)
+            s, i = self.index.search(q[start : start + batch_size], depth)
+            if refine:  # PQ similarities are approximate: re-rank the candidates exactly
+                s, i = _rerank(q[start : start + batch_size], i, self._vectors, k)
             sims[start : start + batch_size], ids[start : start + batch_size] = s, i
         return sims, ids
 
@@ -159,6 +179,19 @@ class NeighbourIndex:
         obj.ntotal = obj.index.ntotal
         obj.kind = "exact" if isinstance(obj.index, faiss.IndexFlat) else "ivf"
         return obj
+
+
+def _rerank(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner products of each query with its candidate rows; the top k of them."""
+    safe = np.where(candidates >= 0, candidates, 0)
+    flat = np.unique(safe)
+    lookup = np.searchsorted(flat, safe)
+    rows = _as_float32(vectors[flat])
+    sims = np.einsum("qd,qcd->qc", queries, rows[lookup])
+    sims = np.where(candidates >= 0, sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    ids = np.take_along_axis(candidates, order, axis=1)
+    return np.take_along_axis(sims, order, axis=1).astype(np.float32), ids
 
 
 def _as_float32(x: np.ndarray) -> np.ndarray:

@@ -51,18 +51,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
-    """Write a table as CSV without the index, atomically."""
-    return _write_with(path, lambda p: frame.to_csv(p, index=False))
-
-
-def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Save an array as ``.npy`` atomically (never pickled)."""
-
-    def save(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.save(fh, np.asarray(array), allow_pickle=False)
-
-    return _write_with(path, save, suffix=".npy")
+    """Write a table as CSV without the index, atomically, in chunks of rows."""
+    return _write_with(path, lambda p: frame.to_csv(p, index=False, chunksize=100_000))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

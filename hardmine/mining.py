@@ -51,6 +51,7 @@ class MiningConfig:
     beta: float = 0.5
     max_weight: float = 10.0
     ema: float = 0.5
+    pq_m: int | None = None  # IVF-PQ sub-vectors above the exact-search size (None: IVF-Flat)
 
     def validate(self) -> None:
         for name, valid in (("hardness", HARDNESS), ("expand", EXPAND), ("quarantine", QUARANTINE)):
@@ -446,6 +447,10 @@ def mine(
     selection = select(y, p, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
                        config.cost_fp, exclude=quarantined, dynamics=dynamics)  # fmt: skip
     seeds = selection.index
+    if index is None and len(seeds):
+        from hardmine.index import NeighbourIndex
+
+        index = NeighbourIndex(pq_m=config.pq_m).build(emb)
     exclude = quarantined.copy()
     exclude[seeds] = True
     expansion = expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,

@@ -375,7 +375,6 @@ def score_round(
     Returns a summary (rows, embedding width, audit pair count).
     """
     from hardmine.index import near_duplicate_pairs
-    from hardmine.io import write_npy
     from hardmine.scoring import dynamics_scores, out_of_fold_logits, score_dataset, score_table
 
     scoring = scoring or run.config.scoring
@@ -389,7 +388,7 @@ def score_round(
     device = distributed.local_device(cfg.device)
     table, emb, center = score_dataset(model, ds, train_part["id"], threshold, device, cfg.batch_size * 2,
                                        scoring.tta, cfg.amp, cfg.num_workers, scoring.embedding_dtype,
-                                       callback=callback)  # fmt: skip
+                                       callback=callback, embeddings_path=out / "embeddings.npy")  # fmt: skip
     dynamics_path = out / "dynamics.npz"
     if dynamics_path.exists():
         with np.load(dynamics_path, allow_pickle=False) as data:
@@ -400,7 +399,6 @@ def score_round(
         logits = out_of_fold_logits(train_part, cfg, scoring.oof_folds, out / "oof", seed=cfg.seed, callback=callback)
         table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
     if distributed.is_main():
-        write_npy(out / "embeddings.npy", emb)
         write_csv(out / "scores.csv", table)
     summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
     if audit:
@@ -467,7 +465,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig | None, source: str | Non
     if not scores_path.exists() or not emb_path.exists():
         raise HardmineError(f"{scores_path} or {emb_path.name} missing: run `hardmine score` for round {r} first")
     scores = pd.read_csv(scores_path, dtype={"id": str})
-    emb = np.load(emb_path, allow_pickle=False)
+    emb = np.load(emb_path, allow_pickle=False, mmap_mode="r")
     train_part = run.part("train")
     if (
         len(scores) != len(emb)

@@ -150,12 +150,18 @@ def score_dataset(
     embedding_dtype: str = "float32",
     center: np.ndarray | str | None = "self",
     callback=None,
+    embeddings_path: str | os.PathLike | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Score every sample of ``dataset`` with one forward pass (optionally + flip TTA).
 
     ``center``: ``"self"`` centres embeddings on this dataset's mean; an array
     centres on a given mean (e.g. the training set's, to embed val/test in the
     same space); None does not centre.
+
+    ``embeddings_path``: stream the embeddings to this ``.npy`` during the pass
+    (raw rows into a memory-mapped file, then a chunked centre-and-normalise
+    pass), so memory does not grow with N; the result is returned memory-mapped.
+    Under torchrun each rank writes its own rows and rank 0 finishes the file.
 
     Returns
     -------
@@ -165,14 +171,63 @@ def score_dataset(
     """
     from hardmine.train import predict, resolve_device
 
-    logits, emb = predict(
-        model, dataset, batch_size, resolve_device(device), amp, num_workers, tta=tta, callback=callback
-    )
-    if isinstance(center, str):
-        center = emb.mean(axis=0)
-    center = np.zeros(emb.shape[1], np.float32) if center is None else np.asarray(center, np.float32)
-    table = score_table(ids, dataset.labels, logits, threshold)
-    return table, normalise(emb, embedding_dtype, center), center
+    device = resolve_device(device)
+    if embeddings_path is None:
+        logits, emb = predict(model, dataset, batch_size, device, amp, num_workers, tta=tta, callback=callback)
+        if isinstance(center, str):
+            center = emb.mean(axis=0)
+        center = np.zeros(emb.shape[1], np.float32) if center is None else np.asarray(center, np.float32)
+        table = score_table(ids, dataset.labels, logits, threshold)
+        return table, normalise(emb, embedding_dtype, center), center
+    writer = _StreamedEmbeddings(Path(embeddings_path), len(dataset), model.embedding_dim)
+    logits, _ = predict(model, dataset, batch_size, device, amp, num_workers, tta=tta, callback=callback,
+                        embedding_sink=writer.write)  # fmt: skip
+    center = writer.finish(center, embedding_dtype)
+    return score_table(ids, dataset.labels, logits, threshold), np.load(embeddings_path, mmap_mode="r"), center
+
+
+class _StreamedEmbeddings:
+    """Raw embeddings into a memory-mapped ``<name>.raw.npy``, then normalised into ``<name>``."""
+
+    CHUNK = 65_536
+
+    def __init__(self, path: Path, n: int, dim: int):
+        from hardmine import distributed
+
+        self.path, self.raw_path = path, path.with_name(path.stem + ".raw.npy")
+        if distributed.is_main():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.lib.format.open_memmap(self.raw_path, mode="w+", dtype=np.float32, shape=(n, dim)).flush()
+        distributed.barrier()
+        self.raw = np.load(self.raw_path, mmap_mode="r+")
+        self.sum = np.zeros(dim, dtype=np.float64)
+
+    def write(self, rows: np.ndarray, embeddings: np.ndarray) -> None:
+        self.raw[rows] = embeddings
+        self.sum += embeddings.sum(axis=0, dtype=np.float64)
+
+    def finish(self, center: np.ndarray | str | None, dtype: str) -> np.ndarray:
+        from hardmine import distributed
+        from hardmine.io import atomic_path
+
+        self.raw.flush()
+        total = distributed.all_reduce_sum(self.sum)
+        n, dim = self.raw.shape
+        if isinstance(center, str):
+            center = total / max(n, 1)
+        center = np.zeros(dim, np.float32) if center is None else np.asarray(center, np.float32)
+        distributed.barrier()  # every rank's rows are on disk
+        if distributed.is_main():
+            with atomic_path(self.path, ".npy") as tmp:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, dim))
+                for start in range(0, n, self.CHUNK):
+                    out[start : start + self.CHUNK] = normalise(self.raw[start : start + self.CHUNK], dtype, center)
+                out.flush()
+                del out
+            del self.raw
+            self.raw_path.unlink()
+        distributed.barrier()
+        return center
 
 
 def out_of_fold_logits(

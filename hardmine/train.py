@@ -132,13 +132,16 @@ def predict(
     num_workers: int | None = None,
     tta: bool = False,
     callback: Callback | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    embedding_sink: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits and embeddings of every sample from one forward pass (no augmentation).
 
     Returns
     -------
     logits : (N, C) float32, in dataset order.
-    embeddings : (N, D) float32, in dataset order (not normalised).
+    embeddings : (N, D) float32, in dataset order (not normalised); None when
+        ``embedding_sink(rows, embeddings)`` receives them batch by batch
+        instead (e.g. to write a memory-mapped file, so memory does not grow with N).
     With ``tta``, the horizontally flipped image is scored too and logits and
     embeddings are averaged.
     """
@@ -164,12 +167,17 @@ def predict(
             logits, emb = (logits + flipped_logits) / 2, (emb + flipped_emb) / 2
         indices.append(index.numpy())
         logits_parts.append(logits.float().cpu().numpy())
-        emb_parts.append(emb.float().cpu().numpy())
+        if embedding_sink is None:
+            emb_parts.append(emb.float().cpu().numpy())
+        else:
+            embedding_sink(index.numpy(), emb.float().cpu().numpy())
         done += len(index)
         if callback:
             callback("batch", {"done": done, "total": len(shard), "phase": "predict"})
     index = np.concatenate(indices) if indices else np.empty(0, dtype=np.int64)
     logits_all = np.concatenate(logits_parts) if logits_parts else np.empty((0, 2), np.float32)
+    if embedding_sink is not None:
+        return distributed.gather_rows(index, logits_all, n=n)[0], None
     emb_all = np.concatenate(emb_parts) if emb_parts else np.empty((0, 0), np.float32)
     return distributed.gather_rows(index, logits_all, emb_all, n=n)
 
