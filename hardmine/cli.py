@@ -127,6 +127,7 @@ def command(name: str | None = None, **kwargs):
 
 ROUND_OPTIONS: dict[str, tuple[Any, Any]] = {
     "round_epochs": (int | None, typer.Option(None, help="Epochs of each retraining round (default: --epochs).")),
+    "round_lr": (float | None, typer.Option(None, help="Peak LR when fine-tuning a round (default: --lr / 3).")),
     "from_scratch": (bool, typer.Option(False, "--from-scratch", help="Retrain each round from scratch.")),
     "select_by": (str, typer.Option("sens_at_spec90", help="Best round by: sens_at_spec90 | auprc | auroc | cost.")),
     "guard_tol": (float, typer.Option(0.02, help="A round worse than the best by more than this is marked.")),
@@ -334,6 +335,7 @@ MINING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "max_weight": (float, typer.Option(10.0, help="Weight cap, as a multiple of the mean.")),
     "ema": (float, typer.Option(0.5, help="Smoothing of weights across rounds (share of the previous).")),
     "pq_m": (int | None, typer.Option(None, help="IVF-PQ sub-vectors for very large sets (default: IVF-Flat).")),
+    "balance": (bool, typer.Option(True, "--balance/--no-balance", help="Class-balance the curriculum weights.")),
 }
 SCORING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "scores": (str, typer.Option("insample", help="Probabilities that drive mining: insample | oof | dynamics.")),

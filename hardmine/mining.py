@@ -52,6 +52,7 @@ class MiningConfig:
     max_weight: float = 10.0
     ema: float = 0.5
     pq_m: int | None = None  # IVF-PQ sub-vectors above the exact-search size (None: IVF-Flat)
+    balance: bool = True  # multiply by class-balance weights
 
     def validate(self) -> None:
         for name, valid in (("hardness", HARDNESS), ("expand", EXPAND), ("quarantine", QUARANTINE)):
@@ -459,10 +460,11 @@ def mine(
     hard[seeds] = selection.hardness[seeds]
     if len(seeds):
         weights = curriculum.weights(y, hard, expansion.contribution, config.alpha, config.beta, config.max_weight,
-                                     previous=previous_weights, ema=config.ema, exclude=quarantined)  # fmt: skip
+                                     previous=previous_weights, ema=config.ema, balance=config.balance,
+                                     exclude=quarantined)  # fmt: skip
         message = ""
     else:  # a clean no-op: keep what the sampler had
-        base = curriculum.weights(y, max_weight=config.max_weight)
+        base = curriculum.weights(y, max_weight=config.max_weight, balance=config.balance)
         weights = base if previous_weights is None else np.asarray(previous_weights, dtype=np.float64)
         message = "no seeds: nothing misclassified or within the margin band; weights unchanged"
     st = curriculum.stats(weights, y)

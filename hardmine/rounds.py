@@ -92,6 +92,7 @@ class RoundsConfig:
     """How rounds follow each other."""
 
     round_epochs: int | None = None  # epochs of each retraining round (default: train.epochs)
+    round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
     from_scratch: bool = False
     select_by: str = "sens_at_spec90"
     guard_tol: float = 0.02
@@ -632,7 +633,9 @@ def run_rounds(
             info["init_round"] = None if init is None else source
             weights = _read_weights(run, r - 1, run.part("train"))
             epochs = cfg.rounds.round_epochs or cfg.train.epochs
-            train_cfg = cfg.train if cfg.rounds.from_scratch else replace(cfg.train, epochs=epochs, freeze_epochs=0)
+            fine_lr = cfg.rounds.round_lr or cfg.train.lr / 3
+            train_cfg = cfg.train if cfg.rounds.from_scratch else replace(cfg.train, epochs=epochs, freeze_epochs=0,
+                                                                          lr=fine_lr)  # fmt: skip
             round_cfg = replace(cfg, train=train_cfg)
         round_run = Run(run.root, round_cfg, run.table, run.split, run.load_report)
         metrics = train_round(round_run, r, sample_weights=weights, init_checkpoint=init, callback=callback)
