@@ -341,6 +341,7 @@ SCORING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "scores": (str, typer.Option("insample", help="Probabilities that drive mining: insample | oof | dynamics.")),
     "oof": (int, typer.Option(4, help="Folds for --scores oof.")),
     "tta": (bool, typer.Option(False, "--tta", help="Average with the horizontally flipped image.")),
+    "float16": (bool, typer.Option(False, "--float16", help="Store embeddings as float16 (half the disk and memory).")),
 }
 
 
@@ -353,7 +354,8 @@ def _mining_config(opts: dict[str, Any], cost_fn: float = 10.0, cost_fp: float =
 def _scoring_config(opts: dict[str, Any]):
     from hardmine.rounds import ScoringConfig
 
-    return ScoringConfig(source=opts["scores"], oof_folds=opts["oof"], tta=opts["tta"])
+    dtype = "float16" if opts["float16"] else "float32"
+    return ScoringConfig(source=opts["scores"], oof_folds=opts["oof"], tta=opts["tta"], embedding_dtype=dtype)
 
 
 def _latest_round(run, round_: int | None) -> int:

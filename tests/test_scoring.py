@@ -96,3 +96,25 @@ def test_cli_score_out_of_fold(trained_run):
     assert not np.allclose(scores["prob_pos_oof"], scores["prob_pos"])
     result = runner.invoke(app, ["mine", str(trained_run), "--scores", "oof", "--k", "5"])
     assert result.exit_code == 0, result.output
+
+
+def test_streamed_float16_embeddings_equal_in_memory(trained_run, demo_dir):
+    """Embeddings streamed through a memory map equal the in-memory path."""
+    from hardmine.data import ImageDataset
+    from hardmine.rounds import Run
+    from hardmine.scoring import score_dataset
+
+    run = Run.open(trained_run)
+    model = run.load_model(trained_run / "round-000" / "model.pt")
+    part = run.part("train")
+    ds = ImageDataset(part, run.config.train.image_size)
+    table_a, emb_a, center_a = score_dataset(model, ds, part["id"])
+    path = trained_run / "streamed.npy"
+    table_b, emb_b, center_b = score_dataset(model, ds, part["id"], embeddings_path=path, embedding_dtype="float16")
+    assert isinstance(emb_b, np.memmap) and emb_b.dtype == np.float16
+    assert np.allclose(emb_a, emb_b, atol=2e-3) and np.allclose(center_a, center_b, atol=1e-5)
+    assert table_a.equals(table_b)
+    assert not (trained_run / "streamed.raw.npy").exists()
+    result = runner.invoke(app, ["score", str(trained_run), "--float16"])
+    assert result.exit_code == 0, result.output
+    assert np.load(trained_run / "round-000" / "embeddings.npy").dtype == np.float16
