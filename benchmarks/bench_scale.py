@@ -3,11 +3,11 @@
 Simulates the files a scoring pass writes for N = 1M training images
 (``embeddings.npy`` as float16, 512-d, memory-mapped; ``scores.csv``), then
 runs one mining step the way ``hardmine mine`` does (select + triage + faiss
-IVF-PQ expansion with exact re-ranking + curriculum weights) and prints the
+IVF expansion (8-bit scalar-quantised by default) with exact re-ranking + curriculum weights) and prints the
 wall time, the peak RSS, and recall@10 of the index against exact search on a
 subsample. Targets: under 5 minutes and 4 GiB.
 
-    python benchmarks/bench_scale.py [--n 1000000] [--dim 512] [--pq-m 64]
+    python benchmarks/bench_scale.py [--n 1000000] [--dim 512] [--codec sq8]
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--pq-m", type=int, default=64)
+    parser.add_argument("--codec", default="sq8", help="index codec: flat | sq8 | pqM")
     parser.add_argument("--queries", type=int, default=500)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,8 +64,8 @@ def main() -> None:
         start = time.perf_counter()
         scores = pd.read_csv(folder / "scores.csv")
         emb = np.load(folder / "embeddings.npy", mmap_mode="r")
-        config = MiningConfig(pq_m=args.pq_m, max_frac=0.05, band=0.5)
-        index = NeighbourIndex(pq_m=args.pq_m).build(emb)
+        config = MiningConfig(index_codec=args.codec, max_frac=0.05, band=0.5)
+        index = NeighbourIndex(codec=args.codec).build(emb)
         build_s = time.perf_counter() - start
         result = mine(scores["label"].to_numpy(), scores["prob_pos"].to_numpy(), emb, 0.5, config,
                       groups=np.arange(args.n) // 2, index=index)  # fmt: skip

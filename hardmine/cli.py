@@ -334,7 +334,7 @@ MINING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "beta": (float, typer.Option(0.5, help="Weight boost of neighbours (x contribution).")),
     "max_weight": (float, typer.Option(10.0, help="Weight cap, as a multiple of the mean.")),
     "ema": (float, typer.Option(0.5, help="Smoothing of weights across rounds (share of the previous).")),
-    "pq_m": (int | None, typer.Option(None, help="IVF-PQ sub-vectors for very large sets (default: IVF-Flat).")),
+    "index_codec": (str, typer.Option("flat", help="IVF storage for very large sets: flat | sq8 | pqM (e.g. pq64).")),
     "balance": (bool, typer.Option(True, "--balance/--no-balance", help="Class-balance the curriculum weights.")),
 }
 SCORING_OPTIONS: dict[str, tuple[Any, Any]] = {

@@ -3,7 +3,7 @@
 Similarity is the inner product, i.e. cosine similarity for normalised rows
 (higher = more similar). Up to ``exact_max`` vectors the search is exact
 (``IndexFlatIP``); above it an inverted-file index (``IndexIVFFlat``, or
-``IndexIVFPQ`` with ``pq_m``) trained on a sample, with ``nlist`` and
+``codec="sq8"`` / ``"pq64"`` to compress it) trained on a sample, with ``nlist`` and
 ``nprobe`` chosen from N unless given. faiss is imported lazily.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,9 @@ class NeighbourIndex:
     ----------
     exact_max : exact search up to this many vectors, IVF above.
     nlist, nprobe : IVF cells and cells probed (defaults from N).
-    pq_m : product-quantisation sub-vectors for IVF-PQ (None: IVF-Flat); PQ
+    codec : how IVF stores vectors: ``flat`` (float32 copy), ``sq8`` (8-bit
+        scalar quantisation, 4x smaller) or ``pqM`` (product quantisation with M
+        sub-vectors, e.g. ``pq64``: 64 bytes a vector). Compressed codecs'
         candidates (``refine_factor`` x k) are re-ranked exactly against the
         embeddings, which may stay memory-mapped on disk.
     threads : faiss OpenMP threads (default: the CPUs this process may use).
@@ -63,7 +66,7 @@ class NeighbourIndex:
         exact_max: int = EXACT_MAX,
         nlist: int | None = None,
         nprobe: int | None = None,
-        pq_m: int | None = None,
+        codec: str = "flat",
         threads: int | None = None,
         train_size: int = 100_000,
         seed: int = 0,
@@ -73,7 +76,9 @@ class NeighbourIndex:
         self.exact_max = exact_max
         self.nlist = nlist
         self.nprobe = nprobe
-        self.pq_m = pq_m
+        if not re.fullmatch(r"flat|sq8|pq\d+", codec):
+            raise ValueError(f"index codec {codec!r} is not valid; expected flat, sq8 or pqM (e.g. pq64)")
+        self.codec = codec
         self.threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
         self.train_size = train_size
         self.seed = seed
@@ -88,8 +93,8 @@ class NeighbourIndex:
         """Index (N, D) float32/float16 normalised embeddings; returns self.
 
         ``embeddings`` may be a memory-mapped ``.npy``: it is read in chunks and
-        never copied whole. With ``pq_m`` the index keeps a reference to it to
-        re-rank PQ candidates exactly.
+        never copied whole. With a compressed codec the index keeps a reference
+        to it to re-rank candidates exactly.
         """
         faiss = _faiss()
         faiss.omp_set_num_threads(int(self.threads))
@@ -105,9 +110,14 @@ class NeighbourIndex:
         else:
             nlist = self.nlist or default_nlist(n)
             quantizer = faiss.IndexFlatIP(d)
-            if self.pq_m:
-                index = faiss.IndexIVFPQ(quantizer, d, nlist, self.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-                self.kind = f"ivfpq{nlist}x{self.pq_m}"
+            if self.codec == "sq8":
+                index = faiss.IndexIVFScalarQuantizer(
+                    quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+                )
+                self.kind = f"ivf{nlist}-sq8"
+            elif self.codec.startswith("pq"):
+                index = faiss.IndexIVFPQ(quantizer, d, nlist, int(self.codec[2:]), 8, faiss.METRIC_INNER_PRODUCT)
+                self.kind = f"ivf{nlist}-{self.codec}"
             else:
                 index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
                 self.kind = f"ivf{nlist}"
@@ -115,7 +125,7 @@ class NeighbourIndex:
             sample = _as_float32(x[np.sort(rng.choice(n, min(n, max(self.train_size, 39 * nlist)), replace=False))])
             index.train(sample)
             index.nprobe = self.nprobe or default_nprobe(nlist)
-            self._vectors = x if self.pq_m else None
+            self._vectors = x if self.codec != "flat" else None
         index = self._maybe_gpu(index)
         for start in range(0, n, CHUNK):
             index.add(_as_float32(x[start : start + CHUNK]))

@@ -51,7 +51,7 @@ class MiningConfig:
     beta: float = 0.5
     max_weight: float = 10.0
     ema: float = 0.5
-    pq_m: int | None = None  # IVF-PQ sub-vectors above the exact-search size (None: IVF-Flat)
+    index_codec: str = "flat"  # IVF storage above the exact-search size: flat | sq8 | pqM
     balance: bool = True  # multiply by class-balance weights
 
     def validate(self) -> None:
@@ -451,7 +451,7 @@ def mine(
     if index is None and len(seeds):
         from hardmine.index import NeighbourIndex
 
-        index = NeighbourIndex(pq_m=config.pq_m).build(emb)
+        index = NeighbourIndex(codec=config.index_codec).build(emb)
     exclude = quarantined.copy()
     exclude[seeds] = True
     expansion = expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,

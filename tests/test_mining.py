@@ -162,11 +162,17 @@ def test_index_exact_and_ivf_recall():
     ref_sims, ref_ids = exact_neighbours(x, x[:20], 10)
     assert np.allclose(sims, ref_sims, atol=1e-5)
     ivf = NeighbourIndex(exact_max=1000).build(x)
+    sq8 = NeighbourIndex(exact_max=1000, codec="sq8").build(x)
+    _, sq8_ids = sq8.search(x[:200], 10)
     assert ivf.kind.startswith("ivf")
     _, ivf_ids = ivf.search(x[:200], 10)
     _, ref_ids = exact_neighbours(x, x[:200], 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ivf_ids, ref_ids, strict=True)])
     assert recall >= 0.95
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(sq8_ids, ref_ids, strict=True)])
+    assert recall >= 0.95 and sq8.kind.endswith("sq8")
+    with pytest.raises(ValueError, match="index codec 'zip' is not valid"):
+        NeighbourIndex(codec="zip")
     with pytest.raises(ValueError, match="k=5000 is larger than the 4000"):
         exact.search(x[:1], 5000)
 
