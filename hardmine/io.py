@@ -55,6 +55,15 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     return _write_with(path, lambda p: frame.to_csv(p, index=False, chunksize=100_000))
 
 
+def write_parquet_if_available(path: str | os.PathLike, frame: pd.DataFrame) -> Path | None:
+    """Also write ``frame`` as Parquet when pyarrow is installed (the ``parquet`` extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:
+        return None
+    return _write_with(path, lambda p: frame.to_parquet(p, index=False, row_group_size=100_000), suffix=".parquet")
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return _write_with(path, lambda p: p.write_bytes(data))
 

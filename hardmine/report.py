@@ -95,6 +95,8 @@ def _html_table(header: list[str], rows: list[list[Any]]) -> str:
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else ""
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)

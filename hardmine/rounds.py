@@ -22,7 +22,7 @@ import pandas as pd
 from hardmine import __version__, distributed
 from hardmine.data import ImageDataset, LoadReport, load_samples, make_or_load_split
 from hardmine.errors import HardmineError
-from hardmine.io import read_json, write_csv, write_json
+from hardmine.io import read_json, write_csv, write_json, write_parquet_if_available
 from hardmine.metrics import THRESHOLD_RULES, binary_metrics, choose_threshold, softmax
 from hardmine.mining import MiningConfig
 from hardmine.scoring import SCORE_SOURCES
@@ -401,6 +401,7 @@ def score_round(
         table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
     if distributed.is_main():
         write_csv(out / "scores.csv", table)
+        write_parquet_if_available(out / "scores.parquet", table)
     summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
     if audit:
         parts, ids, embs = [], [], []

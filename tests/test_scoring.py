@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import numpy as np
@@ -74,6 +75,8 @@ def test_cli_score_and_mine(trained_run):
     emb = np.load(r0 / "embeddings.npy")
     assert emb.shape[0] == len(scores) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
     assert (trained_run / "split_audit.csv").exists() and "split audit" in result.output
+    if importlib.util.find_spec("pyarrow"):  # the parquet extra (in dev): the same table in row groups
+        assert pd.read_parquet(r0 / "scores.parquet").equals(pd.read_csv(r0 / "scores.csv"))
     result = runner.invoke(app, ["mine", str(trained_run), "--k", "5"])
     assert result.exit_code == 0, result.output
     mined = pd.read_csv(r0 / "mined.csv")
