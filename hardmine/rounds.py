@@ -611,14 +611,19 @@ def run_rounds(
     manifest.save()
     note = callback or (lambda event, info: None)
     cfg = run.config
+
+    def score_and_mine(q: int) -> None:
+        steps = (("score", lambda: score_round(run, q, audit=q == 0, callback=callback)),
+                 ("mine", lambda: mine_round(run, q)))  # fmt: skip
+        for step, fn in steps:
+            if not manifest.done(f"r{q:03d}:{step}"):
+                note("step", {"round": q, "step": step})
+                fn()
+                manifest.mark(f"r{q:03d}:{step}")
+
     for r in range(0, target + 1):
         if r > 0:
-            for step, fn in (("score", lambda q: score_round(run, q, audit=q == 0, callback=callback)),
-                             ("mine", lambda q: mine_round(run, q))):  # fmt: skip
-                if not manifest.done(f"r{r - 1:03d}:{step}"):
-                    note("step", {"round": r - 1, "step": step})
-                    fn(r - 1)
-                    manifest.mark(f"r{r - 1:03d}:{step}")
+            score_and_mine(r - 1)
         if manifest.done(f"r{r:03d}:train"):
             continue
         note("step", {"round": r, "step": "train"})
@@ -649,13 +654,7 @@ def run_rounds(
         manifest.rounds[str(r)] = info
         manifest.mark(f"r{r:03d}:train")
         note("round_end", {"round": r, "val": metrics} | info)
-    # The last round is scored and mined too, so its galleries exist and a later call can go on.
-    for step, fn in (("score", lambda q: score_round(run, q, audit=q == 0, callback=callback)),
-                     ("mine", lambda q: mine_round(run, q))):  # fmt: skip
-        if not manifest.done(f"r{target:03d}:{step}"):
-            note("step", {"round": target, "step": step})
-            fn(target)
-            manifest.mark(f"r{target:03d}:{step}")
+    score_and_mine(target)  # the last round too, so its gallery exists and a later call can go on
     if not manifest.done(f"r{target:03d}:report"):
         note("step", {"round": target, "step": "report"})
     report = write_report(run, callback)
