@@ -342,6 +342,7 @@ SCORING_OPTIONS: dict[str, tuple[Any, Any]] = {
     "oof": (int, typer.Option(4, help="Folds for --scores oof.")),
     "tta": (bool, typer.Option(False, "--tta", help="Average with the horizontally flipped image.")),
     "float16": (bool, typer.Option(False, "--float16", help="Store embeddings as float16 (half the disk and memory).")),
+    "audit_sim": (float, typer.Option(0.98, help="Split audit: list cross-split pairs at least this similar.")),
 }
 
 
@@ -355,7 +356,7 @@ def _scoring_config(opts: dict[str, Any]):
     from hardmine.rounds import ScoringConfig
 
     dtype = "float16" if opts["float16"] else "float32"
-    return ScoringConfig(source=opts["scores"], oof_folds=opts["oof"], tta=opts["tta"], embedding_dtype=dtype)
+    return ScoringConfig(opts["scores"], opts["oof"], opts["tta"], dtype, opts["audit_sim"])
 
 
 def _latest_round(run, round_: int | None) -> int:

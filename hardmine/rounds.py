@@ -77,6 +77,7 @@ class ScoringConfig:
     oof_folds: int = 4
     tta: bool = False
     embedding_dtype: str = "float32"
+    audit_sim: float = 0.98  # cosine similarity above which a cross-split pair is listed
 
     def validate(self) -> None:
         if self.source not in SCORE_SOURCES:
@@ -419,16 +420,13 @@ def score_round(
         all_emb, all_ids, all_parts = np.concatenate(embs), np.concatenate(ids), np.concatenate(parts)
 
         def audit_pairs() -> int:
-            pairs = near_duplicate_pairs(all_emb, all_ids, all_parts, AUDIT_MIN_SIM)
+            pairs = near_duplicate_pairs(all_emb, all_ids, all_parts, scoring.audit_sim)
             write_csv(run.root / "split_audit.csv", pairs)
             return len(pairs)
 
         summary["audit_pairs"] = distributed.on_main(audit_pairs)
     distributed.barrier()
     return summary
-
-
-AUDIT_MIN_SIM = 0.98
 
 
 def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray | None]:

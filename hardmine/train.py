@@ -18,7 +18,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -434,7 +434,3 @@ def _save_dynamics(path: Path, state: _TrainState) -> None:
     with atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, loss=state.losses, p_true=state.p_true)
-
-
-def config_dict(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
