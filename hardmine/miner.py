@@ -89,7 +89,8 @@ class HardMiner:
         """Mine from arrays you computed and refresh :attr:`weights` and the sampler.
 
         probs : (N,) P(positive), or (N, 2) class probabilities.
-        embeddings : (N, D) embeddings (normalised here).
+        embeddings : (N, D) embeddings; centred on their mean and L2-normalised here,
+            as ``hardmine score`` does, so that ``min_sim`` means the same in both.
         """
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim == 2:
@@ -98,7 +99,8 @@ class HardMiner:
             raise ValueError(f"probs has {len(probs)} rows but the miner holds {len(self.labels)} labels")
         if threshold is not None:
             self.threshold = float(threshold)
-        emb = normalise(embeddings)
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        emb = normalise(embeddings, center=embeddings.mean(axis=0))
         history = np.array(self.hard_history) if self.hard_history else None
         result = mine(self.labels, probs, emb, self.threshold, self.config, self.groups, triage_probs, dynamics,
                       history, self.weights if self.round else None)  # fmt: skip

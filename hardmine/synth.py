@@ -3,8 +3,10 @@
 Each lesion has a latent *malignancy* ``m`` in [0, 1]. Nevi draw ``m`` around
 0.25, melanomas around 0.75, with overlap. ``m`` drives what a CNN can learn:
 border irregularity, asymmetry, number of colours (blue-grey and black
-blotches), and border blur. Lesions with ``m`` near 0.5 are genuinely hard;
-they are recorded in ``planted.csv`` as ``hard``. About 2% of images carry a
+blotches), and border blur. Lesions with ``m`` near 0.5 are genuinely hard, and
+so is a rare subtype: a fifth of melanomas are *amelanotic* (pink, little
+pigment, red vascular blotches), a small sub-population a model tends to
+miss. Both are recorded in ``planted.csv`` as ``hard``. About 2% of images carry a
 flipped label: a lesion drawn clearly as one class but labelled as the other
 (recorded as ``flipped``). Each lesion has 1-4 images: the same lesion seen
 with a small shift, rotation, zoom and lighting change.
@@ -29,6 +31,10 @@ FLIP_MIN_DISTANCE = 0.22  # flipped lesions are drawn clearly: |m - 0.5| at leas
 # RGB colours (0-1) of lesion pigment: browns for benign, then the melanoma palette.
 _BROWNS = np.array([[0.55, 0.36, 0.22], [0.45, 0.28, 0.16], [0.62, 0.42, 0.27]])
 _MALIGNANT = np.array([[0.12, 0.08, 0.07], [0.35, 0.40, 0.52], [0.62, 0.22, 0.20], [0.80, 0.70, 0.62]])
+# Amelanotic melanoma: little pigment, pink-red, with red vascular blotches.
+_PINK = np.array([0.86, 0.58, 0.58])
+_VASCULAR = np.array([[0.78, 0.28, 0.32], [0.70, 0.20, 0.25], [0.90, 0.62, 0.62]])
+AMELANOTIC_FRAC = 0.2  # share of melanoma lesions of the rare amelanotic subtype
 
 
 def generate_demo(
@@ -64,7 +70,7 @@ def generate_demo(
     rows, planted = [], []
     image_number = 24306  # HAM10000's image ids start at ISIC_0024306
     for lesion in lesions:
-        shape = _LesionShape(rng, lesion["m"])
+        shape = _LesionShape(rng, lesion["m"], lesion["amelanotic"])
         for _ in range(lesion["n_images"]):
             image_id = f"ISIC_{image_number:07d}"
             image_number += 1
@@ -105,13 +111,15 @@ def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_f
     lesions = []
     for i, n_images in enumerate(counts):
         m = float(np.clip(rng.normal(0.74 if is_mel[i] else 0.26, 0.14), 0.0, 1.0))
+        amelanotic = bool(is_mel[i] and rng.random() < AMELANOTIC_FRAC)
         lesions.append(
             {
                 "lesion_id": f"HAM_{i:07d}",
                 "dx": "mel" if is_mel[i] else "nv",
                 "m": m,
+                "amelanotic": amelanotic,
                 "n_images": n_images,
-                "kind": "hard" if abs(m - 0.5) < HARD_BAND else "",
+                "kind": "hard" if amelanotic or abs(m - 0.5) < HARD_BAND else "",
                 "dx_type": str(rng.choice(["histo", "follow_up", "consensus", "confocal"])),
                 "age": float(rng.integers(4, 18) * 5),
                 "sex": str(rng.choice(["male", "female"])),
@@ -143,7 +151,7 @@ class _Grid:
 class _LesionShape:
     """The fixed look of one lesion; each render is a slightly different view."""
 
-    def __init__(self, rng: np.random.Generator, m: float):
+    def __init__(self, rng: np.random.Generator, m: float, amelanotic: bool = False):
         self.m = m
         self.radius = rng.uniform(0.38, 0.6)
         n_harm = 6
@@ -155,11 +163,15 @@ class _LesionShape:
         self.blur = 0.03 + 0.12 * m
         self.skin = np.array([0.93, 0.76, 0.66]) * rng.uniform(0.85, 1.05) + rng.normal(0, 0.02, 3)
         self.base = _BROWNS[rng.integers(len(_BROWNS))] * rng.uniform(0.85, 1.1)
+        palette = _MALIGNANT
+        if amelanotic:
+            self.base = _PINK * rng.uniform(0.92, 1.05)
+            palette = _VASCULAR
         # Melanoma-like blotches: count and intensity rise with m.
         n_blotch = int(rng.poisson(4.5 * m**2))
         self.blotches = [
             (
-                _MALIGNANT[rng.integers(len(_MALIGNANT))],
+                palette[rng.integers(len(palette))],
                 rng.uniform(-0.45, 0.45, 2),
                 rng.uniform(0.12, 0.3),
                 rng.uniform(0.5, 0.95),
