@@ -5,8 +5,9 @@ Each lesion has a latent *malignancy* ``m`` in [0, 1]. Nevi draw ``m`` around
 border irregularity, asymmetry, number of colours (blue-grey and black
 blotches), and border blur. Lesions with ``m`` near 0.5 are genuinely hard, and
 so is a rare subtype: a fifth of melanomas are *amelanotic* (pink, little
-pigment, red vascular blotches), a small sub-population a model tends to
-miss. Both are recorded in ``planted.csv`` as ``hard``. About 2% of images carry a
+pigment, red vascular blotches) among far more pink but regular benign nevi,
+a small sub-population a model tends to miss. Both are recorded in
+``planted.csv`` as ``hard``. About 2% of images carry a
 flipped label: a lesion drawn clearly as one class but labelled as the other
 (recorded as ``flipped``). Each lesion has 1-4 images: the same lesion seen
 with a small shift, rotation, zoom and lighting change.
@@ -35,6 +36,7 @@ _MALIGNANT = np.array([[0.12, 0.08, 0.07], [0.35, 0.40, 0.52], [0.62, 0.22, 0.20
 _PINK = np.array([0.86, 0.58, 0.58])
 _VASCULAR = np.array([[0.78, 0.28, 0.32], [0.70, 0.20, 0.25], [0.90, 0.62, 0.62]])
 AMELANOTIC_FRAC = 0.2  # share of melanoma lesions of the rare amelanotic subtype
+PINK_NEVUS_FRAC = 0.15  # share of nevi that are pink too, so colour alone does not give melanoma away
 
 
 def generate_demo(
@@ -48,7 +50,8 @@ def generate_demo(
     """Write a HAM10000-layout demo folder and return its metadata table.
 
     Writes ``HAM10000_metadata.csv``, ``HAM10000_images_part_{1,2}/<image_id>.jpg``
-    and ``planted.csv`` (``image_id, kind`` with kind ``hard|flipped``).
+    and ``planted.csv`` (``image_id, kind, detail``: kind ``hard|flipped``; detail
+    ``boundary`` or ``amelanotic`` for hard cases, ``drawn as mel|nv`` for flips).
     Deterministic for a seed.
     """
     if n < 20:
@@ -70,7 +73,7 @@ def generate_demo(
     rows, planted = [], []
     image_number = 24306  # HAM10000's image ids start at ISIC_0024306
     for lesion in lesions:
-        shape = _LesionShape(rng, lesion["m"], lesion["amelanotic"])
+        shape = _LesionShape(rng, lesion["m"], lesion["pink"])
         for _ in range(lesion["n_images"]):
             image_id = f"ISIC_{image_number:07d}"
             image_number += 1
@@ -89,10 +92,10 @@ def generate_demo(
                 }
             )
             if lesion["kind"]:
-                planted.append({"image_id": image_id, "kind": lesion["kind"]})
+                planted.append({"image_id": image_id, "kind": lesion["kind"], "detail": lesion["detail"]})
     metadata = pd.DataFrame(rows)
     write_csv(out / "HAM10000_metadata.csv", metadata)
-    write_csv(out / "planted.csv", pd.DataFrame(planted, columns=["image_id", "kind"]))
+    write_csv(out / "planted.csv", pd.DataFrame(planted, columns=["image_id", "kind", "detail"]))
     return metadata
 
 
@@ -111,15 +114,17 @@ def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_f
     lesions = []
     for i, n_images in enumerate(counts):
         m = float(np.clip(rng.normal(0.74 if is_mel[i] else 0.26, 0.14), 0.0, 1.0))
-        amelanotic = bool(is_mel[i] and rng.random() < AMELANOTIC_FRAC)
+        pink = bool(rng.random() < (AMELANOTIC_FRAC if is_mel[i] else PINK_NEVUS_FRAC))
+        amelanotic = bool(is_mel[i] and pink)
         lesions.append(
             {
                 "lesion_id": f"HAM_{i:07d}",
                 "dx": "mel" if is_mel[i] else "nv",
                 "m": m,
-                "amelanotic": amelanotic,
+                "pink": pink,
                 "n_images": n_images,
                 "kind": "hard" if amelanotic or abs(m - 0.5) < HARD_BAND else "",
+                "detail": "amelanotic" if amelanotic else ("boundary" if abs(m - 0.5) < HARD_BAND else ""),
                 "dx_type": str(rng.choice(["histo", "follow_up", "consensus", "confocal"])),
                 "age": float(rng.integers(4, 18) * 5),
                 "sex": str(rng.choice(["male", "female"])),
@@ -137,6 +142,7 @@ def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_f
             if lesions[i]["dx"] == dx and lesions[i]["kind"] == "":
                 lesions[i]["dx"] = "nv" if dx == "mel" else "mel"
                 lesions[i]["kind"] = "flipped"
+                lesions[i]["detail"] = f"drawn as {dx}"
                 flipped += lesions[i]["n_images"]
     return lesions
 
@@ -151,7 +157,7 @@ class _Grid:
 class _LesionShape:
     """The fixed look of one lesion; each render is a slightly different view."""
 
-    def __init__(self, rng: np.random.Generator, m: float, amelanotic: bool = False):
+    def __init__(self, rng: np.random.Generator, m: float, pink: bool = False):
         self.m = m
         self.radius = rng.uniform(0.38, 0.6)
         n_harm = 6
@@ -164,7 +170,7 @@ class _LesionShape:
         self.skin = np.array([0.93, 0.76, 0.66]) * rng.uniform(0.85, 1.05) + rng.normal(0, 0.02, 3)
         self.base = _BROWNS[rng.integers(len(_BROWNS))] * rng.uniform(0.85, 1.1)
         palette = _MALIGNANT
-        if amelanotic:
+        if pink:  # amelanotic melanoma, or a pink (dermal) nevus when m is low
             self.base = _PINK * rng.uniform(0.92, 1.05)
             palette = _VASCULAR
         # Melanoma-like blotches: count and intensity rise with m.
