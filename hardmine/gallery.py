@@ -182,6 +182,7 @@ def build_gallery(
             raise HardmineError(f"no mined round in {root}: run `hardmine mine` or `hardmine round` first")
         r = done[-1]
     cards, facts = gallery_cards(root, r)
+    paths = {card["id"]: card["path"] for card in cards}
     out = root / f"round-{r:03d}" / "gallery"
     thumbs = out / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
@@ -203,14 +204,15 @@ def build_gallery(
     page = render_page(cards, facts)
     index = write_bytes(out / "index.html", page.encode())
     if png:
-        contact_sheet(cards, root, r, out / "hardest.png", top_n)
+        contact_sheet(cards, paths, r, out / "hardest.png", top_n)
     if open_browser:
         webbrowser.open(index.resolve().as_uri())
     return index
 
 
-def contact_sheet(cards: list[dict], root: Path, r: int, out_path: Path, top_n: int = 48) -> Path:
-    """PNG grid of the top-N hardest seeds, titled with true label, P(positive) and loss."""
+def contact_sheet(cards: list[dict], paths: dict[str, str], r: int, out_path: Path, top_n: int = 48) -> Path:
+    """PNG grid of the top-N hardest seeds (``paths``: id -> image file), titled with true
+    label, P(positive) and loss."""
     import matplotlib
 
     matplotlib.use("Agg")
