@@ -220,11 +220,6 @@ def contact_sheet(cards: list[dict], paths: dict[str, str], r: int, out_path: Pa
 
     from hardmine.io import atomic_path
 
-    config = read_json(root / "config.json")["data"]
-    table, _ = load_samples(
-        config["data"], config["source"], config["positive"], config["negative"], config["metadata"]
-    )
-    paths = dict(zip(table["id"], table["path"], strict=True))
     seeds = [c for c in cards if c["role"] == "seed" and c["section"] != "persistent"]
     seeds = sorted(seeds, key=lambda c: -(c["loss"] or 0))[:top_n]
     cols = 8
