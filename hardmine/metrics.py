@@ -48,6 +48,21 @@ def _validate(y_true, prob_pos) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int64), p
 
 
+def _cumulative_counts(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Tie-aware counts at every distinct score, highest first.
+
+    Returns ``tps`` (true positives), ``predicted`` (samples predicted positive)
+    and ``thresholds`` (the distinct scores), each (K,), and the positive count;
+    point k predicts positive when ``score >= thresholds[k]``.
+    """
+    y = np.asarray(y_true)
+    s = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    return np.cumsum(y)[last_of_tie], last_of_tie + 1, s[last_of_tie], int(y.sum())
+
+
 def roc_points(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC operating points at every distinct score, like ``sklearn.metrics.roc_curve``
     with ``drop_intermediate=False``.
@@ -55,36 +70,28 @@ def roc_points(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Returns ``fpr, tpr, thresholds``, each (K+1,), starting at (0, 0) with
     threshold ``inf``; point k predicts positive when ``score >= thresholds[k]``.
     """
-    y = np.asarray(y_true)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[last_of_tie]
-    fps = (last_of_tie + 1) - tps
-    n_pos, n_neg = y.sum(), len(y) - y.sum()
+    tps, predicted, thresholds, n_pos = _cumulative_counts(y_true, score)
+    n_neg = len(np.asarray(y_true)) - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.r_[0.0, tps / n_pos]
-        fpr = np.r_[0.0, fps / n_neg]
-    return fpr, tpr, np.r_[np.inf, s[last_of_tie]]
+        fpr = np.r_[0.0, (predicted - tps) / n_neg]
+    return fpr, tpr, np.r_[np.inf, thresholds]
 
 
 def _auc(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
 
 
+def pr_points(y_true, score) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision at every distinct threshold (highest threshold first), (K,) each."""
+    tps, predicted, _, n_pos = _cumulative_counts(y_true, score)
+    return tps / max(n_pos, 1), tps / predicted
+
+
 def average_precision(y_true, score) -> float:
     """Average precision as scikit-learn computes it: sum over thresholds of
     (R_k - R_{k-1}) * P_k, no interpolation."""
-    y = np.asarray(y_true)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[last_of_tie]
-    predicted = last_of_tie + 1
-    precision = tps / predicted
-    recall = tps / y.sum()
+    recall, precision = pr_points(y_true, score)
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 

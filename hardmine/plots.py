@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hardmine.io import atomic_path
-from hardmine.metrics import binary_metrics, roc_points
+from hardmine.metrics import binary_metrics, pr_points, roc_points
 
 
 def _pyplot():
@@ -24,16 +24,6 @@ def _save(fig, path: Path) -> Path:
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     return path
-
-
-def pr_points(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Recall and precision at every distinct threshold (highest threshold first)."""
-    y = np.asarray(y_true)
-    order = np.argsort(-np.asarray(score), kind="mergesort")
-    s, y = np.asarray(score)[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[last]
-    return tps / max(y.sum(), 1), tps / (last + 1)
 
 
 def evaluation_plots(
