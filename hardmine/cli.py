@@ -312,8 +312,7 @@ def evaluate_cmd(
     from hardmine.rounds import Run, evaluate
 
     run = Run.open(run_dir)
-    done = run.rounds_done()
-    r = round_ if round_ is not None else (done[-1] if done else 0)
+    r = _latest_round(run, round_)
     with _progress() as progress:
         cb = _ProgressCallback(progress)
         metrics = evaluate(run, r, split, checkpoint, ci=ci, plots=True, callback=cb)

@@ -340,10 +340,7 @@ def evaluate(
     if split == "val":
         threshold = run.config.threshold.choose(labels, prob)
     else:
-        val_path = out / "metrics.json"
-        if not val_path.exists():
-            raise HardmineError(f"{val_path} not found: evaluate on val first to tune the threshold")
-        threshold = float(read_json(val_path)["threshold"])
+        threshold = _round_threshold(run, r)
     metrics = binary_metrics(labels, prob, threshold, ci=ci)
     metrics["threshold_rule"] = run.config.threshold.rule
     if distributed.is_main():
