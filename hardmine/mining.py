@@ -137,7 +137,7 @@ class Selection:
     index : (S,) seed rows, hardest first.
     reasons : (S,) ``misclassified`` or ``low-margin``.
     hardness : (N,) hardness rank in (0, 1] of every sample (higher = harder).
-    candidates : (N,) bool, every sample that met a seed criterion before quotas.
+    candidates : (N,) bool, every sample that met a seed criterion, before exclusion and quotas.
     """
 
     index: np.ndarray
@@ -181,13 +181,12 @@ def select(
     misclassified = pred != (y == 1)
     low_margin = ~misclassified & (np.abs(_logit(p) - _logit(np.clip(threshold, 1e-7, 1 - 1e-7))) < band)
     candidates = misclassified | low_margin
-    if exclude is not None:
-        candidates &= ~np.asarray(exclude, dtype=bool)
+    eligible = candidates if exclude is None else candidates & ~np.asarray(exclude, dtype=bool)
     priority = hardness * np.where(misclassified & (y == 1), cost_fn / cost_fp, 1.0)
     priority = priority + misclassified  # misclassified before low-margin within a class
     chosen = []
     for cls in (1, 0):
-        members = np.flatnonzero(candidates & (y == cls))
+        members = np.flatnonzero(eligible & (y == cls))
         quota = int(np.floor(max_frac * np.sum(y == cls)))
         order = members[np.argsort(-priority[members], kind="stable")]
         chosen.append(order[:quota])
@@ -440,13 +439,11 @@ def mine(
     if config.k >= len(y):
         raise ValueError(f"k={config.k} neighbours asked for but only {len(y)} samples (k must be < N)")
     tp = p if triage_prob is None else _labels_probs(y, triage_prob)[1]
-    quarantined, why = triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
-    # Only quarantine what would otherwise be mined: suspects the model already fits stay as they are.
-    selection_all = select(y, p, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
-                           config.cost_fp, dynamics=dynamics)  # fmt: skip
-    quarantined &= selection_all.candidates
+    suspects, why = triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
     selection = select(y, p, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
-                       config.cost_fp, exclude=quarantined, dynamics=dynamics)  # fmt: skip
+                       config.cost_fp, exclude=suspects, dynamics=dynamics)  # fmt: skip
+    # Only quarantine what would otherwise be mined: suspects the model already fits stay as they are.
+    quarantined = suspects & selection.candidates
     seeds = selection.index
     if index is None and len(seeds):
         from hardmine.index import NeighbourIndex
