@@ -19,8 +19,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hardmine demo-data $(DEMO_DATA) --seed 0
 	$(BIN)/hardmine check-data $(DEMO_DATA)
-	$(BIN)/hardmine round --data $(DEMO_DATA) --out $(DEMO_RUN) --n 3 --model tiny --image-size 64 \
-		--epochs 8 --round-epochs 4 --overwrite
+	$(BIN)/hardmine round --data $(DEMO_DATA) --out $(DEMO_RUN) --n 3 --model tiny --image-size 64 --overwrite
 	@echo "Results are in $(DEMO_RUN)/ (report.json, report.html, round-*/mined.csv)"
 
 lint: $(STAMP)

@@ -5,7 +5,7 @@ each, and prints, per source: recall of the planted hard cases among seeds +
 neighbours (against their base rate), how many planted label flips are
 seed-worthy, and the share of those quarantined instead of upweighted.
 
-    python benchmarks/bench_score_sources.py [--n 2300] [--epochs 8] [--folds 4]
+    python benchmarks/bench_score_sources.py [--n 2300] [--epochs 20] [--folds 4]
 """
 
 from __future__ import annotations
@@ -15,42 +15,39 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from hardmine.mining import MiningConfig, mine, select
-from hardmine.rounds import DataConfig, Run, RunConfig, ScoringConfig, mining_inputs, score_round, train_round
-from hardmine.synth import generate_demo
+from hardmine.rounds import (
+    DataConfig,
+    Run,
+    RunConfig,
+    ScoringConfig,
+    mine_round,
+    mining_inputs,
+    score_round,
+    train_round,
+)
+from hardmine.synth import generate_demo, planted_recovery
 from hardmine.train import TrainConfig
 
 
-def planted_metrics(run: Run, scores: pd.DataFrame, emb: np.ndarray, source: str, planted: pd.DataFrame) -> dict:
-    part = run.part("train")
-    labels = part["label"].to_numpy()
-    threshold = float(pd.read_json(run.round_dir(0) / "metrics.json", typ="series")["threshold"])
+def planted_metrics(run: Run, source: str, planted: pd.DataFrame) -> dict:
+    """Mine round 0 with ``source`` scores (default options) and measure the planted cases."""
+    mine_round(run, 0, source=source)
+    out = run.round_dir(0)
+    scores = pd.read_csv(out / "scores.csv", dtype={"id": str})
+    mined = pd.read_csv(out / "mined.csv", dtype={"id": str})
+    threshold = float(pd.read_json(out / "metrics.json", typ="series")["threshold"])
     prob, dynamics = mining_inputs(scores, source)
-    result = mine(labels, prob, emb, threshold, MiningConfig(), part["group"].to_numpy(), dynamics=dynamics)
-    hard = part["id"].isin(planted.loc[planted.kind == "hard", "image_id"]).to_numpy()
-    flipped = part["id"].isin(planted.loc[planted.kind == "flipped", "image_id"]).to_numpy()
-    mined = result.hard_mask() | (result.neighbour > 0)
-    worthy = select(labels, prob, threshold, MiningConfig().hardness).candidates & flipped
-    return {
-        "source": source,
-        "hard_recall": mined[hard].mean(),
-        "mined_share": mined.mean(),
-        "hard_lift": mined[hard].mean() / max(mined.mean(), 1e-9),
-        "flips": int(flipped.sum()),
-        "flips_seed_worthy": int(worthy.sum()),
-        "flips_quarantined": int((result.quarantined & worthy).sum()),
-        "flips_upweighted": int((result.hard_mask() & flipped).sum()),
-        "quarantined_total": int(result.quarantined.sum()),
-    }
+    part = run.part("train")
+    return {"source": source} | planted_recovery(planted, part["id"], part["label"].to_numpy(), prob, threshold,
+                                                 mined, run.config.mining, dynamics)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2300)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -66,9 +63,7 @@ def main() -> None:
             start = time.perf_counter()
             score_round(run, 0, ScoringConfig(source=source, oof_folds=args.folds))
             seconds = time.perf_counter() - start
-            scores = pd.read_csv(run.round_dir(0) / "scores.csv", dtype={"id": str})
-            emb = np.load(run.round_dir(0) / "embeddings.npy")
-            rows.append(planted_metrics(run, scores, emb, source, planted) | {"score_seconds": seconds})
+            rows.append(planted_metrics(run, source, planted) | {"score_seconds": seconds})
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))

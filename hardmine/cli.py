@@ -61,7 +61,7 @@ TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "model": (str, typer.Option("tiny", help="tiny, resnet18, resnet50, efficientnet_b0, convnext_tiny, ...")),
     "weights": (str, typer.Option("none", help="none | imagenet | PATH to a state dict.")),
     "image_size": (int, typer.Option(64, help="Images are resized to this square size.")),
-    "epochs": (int, typer.Option(8, help="Epochs with the whole network trainable.")),
+    "epochs": (int, typer.Option(20, help="Epochs with the whole network trainable.")),
     "freeze_epochs": (int, typer.Option(0, help="Epochs training only the head first.")),
     "batch_size": (int, typer.Option(64, help="Batch size.")),
     "lr": (float, typer.Option(3e-3, help="Peak learning rate (AdamW).")),
@@ -70,7 +70,7 @@ TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
     "loss": (str, typer.Option("ce", help="ce | weighted-ce | focal.")),
     "class_weighting": (str, typer.Option("inverse", help="Class weights for weighted-ce/focal: inverse | effective.")),
     "focal_gamma": (float, typer.Option(2.0, help="Focal loss gamma.")),
-    "sampling": (str, typer.Option("none", help="none | oversample (class-balanced sampling).")),
+    "sampling": (str, typer.Option("oversample", help="oversample (class-balanced sampling) | none.")),
     "seed": (int, typer.Option(0, help="Random seed.")),
     "device": (str, typer.Option("auto", help="auto | cpu | cuda | cuda:N.")),
     "workers": (int | None, typer.Option(None, help="DataLoader workers (default: chosen for the machine).")),
@@ -126,7 +126,7 @@ def command(name: str | None = None, **kwargs):
 
 
 ROUND_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "round_epochs": (int | None, typer.Option(None, help="Epochs of each retraining round (default: --epochs).")),
+    "round_epochs": (int | None, typer.Option(None, help="Epochs of each mining round (default: --epochs / 4).")),
     "round_lr": (float | None, typer.Option(None, help="Peak LR when fine-tuning a round (default: --lr / 3).")),
     "from_scratch": (bool, typer.Option(False, "--from-scratch", help="Retrain each round from scratch.")),
     "select_by": (str, typer.Option("sens_at_spec90", help="Best round by: sens_at_spec90 | auprc | auroc | cost.")),

@@ -30,7 +30,7 @@ REPORTED = ("auroc", "auprc", "sens_at_spec90", "pauc_sens80", "sensitivity", "s
 
 def epoch_budget(config: RunConfig, n_rounds: int) -> int:
     """Epochs a hardmine run with ``n_rounds`` mining rounds trains in total (beyond head-only epochs)."""
-    return config.train.epochs + n_rounds * (config.rounds.round_epochs or config.train.epochs)
+    return config.train.epochs + n_rounds * config.rounds.epochs_per_round(config.train.epochs)
 
 
 def compare(

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ class ScoringConfig:
 class RoundsConfig:
     """How rounds follow each other."""
 
-    round_epochs: int | None = None  # epochs of each retraining round (default: train.epochs)
+    round_epochs: int | None = None  # epochs of each fine-tuning round (default: a quarter of train.epochs)
     round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
     from_scratch: bool = False
     select_by: str = "sens_at_spec90"
@@ -103,6 +103,12 @@ class RoundsConfig:
             raise HardmineError(f"--select-by {self.select_by!r} is not valid; expected one of {', '.join(SELECT_BY)}")
         if self.round_epochs is not None and self.round_epochs < 1:
             raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")
+
+    def epochs_per_round(self, train_epochs: int) -> int:
+        """Epochs of each mining round: fine-tuning needs a fraction of round 0's budget (all of it from scratch)."""
+        if self.from_scratch:
+            return train_epochs
+        return self.round_epochs or max(1, train_epochs // 4)
 
 
 @dataclass
@@ -572,6 +578,20 @@ def best_round(run: Run, rounds: list[int]) -> int:
     return max(rounds, key=key)
 
 
+def mining_round_train_config(config: RunConfig) -> TrainConfig:
+    """How a mining round trains: fine-tunes for ``epochs_per_round`` at ``round_lr``
+    (default a third of the peak LR), unless ``from_scratch``; the curriculum weights
+    replace oversampling when they carry the class balance (both would square it)."""
+    rounds = config.rounds
+    train = config.train
+    if not rounds.from_scratch:
+        train = replace(train, epochs=rounds.epochs_per_round(train.epochs), freeze_epochs=0,
+                        lr=rounds.round_lr or train.lr / 3)  # fmt: skip
+    if config.mining.balance:
+        train = replace(train, sampling="none")
+    return train
+
+
 def run_rounds(
     run: Run,
     n: int,
@@ -591,8 +611,6 @@ def run_rounds(
 
     Returns the report (also written to ``report.json``).
     """
-    from dataclasses import replace
-
     if n < 0:
         raise HardmineError(f"--n must be >= 0; got {n}")
     manifest = Manifest(run.root)
@@ -633,11 +651,7 @@ def run_rounds(
             init = None if cfg.rounds.from_scratch else run.round_dir(source) / "model.pt"
             info["init_round"] = None if init is None else source
             weights = _read_weights(run, r - 1, run.part("train"))
-            epochs = cfg.rounds.round_epochs or cfg.train.epochs
-            fine_lr = cfg.rounds.round_lr or cfg.train.lr / 3
-            train_cfg = cfg.train if cfg.rounds.from_scratch else replace(cfg.train, epochs=epochs, freeze_epochs=0,
-                                                                          lr=fine_lr)  # fmt: skip
-            round_cfg = replace(cfg, train=train_cfg)
+            round_cfg = replace(cfg, train=mining_round_train_config(cfg))
         round_run = Run(run.root, round_cfg, run.table, run.split, run.load_report)
         metrics = train_round(round_run, r, sample_weights=weights, init_checkpoint=init, callback=callback)
         if r > 0:

@@ -218,3 +218,58 @@ class _LesionShape:
 def _rotate(point: np.ndarray, angle: float) -> tuple[float, float]:
     c, s = np.cos(angle), np.sin(angle)
     return float(c * point[0] - s * point[1]), float(s * point[0] + c * point[1])
+
+
+def planted_recovery(
+    planted: pd.DataFrame,
+    ids,
+    labels,
+    prob_pos,
+    threshold: float,
+    mined: pd.DataFrame,
+    config=None,
+    dynamics: np.ndarray | None = None,
+) -> dict[str, float]:
+    """How one mining step treated a demo set's planted cases.
+
+    Parameters
+    ----------
+    planted : the demo's ``planted.csv`` (``image_id, kind, detail``).
+    ids, labels, prob_pos : (N,) the mined split's sample ids, 0/1 labels and P(positive).
+    threshold : the decision threshold the step mined at.
+    mined : the step's ``mined.csv`` table (``id, role, ...``).
+    config : the :class:`hardmine.mining.MiningConfig` it ran with (default options if None).
+    dynamics : (N,) training-dynamics hardness, for ``hardness="dynamics"``.
+
+    Returns
+    -------
+    ``hard_recall`` (share of planted hard images among seeds + neighbours), ``mined_share``,
+    ``hard_lift`` (their ratio: how far above the base rate), ``flips``, ``flips_seed_worthy``
+    (flips :func:`hardmine.mining.select` would seed without triage), ``flips_quarantined``
+    (of those), ``flips_upweighted`` (any flip made a seed), ``quarantined`` and
+    ``quarantine_precision`` (share of the quarantined that are planted flips).
+    """
+    from hardmine.mining import MiningConfig, select
+
+    config = config or MiningConfig()
+    ids = pd.Series(np.asarray(ids).astype(str))
+    hard = ids.isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
+    flipped = ids.isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
+    roles = ids.map(dict(zip(mined["id"].astype(str), mined["role"], strict=True))).fillna("").to_numpy()
+    is_mined = np.isin(roles, ("seed", "neighbour"))
+    quarantined = roles == "quarantined"
+    would_seed = np.zeros(len(ids), dtype=bool)
+    would_seed[select(labels, prob_pos, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
+                      config.cost_fp, dynamics=dynamics).index] = True  # fmt: skip
+    worthy = would_seed & flipped
+    return {
+        "hard_recall": float(is_mined[hard].mean()),
+        "mined_share": float(is_mined.mean()),
+        "hard_lift": float(is_mined[hard].mean() / max(is_mined.mean(), 1e-12)),
+        "flips": int(flipped.sum()),
+        "flips_seed_worthy": int(worthy.sum()),
+        "flips_quarantined": int((quarantined & worthy).sum()),
+        "flips_upweighted": int(((roles == "seed") & flipped).sum()),
+        "quarantined": int(quarantined.sum()),
+        "quarantine_precision": float(flipped[quarantined].mean()) if quarantined.any() else float("nan"),
+    }

@@ -46,7 +46,7 @@ class TrainConfig:
     model: str = "tiny"
     weights: str = "none"
     image_size: int = 64
-    epochs: int = 8
+    epochs: int = 20
     freeze_epochs: int = 0
     batch_size: int = 64
     lr: float = 3e-3
@@ -55,7 +55,7 @@ class TrainConfig:
     loss: str = "ce"
     class_weighting: str = "inverse"
     focal_gamma: float = 2.0
-    sampling: str = "none"
+    sampling: str = "oversample"
     apply: str = "sampler"
     monitor: str = "auroc"
     seed: int = 0

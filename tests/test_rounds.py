@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 from hardmine.cli import app
 from hardmine.errors import HardmineError
 from hardmine.metrics import METRIC_KEYS
-from hardmine.rounds import DataConfig, Manifest, RoundsConfig, Run, RunConfig, run_rounds
+from hardmine.mining import MiningConfig
+from hardmine.rounds import DataConfig, Manifest, RoundsConfig, Run, RunConfig, mining_round_train_config, run_rounds
 from hardmine.train import TrainConfig
 
 runner = CliRunner()
@@ -29,6 +30,20 @@ def _validate_report(report: dict, n_rounds: int) -> None:
     for key in ("test", "test_round0"):
         assert set(METRIC_KEYS) <= set(report[key])
         assert 0 <= report[key]["auroc"] <= 1
+
+
+def test_mining_rounds_fine_tune_briefly_and_do_not_oversample_twice():
+    base = TrainConfig(epochs=20, lr=3e-3, sampling="oversample", freeze_epochs=2)
+    tuned = mining_round_train_config(RunConfig(train=base))
+    assert (tuned.epochs, tuned.lr, tuned.freeze_epochs, tuned.sampling) == (5, 1e-3, 0, "none")
+    # without class balance in the curriculum, the sampler still balances the classes
+    unbalanced = mining_round_train_config(RunConfig(train=base, mining=MiningConfig(balance=False)))
+    assert unbalanced.sampling == "oversample"
+    explicit = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(round_epochs=3, round_lr=5e-4)))
+    assert (explicit.epochs, explicit.lr) == (3, 5e-4)
+    scratch = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(from_scratch=True)))
+    assert (scratch.epochs, scratch.lr, scratch.freeze_epochs) == (20, 3e-3, 2)
+    assert RoundsConfig(from_scratch=True).epochs_per_round(20) == 20
 
 
 def test_round_run_produces_the_contract(demo_dir, tmp_path):
