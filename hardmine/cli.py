@@ -508,6 +508,9 @@ def compare_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for all runs and the comparison table."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0, 1, ...) per method."),
     n: int = typer.Option(3, "--n", "--rounds", help="Mining rounds of the hardmine method."),
+    methods: str | None = typer.Option(
+        None, "--methods", help="Comma list (default: ce, weighted-ce, oversample, focal, rounds-no-mining, hardmine)."
+    ),
     opts: dict | None = None,
 ) -> None:
     """Baselines (CE, weighted CE, oversampling, focal) against hardmine: same split, rule and epoch budget."""
@@ -515,6 +518,7 @@ def compare_cmd(
 
     config = _run_config(opts)
     config.validate()
+    chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     console.print(f"every method trains {epoch_budget(config, n)} epochs; seeds 0..{seeds - 1}")
     with _progress() as progress:
         cb = _RoundProgress(progress)
@@ -526,7 +530,7 @@ def compare_cmd(
             else:
                 cb(event, info)
 
-        _, summary = compare(config, out, list(range(seeds)), n, callback=callback)
+        _, summary = compare(config, out, list(range(seeds)), n, chosen, callback=callback)
     table = Table(title=f"test metrics, mean ± std over {seeds} seed(s)", box=box.SIMPLE_HEAD)
     table.add_column("method")
     for key in REPORTED:

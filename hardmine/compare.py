@@ -3,7 +3,9 @@
 Every method gets the same data, the same grouped split, the same threshold
 rule (tuned on validation, applied to test), the same seeds, and the same
 total number of training epochs: the baselines train for as many epochs as
-round 0 plus all mining rounds together.
+round 0 plus all mining rounds together. ``rounds-no-mining`` is the ablation:
+the same rounds with the mining switched off (class-balanced fine-tuning only),
+which tells how much of hardmine's result the mined curriculum itself adds.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from hardmine.errors import HardmineError
 from hardmine.io import write_csv
 from hardmine.rounds import Run, RunConfig, evaluate, run_rounds, train_round
 from hardmine.train import Callback
@@ -25,6 +28,9 @@ BASELINES: dict[str, dict[str, str]] = {
     "oversample": {"loss": "ce", "sampling": "oversample"},
     "focal": {"loss": "focal", "sampling": "none"},
 }
+# The same rounds with every mining effect switched off: no hardness or neighbour boost, no quarantine.
+NO_MINING = {"alpha": 0.0, "beta": 0.0, "quarantine": "none"}
+METHODS = (*BASELINES, "rounds-no-mining", "hardmine")
 REPORTED = ("auroc", "auprc", "sens_at_spec90", "pauc_sens80", "sensitivity", "specificity")
 
 
@@ -47,7 +53,9 @@ def compare(
     Writes ``out/compare_runs.csv`` and ``out/compare.csv``.
     """
     out = Path(out)
-    methods = methods or [*BASELINES, "hardmine"]
+    methods = list(METHODS if methods is None else methods)
+    if not methods or not set(methods) <= set(METHODS):
+        raise HardmineError(f"methods {methods}: expected one or more of {', '.join(METHODS)}")
     budget = epoch_budget(config, n_rounds)
     note = callback or (lambda event, info: None)
     rows: list[dict[str, Any]] = []
@@ -55,12 +63,11 @@ def compare(
         for method in methods:
             note("compare_start", {"method": method, "seed": seed})
             train_cfg = replace(config.train, seed=seed)
-            if method == "hardmine":
-                run = Run.create(out / method / f"seed-{seed}", replace(config, train=train_cfg))
+            if method in ("hardmine", "rounds-no-mining"):
+                mining = config.mining if method == "hardmine" else replace(config.mining, **NO_MINING)
+                run = Run.create(out / method / f"seed-{seed}", replace(config, train=train_cfg, mining=mining))
                 test = run_rounds(run, n_rounds, resume=True, callback=callback)["test"]
             else:
-                if method not in BASELINES:
-                    raise ValueError(f"unknown method {method!r}; expected {', '.join([*BASELINES, 'hardmine'])}")
                 train_cfg = replace(train_cfg, epochs=budget, **BASELINES[method])
                 run = Run.create(out / method / f"seed-{seed}", replace(config, train=train_cfg))
                 if not (run.round_dir(0) / "metrics.json").exists():

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -130,3 +131,27 @@ def test_different_config_refused_and_overwrite(demo_dir, tmp_path):
     with pytest.raises(HardmineError, match="not a hardmine run directory"):
         Run.create(tmp_path / "x", other, overwrite=True)
     assert (tmp_path / "x" / "notes.txt").exists()
+
+
+def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "1", "--n", "1", "--image-size", "24",
+            "--epochs", "2", "--round-epochs", "1", "--device", "cpu", "--k", "5"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--methods", "ce,rounds-no-mining,hardmine"])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "compare.csv")
+    assert summary["method"].tolist() == ["ce", "rounds-no-mining", "hardmine"]
+    runs = pd.read_csv(out / "compare_runs.csv")
+    assert (runs["epochs"] == 3).all()  # round 0 plus one round, the baseline for as long
+    assert json.loads((out / "ce" / "seed-0" / "config.json").read_text())["train"]["epochs"] == 3
+    # the ablation mined nothing: class-balance weights only, nobody quarantined
+    ablation = out / "rounds-no-mining" / "seed-0" / "round-000"
+    weights = pd.read_csv(ablation / "weights.csv")["weight"].to_numpy()
+    labels = pd.read_csv(ablation / "scores.csv")["label"].to_numpy()
+    assert np.allclose(weights[labels == 1], weights[labels == 1][0])
+    assert np.allclose(weights[labels == 0], weights[labels == 0][0])
+    assert "quarantined" not in set(pd.read_csv(ablation / "mined.csv")["role"])
+    hardmine_weights = pd.read_csv(out / "hardmine" / "seed-0" / "round-000" / "weights.csv")["weight"]
+    assert hardmine_weights.nunique() > 2
+    bad = runner.invoke(app, [*args, "--methods", "ce,magic"])
+    assert bad.exit_code == 2 and "magic" in bad.output and "Traceback" not in bad.output
