@@ -513,7 +513,8 @@ def compare_cmd(
     ),
     opts: dict | None = None,
 ) -> None:
-    """Baselines (CE, weighted CE, oversampling, focal) against hardmine: same split, rule and epoch budget."""
+    """Baselines (CE, weighted CE, oversampling, focal), hardmine and its rounds without mining: same split,
+    rule and epoch budget."""
     from hardmine.compare import REPORTED, compare, epoch_budget
 
     config = _run_config(opts)

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from hardmine.io import write_csv
+
+if TYPE_CHECKING:
+    from hardmine.mining import MiningConfig
 
 SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest")
 HARD_BAND = 0.1  # |m - 0.5| below this counts as a planted hard case
@@ -227,7 +231,7 @@ def planted_recovery(
     prob_pos,
     threshold: float,
     mined: pd.DataFrame,
-    config=None,
+    config: MiningConfig | None = None,
     dynamics: np.ndarray | None = None,
 ) -> dict[str, float]:
     """How one mining step treated a demo set's planted cases.
