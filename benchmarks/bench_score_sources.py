@@ -23,25 +23,17 @@ from hardmine.rounds import (
     RunConfig,
     ScoringConfig,
     mine_round,
-    mining_inputs,
     score_round,
     train_round,
 )
-from hardmine.synth import generate_demo, planted_recovery
+from hardmine.synth import generate_demo, round_planted_recovery
 from hardmine.train import TrainConfig
 
 
 def planted_metrics(run: Run, source: str, planted: pd.DataFrame) -> dict:
     """Mine round 0 with ``source`` scores (default options) and measure the planted cases."""
     mine_round(run, 0, source=source)
-    out = run.round_dir(0)
-    scores = pd.read_csv(out / "scores.csv", dtype={"id": str})
-    mined = pd.read_csv(out / "mined.csv", dtype={"id": str})
-    threshold = float(pd.read_json(out / "metrics.json", typ="series")["threshold"])
-    prob, dynamics = mining_inputs(scores, source)
-    part = run.part("train")
-    return {"source": source} | planted_recovery(planted, part["id"], part["label"].to_numpy(), prob, threshold,
-                                                 mined, run.config.mining, dynamics)  # fmt: skip
+    return {"source": source} | round_planted_recovery(run, 0, planted)
 
 
 def main() -> None:

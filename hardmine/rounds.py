@@ -346,7 +346,7 @@ def evaluate(
     if split == "val":
         threshold = run.config.threshold.choose(labels, prob)
     else:
-        threshold = _round_threshold(run, r)
+        threshold = round_threshold(run, r)
     metrics = binary_metrics(labels, prob, threshold, ci=ci)
     metrics["threshold_rule"] = run.config.threshold.rule
     if distributed.is_main():
@@ -387,7 +387,7 @@ def score_round(
     out = run.round_dir(r)
     model = run.load_model(_checkpoint(run, r))
     cfg = run.config.train
-    threshold = _round_threshold(run, r)
+    threshold = round_threshold(run, r)
     train_part = run.part("train")
     ds = ImageDataset(train_part, cfg.image_size, train=False)
     device = distributed.local_device(cfg.device)
@@ -483,7 +483,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig | None, source: str | Non
     previous = _read_weights(run, r - 1, train_part) if r > 0 else None
     history = [_seed_mask(run, q, train_part) for q in range(r)]
     history = np.array([h for h in history if h is not None]) if any(h is not None for h in history) else None
-    threshold = _round_threshold(run, r)
+    threshold = round_threshold(run, r)
     try:
         result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, train_part["group"].to_numpy(),
                       triage_prob=prob, dynamics=dynamics, hard_history=history, previous_weights=previous)  # fmt: skip
@@ -503,7 +503,8 @@ def _checkpoint(run: Run, r: int) -> Path:
     return path
 
 
-def _round_threshold(run: Run, r: int) -> float:
+def round_threshold(run: Run, r: int) -> float:
+    """The decision threshold round ``r`` tuned on validation (from its metrics.json)."""
     path = run.round_dir(r) / "metrics.json"
     if not path.exists():
         raise HardmineError(f"{path} not found: evaluate round {r} on val first")

@@ -28,6 +28,7 @@ from hardmine.io import write_csv
 
 if TYPE_CHECKING:
     from hardmine.mining import MiningConfig
+    from hardmine.rounds import Run
 
 SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest")
 HARD_BAND = 0.1  # |m - 0.5| below this counts as a planted hard case
@@ -277,3 +278,18 @@ def planted_recovery(
         "quarantined": int(quarantined.sum()),
         "quarantine_precision": float(flipped[quarantined].mean()) if quarantined.any() else float("nan"),
     }
+
+
+def round_planted_recovery(run: Run, r: int, planted: pd.DataFrame) -> dict[str, float]:
+    """:func:`planted_recovery` of round ``r`` of a run on demo data, once it is mined: its
+    ``scores.csv``, ``mined.csv``, threshold, and the score source ``mining.json`` records."""
+    from hardmine.io import read_json
+    from hardmine.rounds import mining_inputs, round_threshold
+
+    out = run.round_dir(r)
+    scores = pd.read_csv(out / "scores.csv", dtype={"id": str})
+    prob, dynamics = mining_inputs(scores, read_json(out / "mining.json")["source"])
+    part = run.part("train")
+    mined = pd.read_csv(out / "mined.csv", dtype={"id": str})
+    return planted_recovery(planted, part["id"], part["label"].to_numpy(), prob, round_threshold(run, r), mined,
+                            run.config.mining, dynamics)  # fmt: skip

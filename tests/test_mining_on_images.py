@@ -4,8 +4,8 @@ the planted label flips. The slowest test of the suite (one 20-epoch training)."
 
 import pandas as pd
 
-from hardmine.rounds import DataConfig, Run, RunConfig, mine_round, mining_inputs, score_round, train_round
-from hardmine.synth import generate_demo, planted_recovery
+from hardmine.rounds import DataConfig, Run, RunConfig, mine_round, score_round, train_round
+from hardmine.synth import generate_demo, round_planted_recovery
 from hardmine.train import TrainConfig
 
 
@@ -18,14 +18,7 @@ def test_default_pipeline_mines_planted_hard_cases_and_quarantines_flips(tmp_pat
     score_round(run, 0)
     mine_round(run, 0)
 
-    out = run.round_dir(0)
-    scores = pd.read_csv(out / "scores.csv", dtype={"id": str})
-    mined = pd.read_csv(out / "mined.csv", dtype={"id": str})
-    threshold = float(pd.read_json(out / "metrics.json", typ="series")["threshold"])
-    prob, dynamics = mining_inputs(scores, config.scoring.source)
-    part = run.part("train")
-    found = planted_recovery(pd.read_csv(data / "planted.csv"), part["id"], part["label"].to_numpy(), prob,
-                             threshold, mined, config.mining, dynamics)  # fmt: skip
+    found = round_planted_recovery(run, 0, pd.read_csv(data / "planted.csv"))
 
     assert found["hard_lift"] > 1.5, found  # planted hard cases are mined far above their base rate
     assert found["flips_seed_worthy"] >= 20, found
