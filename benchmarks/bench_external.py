@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from hardmine.data import ImageDataset, load_samples
+from hardmine.inference import predict
 from hardmine.metrics import binary_metrics, softmax
-from hardmine.rounds import Run
+from hardmine.runfolder import Run
 from hardmine.synth import generate_demo
-from hardmine.train import predict
 
 
 def main() -> None:

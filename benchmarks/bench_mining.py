@@ -52,7 +52,7 @@ def bench(n: int, dim: int, seed_frac: float, k: int, brute_max: int, rng: np.ra
     index = NeighbourIndex().build(emb)
     t_build = time.perf_counter() - start
     start = time.perf_counter()
-    exp = expand(emb, sel.index, labels, groups, sel.hardness[sel.index], k=k, min_sim=0.3, index=index)
+    exp = expand(emb, sel.index, labels, groups, strength=sel.hardness[sel.index], k=k, min_sim=0.3, index=index)
     t_expand = time.perf_counter() - start
     start = time.perf_counter()
     hard = np.zeros(n)

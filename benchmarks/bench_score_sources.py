@@ -17,23 +17,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from hardmine.rounds import (
-    DataConfig,
-    Run,
-    RunConfig,
-    ScoringConfig,
-    mine_round,
-    score_round,
-    train_round,
-)
+from hardmine.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
+from hardmine.runfolder import Run
+from hardmine.steps import mine_round, score_round, train_round
 from hardmine.synth import generate_demo, round_planted_recovery
-from hardmine.train import TrainConfig
 
 
 def planted_metrics(run: Run, source: str, planted: pd.DataFrame) -> dict:
     """Mine round 0 with ``source`` scores (default options) and measure the planted cases."""
     mine_round(run, 0, source=source)
-    return {"source": source} | round_planted_recovery(run, 0, planted)
+    return {"source": source} | round_planted_recovery(run.root, 0, planted)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ __all__ = ["HardMiner", "MiningConfig", "CurriculumSampler", "__version__"]
 _LAZY = {
     "HardMiner": "hardmine.miner",
     "MiningConfig": "hardmine.mining",
-    "CurriculumSampler": "hardmine.curriculum",
+    "CurriculumSampler": "hardmine.sampler",
 }
 
 

@@ -1,17 +1,22 @@
 """The ``hardmine`` command line (typer). Thin: parse, call the library, draw tables."""
 
+from __future__ import annotations
+
 import functools
-import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hardmine import __version__
+from hardmine.cli_options import DATA, MINING, ROUNDS, SCORING, THRESHOLD, TRAIN, with_options
+from hardmine.config import RunConfig
 from hardmine.errors import HardmineError
 
 app = typer.Typer(
@@ -41,72 +46,6 @@ def _root(
     """Hard-example mining for imbalanced image classification."""
 
 
-# --------------------------------------------------------------------------- option groups
-# Options shared by several commands are declared once here and injected into each
-# command's signature, so train, round and compare stay in step.
-
-DATA_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "data": (Path, typer.Option(..., "--data", help="Data folder (HAM10000 layout, manifest CSV or class folders).")),
-    "source": (str, typer.Option("auto", help="auto | ham10000 | manifest | folders.")),
-    "metadata": (Path | None, typer.Option(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv.")),
-    "positive": (str | None, typer.Option(None, help="Positive class(es), comma list (HAM10000 default: mel).")),
-    "negative": (
-        str | None,
-        typer.Option(None, help="Negative class(es), comma list or 'rest' (HAM10000 default: nv)."),
-    ),
-    "skip_bad": (bool, typer.Option(False, "--skip-bad", help="Drop unreadable images instead of failing.")),
-    "split_seed": (int, typer.Option(0, help="Seed of the grouped train/val/test split.")),
-}
-TRAIN_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "model": (str, typer.Option("tiny", help="tiny, resnet18, resnet50, efficientnet_b0, convnext_tiny, ...")),
-    "weights": (str, typer.Option("none", help="none | imagenet | PATH to a state dict.")),
-    "image_size": (int, typer.Option(64, help="Images are resized to this square size.")),
-    "epochs": (int, typer.Option(20, help="Epochs with the whole network trainable.")),
-    "freeze_epochs": (int, typer.Option(0, help="Epochs training only the head first.")),
-    "batch_size": (int, typer.Option(64, help="Batch size.")),
-    "lr": (float, typer.Option(3e-3, help="Peak learning rate (AdamW).")),
-    "weight_decay": (float, typer.Option(1e-4, help="AdamW weight decay.")),
-    "schedule": (str, typer.Option("onecycle", help="onecycle | cosine.")),
-    "loss": (str, typer.Option("ce", help="ce | weighted-ce | focal.")),
-    "class_weighting": (str, typer.Option("inverse", help="Class weights for weighted-ce/focal: inverse | effective.")),
-    "focal_gamma": (float, typer.Option(2.0, help="Focal loss gamma.")),
-    "sampling": (str, typer.Option("oversample", help="oversample (class-balanced sampling) | none.")),
-    "seed": (int, typer.Option(0, help="Random seed.")),
-    "device": (str, typer.Option("auto", help="auto | cpu | cuda | cuda:N.")),
-    "workers": (int | None, typer.Option(None, help="DataLoader workers (default: chosen for the machine).")),
-}
-THRESHOLD_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "threshold_by": (str, typer.Option("cost", help="cost | target-sensitivity | f1 | youden.")),
-    "cost_fn": (float, typer.Option(10.0, help="Cost of a missed positive (false negative).")),
-    "cost_fp": (float, typer.Option(1.0, help="Cost of a false alarm (false positive).")),
-    "target": (float, typer.Option(0.9, help="Sensitivity target for --threshold-by target-sensitivity.")),
-}
-
-
-def with_options(*groups: dict[str, tuple[Any, Any]]):
-    """Add the option groups to a command's signature; they arrive bundled as ``opts``."""
-    names = [name for group in groups for name in group]
-
-    def decorate(fn):
-        sig = inspect.signature(fn)
-        own = [p for p in sig.parameters.values() if p.name != "opts"]
-        extra = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
-            for group in groups
-            for name, (annotation, option) in group.items()
-        ]
-
-        @functools.wraps(fn)
-        def wrapper(**kwargs):
-            opts = {name: kwargs.pop(name) for name in names}
-            return fn(**kwargs, opts=opts)
-
-        wrapper.__signature__ = sig.replace(parameters=own + extra)
-        return wrapper
-
-    return decorate
-
-
 def command(name: str | None = None, **kwargs):
     """Register a command whose HardmineError becomes one line on stderr and exit code 2."""
 
@@ -116,7 +55,9 @@ def command(name: str | None = None, **kwargs):
             try:
                 return fn(*args, **kw)
             except HardmineError as exc:
-                if _is_main_process():
+                from hardmine import distributed
+
+                if distributed.is_main():
                     err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
@@ -125,84 +66,61 @@ def command(name: str | None = None, **kwargs):
     return decorate
 
 
-ROUND_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "round_epochs": (int | None, typer.Option(None, help="Epochs of each mining round (default: --epochs / 4).")),
-    "round_lr": (float | None, typer.Option(None, help="Peak LR when fine-tuning a round (default: --lr / 3).")),
-    "from_scratch": (bool, typer.Option(False, "--from-scratch", help="Retrain each round from scratch.")),
-    "select_by": (str, typer.Option("sens_at_spec90", help="Best round by: sens_at_spec90 | auprc | auroc | cost.")),
-    "guard_tol": (float, typer.Option(0.02, help="A round worse than the best by more than this is marked.")),
-}
+# --------------------------------------------------------------------------- presentation
 
 
-def _run_config(opts: dict[str, Any]):
-    from hardmine.rounds import DataConfig, RoundsConfig, RunConfig, ThresholdConfig
-    from hardmine.train import TrainConfig
+class _Progress:
+    """Turns library progress events into rich progress bars and one-line notes."""
 
-    data = DataConfig(
-        data=str(Path(opts["data"]).resolve()), source=opts["source"],
-        metadata=str(opts["metadata"]) if opts["metadata"] else None,
-        positive=opts["positive"], negative=opts["negative"], skip_bad=opts["skip_bad"],
-        split_seed=opts["split_seed"],
-    )  # fmt: skip
-    train_keys = [k for k in TRAIN_OPTIONS if k != "workers"]
-    train = TrainConfig(**{k: opts[k] for k in train_keys}, num_workers=opts["workers"])
-    threshold = ThresholdConfig(opts["threshold_by"], opts["cost_fn"], opts["cost_fp"], opts["target"])
-    config = RunConfig(data, train, threshold)
-    if "hardness" in opts:
-        config.mining = _mining_config(opts, opts["cost_fn"], opts["cost_fp"])
-    if "scores" in opts:
-        config.scoring = _scoring_config(opts)
-    if "select_by" in opts:
-        config.rounds = RoundsConfig(**{k: opts[k] for k in ROUND_OPTIONS})
-    return config
-
-
-class _ProgressCallback:
-    """Turns library progress events into a rich progress bar."""
-
-    def __init__(self, progress: Progress, label: str = ""):
+    def __init__(self, progress: Progress):
         self.progress = progress
-        self.label = label
+        self.label = ""
         self.task = None
+        self.bar: tuple[str, int] | None = None
+
+    def _bar(self, kind: str, description: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(description, total=total)
+        self.bar = (kind, total)
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
+        say = self.progress.console.print
         if event == "epoch_start":
-            desc = f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}" + (
-                " (head)" if info["frozen"] else ""
-            )
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(desc, total=info["steps"])
-        elif event == "batch" and info.get("phase") != "predict" and self.task is not None:
+            head = " (head)" if info["frozen"] else ""
+            self._bar("epoch", f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}{head}", info["steps"])
+        elif event == "batch" and info.get("phase") == "predict":
+            if self.bar != ("predict", info["total"]):
+                self._bar("predict", f"{self.label}scoring", info["total"])
+            self.progress.update(self.task, completed=info["done"])
+        elif event == "batch" and self.task is not None:
             self.progress.update(self.task, completed=info["step"])
         elif event == "epoch_end":
             val = info["val"]
-            self.progress.console.print(
-                f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
-                f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}" + ("  *" if info["improved"] else "")
-            )
+            star = "  *" if info["improved"] else ""
+            say(f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
+                f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}{star}")  # fmt: skip
+        elif event == "step":
+            self.label = f"round {info['round']}: "
+            if info["step"] != "train":
+                say(f"round {info['round']}: {info['step']}")
+        elif event == "round_end":
+            val = info["val"]
+            flag = "  (worse than the best: next round starts from the best)" if info.get("worse") else ""
+            say(f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
+                f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}")  # fmt: skip
+        elif event == "fold_start":
+            say(f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}")
+        elif event == "compare_start":
+            self.label = f"{info['method']} seed {info['seed']}: "
+            say(f"[bold]{self.label}[/]")
 
 
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        TimeRemainingColumn(), console=console, transient=True,
     )  # fmt: skip
-
-
-def _metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
-    keys = ["auroc", "auprc", "sensitivity", "specificity", "sens_at_spec90", "pauc_sens80",
-            "precision", "f1", "threshold", "n", "n_pos", "tp", "fp", "tn", "fn"]  # fmt: skip
-    table = Table(title=title)
-    table.add_column("metric")
-    for name in rows:
-        table.add_column(name, justify="right")
-    for key in keys:
-        table.add_row(key, *(_fmt(r.get(key)) for r in rows.values()))
-    for key in ("auroc_ci", "sensitivity_ci"):
-        if any(key in r for r in rows.values()):
-            table.add_row(key, *(f"[{_fmt(r[key][0])}, {_fmt(r[key][1])}]" if key in r else "" for r in rows.values()))
-    return table
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -213,6 +131,40 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return "nan" if value != value else f"{value:.{digits}f}"
     return str(value)
+
+
+def _frame_table(frame: pd.DataFrame, title: str, digits: int = 3) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_fmt(v, digits) for v in row))
+    return table
+
+
+def _metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
+    keys = ["auroc", "auprc", "sensitivity", "specificity", "sens_at_spec90", "pauc_sens80",
+            "precision", "f1", "threshold", "n", "n_pos", "tp", "fp", "tn", "fn"]  # fmt: skip
+    cells = {name: [r.get(k) for k in keys] for name, r in rows.items()}
+    for key in ("auroc_ci", "sensitivity_ci"):
+        if any(key in r for r in rows.values()):
+            keys.append(key)
+            for name, r in rows.items():
+                cells[name].append(f"[{_fmt(r[key][0])}, {_fmt(r[key][1])}]" if key in r else "")
+    return _frame_table(pd.DataFrame({"metric": keys} | cells, dtype=object), title, digits=4)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from hardmine.report import round_rows
+
+    short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
+             "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
+    rounds = pd.DataFrame(round_rows(report))
+    rounds["round"] = [f"{r}*" if r == report["best_round"] else str(r) for r in rounds["round"]]
+    rounds = rounds.rename(columns=short)
+    console.print(_frame_table(rounds.astype(object), f"rounds on validation (best by {report['select_by']}: *)"))
+    columns = {"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]}
+    console.print(_metrics_table(columns, "test split (thresholds tuned on validation)"))
 
 
 # --------------------------------------------------------------------------- commands
@@ -229,10 +181,7 @@ def demo_data(
     """Write a HAM10000-layout demo set with planted hard cases and label flips."""
     from hardmine.synth import generate_demo
 
-    try:
-        meta = generate_demo(out, n=n, positive_frac=positive_frac, size=size, seed=seed)
-    except ValueError as exc:
-        raise HardmineError(str(exc)) from None
+    meta = generate_demo(out, n=n, positive_frac=positive_frac, size=size, seed=seed)
     n_mel = int((meta["dx"] == "mel").sum())
     console.print(
         f"wrote {len(meta)} images ({n_mel} mel, {len(meta) - n_mel} nv, "
@@ -241,21 +190,14 @@ def demo_data(
 
 
 @command("check-data")
-def check_data(
-    data: Path = typer.Argument(..., help="Data folder or manifest CSV."),
-    source: str = typer.Option("auto", help="auto | ham10000 | manifest | folders."),
-    metadata: Path | None = typer.Option(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv."),
-    positive: str | None = typer.Option(None, help="Positive class(es), comma list."),
-    negative: str | None = typer.Option(None, help="Negative class(es), comma list or 'rest'."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Drop unreadable images instead of failing."),
-    split_seed: int = typer.Option(0, help="Seed of the grouped split."),
-) -> None:
+@with_options(DATA, skip=("data",))
+def check_data(data: Path = typer.Argument(..., help="Data folder or manifest CSV."), config: RunConfig = None) -> None:
     """Load a data set the way training will and summarise it."""
-    import pandas as pd
+    from hardmine.data import class_summary, grouped_split, load_samples, split_summary
 
-    from hardmine.data import grouped_split, load_samples, split_summary
-
-    table, report = load_samples(data, source, positive, negative, metadata, verify_images=True, skip_bad=skip_bad)
+    d = config.data
+    table, report = load_samples(data, d.source, d.positive, d.negative, d.metadata, verify_images=True,
+                                 skip_bad=d.skip_bad)  # fmt: skip
     console.print(f"source: [bold]{report.source}[/] at {report.root}")
     console.print(
         f"positive = {', '.join(report.positive)}; negative = {', '.join(report.negative)}; "
@@ -265,37 +207,25 @@ def check_data(
         console.print(f"[yellow]skipped {len(report.bad_files)} unreadable image(s)[/], first: {report.bad_files[0]}")
     else:
         console.print("missing or unreadable files: none")
-    classes = Table(title="classes")
-    for col in ("class", "label", "images", "groups", "images/group (mean, max)"):
-        classes.add_column(col, justify="right" if col != "class" else "left")
-    for name, part in table.groupby("class_name"):
-        per_group = part.groupby("group").size()
-        classes.add_row(str(name), str(int(part["label"].iloc[0])), str(len(part)), str(len(per_group)),
-                        f"{per_group.mean():.2f}, {per_group.max()}")  # fmt: skip
-    console.print(classes)
-    split = pd.Series(grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), seed=split_seed))
-    summary = split_summary(table, split)
-    splits = Table(title="grouped split it would make (70/15/15)")
-    for col in summary.columns:
-        splits.add_column(col, justify="right")
-    for row in summary.itertuples(index=False):
-        splits.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
-    console.print(splits)
+    console.print(_frame_table(class_summary(table), "classes", digits=2))
+    split = pd.Series(grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), d.split, d.split_seed))
+    console.print(_frame_table(split_summary(table, split), "grouped split it would make (70/15/15)"))
 
 
 @command("train")
-@with_options(DATA_OPTIONS, TRAIN_OPTIONS, THRESHOLD_OPTIONS)
+@with_options(DATA, TRAIN, THRESHOLD)
 def train_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run with another configuration."),
-    opts: dict | None = None,
+    config: RunConfig = None,
 ) -> None:
     """Train the initial model (round 0) and tune its threshold on validation."""
-    from hardmine.rounds import Run, train_round
+    from hardmine.runfolder import Run
+    from hardmine.steps import train_round
 
-    run = Run.create(out, _run_config(opts), overwrite=overwrite)
+    run = Run.create(out, config, overwrite=overwrite)
     with _progress() as progress:
-        metrics = train_round(run, 0, callback=_ProgressCallback(progress))
+        metrics = train_round(run, 0, callback=_Progress(progress))
     console.print(_metrics_table({"val": metrics}, f"round 0, validation (threshold by {run.config.threshold.rule})"))
     console.print(f"model: {run.round_dir(0) / 'model.pt'}; metrics: {run.round_dir(0) / 'metrics.json'}")
 
@@ -309,106 +239,58 @@ def evaluate_cmd(
     ci: bool = typer.Option(False, "--ci", help="Bootstrap 95% intervals for AUROC and sensitivity."),
 ) -> None:
     """Metrics table, metrics JSON and ROC / PR / confusion PNGs for a round."""
-    from hardmine.rounds import Run, evaluate
+    from hardmine.runfolder import Run
+    from hardmine.steps import evaluate
 
     run = Run.open(run_dir)
-    r = _latest_round(run, round_)
+    r = run.latest_round(round_)
     with _progress() as progress:
-        cb = _ProgressCallback(progress)
-        metrics = evaluate(run, r, split, checkpoint, ci=ci, plots=True, callback=cb)
+        metrics = evaluate(run, r, split, checkpoint=checkpoint, ci=ci, plots=True, callback=_Progress(progress))
     console.print(_metrics_table({split: metrics}, f"round {r}, {split}"))
     name = "metrics.json" if split == "val" else "metrics_test.json"
     console.print(f"wrote {run.round_dir(r) / name} and roc_{split}.png, pr_{split}.png, confusion_{split}.png")
 
 
-MINING_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "hardness": (str, typer.Option("loss", help="Seed ranking: loss | margin | el2n | dynamics (higher = harder).")),
-    "band": (float, typer.Option(1.0, help="Low-margin band around the threshold, in log-odds.")),
-    "max_frac": (float, typer.Option(0.2, help="At most this share of each class becomes seeds.")),
-    "quarantine": (str, typer.Option("confident", help="Label-error triage: confident | persistent | both | none.")),
-    "k": (int, typer.Option(10, help="Neighbours per seed.")),
-    "min_sim": (float, typer.Option(0.5, help="Least cosine similarity for a neighbour.")),
-    "expand": (str, typer.Option("same-label", help="same-label | opposite-label | both.")),
-    "alpha": (float, typer.Option(1.0, help="Weight boost of seeds (x hardness).")),
-    "beta": (float, typer.Option(0.5, help="Weight boost of neighbours (x contribution).")),
-    "max_weight": (float, typer.Option(10.0, help="Weight cap, as a multiple of the mean.")),
-    "ema": (float, typer.Option(0.5, help="Smoothing of weights across rounds (share of the previous).")),
-    "index_codec": (str, typer.Option("flat", help="IVF storage for very large sets: flat | sq8 | pqM (e.g. pq64).")),
-    "balance": (bool, typer.Option(True, "--balance/--no-balance", help="Class-balance the curriculum weights.")),
-}
-SCORING_OPTIONS: dict[str, tuple[Any, Any]] = {
-    "scores": (str, typer.Option("insample", help="Probabilities that drive mining: insample | oof | dynamics.")),
-    "oof": (int, typer.Option(4, help="Folds for --scores oof.")),
-    "tta": (bool, typer.Option(False, "--tta", help="Average with the horizontally flipped image.")),
-    "float16": (bool, typer.Option(False, "--float16", help="Store embeddings as float16 (half the disk and memory).")),
-    "audit_sim": (float, typer.Option(0.98, help="Split audit: list cross-split pairs at least this similar.")),
-}
-
-
-def _mining_config(opts: dict[str, Any], cost_fn: float = 10.0, cost_fp: float = 1.0):
-    from hardmine.mining import MiningConfig
-
-    return MiningConfig(**{k: opts[k] for k in MINING_OPTIONS}, cost_fn=cost_fn, cost_fp=cost_fp)
-
-
-def _scoring_config(opts: dict[str, Any]):
-    from hardmine.rounds import ScoringConfig
-
-    dtype = "float16" if opts["float16"] else "float32"
-    return ScoringConfig(opts["scores"], opts["oof"], opts["tta"], dtype, opts["audit_sim"])
-
-
-def _latest_round(run, round_: int | None) -> int:
-    done = run.rounds_done()
-    if round_ is not None:
-        return round_
-    if not done:
-        raise HardmineError(f"{run.root} has no trained round yet: run `hardmine train` first")
-    return done[-1]
-
-
 @command("score")
-@with_options(SCORING_OPTIONS)
+@with_options(SCORING)
 def score_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory."),
     round_: int | None = typer.Option(None, "--round", help="Round whose model scores (default: the latest)."),
-    opts: dict | None = None,
+    config: RunConfig = None,
 ) -> None:
     """Score the training set: scores.csv and embeddings.npy, plus the split audit."""
-    from hardmine.rounds import Run, score_round
+    from hardmine.runfolder import AUDIT_FILE, Run
+    from hardmine.steps import score_round
 
     run = Run.open(run_dir)
-    r = _latest_round(run, round_)
+    r = run.latest_round(round_)
     with _progress() as progress:
-        summary = score_round(run, r, _scoring_config(opts), audit=True, callback=_ProgressCallback(progress))
+        summary = score_round(run, r, config.scoring, audit=True, callback=_Progress(progress))
     out = run.round_dir(r)
     console.print(
         f"scored {summary['rows']} training images ({summary['source']}); "
         f"embeddings {summary['embedding_dim']}-d -> {out / 'scores.csv'}, {out / 'embeddings.npy'}"
     )
-    console.print(
-        f"split audit: {summary['audit_pairs']} near-duplicate pair(s) across splits -> {run.root / 'split_audit.csv'}"
-    )
+    pairs = summary["audit_pairs"]
+    console.print(f"split audit: {pairs} near-duplicate pair(s) across splits -> {run.root / AUDIT_FILE}")
 
 
 @command("mine")
-@with_options(MINING_OPTIONS, SCORING_OPTIONS)
+@with_options(MINING, SCORING)
 def mine_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory."),
     round_: int | None = typer.Option(None, "--round", help="Round to mine (default: the latest)."),
-    opts: dict | None = None,
+    config: RunConfig = None,
 ) -> None:
     """Mine seeds, quarantine suspected label errors, expand to neighbours, write weights."""
-    from hardmine.rounds import Run, mine_round
+    from hardmine.runfolder import Run
+    from hardmine.steps import mine_round
 
     run = Run.open(run_dir)
-    r = _latest_round(run, round_)
-    cfg = _mining_config(opts, run.config.threshold.cost_fn, run.config.threshold.cost_fp)
-    try:
-        cfg.validate()
-    except ValueError as exc:
-        raise HardmineError(str(exc)) from None
-    summary = mine_round(run, r, cfg, opts["scores"])
+    r = run.latest_round(round_)
+    costs = run.config.threshold
+    summary = mine_round(run, r, replace(config.mining, cost_fn=costs.cost_fn, cost_fp=costs.cost_fp),
+                         config.scoring.source)  # fmt: skip
     if summary["message"]:
         console.print(summary["message"])
     out = run.round_dir(r)
@@ -419,49 +301,8 @@ def mine_cmd(
     )
 
 
-def _round_table(report: dict[str, Any]) -> Table:
-    from hardmine.report import ROUND_COLUMNS, round_rows
-
-    short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
-             "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
-    table = Table(title=f"rounds on validation (best by {report['select_by']}: *)", box=box.SIMPLE_HEAD, padding=(0, 1))
-    for col in ROUND_COLUMNS:
-        table.add_column(short.get(col, col), justify="right")
-    for row in round_rows(report):
-        cells = [_fmt(row[c], 3) for c in ROUND_COLUMNS]
-        if row["round"] == report["best_round"]:
-            cells[0] = f"{cells[0]}*"
-        table.add_row(*cells)
-    return table
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    console.print(_round_table(report))
-    columns = {"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]}
-    console.print(_metrics_table(columns, "test split (thresholds tuned on validation)"))
-
-
-class _RoundProgress(_ProgressCallback):
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
-        if event == "step":
-            self.label = f"round {info['round']}: "
-            if info["step"] != "train":
-                self.progress.console.print(f"round {info['round']}: {info['step']}")
-        elif event == "round_end":
-            val = info["val"]
-            flag = "  (worse than the best: next round starts from the best)" if info.get("worse") else ""
-            self.progress.console.print(
-                f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
-                f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}"
-            )
-        elif event == "fold_start":
-            self.progress.console.print(f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}")
-        else:
-            super().__call__(event, info)
-
-
 @command("round")
-@with_options(DATA_OPTIONS, TRAIN_OPTIONS, THRESHOLD_OPTIONS, MINING_OPTIONS, SCORING_OPTIONS, ROUND_OPTIONS)
+@with_options(DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
 def round_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory."),
     n: int = typer.Option(
@@ -470,40 +311,33 @@ def round_cmd(
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run up to the round it aimed for."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run with another configuration."),
     init_checkpoint: Path | None = typer.Option(None, help="Start round 0 from this state dict."),
-    opts: dict | None = None,
+    config: RunConfig = None,
 ) -> None:
     """Train, then mine and retrain round after round; report the best round on test."""
-    from hardmine.report import write_html_report
-    from hardmine.rounds import Run, run_rounds
+    from hardmine.rounds import run_rounds
+    from hardmine.runfolder import REPORT_FILE, REPORT_HTML, Run
 
-    run = Run.create(out, _run_config(opts), overwrite=overwrite)
+    run = Run.create(out, config, overwrite=overwrite)
     with _progress() as progress:
-        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=_RoundProgress(progress))
+        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=_Progress(progress))
     _print_report(report)
-    if _is_main_process():
-        from hardmine.gallery import build_gallery
-
-        write_html_report(run.root)
-        console.print(f"report: {run.root / 'report.json'}, {run.root / 'report.html'}")
-        gallery = build_gallery(run.root)
-        console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the last round: {gallery}")
+    console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
+    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the last round: "
+                  f"{run.round_dir(run.latest_round(needs='mined.csv')) / 'gallery' / 'index.html'}")  # fmt: skip
 
 
 @command("report")
 def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory.")) -> None:
     """Print the round table again and write report.html with its plots."""
-    from hardmine.io import read_json
     from hardmine.report import write_html_report
+    from hardmine.runfolder import RunFolder
 
-    path = run_dir / "report.json"
-    if not path.exists():
-        raise HardmineError(f"{path} not found: run `hardmine round` first")
-    _print_report(read_json(path))
+    _print_report(RunFolder(run_dir).report())
     console.print(f"wrote {write_html_report(run_dir)}")
 
 
 @command("compare")
-@with_options(DATA_OPTIONS, TRAIN_OPTIONS, THRESHOLD_OPTIONS, MINING_OPTIONS, SCORING_OPTIONS, ROUND_OPTIONS)
+@with_options(DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
 def compare_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for all runs and the comparison table."),
     seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0, 1, ...) per method."),
@@ -511,37 +345,21 @@ def compare_cmd(
     methods: str | None = typer.Option(
         None, "--methods", help="Comma list (default: ce, weighted-ce, oversample, focal, rounds-no-mining, hardmine)."
     ),
-    opts: dict | None = None,
+    config: RunConfig = None,
 ) -> None:
     """Baselines (CE, weighted CE, oversampling, focal), hardmine and its rounds without mining: same split,
     rule and epoch budget."""
     from hardmine.compare import REPORTED, compare, epoch_budget
 
-    config = _run_config(opts)
-    config.validate()
     chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     console.print(f"every method trains {epoch_budget(config, n)} epochs; seeds 0..{seeds - 1}")
     with _progress() as progress:
-        cb = _RoundProgress(progress)
-
-        def callback(event: str, info: dict[str, Any]) -> None:
-            if event == "compare_start":
-                cb.label = f"{info['method']} seed {info['seed']}: "
-                progress.console.print(f"[bold]{cb.label}[/]")
-            else:
-                cb(event, info)
-
-        _, summary = compare(config, out, list(range(seeds)), n, chosen, callback=callback)
-    table = Table(title=f"test metrics, mean ± std over {seeds} seed(s)", box=box.SIMPLE_HEAD)
-    table.add_column("method")
-    for key in REPORTED:
-        table.add_column(key, justify="right")
-    for row in summary.itertuples(index=False):
-        values = row._asdict()
-        table.add_row(
-            values["method"], *(f"{values[k + '_mean']:.3f} ± {_fmt(values[k + '_std'], 3)}" for k in REPORTED)
-        )
-    console.print(table)
+        _, summary = compare(config, out, list(range(seeds)), n, chosen, callback=_Progress(progress))
+    shown = pd.DataFrame({"method": summary["method"]} | {
+        key: [f"{m:.3f} ± {_fmt(s, 3)}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"], strict=True)]
+        for key in REPORTED
+    })  # fmt: skip
+    console.print(_frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)"))
     console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare_runs.csv'}")
 
 
@@ -561,12 +379,6 @@ def gallery_cmd(
     console.print(f"gallery: {path}")
     if png:
         console.print(f"contact sheet: {path.parent / 'hardest.png'}")
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def main() -> None:

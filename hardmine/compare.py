@@ -17,10 +17,13 @@ from typing import Any
 
 import pandas as pd
 
+from hardmine.config import RunConfig
 from hardmine.errors import HardmineError
+from hardmine.inference import Callback
 from hardmine.io import write_csv
-from hardmine.rounds import Run, RunConfig, evaluate, run_rounds, train_round
-from hardmine.train import Callback
+from hardmine.rounds import run_rounds
+from hardmine.runfolder import Run
+from hardmine.steps import evaluate, train_round
 
 BASELINES: dict[str, dict[str, str]] = {
     "ce": {"loss": "ce", "sampling": "none"},
@@ -66,7 +69,7 @@ def compare(
             if method in ("hardmine", "rounds-no-mining"):
                 mining = config.mining if method == "hardmine" else replace(config.mining, **NO_MINING)
                 run = Run.create(out / method / f"seed-{seed}", replace(config, train=train_cfg, mining=mining))
-                test = run_rounds(run, n_rounds, resume=True, callback=callback)["test"]
+                test = run_rounds(run, n_rounds, resume=True, callback=callback, finish_outputs=False)["test"]
             else:
                 train_cfg = replace(train_cfg, epochs=budget, **BASELINES[method])
                 run = Run.create(out / method / f"seed-{seed}", replace(config, train=train_cfg))

@@ -27,7 +27,6 @@ from hardmine.errors import DataError
 from hardmine.io import write_csv
 
 HAM_METADATA = "HAM10000_metadata.csv"
-HAM_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
 HAM_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SOURCES = ("auto", "ham10000", "manifest", "folders")
@@ -46,7 +45,6 @@ class LoadReport:
     negative: list[str]
     n_rows: int = 0
     n_excluded: int = 0
-    class_counts: dict[str, int] = field(default_factory=dict)
     bad_files: list[str] = field(default_factory=list)
 
 
@@ -94,11 +92,12 @@ def load_samples(
         raise DataError(f"data path {root_path} does not exist")
     if source == "auto":
         source = detect_source(root_path, metadata)
-    reader = {"ham10000": _read_ham10000, "manifest": _read_manifest, "folders": _read_folders}
     if source == "ham10000":
         raw, base = _read_ham10000(root_path, metadata)
+    elif source == "manifest":
+        raw, base = _read_manifest(root_path)
     else:
-        raw, base = reader[source](root_path)
+        raw, base = _read_folders(root_path)
     table, report = _apply_task(raw, source, base, positive, negative)
     if verify_images:
         bad = find_unreadable(table["path"])
@@ -108,10 +107,6 @@ def load_samples(
             table = table[~table["path"].isin(set(bad))].reset_index(drop=True)
             report.bad_files = bad
             _check_both_classes(table, report.positive, report.negative)
-    report.class_counts = {
-        "positive": int((table["label"] == 1).sum()),
-        "negative": int((table["label"] == 0).sum()),
-    }
     return table, report
 
 
@@ -441,6 +436,17 @@ def make_or_load_split(
     )
     write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
     return split
+
+
+def class_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per class: its label, images, groups and images per group (mean, max)."""
+    rows = []
+    for name, part in table.groupby("class_name"):
+        per_group = part.groupby("group").size()
+        rows.append({"class": str(name), "label": int(part["label"].iloc[0]), "images": len(part),
+                     "groups": len(per_group), "images/group mean": float(per_group.mean()),
+                     "images/group max": int(per_group.max())})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def split_summary(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:

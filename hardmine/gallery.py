@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.data import load_samples
-from hardmine.errors import HardmineError
-from hardmine.io import read_json, write_bytes
+from hardmine.io import write_bytes
+from hardmine.runfolder import RunFolder
 
 THUMB_SIZE = 96
 SECTIONS = (
@@ -58,20 +57,13 @@ def section_of(row: pd.Series) -> str:
 
 def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Card records for round ``r`` (one per mined row, plus persistent ones) and page facts."""
-    root = Path(run_dir)
-    rdir = root / f"round-{r:03d}"
-    for name in ("mined.csv", "scores.csv"):
-        if not (rdir / name).exists():
-            raise HardmineError(f"{rdir / name} not found: score and mine round {r} first")
-    config = read_json(root / "config.json")
-    data = config["data"]
-    table, report = load_samples(data["data"], data["source"], data["positive"], data["negative"], data["metadata"])
-    table = table.set_index("id")
-    mined = pd.read_csv(rdir / "mined.csv", dtype={"id": str}, keep_default_na=False)
-    scores = pd.read_csv(rdir / "scores.csv", dtype={"id": str}).set_index("id")
-    history = _score_history(root, r)
-    threshold = float(read_json(rdir / "metrics.json")["threshold"]) if (rdir / "metrics.json").exists() else 0.5
-    names = {1: "/".join(report.positive), 0: "/".join(report.negative)}
+    folder = RunFolder(run_dir)
+    mined = folder.mined(r)
+    scores = folder.scores(r).set_index("id")
+    threshold = folder.threshold(r)
+    table = folder.samples().set_index("id")
+    history = _score_history(folder, r)
+    names = folder.class_names()
     cards = []
     for row in mined.itertuples(index=False):
         section = section_of(pd.Series(row._asdict()))
@@ -82,13 +74,13 @@ def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, An
                 seed_of, sim = match["seed"], float(match["sim"])
         cards.append(_card(row.id, section, row.role, row.reasons, row.hardness, row.weight, seed_of, sim,
                            table, scores, history, names))  # fmt: skip
-    persistent = _persistent_ids(root, r)
+    persistent = _persistent_ids(folder, r)
     hardness = dict(zip(mined["id"], mined["hardness"], strict=True))
     weight = dict(zip(mined["id"], mined["weight"], strict=True))
     for sample_id in persistent:
         cards.append(_card(sample_id, "persistent", "seed", f"seed in rounds 0-{r}", hardness.get(sample_id, 0.0),
                            weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
-    facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": root.name}
+    facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name}
     return cards, facts
 
 
@@ -124,14 +116,13 @@ def _num(value) -> float | None:
     return None if not np.isfinite(value) else round(value, 4)
 
 
-def _score_history(root: Path, r: int) -> dict[str, list[float]]:
+def _score_history(folder: RunFolder, r: int) -> dict[str, list[float]]:
     """P(positive) of each training sample in rounds 0..r (NaN where not scored)."""
     history: dict[str, list[float]] = {}
     for q in range(r + 1):
-        path = root / f"round-{q:03d}" / "scores.csv"
-        if not path.exists():
+        if not (folder.round_dir(q) / "scores.csv").exists():
             continue
-        frame = pd.read_csv(path, dtype={"id": str}, usecols=["id", "prob_pos"])
+        frame = folder.scores(q)
         for sample_id, prob in zip(frame["id"], frame["prob_pos"], strict=True):
             history.setdefault(sample_id, [float("nan")] * q).append(float(prob))
         for values in history.values():
@@ -139,16 +130,13 @@ def _score_history(root: Path, r: int) -> dict[str, list[float]]:
     return history
 
 
-def _persistent_ids(root: Path, r: int) -> list[str]:
+def _persistent_ids(folder: RunFolder, r: int) -> list[str]:
     """Seeds of every round 0..r (empty before two rounds exist)."""
-    if r < 1:
+    if r < 1 or any(not (folder.round_dir(q) / "mined.csv").exists() for q in range(r + 1)):
         return []
     seeds = None
     for q in range(r + 1):
-        path = root / f"round-{q:03d}" / "mined.csv"
-        if not path.exists():
-            return []
-        mined = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        mined = folder.mined(q)
         ids = set(mined.loc[mined["role"] == "seed", "id"])
         seeds = ids if seeds is None else seeds & ids
     return sorted(seeds or [])
@@ -175,15 +163,11 @@ def build_gallery(
     open_browser: bool = False,
 ) -> Path:
     """Write ``round-RRR/gallery/index.html`` (and ``hardest.png`` with ``png``); return the page path."""
-    root = Path(run_dir)
-    if r is None:
-        done = sorted(int(p.parent.name.split("-")[1]) for p in root.glob("round-[0-9][0-9][0-9]/mined.csv"))
-        if not done:
-            raise HardmineError(f"no mined round in {root}: run `hardmine mine` or `hardmine round` first")
-        r = done[-1]
-    cards, facts = gallery_cards(root, r)
+    folder = RunFolder(run_dir)
+    r = folder.latest_round(r, needs="mined.csv")
+    cards, facts = gallery_cards(folder.root, r)
     paths = {card["id"]: card["path"] for card in cards}
-    out = root / f"round-{r:03d}" / "gallery"
+    out = folder.round_dir(r) / "gallery"
     thumbs = out / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hardmine.errors import HardmineError
 from hardmine.io import atomic_path
 
 EXACT_MAX = 200_000
@@ -29,6 +30,28 @@ def _faiss():
     except ImportError as exc:  # pragma: no cover - faiss-cpu is a dependency
         raise ImportError("faiss is required for neighbour search: pip install faiss-cpu") from exc
     return faiss
+
+
+def check_codec(codec: str) -> None:
+    """Raise :class:`HardmineError` unless ``codec`` is ``flat``, ``sq8`` or ``pqM``."""
+    if not re.fullmatch(r"flat|sq8|pq\d+", str(codec)):
+        raise HardmineError(f"index codec {codec!r} is not valid; expected flat, sq8 or pqM (e.g. pq64)")
+
+
+def normalise(embeddings: np.ndarray, dtype: str = "float32", center: np.ndarray | None = None) -> np.ndarray:
+    """L2-normalise rows so inner product = cosine similarity. (N, D) -> (N, D).
+
+    ``center`` (D,) is subtracted first. Post-ReLU features are all
+    non-negative, so raw cosine similarities crowd near 1; centring on the
+    training mean spreads them over [-1, 1] and makes ``min_sim`` meaningful.
+    """
+    if dtype not in ("float32", "float16"):
+        raise HardmineError(f"embedding dtype {dtype!r} is not valid; expected float32 or float16")
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if center is not None:
+        emb = emb - np.asarray(center, dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return (emb / np.maximum(norms, 1e-12)).astype(dtype)
 
 
 def default_nlist(n: int) -> int:
@@ -76,8 +99,7 @@ class NeighbourIndex:
         self.exact_max = exact_max
         self.nlist = nlist
         self.nprobe = nprobe
-        if not re.fullmatch(r"flat|sq8|pq\d+", codec):
-            raise ValueError(f"index codec {codec!r} is not valid; expected flat, sq8 or pqM (e.g. pq64)")
+        check_codec(codec)
         self.codec = codec
         self.threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
         self.train_size = train_size
@@ -100,10 +122,10 @@ class NeighbourIndex:
         faiss.omp_set_num_threads(int(self.threads))
         x = embeddings
         if x.ndim != 2:
-            raise ValueError(f"embeddings must be a 2-d (N, D) array; got shape {x.shape}")
+            raise HardmineError(f"embeddings must be a 2-d (N, D) array; got shape {x.shape}")
         n, d = x.shape
         if n == 0:
-            raise ValueError("cannot build an index over zero embeddings")
+            raise HardmineError("cannot build an index over zero embeddings")
         if n <= self.exact_max:
             index = faiss.IndexFlatIP(d)
             self.kind = "exact"
@@ -150,14 +172,14 @@ class NeighbourIndex:
             than k were found (IVF with few probed cells).
         """
         if self.index is None:
-            raise ValueError("the index is empty: call build() first")
+            raise HardmineError("the index is empty: call build() first")
         if k < 1:
-            raise ValueError(f"k={k} must be at least 1")
+            raise HardmineError(f"k={k} must be at least 1")
         if k > self.ntotal:
-            raise ValueError(f"k={k} is larger than the {self.ntotal} indexed embeddings")
+            raise HardmineError(f"k={k} is larger than the {self.ntotal} indexed embeddings")
         q = _as_float32(queries)
         if q.shape[1] != self.index.d:
-            raise ValueError(f"queries have dimension {q.shape[1]}; the index has {self.index.d}")
+            raise HardmineError(f"queries have dimension {q.shape[1]}; the index has {self.index.d}")
         sims = np.empty((len(q), k), dtype=np.float32)
         ids = np.empty((len(q), k), dtype=np.int64)
         refine = getattr(self, "_vectors", None) is not None
@@ -207,9 +229,9 @@ def _rerank(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k:
 def _as_float32(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-d (N, D) array; got shape {x.shape}")
+        raise HardmineError(f"embeddings must be a 2-d (N, D) array; got shape {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("embeddings contain NaN or infinite values")
+        raise HardmineError("embeddings contain NaN or infinite values")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -248,7 +270,9 @@ def near_duplicate_pairs(
     partition = np.asarray(partition)
     ids = np.asarray(ids)
     if not len(emb) == len(ids) == len(partition):
-        raise ValueError(f"embeddings ({len(emb)}), ids ({len(ids)}) and partition ({len(partition)}) differ in length")
+        raise HardmineError(
+            f"embeddings ({len(emb)}), ids ({len(ids)}) and partition ({len(partition)}) differ in length"
+        )
     index = index or NeighbourIndex().build(emb)
     k = min(k + 1, len(emb))
     sims, nbrs = index.search(emb, k)

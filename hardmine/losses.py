@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("ce", "weighted-ce", "focal")
-CLASS_WEIGHTING = ("inverse", "effective")
+from hardmine.config import CLASS_WEIGHTING, LOSSES
+from hardmine.errors import HardmineError
 
 
 def class_weights(counts: Sequence[int], method: str = "inverse", beta: float = 0.999) -> np.ndarray:
@@ -29,15 +29,15 @@ def class_weights(counts: Sequence[int], method: str = "inverse", beta: float = 
     """
     counts = np.asarray(counts, dtype=np.float64)
     if (counts <= 0).any():
-        raise ValueError(f"every class needs samples to weight it; counts are {counts.tolist()}")
+        raise HardmineError(f"every class needs samples to weight it; counts are {counts.tolist()}")
     if method == "inverse":
         raw = 1.0 / counts
     elif method == "effective":
         if not 0 <= beta < 1:
-            raise ValueError(f"beta={beta} must be in [0, 1)")
+            raise HardmineError(f"beta={beta} must be in [0, 1)")
         raw = (1.0 - beta) / (1.0 - np.power(beta, counts))
     else:
-        raise ValueError(f"unknown class weighting {method!r}; expected {', '.join(CLASS_WEIGHTING)}")
+        raise HardmineError(f"unknown class weighting {method!r}; expected {', '.join(CLASS_WEIGHTING)}")
     return raw * counts.sum() / (counts * raw).sum()
 
 
@@ -55,7 +55,7 @@ def per_sample_loss(
     class_weight`` when given.
     """
     if kind not in LOSSES:
-        raise ValueError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
+        raise HardmineError(f"unknown loss {kind!r}; expected one of {', '.join(LOSSES)}")
     log_probs = F.log_softmax(logits.float(), dim=1)
     log_p_true = log_probs.gather(1, targets.view(-1, 1)).squeeze(1)
     loss = -log_p_true

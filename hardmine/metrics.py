@@ -15,6 +15,9 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+from hardmine.errors import HardmineError
 
 METRIC_KEYS = (
     "auroc", "auprc", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy",
@@ -32,67 +35,53 @@ def softmax(logits) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _validate(y_true, prob_pos) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true)
-    p = np.asarray(prob_pos, dtype=np.float64)
-    if y.ndim != 1 or p.ndim != 1 or len(y) != len(p):
-        raise ValueError(f"y_true and prob_pos must be 1-d of equal length; got shapes {y.shape} and {p.shape}")
+def check_binary(
+    labels, prob_pos=None, label_name: str = "labels", prob_name: str = "prob_pos"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate (N,) 0/1 labels and, when given, (N,) probabilities in [0, 1].
+
+    The one check of binary inputs every numpy entry point uses. Returns int64
+    labels and float64 probabilities (None when not given); raises
+    :class:`hardmine.errors.HardmineError` naming the bad value otherwise.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise HardmineError(f"{label_name} must be a 1-d array; got shape {y.shape}")
     if len(y) == 0:
-        raise ValueError("y_true is empty")
+        raise HardmineError(f"{label_name} is empty")
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"y_true must hold 0/1 labels; found {sorted(set(np.unique(y)) - {0, 1})[:5]}")
+        raise HardmineError(f"{label_name} must hold 0/1 labels; found {sorted(set(np.unique(y)) - {0, 1})[:5]}")
+    if prob_pos is None:
+        return y.astype(np.int64), None
+    p = np.asarray(prob_pos, dtype=np.float64)
+    if p.shape != y.shape:
+        raise HardmineError(
+            f"{label_name} and {prob_name} must be 1-d of equal length; got shapes {y.shape} and {p.shape}"
+        )
     if np.isnan(p).any():
-        raise ValueError(f"prob_pos holds {int(np.isnan(p).sum())} NaN value(s)")
+        raise HardmineError(
+            f"{prob_name} holds {int(np.isnan(p).sum())} NaN value(s), first at row {int(np.argmax(np.isnan(p)))}"
+        )
     if (p < 0).any() or (p > 1).any():
-        raise ValueError(f"prob_pos must lie in [0, 1]; found values from {p.min():.4g} to {p.max():.4g}")
+        raise HardmineError(f"{prob_name} must lie in [0, 1]; found values from {p.min():.4g} to {p.max():.4g}")
     return y.astype(np.int64), p
 
 
-def _cumulative_counts(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Tie-aware counts at every distinct score, highest first.
-
-    Returns ``tps`` (true positives), ``predicted`` (samples predicted positive)
-    and ``thresholds`` (the distinct scores), each (K,), and the positive count;
-    point k predicts positive when ``score >= thresholds[k]``.
-    """
-    y = np.asarray(y_true)
-    s = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    return np.cumsum(y)[last_of_tie], last_of_tie + 1, s[last_of_tie], int(y.sum())
-
-
 def roc_points(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC operating points at every distinct score, like ``sklearn.metrics.roc_curve``
+    """ROC operating points at every distinct score: ``sklearn.metrics.roc_curve``
     with ``drop_intermediate=False``.
 
     Returns ``fpr, tpr, thresholds``, each (K+1,), starting at (0, 0) with
     threshold ``inf``; point k predicts positive when ``score >= thresholds[k]``.
     """
-    tps, predicted, thresholds, n_pos = _cumulative_counts(y_true, score)
-    n_neg = len(np.asarray(y_true)) - n_pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpr = np.r_[0.0, tps / n_pos]
-        fpr = np.r_[0.0, (predicted - tps) / n_neg]
-    return fpr, tpr, np.r_[np.inf, thresholds]
-
-
-def _auc(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+    fpr, tpr, thresholds = roc_curve(y_true, score, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 def pr_points(y_true, score) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision at every distinct threshold (highest threshold first), (K,) each."""
-    tps, predicted, _, n_pos = _cumulative_counts(y_true, score)
-    return tps / max(n_pos, 1), tps / predicted
-
-
-def average_precision(y_true, score) -> float:
-    """Average precision as scikit-learn computes it: sum over thresholds of
-    (R_k - R_{k-1}) * P_k, no interpolation."""
-    recall, precision = pr_points(y_true, score)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    precision, recall, _ = precision_recall_curve(y_true, score)
+    return recall[:-1][::-1], precision[:-1][::-1]
 
 
 def partial_auc_above_sensitivity(y_true, score, min_tpr: float = 0.8) -> float:
@@ -110,7 +99,7 @@ def partial_auc_above_sensitivity(y_true, score, min_tpr: float = 0.8) -> float:
     if stop < len(fpr) and x[-1] < max_fpr:
         interp = np.interp(max_fpr, fpr[stop - 1 : stop + 1], tpr[stop - 1 : stop + 1])
         x, yy = np.r_[x, max_fpr], np.r_[yy, interp]
-    return _auc(x, yy)
+    return float(auc(x, yy))
 
 
 def binary_metrics(
@@ -134,7 +123,7 @@ def binary_metrics(
     -------
     dict with keys :data:`METRIC_KEYS` (plus ``*_ci`` pairs when ``ci``).
     """
-    y, p = _validate(y_true, prob_pos)
+    y, p = check_binary(y_true, prob_pos, "y_true")
     out = _threshold_metrics(y, p, threshold)
     out.update(_ranking_metrics(y, p))
     if ci:
@@ -175,8 +164,8 @@ def _ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         return dict.fromkeys(keys, float("nan"))
     fpr, tpr, _ = roc_points(y, p)
     return {
-        "auroc": _auc(fpr, tpr),
-        "auprc": average_precision(y, p),
+        "auroc": float(auc(fpr, tpr)),
+        "auprc": float(average_precision_score(y, p)),
         "sens_at_spec90": float(tpr[fpr <= 0.10 + 1e-12].max()),
         "spec_at_sens90": float(1 - fpr[tpr >= 0.90 - 1e-12].min()),
         "sens_at_spec95": float(tpr[fpr <= 0.05 + 1e-12].max()),
@@ -188,7 +177,7 @@ def bootstrap_ci(
     y_true, prob_pos, threshold: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, list[float]]:
     """Stratified bootstrap percentile intervals for AUROC and sensitivity."""
-    y, p = _validate(y_true, prob_pos)
+    y, p = check_binary(y_true, prob_pos, "y_true")
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(pos) == 0 or len(neg) == 0:
         return {"auroc_ci": [float("nan")] * 2, "sensitivity_ci": [float("nan")] * 2}
@@ -196,8 +185,7 @@ def bootstrap_ci(
     aurocs, sens = np.empty(n_boot), np.empty(n_boot)
     for b in range(n_boot):
         idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
-        fpr, tpr, _ = roc_points(y[idx], p[idx])
-        aurocs[b] = _auc(fpr, tpr)
+        aurocs[b] = roc_auc_score(y[idx], p[idx])
         sens[b] = np.mean(p[idx][: len(pos)] >= threshold)
     lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
     return {
@@ -260,7 +248,7 @@ def choose_threshold(
         raise ValueError(f"costs must be positive; got cost_fn={cost_fn}, cost_fp={cost_fp}")
     if not 0 < target <= 1:
         raise ValueError(f"target sensitivity {target} must be in (0, 1]")
-    y, p = _validate(y_true, prob_pos)
+    y, p = check_binary(y_true, prob_pos, "y_true")
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError("cannot tune a threshold: validation data hold only one class")

@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from hardmine import curriculum
+from hardmine.errors import HardmineError
+from hardmine.index import normalise
+from hardmine.metrics import check_binary
 from hardmine.mining import MiningConfig, MiningResult, mine
-from hardmine.scoring import normalise
 
 
 class HardMiner:
@@ -47,21 +49,19 @@ class HardMiner:
         seed: int = 0,
         **options: Any,
     ):
-        self.labels = np.asarray(labels).astype(np.int64)
-        if self.labels.ndim != 1 or not np.isin(self.labels, (0, 1)).all():
-            raise ValueError("labels must be a 1-d array of 0/1")
+        self.labels, _ = check_binary(labels)
         n = len(self.labels)
         self.groups = None if groups is None else np.asarray(groups)
         if self.groups is not None and len(self.groups) != n:
-            raise ValueError(f"{len(self.groups)} groups for {n} labels")
+            raise HardmineError(f"{len(self.groups)} groups for {n} labels")
         self.ids = np.arange(n) if ids is None else np.asarray(ids)
         if len(self.ids) != n:
-            raise ValueError(f"{len(self.ids)} ids for {n} labels")
+            raise HardmineError(f"{len(self.ids)} ids for {n} labels")
         config = config or MiningConfig()
         known = {f.name for f in fields(MiningConfig)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(
+            raise HardmineError(
                 f"unknown mining option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
             )
         for key, value in options.items():
@@ -96,14 +96,15 @@ class HardMiner:
         if probs.ndim == 2:
             probs = probs[:, 1]
         if len(probs) != len(self.labels):
-            raise ValueError(f"probs has {len(probs)} rows but the miner holds {len(self.labels)} labels")
+            raise HardmineError(f"probs has {len(probs)} rows but the miner holds {len(self.labels)} labels")
         if threshold is not None:
             self.threshold = float(threshold)
         embeddings = np.asarray(embeddings, dtype=np.float32)
         emb = normalise(embeddings, center=embeddings.mean(axis=0))
         history = np.array(self.hard_history) if self.hard_history else None
-        result = mine(self.labels, probs, emb, self.threshold, self.config, self.groups, triage_probs, dynamics,
-                      history, self.weights if self.round else None)  # fmt: skip
+        result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
+                      triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
+                      previous_weights=self.weights if self.round else None)  # fmt: skip
         self.weights = result.weights
         self.hard_history.append(result.hard_mask())
         self.round += 1
@@ -124,9 +125,11 @@ class HardMiner:
     # ------------------------------------------------------------------ outputs
 
     def sampler(self, num_samples: int | None = None, num_replicas: int | None = None, rank: int | None = None):
-        """A :class:`hardmine.curriculum.CurriculumSampler` kept in step with :attr:`weights`."""
+        """A :class:`hardmine.sampler.CurriculumSampler` kept in step with :attr:`weights`."""
+        from hardmine.sampler import CurriculumSampler
+
         if self._sampler is None:
-            self._sampler = curriculum.CurriculumSampler(
+            self._sampler = CurriculumSampler(
                 self.weights, num_samples=num_samples, seed=self.seed, num_replicas=num_replicas, rank=rank
             )
         return self._sampler
@@ -134,7 +137,7 @@ class HardMiner:
     def mined(self):
         """The last round's ``mined.csv`` table (DataFrame)."""
         if self.last is None:
-            raise ValueError("nothing mined yet: call update() or score() first")
+            raise HardmineError("nothing mined yet: call update() or score() first")
         return self.last.frame(self.ids)
 
     # ------------------------------------------------------------------ state
@@ -157,7 +160,7 @@ class HardMiner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         weights = np.asarray(state["weights"], dtype=np.float64)
         if weights.shape != self.labels.shape:
-            raise ValueError(f"state holds {len(weights)} weights but the miner holds {len(self.labels)} labels")
+            raise HardmineError(f"state holds {len(weights)} weights but the miner holds {len(self.labels)} labels")
         self.round = int(state["round"])
         self.threshold = float(state["threshold"])
         self.seed = int(state["seed"])
@@ -199,13 +202,15 @@ def forward_collect(model, loader, n: int, device=None) -> tuple[np.ndarray, np.
                 out = model(x)
                 logits, emb = out if isinstance(out, tuple) else (out, captured.get("emb"))
                 if emb is None:
-                    raise ValueError("cannot find an embedding: the model has no nn.Linear head; return (logits, emb)")
+                    raise HardmineError(
+                        "cannot find an embedding: the model has no nn.Linear head; return (logits, emb)"
+                    )
                 p = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
                 e = torch.flatten(emb, 1).float().cpu().numpy()
                 if emb_out is None:
                     emb_out = np.zeros((n, e.shape[1]), dtype=np.float32)
                 if index.max(initial=-1) >= n:
-                    raise ValueError(f"the loader yields more than the miner's {n} samples")
+                    raise HardmineError(f"the loader yields more than the miner's {n} samples")
                 probs[index] = p
                 emb_out[index] = e
     finally:
@@ -213,7 +218,7 @@ def forward_collect(model, loader, n: int, device=None) -> tuple[np.ndarray, np.
             hook.remove()
         model.train(was_training)
     if np.isnan(probs).any():
-        raise ValueError(
+        raise HardmineError(
             f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; score the whole training set"
         )
     return probs, emb_out

@@ -26,6 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hardmine.errors import HardmineError
+from hardmine.index import NeighbourIndex, check_codec
+from hardmine.metrics import check_binary
+
 HARDNESS = ("loss", "margin", "el2n", "dynamics")
 EXPAND = ("same-label", "opposite-label", "both")
 QUARANTINE = ("confident", "persistent", "both", "none")
@@ -55,17 +59,26 @@ class MiningConfig:
     balance: bool = True  # multiply by class-balance weights
 
     def validate(self) -> None:
+        """Check every option; raises :class:`HardmineError` naming the bad value."""
         for name, valid in (("hardness", HARDNESS), ("expand", EXPAND), ("quarantine", QUARANTINE)):
             if getattr(self, name) not in valid:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not valid; expected one of {', '.join(valid)}")
-        if not 0 < self.max_frac <= 1:
-            raise ValueError(f"max_frac={self.max_frac} must be in (0, 1]")
-        if self.band < 0:
-            raise ValueError(f"band={self.band} must be >= 0")
-        if not -1 <= self.min_sim <= 1:
-            raise ValueError(f"min_sim={self.min_sim} must be a cosine similarity in [-1, 1]")
-        if self.k < 1:
-            raise ValueError(f"k={self.k} must be at least 1")
+                raise HardmineError(f"{name}={getattr(self, name)!r} is not valid; expected one of {', '.join(valid)}")
+        checks = (
+            (0 < self.max_frac <= 1, f"max_frac={self.max_frac} must be in (0, 1]"),
+            (self.band >= 0, f"band={self.band} must be >= 0"),
+            (-1 <= self.min_sim <= 1, f"min_sim={self.min_sim} must be a cosine similarity in [-1, 1]"),
+            (self.k >= 1, f"k={self.k} must be at least 1"),
+            (self.alpha >= 0 and self.beta >= 0, f"alpha={self.alpha} and beta={self.beta} must be >= 0"),
+            (self.max_weight >= 1, f"max_weight={self.max_weight} must be >= 1 (it is a multiple of the mean)"),
+            (0 <= self.ema < 1, f"ema={self.ema} must be in [0, 1)"),
+            (self.seed_cap > 0, f"seed_cap={self.seed_cap} must be > 0"),
+            (self.persistent_rounds >= 1, f"persistent_rounds={self.persistent_rounds} must be at least 1"),
+            (self.cost_fn > 0 and self.cost_fp > 0, f"costs must be positive; got {self.cost_fn} and {self.cost_fp}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise HardmineError(message)
+        check_codec(self.index_codec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,19 +88,13 @@ class MiningConfig:
 
 
 def _labels_probs(labels, prob_pos) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(labels)
-    p = np.asarray(prob_pos, dtype=np.float64)
-    if y.ndim != 1 or p.shape != y.shape:
-        raise ValueError(f"labels {y.shape} and prob_pos {p.shape} must be 1-d arrays of equal length")
-    if not np.isin(y, (0, 1)).all():
-        raise ValueError("labels must be 0/1")
-    if np.isnan(p).any():
-        raise ValueError(
-            f"prob_pos holds {int(np.isnan(p).sum())} NaN value(s), first at row {int(np.argmax(np.isnan(p)))}"
-        )
-    if (p < 0).any() or (p > 1).any():
-        raise ValueError("prob_pos must lie in [0, 1]")
-    return y.astype(np.int64), p
+    return check_binary(labels, prob_pos)
+
+
+def check_k(k: int, n: int) -> None:
+    """k neighbours need more than k samples."""
+    if k >= n:
+        raise HardmineError(f"k={k} neighbours asked for but only {n} samples (k must be < N)")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -112,12 +119,12 @@ def hardness_scores(kind: str, labels, prob_pos, dynamics: np.ndarray | None = N
         return np.sqrt(2.0) * (1 - p_true)
     if kind == "dynamics":
         if dynamics is None:
-            raise ValueError("hardness 'dynamics' needs the training-dynamics scores (train with dynamics recorded)")
+            raise HardmineError("hardness 'dynamics' needs the training-dynamics scores (train with dynamics recorded)")
         d = np.asarray(dynamics, dtype=np.float64)
         if d.shape != y.shape:
-            raise ValueError(f"dynamics has shape {d.shape}; expected {y.shape}")
+            raise HardmineError(f"dynamics has shape {d.shape}; expected {y.shape}")
         return d
-    raise ValueError(f"unknown hardness {kind!r}; expected one of {', '.join(HARDNESS)}")
+    raise HardmineError(f"unknown hardness {kind!r}; expected one of {', '.join(HARDNESS)}")
 
 
 def rank01(values: np.ndarray) -> np.ndarray:
@@ -150,6 +157,7 @@ def select(
     labels,
     prob_pos,
     threshold: float = 0.5,
+    *,
     scores: np.ndarray | str = "loss",
     band: float = 1.0,
     max_frac: float = 0.2,
@@ -171,18 +179,21 @@ def select(
     exclude : (N,) bool, samples never chosen (e.g. quarantined).
     """
     y, p = _labels_probs(labels, prob_pos)
-    if not 0 < max_frac <= 1:
-        raise ValueError(f"max_frac={max_frac} must be in (0, 1]")
+    MiningConfig(band=band, max_frac=max_frac, cost_fn=cost_fn, cost_fp=cost_fp).validate()
+    return _select(y, p, threshold, scores, band, max_frac, cost_fn / cost_fp, exclude, dynamics)
+
+
+def _select(y, p, threshold, scores, band, max_frac, cost_ratio, exclude, dynamics) -> Selection:
     raw = hardness_scores(scores, y, p, dynamics) if isinstance(scores, str) else np.asarray(scores, float)
     if raw.shape != y.shape or not np.isfinite(raw).all():
-        raise ValueError(f"hardness scores must be {y.shape} finite values")
+        raise HardmineError(f"hardness scores must be {y.shape} finite values")
     hardness = rank01(raw)
     pred = p >= threshold
     misclassified = pred != (y == 1)
     low_margin = ~misclassified & (np.abs(_logit(p) - _logit(np.clip(threshold, 1e-7, 1 - 1e-7))) < band)
     candidates = misclassified | low_margin
     eligible = candidates if exclude is None else candidates & ~np.asarray(exclude, dtype=bool)
-    priority = hardness * np.where(misclassified & (y == 1), cost_fn / cost_fp, 1.0)
+    priority = hardness * np.where(misclassified & (y == 1), cost_ratio, 1.0)
     priority = priority + misclassified  # misclassified before low-margin within a class
     chosen = []
     for cls in (1, 0):
@@ -203,6 +214,7 @@ def triage(
     labels,
     prob_pos,
     method: str = "confident",
+    *,
     hard_history: np.ndarray | None = None,
     persistent_rounds: int = 3,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -220,8 +232,12 @@ def triage(
     why : (N,) object, the reason text ('' where not suspected).
     """
     if method not in QUARANTINE:
-        raise ValueError(f"unknown quarantine method {method!r}; expected one of {', '.join(QUARANTINE)}")
+        raise HardmineError(f"unknown quarantine method {method!r}; expected one of {', '.join(QUARANTINE)}")
     y, p = _labels_probs(labels, prob_pos)
+    return _triage(y, p, method, hard_history, persistent_rounds)
+
+
+def _triage(y, p, method, hard_history, persistent_rounds) -> tuple[np.ndarray, np.ndarray]:
     mask = np.zeros(len(y), dtype=bool)
     why = np.full(len(y), "", dtype=object)
     if method in ("confident", "both") and 0 < y.sum() < len(y):
@@ -234,7 +250,7 @@ def triage(
     if method in ("persistent", "both") and hard_history is not None:
         history = np.asarray(hard_history, dtype=bool)
         if history.ndim != 2 or history.shape[1] != len(y):
-            raise ValueError(f"hard_history has shape {history.shape}; expected (rounds, {len(y)})")
+            raise HardmineError(f"hard_history has shape {history.shape}; expected (rounds, {len(y)})")
         if len(history) >= persistent_rounds:
             persistent = history[-persistent_rounds:].all(0)
             for i in np.flatnonzero(persistent):
@@ -263,6 +279,7 @@ def expand(
     seed_index: np.ndarray,
     labels,
     groups: np.ndarray | None = None,
+    *,
     strength: np.ndarray | None = None,
     k: int = 10,
     min_sim: float = 0.5,
@@ -288,17 +305,24 @@ def expand(
     A neighbour at similarity s receives ``strength * (s - min_sim) / (1 - min_sim)``;
     contributions from several seeds add up, clipped to 1.
     """
-    if mode not in EXPAND:
-        raise ValueError(f"unknown expand mode {mode!r}; expected one of {', '.join(EXPAND)}")
-    emb = np.asarray(embeddings)
-    y = np.asarray(labels)
-    n = len(y)
-    if emb.ndim != 2 or len(emb) != n:
-        raise ValueError(f"embeddings have shape {emb.shape}; expected ({n}, D) like labels")
-    if k >= n:
-        raise ValueError(f"k={k} neighbours asked for but only {n} samples (k must be < N)")
+    MiningConfig(expand=mode, k=k, min_sim=min_sim, seed_cap=seed_cap).validate()
+    y, _ = check_binary(labels)
+    emb = _check_embeddings(embeddings, len(y))
+    check_k(k, len(y))
     seed_index = np.asarray(seed_index, dtype=np.int64)
     strength = np.ones(len(seed_index)) if strength is None else np.asarray(strength, dtype=np.float64)
+    return _expand(emb, seed_index, y, groups, strength, k, min_sim, mode, seed_cap, exclude, index)
+
+
+def _check_embeddings(embeddings: np.ndarray, n: int) -> np.ndarray:
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2 or len(emb) != n:
+        raise HardmineError(f"embeddings have {len(emb)} rows but there are {n} labels")
+    return emb
+
+
+def _expand(emb, seed_index, y, groups, strength, k, min_sim, mode, seed_cap, exclude, index) -> Expansion:
+    n = len(y)
     contribution = np.zeros(n)
     if len(seed_index) == 0:
         return Expansion(contribution, pd.DataFrame(columns=["seed", "neighbour", "similarity", "contribution"]))
@@ -306,8 +330,6 @@ def expand(
     extra = 0 if group_codes is None else int(np.bincount(group_codes).max())
     depth = min(n, k + extra + 1)
     if index is None:
-        from hardmine.index import NeighbourIndex
-
         index = NeighbourIndex().build(emb)
     sims, nbrs = index.search(emb[seed_index], depth)
     excluded = np.zeros(n, dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
@@ -408,6 +430,7 @@ def mine(
     embeddings: np.ndarray,
     threshold: float = 0.5,
     config: MiningConfig | None = None,
+    *,
     groups: np.ndarray | None = None,
     triage_prob: np.ndarray | None = None,
     dynamics: np.ndarray | None = None,
@@ -433,26 +456,21 @@ def mine(
     config = config or MiningConfig()
     config.validate()
     y, p = _labels_probs(labels, prob_pos)
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2 or len(emb) != len(y):
-        raise ValueError(f"embeddings have {len(emb)} rows but there are {len(y)} labels")
-    if config.k >= len(y):
-        raise ValueError(f"k={config.k} neighbours asked for but only {len(y)} samples (k must be < N)")
-    tp = p if triage_prob is None else _labels_probs(y, triage_prob)[1]
-    suspects, why = triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
-    selection = select(y, p, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
-                       config.cost_fp, exclude=suspects, dynamics=dynamics)  # fmt: skip
+    emb = _check_embeddings(embeddings, len(y))
+    check_k(config.k, len(y))
+    tp = p if triage_prob is None else check_binary(y, triage_prob, prob_name="triage_prob")[1]
+    suspects, why = _triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
+    selection = _select(y, p, threshold, config.hardness, config.band, config.max_frac,
+                        config.cost_fn / config.cost_fp, suspects, dynamics)  # fmt: skip
     # Only quarantine what would otherwise be mined: suspects the model already fits stay as they are.
     quarantined = suspects & selection.candidates
     seeds = selection.index
     if index is None and len(seeds):
-        from hardmine.index import NeighbourIndex
-
         index = NeighbourIndex(codec=config.index_codec).build(emb)
     exclude = quarantined.copy()
     exclude[seeds] = True
-    expansion = expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,
-                       config.seed_cap, exclude=exclude, index=index)  # fmt: skip
+    expansion = _expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,
+                        config.seed_cap, exclude, index)  # fmt: skip
     hard = np.zeros(len(y))
     hard[seeds] = selection.hardness[seeds]
     if len(seeds):

@@ -17,8 +17,6 @@ from torch import nn
 
 from hardmine.errors import ModelError
 
-WEIGHT_CHOICES = ("none", "imagenet", "PATH")
-
 
 class TinyCNN(nn.Module):
     """Four conv blocks and global pooling; embedding width 64."""

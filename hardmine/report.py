@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from hardmine.io import read_json, write_bytes
+from hardmine.io import write_bytes
+from hardmine.runfolder import REPORT_HTML, RunFolder
 
 ROUND_COLUMNS = ("round", "auroc", "auprc", "sens_at_spec90", "sensitivity", "specificity", "threshold",
                  "seeds", "neighbours", "quarantined", "eff_class_ratio", "init", "worse")  # fmt: skip
@@ -47,13 +48,14 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     """Plots and ``report.html`` (images inlined) for a finished run."""
     from hardmine import plots
 
-    root = Path(run_dir)
-    report = read_json(root / "report.json")
+    folder = RunFolder(run_dir)
+    root = folder.root
+    report = folder.report()
     best = report["best_round"]
     images = [plots.rounds_plot(report, root / "rounds.png")]
     curves = {}
     for r, name in ((0, "round 0"), (best, f"best (round {best})")):
-        path = root / f"round-{r:03d}" / "preds_test.csv"
+        path = folder.round_dir(r) / "preds_test.csv"
         if path.exists():
             preds = pd.read_csv(path)
             curves[name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())
@@ -83,7 +85,7 @@ Test metrics use each model's validation-tuned threshold; the test split was nev
 <h2>Rounds (validation)</h2>{table}<h2>Test: round 0 against the best round</h2>{test}
 <h2>Plots</h2>{figures}</body></html>
 """
-    return write_bytes(root / "report.html", page.encode())
+    return write_bytes(root / REPORT_HTML, page.encode())
 
 
 def _html_table(header: list[str], rows: list[list[Any]]) -> str:

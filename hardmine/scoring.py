@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hardmine.errors import HardmineError
+from hardmine.index import normalise
 from hardmine.metrics import softmax
 
 SCORE_COLUMNS = ("id", "label", "prob_pos", "logit_margin", "loss", "pred", "correct", "entropy", "el2n")
-SCORE_SOURCES = ("insample", "oof", "dynamics")
 
 
 def score_table(ids: Sequence, labels: np.ndarray, logits: np.ndarray, threshold: float = 0.5) -> pd.DataFrame:
@@ -53,9 +54,9 @@ def score_table(ids: Sequence, labels: np.ndarray, logits: np.ndarray, threshold
     if logits.ndim == 1:
         logits = logits_from_probs(logits)
     if logits.shape != (len(labels), 2):
-        raise ValueError(f"logits have shape {logits.shape}; expected ({len(labels)}, 2)")
+        raise HardmineError(f"logits have shape {logits.shape}; expected ({len(labels)}, 2)")
     if len(ids) != len(labels):
-        raise ValueError(f"{len(ids)} ids for {len(labels)} labels")
+        raise HardmineError(f"{len(ids)} ids for {len(labels)} labels")
     probs = softmax(logits)
     rows = np.arange(len(labels))
     p_true = np.clip(probs[rows, labels], 1e-12, 1.0)
@@ -82,20 +83,19 @@ def logits_from_probs(prob_pos: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(p), np.log(p) - np.log1p(-p)], axis=1)
 
 
-def normalise(embeddings: np.ndarray, dtype: str = "float32", center: np.ndarray | None = None) -> np.ndarray:
-    """L2-normalise rows so inner product = cosine similarity. (N, D) -> (N, D).
-
-    ``center`` (D,) is subtracted first. Post-ReLU features are all
-    non-negative, so raw cosine similarities crowd near 1; centring on the
-    training mean spreads them over [-1, 1] and makes ``min_sim`` meaningful.
-    """
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"embedding dtype {dtype!r} is not valid; expected float32 or float16")
-    emb = np.asarray(embeddings, dtype=np.float32)
-    if center is not None:
-        emb = emb - np.asarray(center, dtype=np.float32)
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    return (emb / np.maximum(norms, 1e-12)).astype(dtype)
+def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The P(positive) that drives mining for a score source, and the dynamics hardness if recorded."""
+    dynamics = scores["dynamics"].to_numpy() if "dynamics" in scores else None
+    if source == "oof":
+        if "prob_pos_oof" not in scores:
+            raise HardmineError("scores.csv has no prob_pos_oof column: score with --scores oof first")
+        return scores["prob_pos_oof"].to_numpy(), dynamics
+    if source == "dynamics":
+        if "confidence" not in scores:
+            raise HardmineError("scores.csv has no training-dynamics columns (dynamics.npz missing)")
+        conf = scores["confidence"].to_numpy()
+        return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf), dynamics
+    return scores["prob_pos"].to_numpy(), dynamics
 
 
 def dynamics_scores(losses: np.ndarray, p_true: np.ndarray) -> pd.DataFrame:
@@ -141,6 +141,7 @@ def score_dataset(
     model,
     dataset,
     ids: Sequence,
+    *,
     threshold: float = 0.5,
     device: str = "cpu",
     batch_size: int = 128,
@@ -169,7 +170,7 @@ def score_dataset(
     embeddings : (N, D) centred, L2-normalised embeddings from the same forward.
     center : (D,) the mean that was subtracted (zeros if none).
     """
-    from hardmine.train import predict, resolve_device
+    from hardmine.inference import predict, resolve_device
 
     device = resolve_device(device)
     if embeddings_path is None:
@@ -254,15 +255,16 @@ def out_of_fold_logits(
     from sklearn.model_selection import StratifiedGroupKFold
 
     from hardmine.data import ImageDataset
+    from hardmine.inference import predict, resolve_device
     from hardmine.models import build_model, load_weights
-    from hardmine.train import fit, predict, resolve_device
+    from hardmine.train import fit
 
     if k < 2:
-        raise ValueError(f"out-of-fold scoring needs k >= 2 folds; got {k}")
+        raise HardmineError(f"out-of-fold scoring needs k >= 2 folds; got {k}")
     table = table.reset_index(drop=True)
     n_groups_pos = table.loc[table["label"] == 1, "group"].nunique()
     if n_groups_pos < k:
-        raise ValueError(f"only {n_groups_pos} positive groups for {k} folds; use a smaller --oof")
+        raise HardmineError(f"only {n_groups_pos} positive groups for {k} folds; use a smaller --oof")
     folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     logits = np.zeros((len(table), 2), dtype=np.float32)
     device = resolve_device(config.device)

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from hardmine.errors import HardmineError
 from hardmine.io import write_csv
 
 if TYPE_CHECKING:
     from hardmine.mining import MiningConfig
-    from hardmine.rounds import Run
 
 SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest")
 HARD_BAND = 0.1  # |m - 0.5| below this counts as a planted hard case
@@ -60,11 +60,11 @@ def generate_demo(
     Deterministic for a seed.
     """
     if n < 20:
-        raise ValueError(f"n={n} is too small for a demo set; use at least 20")
+        raise HardmineError(f"n={n} is too small for a demo set; use at least 20")
     if not 0 < positive_frac < 1:
-        raise ValueError(f"positive_frac={positive_frac} must be in (0, 1)")
+        raise HardmineError(f"positive_frac={positive_frac} must be in (0, 1)")
     if size < 16:
-        raise ValueError(f"size={size} must be at least 16")
+        raise HardmineError(f"size={size} must be at least 16")
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -264,8 +264,8 @@ def planted_recovery(
     is_mined = np.isin(roles, ("seed", "neighbour"))
     quarantined = roles == "quarantined"
     would_seed = np.zeros(len(ids), dtype=bool)
-    would_seed[select(labels, prob_pos, threshold, config.hardness, config.band, config.max_frac, config.cost_fn,
-                      config.cost_fp, dynamics=dynamics).index] = True  # fmt: skip
+    would_seed[select(labels, prob_pos, threshold, scores=config.hardness, band=config.band, max_frac=config.max_frac,
+                      cost_fn=config.cost_fn, cost_fp=config.cost_fp, dynamics=dynamics).index] = True  # fmt: skip
     worthy = would_seed & flipped
     return {
         "hard_recall": float(is_mined[hard].mean()),
@@ -280,16 +280,15 @@ def planted_recovery(
     }
 
 
-def round_planted_recovery(run: Run, r: int, planted: pd.DataFrame) -> dict[str, float]:
+def round_planted_recovery(run_dir: str | os.PathLike, r: int, planted: pd.DataFrame) -> dict[str, float]:
     """:func:`planted_recovery` of round ``r`` of a run on demo data, once it is mined: its
     ``scores.csv``, ``mined.csv``, threshold, and the score source ``mining.json`` records."""
     from hardmine.io import read_json
-    from hardmine.rounds import mining_inputs, round_threshold
+    from hardmine.runfolder import RunFolder
+    from hardmine.scoring import mining_inputs
 
-    out = run.round_dir(r)
-    scores = pd.read_csv(out / "scores.csv", dtype={"id": str})
-    prob, dynamics = mining_inputs(scores, read_json(out / "mining.json")["source"])
-    part = run.part("train")
-    mined = pd.read_csv(out / "mined.csv", dtype={"id": str})
-    return planted_recovery(planted, part["id"], part["label"].to_numpy(), prob, round_threshold(run, r), mined,
-                            run.config.mining, dynamics)  # fmt: skip
+    folder = RunFolder(run_dir)
+    scores = folder.scores(r)
+    prob, dynamics = mining_inputs(scores, read_json(folder.round_dir(r) / "mining.json")["source"])
+    return planted_recovery(planted, scores["id"], scores["label"].to_numpy(), prob, folder.threshold(r),
+                            folder.mined(r), folder.run_config().mining, dynamics)  # fmt: skip

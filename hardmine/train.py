@@ -17,67 +17,23 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import DistributedSampler, RandomSampler
 
 from hardmine import distributed
-from hardmine.curriculum import CurriculumSampler, class_balance_weights
+from hardmine.config import TrainConfig
+from hardmine.curriculum import class_balance_weights
 from hardmine.errors import HardmineError
+from hardmine.inference import Callback, forward, make_loader, predict, resolve_device, to_device
 from hardmine.io import atomic_path, write_bytes
 from hardmine.losses import class_weights, per_sample_loss, weighted_mean
 from hardmine.metrics import binary_metrics, softmax
-
-Callback = Callable[[str, dict[str, Any]], None]
-SAMPLING = ("none", "oversample")
-SCHEDULES = ("onecycle", "cosine")
-APPLY = ("sampler", "loss")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides how a model is trained (JSON-serialisable)."""
-
-    model: str = "tiny"
-    weights: str = "none"
-    image_size: int = 64
-    epochs: int = 20
-    freeze_epochs: int = 0
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    schedule: str = "onecycle"
-    loss: str = "ce"
-    class_weighting: str = "inverse"
-    focal_gamma: float = 2.0
-    sampling: str = "oversample"
-    apply: str = "sampler"
-    monitor: str = "auroc"
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int | None = None
-    amp: bool = True
-
-    def validate(self) -> None:
-        from hardmine.losses import CLASS_WEIGHTING, LOSSES
-        from hardmine.metrics import METRIC_KEYS
-
-        choices = {
-            "loss": LOSSES, "class_weighting": CLASS_WEIGHTING, "sampling": SAMPLING,
-            "schedule": SCHEDULES, "apply": APPLY, "monitor": METRIC_KEYS,
-        }  # fmt: skip
-        for name, valid in choices.items():
-            if getattr(self, name) not in valid:
-                raise HardmineError(f"{name}={getattr(self, name)!r} is not valid; expected one of {', '.join(valid)}")
-        if self.epochs < 1 or self.freeze_epochs < 0:
-            raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
-        if self.batch_size < 1 or self.lr <= 0:
-            raise HardmineError("batch_size must be >= 1 and lr > 0")
+from hardmine.sampler import CurriculumSampler
 
 
 @dataclass
@@ -86,112 +42,6 @@ class FitResult:
     best_value: float
     history: list[dict[str, Any]] = field(default_factory=list)
     model_path: Path | None = None
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HardmineError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
-
-
-def default_workers(device: torch.device, image_size: int) -> int:
-    """Loader workers: several on GPU machines; on CPU small images decode faster inline
-    than through worker processes that compete with the model for the same cores."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if device.type == "cuda":
-        return max(1, min(8, cpus - 1))
-    return 0 if image_size <= 128 or cpus <= 2 else min(4, cpus - 1)
-
-
-def make_loader(
-    dataset, batch_size: int, device: torch.device, num_workers: int | None, sampler=None,
-    image_size: int = 224,
-) -> DataLoader:  # fmt: skip
-    workers = default_workers(device, image_size) if num_workers is None else num_workers
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
-    )
-
-
-@torch.no_grad()
-def predict(
-    model: torch.nn.Module,
-    dataset,
-    batch_size: int = 128,
-    device: torch.device | str = "cpu",
-    amp: bool = True,
-    num_workers: int | None = None,
-    tta: bool = False,
-    callback: Callback | None = None,
-    embedding_sink: Callable[[np.ndarray, np.ndarray], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits and embeddings of every sample from one forward pass (no augmentation).
-
-    Returns
-    -------
-    logits : (N, C) float32, in dataset order.
-    embeddings : (N, D) float32, in dataset order (not normalised); None when
-        ``embedding_sink(rows, embeddings)`` receives them batch by batch
-        instead (e.g. to write a memory-mapped file, so memory does not grow with N).
-    With ``tta``, the horizontally flipped image is scored too and logits and
-    embeddings are averaged.
-    """
-    device = torch.device(device)
-    model.eval().to(device)
-    n = len(dataset)
-    if n == 0:
-        raise HardmineError("cannot predict on an empty dataset")
-    # Under torchrun each rank scores rows rank, rank + world, ...: every row exactly once, no padding.
-    shard = (
-        dataset
-        if distributed.world_size() == 1
-        else Subset(dataset, range(distributed.rank(), n, distributed.world_size()))
-    )
-    loader = make_loader(shard, batch_size, device, num_workers, image_size=getattr(dataset, "image_size", 224))
-    indices, logits_parts, emb_parts = [], [], []
-    done = 0
-    for images, _, index in loader:
-        images = _to_device(images, device)
-        logits, emb = _forward(model, images, device, amp)
-        if tta:
-            flipped_logits, flipped_emb = _forward(model, torch.flip(images, dims=[3]), device, amp)
-            logits, emb = (logits + flipped_logits) / 2, (emb + flipped_emb) / 2
-        indices.append(index.numpy())
-        logits_parts.append(logits.float().cpu().numpy())
-        if embedding_sink is None:
-            emb_parts.append(emb.float().cpu().numpy())
-        else:
-            embedding_sink(index.numpy(), emb.float().cpu().numpy())
-        done += len(index)
-        if callback:
-            callback("batch", {"done": done, "total": len(shard), "phase": "predict"})
-    index = np.concatenate(indices) if indices else np.empty(0, dtype=np.int64)
-    logits_all = np.concatenate(logits_parts) if logits_parts else np.empty((0, 2), np.float32)
-    if embedding_sink is not None:
-        return distributed.gather_rows(index, logits_all, n=n)[0], None
-    emb_all = np.concatenate(emb_parts) if emb_parts else np.empty((0, 0), np.float32)
-    return distributed.gather_rows(index, logits_all, emb_all, n=n)
-
-
-def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    images = images.to(device, non_blocking=True)
-    if device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-def _forward(model, images, device: torch.device, amp: bool):
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-        return model(images)
 
 
 def fit(
@@ -389,9 +239,9 @@ def _train_epoch(net, model, loader, optimizer, scheduler, device, config, cw, l
     model.train()
     total, count = 0.0, 0
     for step, (images, targets, index) in enumerate(loader):
-        images = _to_device(images, device)
+        images = to_device(images, device)
         targets = targets.to(device, non_blocking=True)
-        logits, _ = _forward(net, images, device, config.amp)
+        logits, _ = forward(net, images, device, config.amp)
         loss_vec = per_sample_loss(logits, targets, config.loss, cw, config.focal_gamma)
         batch_w = loss_weights[index].to(device) if loss_weights is not None else None
         loss = weighted_mean(loss_vec, batch_w)

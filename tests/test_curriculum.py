@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hardmine import curriculum
-from hardmine.curriculum import CurriculumSampler
+from hardmine.sampler import CurriculumSampler
 
 
 def test_weights_mean_one_cap_and_boosts():

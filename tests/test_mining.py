@@ -2,9 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hardmine.index import NeighbourIndex, exact_neighbours, near_duplicate_pairs
+from hardmine.index import NeighbourIndex, exact_neighbours, near_duplicate_pairs, normalise
 from hardmine.mining import MiningConfig, expand, mine, select, triage
-from hardmine.scoring import normalise
 
 
 def planted_world(n=1500, pos_frac=0.12, flip_frac=0.03, seed=0):
@@ -118,7 +117,7 @@ def test_triage_confident_learning_and_persistent():
 def test_mined_frame_contract():
     labels, prob, emb, groups, _, _ = planted_world(n=400)
     ids = np.array([f"img{i}" for i in range(400)], dtype=object)
-    result = mine(labels, prob, emb, 0.5, MiningConfig(k=5), groups)
+    result = mine(labels, prob, emb, 0.5, MiningConfig(k=5), groups=groups)
     frame = result.frame(ids)
     assert list(frame.columns) == ["id", "label", "role", "reasons", "hardness", "weight"]
     assert set(frame["role"]) == {"seed", "neighbour", "quarantined"}

@@ -4,9 +4,10 @@ the planted label flips. The slowest test of the suite (one 20-epoch training)."
 
 import pandas as pd
 
-from hardmine.rounds import DataConfig, Run, RunConfig, mine_round, score_round, train_round
+from hardmine.config import DataConfig, RunConfig, TrainConfig
+from hardmine.runfolder import Run
+from hardmine.steps import mine_round, score_round, train_round
 from hardmine.synth import generate_demo, round_planted_recovery
-from hardmine.train import TrainConfig
 
 
 def test_default_pipeline_mines_planted_hard_cases_and_quarantines_flips(tmp_path):
@@ -18,7 +19,7 @@ def test_default_pipeline_mines_planted_hard_cases_and_quarantines_flips(tmp_pat
     score_round(run, 0)
     mine_round(run, 0)
 
-    found = round_planted_recovery(run, 0, pd.read_csv(data / "planted.csv"))
+    found = round_planted_recovery(run.root, 0, pd.read_csv(data / "planted.csv"))
 
     assert found["hard_lift"] > 1.5, found  # planted hard cases are mined far above their base rate
     assert found["flips_seed_worthy"] >= 20, found

@@ -6,11 +6,12 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
+from hardmine.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
 from hardmine.errors import HardmineError
 from hardmine.metrics import METRIC_KEYS
 from hardmine.mining import MiningConfig
-from hardmine.rounds import DataConfig, Manifest, RoundsConfig, Run, RunConfig, mining_round_train_config, run_rounds
-from hardmine.train import TrainConfig
+from hardmine.rounds import mining_round_train_config, run_rounds
+from hardmine.runfolder import Manifest, Run
 
 runner = CliRunner()
 ROUND_FILES = ("model.pt", "metrics.json", "scores.csv", "embeddings.npy", "mined.csv", "weights.csv")

@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.scoring import SCORE_COLUMNS, dynamics_scores, normalise, score_table
+from hardmine.index import normalise
+from hardmine.scoring import SCORE_COLUMNS, dynamics_scores, score_table
 
 runner = CliRunner()
 
@@ -104,7 +105,7 @@ def test_cli_score_out_of_fold(trained_run):
 def test_streamed_float16_embeddings_equal_in_memory(trained_run, demo_dir):
     """Embeddings streamed through a memory map equal the in-memory path."""
     from hardmine.data import ImageDataset
-    from hardmine.rounds import Run
+    from hardmine.runfolder import Run
     from hardmine.scoring import score_dataset
 
     run = Run.open(trained_run)

@@ -6,9 +6,10 @@ import torch
 from typer.testing import CliRunner
 
 from hardmine.cli import app
+from hardmine.config import TrainConfig
 from hardmine.data import ImageDataset, grouped_split, load_samples
 from hardmine.models import build_model
-from hardmine.train import TrainConfig, fit
+from hardmine.train import fit
 
 runner = CliRunner()
 

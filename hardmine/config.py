@@ -1,0 +1,214 @@
+"""The configuration schema of a run: one dataclass per concern, validated once.
+
+A :class:`RunConfig` is what ``config.json`` holds: data, training, threshold,
+scoring, mining and round options. Every section validates itself and raises
+:class:`hardmine.errors.HardmineError` naming the bad value and the valid
+choices; :meth:`RunConfig.validate` checks them all before anything is written
+or trained. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from hardmine.errors import HardmineError
+from hardmine.metrics import METRIC_KEYS, THRESHOLD_RULES, choose_threshold
+from hardmine.mining import MiningConfig
+
+LOSSES = ("ce", "weighted-ce", "focal")
+CLASS_WEIGHTING = ("inverse", "effective")
+SAMPLING = ("none", "oversample")
+SCHEDULES = ("onecycle", "cosine")
+APPLY = ("sampler", "loss")
+SCORE_SOURCES = ("insample", "oof", "dynamics")
+SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
+# Options that change nothing about the results: ignored when comparing configurations.
+RUNTIME_ONLY = {"device", "num_workers"}
+
+
+def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    """Raise :class:`HardmineError` unless ``value`` is one of ``valid``."""
+    if value not in valid:
+        raise HardmineError(f"{name}={value!r} is not valid; expected one of {', '.join(valid)}")
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it maps to the binary task."""
+
+    data: str = ""
+    source: str = "auto"
+    metadata: str | None = None
+    positive: str | None = None
+    negative: str | None = None
+    skip_bad: bool = False
+    verify: bool = True
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        from hardmine.data import SOURCES
+
+        check_choice("source", self.source, SOURCES)
+        split = np.asarray(self.split, dtype=float)
+        if split.shape != (3,) or (split < 0).any() or abs(split.sum() - 1) > 1e-6:
+            raise HardmineError(f"split fractions {list(self.split)} must be three values summing to 1")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (JSON-serialisable)."""
+
+    model: str = "tiny"
+    weights: str = "none"
+    image_size: int = 64
+    epochs: int = 20
+    freeze_epochs: int = 0
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    loss: str = "ce"
+    class_weighting: str = "inverse"
+    focal_gamma: float = 2.0
+    sampling: str = "oversample"
+    apply: str = "sampler"
+    monitor: str = "auroc"
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int | None = None
+    amp: bool = True
+
+    def validate(self) -> None:
+        choices = {
+            "loss": LOSSES, "class_weighting": CLASS_WEIGHTING, "sampling": SAMPLING,
+            "schedule": SCHEDULES, "apply": APPLY, "monitor": METRIC_KEYS,
+        }  # fmt: skip
+        for name, valid in choices.items():
+            check_choice(name, getattr(self, name), valid)
+        if self.epochs < 1 or self.freeze_epochs < 0:
+            raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise HardmineError("batch_size must be >= 1 and lr > 0")
+
+
+@dataclass
+class ThresholdConfig:
+    """How the decision threshold is chosen on validation data."""
+
+    rule: str = "cost"
+    cost_fn: float = 10.0
+    cost_fp: float = 1.0
+    target: float = 0.9
+
+    def validate(self) -> None:
+        check_choice("threshold rule", self.rule, THRESHOLD_RULES)
+        if self.cost_fn <= 0 or self.cost_fp <= 0:
+            raise HardmineError(f"costs must be positive; got {self.cost_fn} and {self.cost_fp}")
+        if not 0 < self.target <= 1:
+            raise HardmineError(f"target sensitivity {self.target} must be in (0, 1]")
+
+    def choose(self, labels: np.ndarray, prob_pos: np.ndarray) -> float:
+        return choose_threshold(labels, prob_pos, self.rule, self.cost_fn, self.cost_fp, self.target)
+
+
+@dataclass
+class ScoringConfig:
+    """Where the training-set probabilities that drive mining come from."""
+
+    source: str = "insample"  # insample | oof | dynamics (see hardmine.scoring)
+    oof_folds: int = 4
+    tta: bool = False
+    embedding_dtype: str = "float32"
+    audit_sim: float = 0.98  # cosine similarity above which a cross-split pair is listed
+
+    def validate(self) -> None:
+        check_choice("score source", self.source, SCORE_SOURCES)
+        check_choice("embedding dtype", self.embedding_dtype, ("float32", "float16"))
+        if self.source == "oof" and self.oof_folds < 2:
+            raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
+
+
+@dataclass
+class RoundsConfig:
+    """How rounds follow each other."""
+
+    round_epochs: int | None = None  # epochs of each fine-tuning round (default: a quarter of train.epochs)
+    round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
+    from_scratch: bool = False
+    select_by: str = "sens_at_spec90"
+    guard_tol: float = 0.02
+
+    def validate(self) -> None:
+        check_choice("--select-by", self.select_by, SELECT_BY)
+        if self.round_epochs is not None and self.round_epochs < 1:
+            raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")
+
+    def epochs_per_round(self, train_epochs: int) -> int:
+        """Epochs of each mining round: fine-tuning needs a fraction of round 0's budget (all of it from scratch)."""
+        if self.from_scratch:
+            return train_epochs
+        return self.round_epochs or max(1, train_epochs // 4)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "train": TrainConfig, "threshold": ThresholdConfig,
+    "scoring": ScoringConfig, "mining": MiningConfig, "rounds": RoundsConfig,
+}  # fmt: skip
+
+
+@dataclass
+class RunConfig:
+    """The whole configuration of a run, as ``config.json`` holds it."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: asdict(getattr(self, name)) for name in SECTIONS}
+
+    def validate(self) -> None:
+        """Check every section; the first problem raises :class:`HardmineError`."""
+        for name in SECTIONS:
+            getattr(self, name).validate()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Rebuild from ``config.json`` (unknown keys, e.g. versions, are ignored)."""
+        parts = {}
+        for name, kind in SECTIONS.items():
+            names = {f.name for f in fields(kind)}
+            parts[name] = kind(**{k: v for k, v in (raw.get(name) or {}).items() if k in names})
+        parts["data"].split = tuple(parts["data"].split)
+        return cls(**parts)
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a configuration that decides results (runtime-only options dropped)."""
+    config = json.loads(json.dumps(config))  # as it reads back from config.json (tuples become lists)
+    return {
+        section: {k: v for k, v in values.items() if k not in RUNTIME_ONLY}
+        for section, values in config.items()
+        if section in SECTIONS
+    }
+
+
+def first_difference(a: dict, b: dict, prefix: str = "") -> str:
+    """``"section.key: A then, B now"`` for the first key where two nested dicts differ ('' if none)."""
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = first_difference(va, vb, f"{prefix}{key}.")
+            if found:
+                return found
+        elif va != vb:
+            return f"{prefix}{key}: {va!r} then, {vb!r} now"
+    return ""

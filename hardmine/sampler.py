@@ -1,0 +1,82 @@
+"""The torch ``Sampler`` that draws training indices by curriculum weights.
+
+:class:`CurriculumSampler` draws indices with probability proportional to the
+weights: seeded, reproducible per epoch (``set_epoch``), and DDP-aware (every
+rank draws the same sequence from ``seed + epoch`` and takes a disjoint stride
+of it). The weights themselves come from :mod:`hardmine.curriculum` (numpy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from hardmine.errors import HardmineError
+
+
+class CurriculumSampler(Sampler[int]):
+    """Draw indices with probability proportional to ``weights``, with replacement.
+
+    Parameters
+    ----------
+    weights : (N,) non-negative sample weights.
+    num_samples : draws per epoch over all replicas (default N).
+    seed : base seed; epoch ``e`` uses ``seed + e``.
+    num_replicas, rank : for DDP. Default: from ``torch.distributed`` when it is
+        initialised, else 1 and 0. Every rank draws the same sequence and takes
+        ``sequence[rank::num_replicas]``; the sequence is padded (wrapping) so
+        all ranks get the same count.
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        num_samples: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ):
+        if num_replicas is None or rank is None:
+            dist = torch.distributed
+            ready = dist.is_available() and dist.is_initialized()
+            num_replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if ready else 1)
+            rank = rank if rank is not None else (dist.get_rank() if ready else 0)
+        if not 0 <= rank < num_replicas:
+            raise HardmineError(f"rank {rank} must be in [0, {num_replicas})")
+        self.seed = int(seed)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.epoch = 0
+        self.update_weights(weights)
+        self.total = int(num_samples) if num_samples is not None else len(self.weights)
+        self.per_replica = -(-self.total // self.num_replicas)
+
+    def update_weights(self, weights: np.ndarray) -> None:
+        """Replace the weights (e.g. after a mining round); takes effect next ``__iter__``."""
+        w = np.array(weights, dtype=np.float64)  # a copy: the caller's array may be read-only
+        if w.ndim != 1 or len(w) == 0:
+            raise HardmineError(f"weights must be a non-empty 1-d array; got shape {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise HardmineError("weights must be finite, non-negative and not all zero")
+        self.weights = torch.as_tensor(w, dtype=torch.float64)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def full_sequence(self) -> torch.Tensor:
+        """The whole epoch's draw (before the DDP stride), padded to a multiple of replicas."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        seq = torch.multinomial(self.weights, self.total, replacement=True, generator=generator)
+        padding = self.per_replica * self.num_replicas - self.total
+        if padding:
+            seq = torch.cat([seq, seq[:padding]])
+        return seq
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.full_sequence()[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.per_replica

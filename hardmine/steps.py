@@ -1,0 +1,230 @@
+"""The steps of a round, each writing into ``round-RRR/`` of an opened :class:`~hardmine.runfolder.Run`.
+
+* :func:`train_round`: train a model (round 0, or a mining round on curriculum weights) and tune its threshold;
+* :func:`evaluate`: metrics on validation (threshold tuned) or test (the validation threshold);
+* :func:`score_round`: per-sample scores and embeddings of the training split;
+* :func:`audit_split`: near-duplicate images across train/val/test;
+* :func:`mine_round`: seeds, quarantine, neighbours and the next round's weights.
+
+The algorithms live in their own modules; a step reads its inputs from the run
+folder, calls them, and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hardmine import distributed
+from hardmine.config import ScoringConfig, TrainConfig
+from hardmine.errors import HardmineError
+from hardmine.inference import Callback
+from hardmine.io import write_csv, write_json, write_parquet_if_available
+from hardmine.metrics import binary_metrics, softmax
+from hardmine.mining import MiningConfig
+from hardmine.runfolder import AUDIT_FILE, Run
+
+
+def train_round(
+    run: Run,
+    r: int,
+    *,
+    sample_weights: np.ndarray | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
+    train_config: TrainConfig | None = None,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Train round ``r`` into ``round-RRR/`` and evaluate it on validation.
+
+    ``train_config`` overrides the run's training options for this round (a
+    mining round fine-tunes with fewer epochs). Returns the validation metrics
+    (threshold tuned by the run's rule, plus ``best_epoch``), also written to
+    ``round-RRR/metrics.json``.
+    """
+    from hardmine.train import fit
+
+    config = train_config or run.config.train
+    model = run.load_model(init_checkpoint) if init_checkpoint else run.build_model()
+    result = fit(model, run.dataset("train", train=True), run.dataset("val"), config, run.round_dir(r),
+                 sample_weights=sample_weights, callback=callback)  # fmt: skip
+    return evaluate(run, r, "val", callback=callback, extra={"best_epoch": result.best_epoch})
+
+
+def evaluate(
+    run: Run,
+    r: int,
+    split: str = "val",
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    ci: bool = False,
+    plots: bool = False,
+    callback: Callback | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Metrics of round ``r``'s model on ``split``.
+
+    On ``val`` the threshold is tuned by the run's rule and saved in
+    ``round-RRR/metrics.json``; on ``test`` that saved threshold is used (never
+    tuned on test) and the result goes to ``round-RRR/metrics_test.json``.
+    Per-sample probabilities go to ``round-RRR/preds_<split>.csv``.
+    With ``plots``, ROC, PR and confusion-matrix PNGs are written beside them.
+    """
+    from hardmine.inference import predict, resolve_device
+
+    if split not in ("val", "test"):
+        raise HardmineError(f"split {split!r} is not valid; expected val or test")
+    out = run.round_dir(r)
+    checkpoint = Path(checkpoint) if checkpoint else run.model_path(r)
+    if not checkpoint.exists():
+        raise HardmineError(f"checkpoint {checkpoint} not found")
+    model = run.load_model(checkpoint)
+    ds = run.dataset(split)
+    cfg = run.config.train
+    device = resolve_device(distributed.local_device(cfg.device))
+    logits, _ = predict(model, ds, cfg.batch_size * 2, device, cfg.amp, cfg.num_workers, callback=callback)
+    prob = softmax(logits)[:, 1]
+    labels = ds.labels
+    threshold = run.config.threshold.choose(labels, prob) if split == "val" else run.threshold(r)
+    metrics = binary_metrics(labels, prob, threshold, ci=ci)
+    metrics["threshold_rule"] = run.config.threshold.rule
+    metrics.update(extra or {})
+    if distributed.is_main():
+        write_csv(out / f"preds_{split}.csv", pd.DataFrame({"id": ds.table["id"], "label": labels, "prob_pos": prob}))
+        write_json(out / ("metrics.json" if split == "val" else "metrics_test.json"), metrics)
+        if plots:
+            from hardmine.plots import evaluation_plots
+
+            evaluation_plots(labels, prob, threshold, out, split)
+    distributed.barrier()
+    return metrics
+
+
+def score_round(
+    run: Run,
+    r: int,
+    scoring: ScoringConfig | None = None,
+    *,
+    audit: bool = False,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Score the training split with round ``r``'s model.
+
+    Writes ``round-RRR/scores.csv`` (training rows in split order; the score
+    columns, plus ``confidence, variability, forgetting, dynamics`` from the
+    recorded training dynamics and ``prob_pos_oof`` with out-of-fold scoring)
+    and ``round-RRR/embeddings.npy`` (same row order, L2-normalised). With
+    ``audit``, also :func:`audit_split`. Returns a summary (rows, embedding
+    width, source, audit pair count).
+    """
+    from hardmine.data import ImageDataset
+    from hardmine.scoring import dynamics_scores, out_of_fold_logits, score_dataset, score_table
+
+    scoring = scoring or run.config.scoring
+    scoring.validate()
+    out = run.round_dir(r)
+    model = run.load_model(run.model_path(r))
+    cfg = run.config.train
+    threshold = run.threshold(r)
+    train_part = run.part("train")
+    ds = ImageDataset(train_part, cfg.image_size, train=False)
+    device = distributed.local_device(cfg.device)
+    table, emb, center = score_dataset(model, ds, train_part["id"], threshold=threshold, device=device,
+                                       batch_size=cfg.batch_size * 2, tta=scoring.tta, amp=cfg.amp,
+                                       num_workers=cfg.num_workers, embedding_dtype=scoring.embedding_dtype,
+                                       callback=callback, embeddings_path=out / "embeddings.npy")  # fmt: skip
+    dynamics_path = out / "dynamics.npz"
+    if dynamics_path.exists():
+        with np.load(dynamics_path, allow_pickle=False) as data:
+            if data["loss"].shape[1] == len(table):
+                table = pd.concat([table, dynamics_scores(data["loss"], data["p_true"])], axis=1)
+    if scoring.source == "oof":
+        logits = out_of_fold_logits(train_part, cfg, scoring.oof_folds, out / "oof", seed=cfg.seed, callback=callback)
+        table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
+    if distributed.is_main():
+        write_csv(out / "scores.csv", table)
+        write_parquet_if_available(out / "scores.parquet", table)
+    summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
+    if audit:
+        summary["audit_pairs"] = audit_split(run, model, emb, center, scoring.audit_sim)
+    distributed.barrier()
+    return summary
+
+
+def audit_split(run: Run, model, train_embeddings: np.ndarray, center: np.ndarray, min_sim: float) -> int:
+    """List image pairs across splits at least ``min_sim`` similar in ``RUN/split_audit.csv``.
+
+    Val and test are embedded with ``model`` in the training set's space
+    (centred on ``center``). Returns the number of pairs.
+    """
+    from hardmine.data import ImageDataset
+    from hardmine.index import near_duplicate_pairs
+    from hardmine.scoring import score_dataset
+
+    cfg = run.config.train
+    device = distributed.local_device(cfg.device)
+    parts, ids, embs = [], [], []
+    for name in ("train", "val", "test"):
+        part = run.part(name)
+        if name == "train":
+            part_emb = train_embeddings
+        else:
+            _, part_emb, _ = score_dataset(model, ImageDataset(part, cfg.image_size), part["id"], device=device,
+                                           batch_size=cfg.batch_size * 2, amp=cfg.amp,
+                                           num_workers=cfg.num_workers, center=center)  # fmt: skip
+        parts.append(np.full(len(part), name, dtype=object))
+        ids.append(part["id"].to_numpy())
+        embs.append(np.asarray(part_emb, dtype=np.float32))
+
+    def write_pairs() -> int:
+        pairs = near_duplicate_pairs(np.concatenate(embs), np.concatenate(ids), np.concatenate(parts), min_sim)
+        write_csv(run.root / AUDIT_FILE, pairs)
+        return len(pairs)
+
+    return distributed.on_main(write_pairs)
+
+
+def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str | None = None) -> dict[str, Any]:
+    """Mine round ``r``'s scores: writes ``mined.csv``, ``weights.csv`` and ``mining.json``.
+
+    The weights are the curriculum for training round ``r + 1``; they are
+    smoothed with round ``r - 1``'s weights and "persistent" triage looks at
+    the seeds of earlier rounds. Under torchrun, rank 0 mines (faiss) and the
+    others receive the summary.
+    """
+    mining = mining or run.config.mining
+    mining.validate()
+    return distributed.on_main(lambda: _mine_round(run, r, mining, source or run.config.scoring.source))
+
+
+def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str, Any]:
+    from hardmine.mining import mine
+    from hardmine.scoring import mining_inputs
+
+    out = run.round_dir(r)
+    scores = run.scores(r)
+    emb_path = out / "embeddings.npy"
+    if not emb_path.exists():
+        raise HardmineError(f"{emb_path} missing: run `hardmine score` for round {r} first")
+    emb = np.load(emb_path, allow_pickle=False, mmap_mode="r")
+    train_part = run.part("train")
+    ids = train_part["id"]
+    if len(scores) != len(emb) or len(scores) != len(train_part) or (scores["id"].to_numpy() != ids.to_numpy()).any():
+        raise HardmineError(
+            f"{out / 'scores.csv'} ({len(scores)} rows) does not match embeddings ({len(emb)}) "
+            f"or the training split ({len(train_part)})"
+        )
+    prob, dynamics = mining_inputs(scores, source)
+    masks = [m for m in (run.seed_mask(q, ids) for q in range(r)) if m is not None]
+    threshold = run.threshold(r)
+    result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, groups=train_part["group"].to_numpy(),
+                  triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
+                  previous_weights=run.weights(r - 1, ids) if r > 0 else None)  # fmt: skip
+    write_csv(out / "mined.csv", result.frame(ids.to_numpy()))
+    write_csv(out / "weights.csv", pd.DataFrame({"id": ids, "weight": result.weights}))
+    summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
+    write_json(out / "mining.json", summary)
+    return summary
