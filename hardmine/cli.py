@@ -5,17 +5,22 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import typer
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from hardmine import __version__
 from hardmine.cli_options import DATA, MINING, ROUNDS, SCORING, THRESHOLD, TRAIN, with_options
+from hardmine.cli_views import (
+    ProgressEvents,
+    console,
+    err_console,
+    fmt,
+    frame_table,
+    metrics_table,
+    print_report,
+    progress_bars,
+)
 from hardmine.config import RunConfig
 from hardmine.errors import HardmineError
 
@@ -25,10 +30,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-if not console.is_terminal:  # logs and pipes: wide enough for the round table
-    console = Console(width=130)
-err_console = Console(stderr=True)
 
 
 def _version(value: bool) -> None:
@@ -64,107 +65,6 @@ def command(name: str | None = None, **kwargs):
         return app.command(name, **kwargs)(wrapper)
 
     return decorate
-
-
-# --------------------------------------------------------------------------- presentation
-
-
-class _Progress:
-    """Turns library progress events into rich progress bars and one-line notes."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.label = ""
-        self.task = None
-        self.bar: tuple[str, int] | None = None
-
-    def _bar(self, kind: str, description: str, total: int) -> None:
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(description, total=total)
-        self.bar = (kind, total)
-
-    def __call__(self, event: str, info: dict[str, Any]) -> None:
-        say = self.progress.console.print
-        if event == "epoch_start":
-            head = " (head)" if info["frozen"] else ""
-            self._bar("epoch", f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}{head}", info["steps"])
-        elif event == "batch" and info.get("phase") == "predict":
-            if self.bar != ("predict", info["total"]):
-                self._bar("predict", f"{self.label}scoring", info["total"])
-            self.progress.update(self.task, completed=info["done"])
-        elif event == "batch" and self.task is not None:
-            self.progress.update(self.task, completed=info["step"])
-        elif event == "epoch_end":
-            val = info["val"]
-            star = "  *" if info["improved"] else ""
-            say(f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
-                f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}{star}")  # fmt: skip
-        elif event == "step":
-            self.label = f"round {info['round']}: "
-            if info["step"] != "train":
-                say(f"round {info['round']}: {info['step']}")
-        elif event == "round_end":
-            val = info["val"]
-            flag = "  (worse than the best: next round starts from the best)" if info.get("worse") else ""
-            say(f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
-                f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}")  # fmt: skip
-        elif event == "fold_start":
-            say(f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}")
-        elif event == "compare_start":
-            self.label = f"{info['method']} seed {info['seed']}: "
-            say(f"[bold]{self.label}[/]")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
-    )  # fmt: skip
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        return "nan" if value != value else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _frame_table(frame: pd.DataFrame, title: str, digits: int = 3) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for col in frame.columns:
-        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(_fmt(v, digits) for v in row))
-    return table
-
-
-def _metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
-    keys = ["auroc", "auprc", "sensitivity", "specificity", "sens_at_spec90", "pauc_sens80",
-            "precision", "f1", "threshold", "n", "n_pos", "tp", "fp", "tn", "fn"]  # fmt: skip
-    cells = {name: [r.get(k) for k in keys] for name, r in rows.items()}
-    for key in ("auroc_ci", "sensitivity_ci"):
-        if any(key in r for r in rows.values()):
-            keys.append(key)
-            for name, r in rows.items():
-                cells[name].append(f"[{_fmt(r[key][0])}, {_fmt(r[key][1])}]" if key in r else "")
-    return _frame_table(pd.DataFrame({"metric": keys} | cells, dtype=object), title, digits=4)
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    from hardmine.report import round_rows
-
-    short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
-             "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
-    rounds = pd.DataFrame(round_rows(report))
-    rounds["round"] = [f"{r}*" if r == report["best_round"] else str(r) for r in rounds["round"]]
-    rounds = rounds.rename(columns=short)
-    console.print(_frame_table(rounds.astype(object), f"rounds on validation (best by {report['select_by']}: *)"))
-    columns = {"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]}
-    console.print(_metrics_table(columns, "test split (thresholds tuned on validation)"))
 
 
 # --------------------------------------------------------------------------- commands
@@ -207,9 +107,9 @@ def check_data(data: Path = typer.Argument(..., help="Data folder or manifest CS
         console.print(f"[yellow]skipped {len(report.bad_files)} unreadable image(s)[/], first: {report.bad_files[0]}")
     else:
         console.print("missing or unreadable files: none")
-    console.print(_frame_table(class_summary(table), "classes", digits=2))
+    console.print(frame_table(class_summary(table), "classes", digits=2))
     split = pd.Series(grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), d.split, d.split_seed))
-    console.print(_frame_table(split_summary(table, split), "grouped split it would make (70/15/15)"))
+    console.print(frame_table(split_summary(table, split), "grouped split it would make (70/15/15)"))
 
 
 @command("train")
@@ -224,9 +124,9 @@ def train_cmd(
     from hardmine.steps import train_round
 
     run = Run.create(out, config, overwrite=overwrite)
-    with _progress() as progress:
-        metrics = train_round(run, 0, callback=_Progress(progress))
-    console.print(_metrics_table({"val": metrics}, f"round 0, validation (threshold by {run.config.threshold.rule})"))
+    with progress_bars() as progress:
+        metrics = train_round(run, 0, callback=ProgressEvents(progress))
+    console.print(metrics_table({"val": metrics}, f"round 0, validation (threshold by {run.config.threshold.rule})"))
     console.print(f"model: {run.round_dir(0) / 'model.pt'}; metrics: {run.round_dir(0) / 'metrics.json'}")
 
 
@@ -244,9 +144,9 @@ def evaluate_cmd(
 
     run = Run.open(run_dir)
     r = run.latest_round(round_)
-    with _progress() as progress:
-        metrics = evaluate(run, r, split, checkpoint=checkpoint, ci=ci, plots=True, callback=_Progress(progress))
-    console.print(_metrics_table({split: metrics}, f"round {r}, {split}"))
+    with progress_bars() as progress:
+        metrics = evaluate(run, r, split, checkpoint=checkpoint, ci=ci, plots=True, callback=ProgressEvents(progress))
+    console.print(metrics_table({split: metrics}, f"round {r}, {split}"))
     name = "metrics.json" if split == "val" else "metrics_test.json"
     console.print(f"wrote {run.round_dir(r) / name} and roc_{split}.png, pr_{split}.png, confusion_{split}.png")
 
@@ -264,8 +164,8 @@ def score_cmd(
 
     run = Run.open(run_dir)
     r = run.latest_round(round_)
-    with _progress() as progress:
-        summary = score_round(run, r, config.scoring, audit=True, callback=_Progress(progress))
+    with progress_bars() as progress:
+        summary = score_round(run, r, config.scoring, audit=True, callback=ProgressEvents(progress))
     out = run.round_dir(r)
     console.print(
         f"scored {summary['rows']} training images ({summary['source']}); "
@@ -318,9 +218,9 @@ def round_cmd(
     from hardmine.runfolder import REPORT_FILE, REPORT_HTML, Run
 
     run = Run.create(out, config, overwrite=overwrite)
-    with _progress() as progress:
-        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=_Progress(progress))
-    _print_report(report)
+    with progress_bars() as progress:
+        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=ProgressEvents(progress))
+    print_report(report)
     console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
     console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the last round: "
                   f"{run.round_dir(run.latest_round(needs='mined.csv')) / 'gallery' / 'index.html'}")  # fmt: skip
@@ -332,7 +232,7 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory.")) -> No
     from hardmine.report import write_html_report
     from hardmine.runfolder import RunFolder
 
-    _print_report(RunFolder(run_dir).report())
+    print_report(RunFolder(run_dir).report())
     console.print(f"wrote {write_html_report(run_dir)}")
 
 
@@ -353,13 +253,13 @@ def compare_cmd(
 
     chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     console.print(f"every method trains {epoch_budget(config, n)} epochs; seeds 0..{seeds - 1}")
-    with _progress() as progress:
-        _, summary = compare(config, out, list(range(seeds)), n, chosen, callback=_Progress(progress))
+    with progress_bars() as progress:
+        _, summary = compare(config, out, list(range(seeds)), n, chosen, callback=ProgressEvents(progress))
     shown = pd.DataFrame({"method": summary["method"]} | {
-        key: [f"{m:.3f} ± {_fmt(s, 3)}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"], strict=True)]
+        key: [f"{m:.3f} ± {fmt(s, 3)}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"], strict=True)]
         for key in REPORTED
     })  # fmt: skip
-    console.print(_frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)"))
+    console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)"))
     console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare_runs.csv'}")
 
 

@@ -357,40 +357,36 @@ def _check_both_classes(table: pd.DataFrame, pos: list[str], neg: list[str]) -> 
 # --------------------------------------------------------------------------- splits
 
 
-def grouped_split(
-    labels: np.ndarray,
-    groups: np.ndarray,
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    seed: int = 0,
-) -> np.ndarray:
-    """Assign each sample to train/val/test with no group in two splits.
+def grouped_folds(labels: np.ndarray, groups: np.ndarray, fractions: Sequence[float], seed: int = 0) -> np.ndarray:
+    """Assign each sample to one of ``len(fractions)`` parts with no group in two parts.
 
     Groups are stratified (groups holding a positive; the others), shuffled with
     the seed within each stratum, and cut at the cumulative fractions of their
-    positive (respectively image) counts. Every split thus gets close to the
-    whole set's positive rate and a representative mix of group sizes.
+    positive (respectively image) counts. Every part thus gets close to the
+    whole set's positive rate and a representative mix of group sizes. The one
+    grouped splitter: train/val/test splits and out-of-fold folds both use it.
 
     Parameters
     ----------
     labels : (N,) int array of 0/1.
     groups : (N,) array of group keys (lesion ids).
-    fractions : three fractions summing to 1.
-    seed : random seed for tie-breaking.
+    fractions : (P,) non-negative fractions summing to 1.
+    seed : random seed of the shuffle.
 
     Returns
     -------
-    (N,) object array of ``"train" | "val" | "test"``.
+    (N,) int array of part numbers in ``0..P-1``.
     """
     fractions = np.asarray(fractions, dtype=float)
-    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
-        raise DataError(f"split fractions {fractions.tolist()} must be three values summing to 1")
+    if fractions.ndim != 1 or len(fractions) < 2 or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise DataError(f"split fractions {fractions.tolist()} must be two or more values summing to 1")
     labels = np.asarray(labels).astype(np.int64)
     _, group_index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
     n_groups = group_index.max() + 1
     pos_count = np.bincount(group_index, weights=labels, minlength=n_groups)
     size = np.bincount(group_index, minlength=n_groups)
     rng = np.random.default_rng(seed)
-    bounds = np.cumsum(fractions)[:2]
+    bounds = np.cumsum(fractions)[:-1]
     assignment = np.empty(n_groups, dtype=np.int64)
     # Stratum 1: groups holding positives, cut by positive count; stratum 2: the rest, by size.
     for members, amount in ((pos_count > 0, pos_count), (pos_count == 0, size)):
@@ -400,7 +396,24 @@ def grouped_split(
         cum = np.cumsum(amount[order])
         midpoint = (cum - amount[order] / 2) / cum[-1]
         assignment[order] = np.searchsorted(bounds, midpoint, side="right")
-    return np.array(SPLITS, dtype=object)[assignment[group_index]]
+    return assignment[group_index]
+
+
+def grouped_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> np.ndarray:
+    """Assign each sample to train/val/test with no group in two splits (see :func:`grouped_folds`).
+
+    Returns
+    -------
+    (N,) object array of ``"train" | "val" | "test"``.
+    """
+    if len(fractions) != 3:
+        raise DataError(f"split fractions {list(fractions)} must be three values summing to 1")
+    return np.array(SPLITS, dtype=object)[grouped_folds(labels, groups, fractions, seed)]
 
 
 def make_or_load_split(

@@ -252,9 +252,7 @@ def out_of_fold_logits(
     -------
     (N, 2) float32 logits in ``table`` order.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    from hardmine.data import ImageDataset
+    from hardmine.data import ImageDataset, grouped_folds
     from hardmine.inference import predict, resolve_device
     from hardmine.models import build_model, load_weights
     from hardmine.train import fit
@@ -265,10 +263,11 @@ def out_of_fold_logits(
     n_groups_pos = table.loc[table["label"] == 1, "group"].nunique()
     if n_groups_pos < k:
         raise HardmineError(f"only {n_groups_pos} positive groups for {k} folds; use a smaller --oof")
-    folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    fold_of = grouped_folds(table["label"].to_numpy(), table["group"].to_numpy(), [1 / k] * k, seed)
     logits = np.zeros((len(table), 2), dtype=np.float32)
     device = resolve_device(config.device)
-    for fold, (fit_idx, held_idx) in enumerate(folds.split(np.zeros(len(table)), table["label"], table["group"])):
+    for fold in range(k):
+        fit_idx, held_idx = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
         out = Path(work_dir) / f"fold-{fold}"
         train_ds = ImageDataset(table.iloc[fit_idx], config.image_size, train=True)
         held_ds = ImageDataset(table.iloc[held_idx], config.image_size, train=False)

@@ -211,8 +211,9 @@ def test_dataset_returns_image_label_index(demo_dir):
     image, label, index = ds[7]
     assert tuple(image.shape) == (3, 24, 24)
     assert label == table["label"][7] and index == 7
+    assert not np.allclose(ds[7][0].numpy(), ds[7][0].numpy())  # training draws are augmented afresh
     plain = ImageDataset(table, image_size=24, train=False)
-    assert np.allclose(plain[7][0].numpy(), plain[7][0].numpy())
+    assert np.array_equal(plain[7][0].numpy(), plain[7][0].numpy())  # evaluation is not
 
 
 # --------------------------------------------------------------------------- demo data
@@ -253,6 +254,11 @@ def test_demo_data_cli(tmp_path):
 
 def test_version_and_help():
     assert "hardmine 0.1.0" in runner.invoke(app, ["--version"]).output
-    for cmd in ("demo-data", "check-data", "train", "evaluate"):
+    names = sorted(c.name for c in app.registered_commands)
+    assert len(names) == 10
+    for cmd in names:
         result = runner.invoke(app, [cmd, "--help"])
-        assert result.exit_code == 0 and "Usage" in result.output
+        assert result.exit_code == 0 and "Usage" in result.output, cmd
+    round_help = runner.invoke(app, ["round", "--help"], terminal_width=200).output
+    for panel in ("Data", "Model and training", "Threshold", "Mining", "Scoring", "Rounds"):
+        assert panel in round_help, panel

@@ -71,9 +71,13 @@ def test_checkpoint_roundtrip_weights_only(tmp_path):
     other = build_model("tiny", weights=str(tmp_path / "m.pt"))
     for (k, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
-    # a backbone-only state dict (as torchvision saves) loads too
+    # the torchvision model's own state dict (keys without the "backbone." prefix) loads too, head included
     torch.save(model.backbone.state_dict(), tmp_path / "b.pt")
-    load_weights(build_model("tiny"), tmp_path / "b.pt")
+    fresh = build_model("tiny", seed=123)
+    assert not torch.equal(fresh.head.weight, model.head.weight)
+    load_weights(fresh, tmp_path / "b.pt")
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
 
 
 def test_wrong_shape_file_fails_clearly(tmp_path):

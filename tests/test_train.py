@@ -8,6 +8,8 @@ from typer.testing import CliRunner
 from hardmine.cli import app
 from hardmine.config import TrainConfig
 from hardmine.data import ImageDataset, grouped_split, load_samples
+from hardmine.inference import predict
+from hardmine.metrics import softmax
 from hardmine.models import build_model
 from hardmine.train import fit
 
@@ -95,10 +97,23 @@ def test_resume_after_kill_equals_uninterrupted(tiny_sets, tmp_path):
 
 def test_sample_weights_through_loss_and_sampler(tiny_sets, tmp_path):
     train, val = tiny_sets
-    w = np.ones(len(train))
-    w[:10] = 5.0
-    fit(build_model("tiny"), train, val, _config(epochs=1, apply="loss"), tmp_path / "l", sample_weights=w)
-    fit(build_model("tiny"), train, val, _config(epochs=1, apply="sampler"), tmp_path / "s", sample_weights=w)
+    only_pos = train.labels.astype(float) * 2  # every negative weighs 0
+    # apply="sampler": weights are draw probabilities, so no negative is ever drawn (dynamics NaN)
+    fit(build_model("tiny"), train, val, _config(epochs=1, apply="sampler", sampling="none"), tmp_path / "s",
+        sample_weights=only_pos)  # fmt: skip
+    with np.load(tmp_path / "s" / "dynamics.npz") as dyn:
+        drawn = np.isfinite(dyn["loss"][0])
+    assert not drawn[train.labels == 0].any() and drawn[train.labels == 1].mean() > 0.5
+    # apply="loss": every sample is drawn, but only positives carry loss, so the model leans positive
+    prob = {}
+    for name, weights in (("loss", only_pos), ("plain", None)):
+        model = build_model("tiny")
+        fit(model, train, val, _config(epochs=1, apply="loss", sampling="none"), tmp_path / name,
+            sample_weights=weights)  # fmt: skip
+        with np.load(tmp_path / name / "dynamics.npz") as dyn:
+            assert np.isfinite(dyn["loss"][0]).all()
+        prob[name] = softmax(predict(model, val, num_workers=0)[0])[:, 1].mean()
+    assert prob["loss"] > 0.5 > prob["plain"]
     with pytest.raises(ValueError, match="sample_weights has shape \\(3,\\)"):
         fit(build_model("tiny"), train, val, _config(epochs=1), tmp_path / "x", sample_weights=np.ones(3))
     with pytest.raises(ValueError, match="loss='hinge' is not valid"):
