@@ -240,27 +240,36 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory.")) -> No
 @with_options(DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
 def compare_cmd(
     out: Path = typer.Option(..., "--out", help="Folder for all runs and the comparison table."),
-    seeds: int = typer.Option(3, "--seeds", help="Number of seeds (0, 1, ...) per method."),
-    n: int = typer.Option(3, "--n", "--rounds", help="Mining rounds of the hardmine method."),
+    seeds: int = typer.Option(5, "--seeds", help="Number of seeds (0, 1, ...) per method; few positives need >= 5."),
+    n: int = typer.Option(3, "--n", "--rounds", help="Mining rounds of the hardmine methods."),
     methods: str | None = typer.Option(
-        None, "--methods", help="Comma list (default: ce, weighted-ce, oversample, focal, rounds-no-mining, hardmine)."
+        None, "--methods", help="Comma list of ce, weighted-ce, oversample, focal, hardmine-<strategy>, "
+        "no-mining-<strategy> (default: the four baselines, and hardmine and no-mining of --strategy)."
     ),
+    external: Path | None = typer.Option(None, "--external", help="Also score every model on this data set."),
+    subgroup: str | None = typer.Option(None, "--subgroup", help="Sensitivity per value of this metadata column."),
     config: RunConfig = None,
 ) -> None:
-    """Baselines (CE, weighted CE, oversampling, focal), hardmine and its rounds without mining: same split,
-    rule and epoch budget."""
+    """Baselines against hardmine's strategies and their no-mining ablations at equal budget, with paired
+    bootstrap intervals against the best baseline."""
     from hardmine.compare import REPORTED, compare, epoch_budget
 
     chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
-    console.print(f"every method trains {epoch_budget(config, n)} epochs; seeds 0..{seeds - 1}")
+    console.print(f"baselines train {epoch_budget(config, n)} epochs; seeds 0..{seeds - 1}")
     with progress_bars() as progress:
-        _, summary = compare(config, out, list(range(seeds)), n, chosen, callback=ProgressEvents(progress))
-    shown = pd.DataFrame({"method": summary["method"]} | {
+        result = compare(config, out, list(range(seeds)), n, chosen, external=external, subgroup=subgroup,
+                         callback=ProgressEvents(progress))  # fmt: skip
+    summary = result.summary
+    shown = pd.DataFrame({"method": summary["method"], "epochs": summary["epochs_mean"],
+                          "wall s": summary["wall_s_mean"]} | {
         key: [f"{m:.3f} ± {fmt(s, 3)}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"], strict=True)]
         for key in REPORTED
     })  # fmt: skip
-    console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)"))
-    console.print(f"wrote {Path(out) / 'compare.csv'} and {Path(out) / 'compare_runs.csv'}")
+    console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)", digits=0))
+    if len(result.paired):
+        console.print(frame_table(result.paired, f"paired differences against {result.best_baseline} "
+                                                 "(the best baseline on validation), 95% bootstrap"))  # fmt: skip
+    console.print(f"wrote {Path(out) / 'compare.csv'}, compare_runs.csv, compare_paired.csv, compare_paired.png")
 
 
 @command("gallery")

@@ -76,6 +76,8 @@ TRAIN = OptionGroup("train", TrainConfig, _T, {
     "model": (str, _opt("tiny", help="tiny, resnet18, resnet50, efficientnet_b0, convnext_tiny, ...", panel=_T)),
     "weights": (str, _opt("none", help="none | imagenet | PATH to a state dict.", panel=_T)),
     "image_size": (int, _opt(64, help="Images are resized to this square size.", panel=_T)),
+    "augment": (str, _opt("dermoscopy", help="Training augmentation: dermoscopy (flips, rotations, colour) | light "
+                          "(small shifts; for data with an orientation) | none.", panel=_T)),
     "epochs": (int, _opt(20, help="Epochs with the whole network trainable.", panel=_T)),
     "freeze_epochs": (int, _opt(0, help="Epochs training only the head first.", panel=_T)),
     "batch_size": (int, _opt(64, help="Batch size.", panel=_T)),
@@ -141,7 +143,9 @@ _R = "Rounds"
 ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
     "round_epochs": (int | None, _opt(None, help="Epochs of each mining round (default: --epochs / 4).", panel=_R)),
     "round_lr": (float | None, _opt(None, help="Peak LR when fine-tuning a round (default: --lr / 3).", panel=_R)),
-    "from_scratch": (bool, _opt(False, "--from-scratch", help="Retrain each round from scratch.", panel=_R)),
+    "strategy": (str, _opt("finetune", help="How a mining round trains: finetune (continue on the curriculum) | "
+                           "retrain (a fresh model on it) | head (refit the last layer on cached embeddings).",
+                           panel=_R)),
     "select_by": (str, _opt("sens_at_spec90", help="Best round by: sens_at_spec90 | auprc | auroc | cost.",
                             panel=_R)),
     "guard_tol": (float, _opt(0.02, help="A round worse than the best by more than this is marked.", panel=_R)),

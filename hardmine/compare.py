@@ -1,26 +1,36 @@
-"""Honest comparison: the usual imbalance baselines against hardmine rounds.
+"""Honest comparison: the usual imbalance baselines against hardmine's round strategies.
 
 Every method gets the same data, the same grouped split, the same threshold
-rule (tuned on validation, applied to test), the same seeds, and the same
-total number of training epochs: the baselines train for as many epochs as
-round 0 plus all mining rounds together. ``rounds-no-mining`` is the ablation:
-the same rounds with the mining switched off (class-balanced fine-tuning only),
-which tells how much of hardmine's result the mined curriculum itself adds.
+rule (tuned on validation, applied to test) and the same seeds. Baselines
+train for as many epochs as round 0 plus the mining rounds of the configured
+strategy (``epoch_budget``); every run's epochs and wall time are recorded.
+``no-mining-<strategy>`` is the ablation: the same rounds with every mining
+effect switched off (class-balanced weights only), which tells how much the
+mined curriculum itself adds.
+
+Against the best baseline (the one with the best mean *validation* value of
+``select_by``; the test split chooses nothing), every method gets per-seed
+paired differences on the test split (and on an external set, and per value
+of a metadata column) with a two-level bootstrap interval over seeds and test
+lesions (:mod:`hardmine.paired`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from hardmine.config import RunConfig
+from hardmine.config import STRATEGIES, RunConfig
 from hardmine.errors import HardmineError
 from hardmine.inference import Callback
 from hardmine.io import write_csv
+from hardmine.paired import METRICS, paired_difference, sensitivity
 from hardmine.rounds import run_rounds
 from hardmine.runfolder import Run
 from hardmine.steps import evaluate, train_round
@@ -33,7 +43,7 @@ BASELINES: dict[str, dict[str, str]] = {
 }
 # The same rounds with every mining effect switched off: no hardness or neighbour boost, no quarantine.
 NO_MINING = {"alpha": 0.0, "beta": 0.0, "quarantine": "none"}
-METHODS = (*BASELINES, "rounds-no-mining", "hardmine")
+METHODS = (*BASELINES, *(f"hardmine-{s}" for s in STRATEGIES), *(f"no-mining-{s}" for s in STRATEGIES))
 REPORTED = ("auroc", "auprc", "sens_at_spec90", "pauc_sens80", "sensitivity", "specificity")
 
 
@@ -42,45 +52,207 @@ def epoch_budget(config: RunConfig, n_rounds: int) -> int:
     return config.train.epochs + n_rounds * config.rounds.epochs_per_round(config.train.epochs)
 
 
+def resolve_methods(methods: list[str] | None, strategy: str) -> list[str]:
+    """Canonical method names; ``hardmine`` and ``rounds-no-mining`` mean the configured strategy."""
+    aliases = {"hardmine": f"hardmine-{strategy}", "rounds-no-mining": f"no-mining-{strategy}"}
+    chosen = [*BASELINES, aliases["rounds-no-mining"], aliases["hardmine"]] if methods is None else methods
+    resolved = [aliases.get(m, m) for m in chosen]
+    unknown = [m for m in resolved if m not in METHODS]
+    if not resolved or unknown:
+        raise HardmineError(f"methods {', '.join(unknown) or '(none)'}: expected some of "
+                            f"{', '.join((*METHODS, *aliases))}")  # fmt: skip
+    return list(dict.fromkeys(resolved))
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` measured: one row per run, mean/std per method, paired differences."""
+
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    paired: pd.DataFrame
+    best_baseline: str | None
+
+
 def compare(
     config: RunConfig,
     out: str | os.PathLike,
     seeds: list[int],
     n_rounds: int = 3,
     methods: list[str] | None = None,
+    *,
+    external: str | os.PathLike | None = None,
+    subgroup: str | None = None,
+    n_boot: int = 1000,
     callback: Callback | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train every method for every seed; return (per-run rows, mean/std summary).
+) -> Comparison:
+    """Train every method for every seed; compare them on test (and ``external``) data.
 
     Runs live in ``out/<method>/seed-<s>/`` and resume when called again.
-    Writes ``out/compare_runs.csv`` and ``out/compare.csv``.
+    Writes ``out/compare_runs.csv``, ``out/compare.csv``, ``out/compare_paired.csv``
+    and ``out/compare_paired.png``.
     """
+    config.validate()
     out = Path(out)
-    methods = list(METHODS if methods is None else methods)
-    if not methods or not set(methods) <= set(METHODS):
-        raise HardmineError(f"methods {methods}: expected one or more of {', '.join(METHODS)}")
-    budget = epoch_budget(config, n_rounds)
+    methods = resolve_methods(methods, config.rounds.strategy)
+    if not seeds:
+        raise HardmineError("compare needs at least one seed")
+    external_table = _external_table(config, external) if external is not None else None
     note = callback or (lambda event, info: None)
-    rows: list[dict[str, Any]] = []
+    rows, outputs = [], {}
     for seed in seeds:
         for method in methods:
             note("compare_start", {"method": method, "seed": seed})
-            train_cfg = replace(config.train, seed=seed)
-            if method in ("hardmine", "rounds-no-mining"):
-                mining = config.mining if method == "hardmine" else replace(config.mining, **NO_MINING)
-                run = Run.create(out / method / f"seed-{seed}", replace(config, train=train_cfg, mining=mining))
-                test = run_rounds(run, n_rounds, resume=True, callback=callback, finish_outputs=False)["test"]
-            else:
-                train_cfg = replace(train_cfg, epochs=budget, **BASELINES[method])
-                run = Run.create(out / method / f"seed-{seed}", replace(config, train=train_cfg))
-                if not (run.round_dir(0) / "metrics.json").exists():
-                    train_round(run, 0, callback=callback)
-                test = evaluate(run, 0, "test", callback=callback)
-            rows.append({"method": method, "seed": seed, "epochs": budget} | {k: test[k] for k in REPORTED})
+            run, chosen = _run_method(config, out / method / f"seed-{seed}", method, seed, n_rounds, callback)
+            test = _test_metrics(run, chosen)
+            preds = pd.read_csv(run.round_dir(chosen) / "preds_test.csv", dtype={"id": str})
+            outputs[method, seed] = {"test": preds["prob_pos"].to_numpy(), "threshold": test["threshold"],
+                                     "val": run.val_metrics(chosen)}  # fmt: skip
+            row = {"method": method, "seed": seed, "round": chosen, "epochs": run.epochs_trained(),
+                   "wall_s": run.wall_time()} | {k: test[k] for k in REPORTED}  # fmt: skip
+            if external_table is not None:
+                prob = _external_prob(run, chosen, external_table, callback)
+                outputs[method, seed]["external"] = prob
+                row |= {f"ext_{k}": METRICS[k](external_table["label"].to_numpy(), prob) for k in METRICS}
+            rows.append(row)
     runs = pd.DataFrame(rows)
-    summary = runs.groupby("method", sort=False)[list(REPORTED)].agg(["mean", "std"])
+    test_table = Run.open(out / methods[0] / f"seed-{seeds[0]}").part("test")
+    datasets = {"test": test_table} | ({"external": external_table} if external_table is not None else {})
+    summary = runs.groupby("method", sort=False)[[c for c in runs.columns if c not in ("method", "seed")]]
+    summary = summary.agg(["mean", "std"])
     summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
     summary = summary.reset_index()
+    if subgroup is not None:
+        for name, table in datasets.items():
+            summary = summary.merge(_subgroup_means(table, name, subgroup, outputs, methods, seeds), on="method")
+    best = _best_baseline(methods, seeds, outputs, config.rounds.select_by)
+    paired = _paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) if best else pd.DataFrame()
     write_csv(out / "compare_runs.csv", runs)
     write_csv(out / "compare.csv", summary)
-    return runs, summary
+    write_csv(out / "compare_paired.csv", paired)
+    if len(paired):
+        from hardmine.plots import paired_plot
+
+        paired_plot(paired, out / "compare_paired.png")
+    return Comparison(runs, summary, paired, best)
+
+
+def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds: int, callback) -> tuple[Run, int]:
+    """Train (or resume) one method's run; return it and the round it hands back."""
+    train_cfg = replace(config.train, seed=seed)
+    start = time.perf_counter()
+    if method in BASELINES:
+        train_cfg = replace(train_cfg, epochs=epoch_budget(config, n_rounds), **BASELINES[method])
+        run = Run.create(root, replace(config, train=train_cfg))
+        if not (run.round_dir(0) / "metrics.json").exists():
+            train_round(run, 0, callback=callback)
+            run.record_wall_time(time.perf_counter() - start)
+        return run, 0
+    kind, strategy = method.rsplit("-", 1)
+    mining = config.mining if kind == "hardmine" else replace(config.mining, **NO_MINING)
+    rounds = replace(config.rounds, strategy=strategy)
+    run = Run.create(root, replace(config, train=train_cfg, mining=mining, rounds=rounds))
+    done = run.rounds_with("metrics.json")
+    report = run_rounds(run, n_rounds, resume=True, callback=callback, finish_outputs=False)
+    if done != run.rounds_with("metrics.json"):
+        run.record_wall_time(time.perf_counter() - start)
+    return run, int(report["best_round"])
+
+
+def _test_metrics(run: Run, r: int) -> dict[str, Any]:
+    path = run.round_dir(r) / "metrics_test.json"
+    if path.exists() and (run.round_dir(r) / "preds_test.csv").exists():
+        from hardmine.io import read_json
+
+        return read_json(path)
+    return evaluate(run, r, "test")
+
+
+def _external_table(config: RunConfig, external: str | os.PathLike) -> pd.DataFrame:
+    from hardmine.data import load_samples
+
+    d = config.data
+    table, _ = load_samples(Path(external).resolve(), d.source, d.positive, d.negative, None,
+                            verify_images=d.verify, skip_bad=d.skip_bad)  # fmt: skip
+    return table
+
+
+def _external_prob(run: Run, r: int, table: pd.DataFrame, callback) -> np.ndarray:
+    """P(positive) of round ``r``'s model on the external table, cached in the run folder."""
+    from hardmine.data import ImageDataset
+    from hardmine.inference import predict, resolve_device
+    from hardmine.metrics import softmax
+
+    path = run.external_preds_path(r)
+    if path.exists():
+        cached = pd.read_csv(path, dtype={"id": str})
+        if list(cached["id"]) == list(table["id"].astype(str)):
+            return cached["prob_pos"].to_numpy()
+    cfg = run.config.train
+    model = run.load_model(run.model_path(r))
+    logits, _ = predict(model, ImageDataset(table, cfg.image_size), cfg.batch_size * 2, resolve_device(cfg.device),
+                        cfg.amp, cfg.num_workers, callback=callback)  # fmt: skip
+    prob = softmax(logits)[:, 1]
+    write_csv(path, pd.DataFrame({"id": table["id"].astype(str), "label": table["label"], "prob_pos": prob}))
+    return prob
+
+
+def _best_baseline(methods, seeds, outputs, select_by: str) -> str | None:
+    """The baseline with the best mean validation value of ``select_by`` (None without baselines)."""
+    from hardmine.config import ThresholdConfig
+    from hardmine.runfolder import selection_value
+
+    baselines = [m for m in methods if m in BASELINES]
+    if not baselines:
+        return None
+    value = {m: np.mean([selection_value(outputs[m, s]["val"], select_by, ThresholdConfig()) for s in seeds])
+             for m in baselines}  # fmt: skip
+    return max(baselines, key=lambda m: value[m])
+
+
+def _decisions(outputs, method, seeds, dataset: str) -> np.ndarray:
+    return np.array([outputs[method, s][dataset] >= outputs[method, s]["threshold"] for s in seeds], dtype=float)
+
+
+def _subgroup_means(table, dataset, column, outputs, methods, seeds) -> pd.DataFrame:
+    """Mean sensitivity per value of ``column`` at each run's validation-tuned threshold."""
+    if column not in table:
+        raise HardmineError(f"--subgroup {column!r} is not a column of the {dataset} data; "
+                            f"columns: {', '.join(map(str, table.columns))}")  # fmt: skip
+    values = table[column].astype(str).to_numpy()
+    y = table["label"].to_numpy()
+    rows = []
+    for method in methods:
+        decided = _decisions(outputs, method, seeds, dataset)
+        row = {"method": method}
+        for v in sorted(set(values[y == 1])):
+            mask = values == v
+            row[f"{dataset}_sens[{column}={v}]"] = float(np.mean([sensitivity(y[mask], d[mask]) for d in decided]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) -> pd.DataFrame:
+    rows = []
+    for name, table in datasets.items():
+        y, groups = table["label"].to_numpy(), table["group"].to_numpy()
+        for method in (m for m in methods if m != best):
+            for metric, fn in METRICS.items():
+                a = np.array([outputs[method, s][name] for s in seeds])
+                b = np.array([outputs[best, s][name] for s in seeds])
+                rows.append(_paired_row(name, metric, method, best, paired_difference(y, groups, a, b, fn,
+                                                                                     n_boot=n_boot)))  # fmt: skip
+            if subgroup is None:
+                continue
+            values = table[subgroup].astype(str).to_numpy()
+            for v in sorted(set(values[y == 1])):
+                mask = values == v
+                a, b = (_decisions(outputs, m, seeds, name)[:, mask] for m in (method, best))
+                result = paired_difference(y[mask], groups[mask], a, b, sensitivity, n_boot=n_boot)
+                rows.append(_paired_row(name, f"sens[{subgroup}={v}]", method, best, result))
+    return pd.DataFrame(rows)
+
+
+def _paired_row(dataset, metric, method, best, result) -> dict[str, Any]:
+    return {"dataset": dataset, "metric": metric, "method": method, "baseline": best, "difference": result.estimate,
+            "low": result.low, "high": result.high, "verdict": result.verdict}  # fmt: skip

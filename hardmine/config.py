@@ -26,6 +26,7 @@ SCHEDULES = ("onecycle", "cosine")
 APPLY = ("sampler", "loss")
 SCORE_SOURCES = ("insample", "oof", "dynamics")
 SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
+STRATEGIES = ("finetune", "retrain", "head")
 # Options that change nothing about the results: ignored when comparing configurations.
 RUNTIME_ONLY = {"device", "num_workers"}
 
@@ -66,6 +67,7 @@ class TrainConfig:
     model: str = "tiny"
     weights: str = "none"
     image_size: int = 64
+    augment: str = "dermoscopy"  # dermoscopy | light | none (see hardmine.data.build_transform)
     epochs: int = 20
     freeze_epochs: int = 0
     batch_size: int = 64
@@ -90,6 +92,9 @@ class TrainConfig:
         }  # fmt: skip
         for name, valid in choices.items():
             check_choice(name, getattr(self, name), valid)
+        from hardmine.data import AUGMENTS
+
+        check_choice("augment", self.augment, AUGMENTS)
         if self.epochs < 1 or self.freeze_epochs < 0:
             raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
         if self.batch_size < 1 or self.lr <= 0:
@@ -137,21 +142,29 @@ class ScoringConfig:
 class RoundsConfig:
     """How rounds follow each other."""
 
+    # finetune: continue from the previous round on the curriculum; retrain: a fresh model on it (JTT-like);
+    # head: keep round 0's backbone, refit the last layer on cached embeddings (DFR-like).
+    strategy: str = "finetune"
     round_epochs: int | None = None  # epochs of each fine-tuning round (default: a quarter of train.epochs)
     round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
-    from_scratch: bool = False
     select_by: str = "sens_at_spec90"
     guard_tol: float = 0.02
 
     def validate(self) -> None:
+        check_choice("--strategy", self.strategy, STRATEGIES)
         check_choice("--select-by", self.select_by, SELECT_BY)
         if self.round_epochs is not None and self.round_epochs < 1:
             raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")
+        if self.round_lr is not None and self.round_lr <= 0:
+            raise HardmineError(f"--round-lr must be > 0; got {self.round_lr}")
 
     def epochs_per_round(self, train_epochs: int) -> int:
-        """Epochs of each mining round: fine-tuning needs a fraction of round 0's budget (all of it from scratch)."""
-        if self.from_scratch:
+        """Training epochs of each mining round: a fraction of round 0's when fine-tuning, all of them when
+        retraining, none for a head refit (seconds of logistic regression on cached embeddings)."""
+        if self.strategy == "retrain":
             return train_epochs
+        if self.strategy == "head":
+            return 0
         return self.round_epochs or max(1, train_epochs // 4)
 
 

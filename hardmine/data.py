@@ -484,22 +484,31 @@ def split_summary(table: pd.DataFrame, split: pd.Series) -> pd.DataFrame:
 # --------------------------------------------------------------------------- torch dataset
 
 
-def build_transform(image_size: int, train: bool):
-    """Torchvision transform: resize, dermoscopy-style augmentation when ``train``.
+AUGMENTS = ("dermoscopy", "light", "none")
 
-    Dermoscopy has no canonical orientation, so flips in both axes and full
-    rotations are safe; colour jitter is mild because colour carries diagnosis.
+
+def build_transform(image_size: int, train: bool, augment: str = "dermoscopy"):
+    """Torchvision transform: resize, then (when ``train``) the augmentation ``augment`` names.
+
+    ``dermoscopy``: flips in both axes, full rotations and mild colour jitter; dermoscopy
+    has no canonical orientation and colour carries diagnosis. ``light``: horizontal
+    flips and small shifts, for data with an orientation (a rotated 6 is a 9).
+    ``none``: no augmentation.
     """
     from torchvision import transforms as T
 
+    if augment not in AUGMENTS:
+        raise DataError(f"augment={augment!r} is not valid; expected one of {', '.join(AUGMENTS)}")
     steps = [T.Resize((image_size, image_size), antialias=True)]
-    if train:
+    if train and augment == "dermoscopy":
         steps += [
             T.RandomHorizontalFlip(),
             T.RandomVerticalFlip(),
             T.RandomRotation(180),
             T.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.1, hue=0.02),
         ]
+    elif train and augment == "light":
+        steps += [T.RandomAffine(degrees=8, translate=(0.06, 0.06)), T.ColorJitter(brightness=0.1, contrast=0.1)]
     steps += [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
     return T.Compose(steps)
 
@@ -513,13 +522,13 @@ class ImageDataset:
     ``__len__`` and ``__getitem__``.
     """
 
-    def __init__(self, table: pd.DataFrame, image_size: int = 224, train: bool = False):
+    def __init__(self, table: pd.DataFrame, image_size: int = 224, train: bool = False, augment: str = "dermoscopy"):
         self.table = table.reset_index(drop=True)
         self.paths = self.table["path"].tolist()
         self.labels = self.table["label"].to_numpy(dtype=np.int64)
         self.image_size = image_size
         self.train = train
-        self.transform = build_transform(image_size, train)
+        self.transform = build_transform(image_size, train, augment)
 
     def __len__(self) -> int:
         return len(self.paths)

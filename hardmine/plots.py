@@ -124,3 +124,26 @@ def score_histograms(labels: np.ndarray, prob_pos: np.ndarray, threshold: float,
     path = _save(fig, Path(out_path))
     plt.close(fig)
     return path
+
+
+def paired_plot(paired, out_path: str | os.PathLike) -> Path:
+    """Paired differences against the best baseline with their intervals, one panel per data set."""
+    plt = _pyplot()
+    datasets = list(dict.fromkeys(paired["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 0.35 * len(paired) / len(datasets) + 1.5),
+                             squeeze=False)  # fmt: skip
+    colours = {"better": "tab:green", "level": "tab:grey", "worse": "tab:red"}
+    for ax, name in zip(axes[0], datasets, strict=True):
+        part = paired[paired["dataset"] == name].reset_index(drop=True)
+        ypos = np.arange(len(part))[::-1]
+        for y, row in zip(ypos, part.itertuples(index=False), strict=True):
+            ax.errorbar(row.difference, y, xerr=[[row.difference - row.low], [row.high - row.difference]], fmt="o",
+                        color=colours[row.verdict], capsize=3)  # fmt: skip
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(ypos, [f"{row.method}: {row.metric}" for row in part.itertuples(index=False)], fontsize=8)
+        ax.set_title(f"{name}: method minus {part['baseline'].iloc[0]} (95% paired bootstrap)")
+        ax.set_xlabel("difference")
+    path = _save(fig, Path(out_path))
+    plt.close(fig)
+    return path
+

@@ -25,7 +25,6 @@ def round_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for row in report["rounds"]:
         val, mining = row["val"], row.get("mining") or {}
-        init = row.get("init_round")
         rows.append(
             {
                 "round": row["round"],
@@ -37,11 +36,20 @@ def round_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "neighbours": mining.get("n_neighbours"),
                 "quarantined": mining.get("n_quarantined"),
                 "eff_class_ratio": mining.get("effective_class_ratio"),
-                "init": "-" if row["round"] == 0 else ("scratch" if init is None else f"r{init}"),
+                "init": _init_text(row),
                 "worse": row.get("worse", False),
             }
         )
     return rows
+
+
+def _init_text(row: dict[str, Any]) -> str:
+    """Where a round started: ``-`` (round 0), ``rN`` (fine-tuned from round N), ``scratch``, ``head rN``."""
+    if row["round"] == 0:
+        return "-"
+    if row.get("strategy") == "head":
+        return f"head r{row.get('init_round', 0)}"
+    return "scratch" if row.get("init_round") is None else f"r{row['init_round']}"
 
 
 def write_html_report(run_dir: str | os.PathLike) -> Path:

@@ -21,16 +21,16 @@ from hardmine.errors import HardmineError
 from hardmine.inference import Callback
 from hardmine.io import read_json, write_json
 from hardmine.runfolder import REPORT_FILE, Manifest, Run, Step, selection_value
-from hardmine.steps import evaluate, mine_round, score_round, train_round
+from hardmine.steps import evaluate, mine_round, refit_head_round, score_round, train_round
 
 
 def mining_round_train_config(config: RunConfig) -> TrainConfig:
-    """How a mining round trains: fine-tunes for ``epochs_per_round`` at ``round_lr``
-    (default a third of the peak LR), unless ``from_scratch``; the curriculum weights
-    replace oversampling when they carry the class balance (both would square it)."""
+    """How a ``finetune`` or ``retrain`` mining round trains: fine-tuning runs ``epochs_per_round``
+    at ``round_lr`` (default a third of the peak LR); retraining runs round 0's recipe; the curriculum
+    weights replace oversampling when they carry the class balance (both would square it)."""
     rounds = config.rounds
     train = config.train
-    if not rounds.from_scratch:
+    if rounds.strategy == "finetune":
         train = replace(train, epochs=rounds.epochs_per_round(train.epochs), freeze_epochs=0,
                         lr=rounds.round_lr or train.lr / 3)  # fmt: skip
     if config.mining.balance:
@@ -49,10 +49,13 @@ def run_rounds(
 ) -> dict[str, Any]:
     """Train round 0 if missing, then ``n`` mining rounds; finish with the report.
 
-    Each mining round r: score and mine round r-1, train round r on its weights
-    (fine-tuned from round r-1's best checkpoint, or from the best round when
-    r-1 made the selection metric worse by more than ``guard_tol``; from
-    scratch with ``from_scratch``), evaluate on validation. Every step is
+    Each mining round r: score and mine round r-1, then build round r on its
+    weights by the run's strategy: ``finetune`` continues from round r-1 (or
+    from the best round when r-1 made the selection metric worse by more than
+    ``guard_tol``), ``retrain`` trains a fresh model, ``head`` refits round 0's
+    last layer on cached embeddings; evaluate on validation. Rounds are
+    compared on validation only, so the best round handed back is never worse
+    there than round 0. Every step is
     recorded in ``manifest.json``; an interrupted run continues from the last
     completed step with ``resume`` (up to the round it was aiming for) or by
     calling again (which adds ``n`` rounds after the completed ones).
@@ -101,15 +104,23 @@ def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, cal
     note("step", {"round": r, "step": "train"})
     cfg = run.config
     info: dict[str, Any] = {"worse": False}
+    strategy = cfg.rounds.strategy
+    if r > 0:
+        info["strategy"] = strategy
+    weights = run.weights(r - 1, run.part("train")["id"]) if r > 0 else None
     if r == 0:
         metrics = train_round(run, 0, init_checkpoint=init_checkpoint, callback=callback)
+    elif strategy == "head":
+        info["init_round"] = 0
+        metrics = refit_head_round(run, r, backbone_round=0, sample_weights=weights, callback=callback)
     else:
         previous = manifest.rounds.get(str(r - 1), {})
         source = run.best_round(manifest.completed_rounds()) if previous.get("worse") else r - 1
-        init = None if cfg.rounds.from_scratch else run.model_path(source)
+        init = run.model_path(source) if strategy == "finetune" else None
         info["init_round"] = None if init is None else source
-        metrics = train_round(run, r, sample_weights=run.weights(r - 1, run.part("train")["id"]), init_checkpoint=init,
+        metrics = train_round(run, r, sample_weights=weights, init_checkpoint=init,
                               train_config=mining_round_train_config(cfg), callback=callback)  # fmt: skip
+    if r > 0:
         best = run.best_round(manifest.completed_rounds())
         best_value = selection_value(run.val_metrics(best), cfg.rounds.select_by, cfg.threshold)
         value = selection_value(metrics, cfg.rounds.select_by, cfg.threshold)

@@ -39,6 +39,7 @@ SAMPLES_FILE = "samples.csv"
 SPLIT_FILE = "split.csv"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
+TIMING_FILE = "timing.json"
 REPORT_HTML = "report.html"
 AUDIT_FILE = "split_audit.csv"
 STEPS = ("train", "score", "mine", "report")
@@ -168,6 +169,19 @@ class RunFolder:
         return pd.read_csv(path, dtype={"id": str, "group": str, "path": str, "class_name": str},
                            keep_default_na=False, na_values=[""])  # fmt: skip
 
+    def record_wall_time(self, seconds: float) -> None:
+        """Add ``seconds`` to the wall time spent building this run (``timing.json``)."""
+        write_json(self.root / TIMING_FILE, {"wall_s": self.wall_time() + float(seconds)})
+
+    def wall_time(self) -> float:
+        """Seconds recorded by :meth:`record_wall_time` (0 when none)."""
+        path = self.root / TIMING_FILE
+        return float(read_json(path)["wall_s"]) if path.exists() else 0.0
+
+    def epochs_trained(self) -> int:
+        """Training epochs over all rounds (``history.jsonl`` lines; a head refit trains none)."""
+        return sum(len(p.read_text().splitlines()) for p in self.root.glob("round-[0-9][0-9][0-9]/history.jsonl"))
+
     def report(self) -> dict[str, Any]:
         path = self.root / REPORT_FILE
         if not path.exists():
@@ -178,6 +192,14 @@ class RunFolder:
 
     def model_path(self, r: int) -> Path:
         return self._file(r, "model.pt", f"train round {r} first")
+
+    def features_path(self, r: int, split: str) -> Path:
+        """Cached raw embeddings (input of the last layer) of round ``r``'s model on ``split``."""
+        return self.round_dir(r) / f"features_{split}.npy"
+
+    def external_preds_path(self, r: int) -> Path:
+        """Round ``r``'s model's predictions on an external data set (``hardmine compare --external``)."""
+        return self.round_dir(r) / "preds_external.csv"
 
     def val_metrics(self, r: int) -> dict[str, Any]:
         return read_json(self._file(r, "metrics.json", f"evaluate round {r} on val first"))
@@ -274,7 +296,8 @@ class Run(RunFolder):
 
         config_path = root / CONFIG_FILE
         if config_path.exists():
-            saved = comparable(read_json(config_path))
+            # read back through the schema: an option added since the run was made counts at its default
+            saved = comparable(RunConfig.from_dict(read_json(config_path)).to_dict())
             wanted = comparable(config.to_dict())
             if saved != wanted and not overwrite:
                 raise HardmineError(
@@ -326,7 +349,8 @@ class Run(RunFolder):
     def dataset(self, name: str, train: bool = False):
         from hardmine.data import ImageDataset
 
-        return ImageDataset(self.part(name), self.config.train.image_size, train=train)
+        cfg = self.config.train
+        return ImageDataset(self.part(name), cfg.image_size, train=train, augment=cfg.augment)
 
     def build_model(self):
         from hardmine.models import build_model

@@ -269,7 +269,7 @@ def out_of_fold_logits(
     for fold in range(k):
         fit_idx, held_idx = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
         out = Path(work_dir) / f"fold-{fold}"
-        train_ds = ImageDataset(table.iloc[fit_idx], config.image_size, train=True)
+        train_ds = ImageDataset(table.iloc[fit_idx], config.image_size, train=True, augment=config.augment)
         held_ds = ImageDataset(table.iloc[held_idx], config.image_size, train=False)
         model = build_model(config.model, config.weights, seed=config.seed + fold)
         if callback:

@@ -1,6 +1,7 @@
 """The steps of a round, each writing into ``round-RRR/`` of an opened :class:`~hardmine.runfolder.Run`.
 
 * :func:`train_round`: train a model (round 0, or a mining round on curriculum weights) and tune its threshold;
+* :func:`refit_head_round`: keep a round's backbone, refit its last layer on the curriculum (``head`` strategy);
 * :func:`evaluate`: metrics on validation (threshold tuned) or test (the validation threshold);
 * :func:`score_round`: per-sample scores and embeddings of the training split;
 * :func:`audit_split`: near-duplicate images across train/val/test;
@@ -23,7 +24,7 @@ from hardmine import distributed
 from hardmine.config import ScoringConfig, TrainConfig
 from hardmine.errors import HardmineError
 from hardmine.inference import Callback
-from hardmine.io import write_csv, write_json, write_parquet_if_available
+from hardmine.io import atomic_path, write_csv, write_json, write_parquet_if_available
 from hardmine.metrics import binary_metrics, softmax
 from hardmine.mining import MiningConfig
 from hardmine.runfolder import AUDIT_FILE, Run
@@ -52,6 +53,66 @@ def train_round(
     result = fit(model, run.dataset("train", train=True), run.dataset("val"), config, run.round_dir(r),
                  sample_weights=sample_weights, callback=callback)  # fmt: skip
     return evaluate(run, r, "val", callback=callback, extra={"best_epoch": result.best_epoch})
+
+
+def refit_head_round(
+    run: Run,
+    r: int,
+    *,
+    backbone_round: int = 0,
+    sample_weights: np.ndarray | None = None,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Round ``r`` = round ``backbone_round``'s backbone with a refitted last layer (``head`` strategy).
+
+    The raw embeddings of the training and validation splits are computed once
+    per backbone and cached (``features_<split>.npy``); the head is an L2
+    logistic regression on them weighted by ``sample_weights`` (the curriculum),
+    its strength chosen on validation by the run's ``select_by``
+    (:func:`hardmine.head.fit_head`). Writes ``round-RRR/model.pt`` and
+    evaluates it on validation like a trained round.
+    """
+    import torch
+
+    from hardmine.head import fit_head
+    from hardmine.runfolder import selection_value
+
+    cfg = run.config
+    model = run.load_model(run.model_path(backbone_round))
+    train_x, val_x = (_features(run, model, backbone_round, name, callback) for name in ("train", "val"))
+
+    def objective(labels: np.ndarray, prob: np.ndarray) -> float:
+        metrics = binary_metrics(labels, prob, cfg.threshold.choose(labels, prob))
+        return selection_value(metrics, cfg.rounds.select_by, cfg.threshold)
+
+    head = fit_head(train_x, run.part("train")["label"].to_numpy(), val_x, run.part("val")["label"].to_numpy(),
+                    objective, sample_weight=sample_weights)  # fmt: skip
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(head.weight, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(head.bias, dtype=model.head.bias.dtype))
+    if distributed.is_main():
+        with atomic_path(run.round_dir(r) / "model.pt", ".pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+    distributed.barrier()
+    return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C})
+
+
+def _features(run: Run, model, r: int, split: str, callback: Callback | None) -> np.ndarray:
+    """Raw embeddings of ``split`` under round ``r``'s model, cached in its round folder."""
+    from hardmine.inference import predict, resolve_device
+
+    path = run.features_path(r, split)
+    if path.exists():
+        return np.load(path, allow_pickle=False)
+    cfg = run.config.train
+    device = resolve_device(distributed.local_device(cfg.device))
+    _, emb = predict(model, run.dataset(split), cfg.batch_size * 2, device, cfg.amp, cfg.num_workers,
+                     callback=callback)  # fmt: skip
+    if distributed.is_main():
+        with atomic_path(path, ".npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, emb.astype(np.float32))
+    distributed.barrier()
+    return emb
 
 
 def evaluate(

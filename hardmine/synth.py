@@ -54,7 +54,9 @@ def generate_demo(
 ) -> pd.DataFrame:
     """Write a HAM10000-layout demo folder and return its metadata table.
 
-    Writes ``HAM10000_metadata.csv``, ``HAM10000_images_part_{1,2}/<image_id>.jpg``
+    Writes ``HAM10000_metadata.csv`` (HAM10000's columns plus ``pigment``: ``pink`` for
+    amelanotic melanomas and pink nevi, ``pigmented`` otherwise, the subgroup that
+    ``hardmine compare --subgroup pigment`` reports), ``HAM10000_images_part_{1,2}/<image_id>.jpg``
     and ``planted.csv`` (``image_id, kind, detail``: kind ``hard|flipped``; detail
     ``boundary`` or ``amelanotic`` for hard cases, ``drawn as mel|nv`` for flips).
     Deterministic for a seed.
@@ -94,6 +96,7 @@ def generate_demo(
                     "age": lesion["age"],
                     "sex": lesion["sex"],
                     "localization": lesion["localization"],
+                    "pigment": "pink" if lesion["pink"] else "pigmented",
                 }
             )
             if lesion["kind"]:

@@ -43,9 +43,10 @@ def test_mining_rounds_fine_tune_briefly_and_do_not_oversample_twice():
     assert unbalanced.sampling == "oversample"
     explicit = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(round_epochs=3, round_lr=5e-4)))
     assert (explicit.epochs, explicit.lr) == (3, 5e-4)
-    scratch = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(from_scratch=True)))
+    scratch = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(strategy="retrain")))
     assert (scratch.epochs, scratch.lr, scratch.freeze_epochs) == (20, 3e-3, 2)
-    assert RoundsConfig(from_scratch=True).epochs_per_round(20) == 20
+    assert RoundsConfig(strategy="retrain").epochs_per_round(20) == 20
+    assert RoundsConfig(strategy="head").epochs_per_round(20) == 0
 
 
 def test_round_run_produces_the_contract(demo_dir, tmp_path):
@@ -141,18 +142,18 @@ def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tm
     result = runner.invoke(app, [*args, "--methods", "ce,rounds-no-mining,hardmine"])
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(out / "compare.csv")
-    assert summary["method"].tolist() == ["ce", "rounds-no-mining", "hardmine"]
+    assert summary["method"].tolist() == ["ce", "no-mining-finetune", "hardmine-finetune"]
     runs = pd.read_csv(out / "compare_runs.csv")
     assert (runs["epochs"] == 3).all()  # round 0 plus one round, the baseline for as long
     assert json.loads((out / "ce" / "seed-0" / "config.json").read_text())["train"]["epochs"] == 3
     # the ablation mined nothing: class-balance weights only, nobody quarantined
-    ablation = out / "rounds-no-mining" / "seed-0" / "round-000"
+    ablation = out / "no-mining-finetune" / "seed-0" / "round-000"
     weights = pd.read_csv(ablation / "weights.csv")["weight"].to_numpy()
     labels = pd.read_csv(ablation / "scores.csv")["label"].to_numpy()
     assert np.allclose(weights[labels == 1], weights[labels == 1][0])
     assert np.allclose(weights[labels == 0], weights[labels == 0][0])
     assert "quarantined" not in set(pd.read_csv(ablation / "mined.csv")["role"])
-    hardmine_weights = pd.read_csv(out / "hardmine" / "seed-0" / "round-000" / "weights.csv")["weight"]
+    hardmine_weights = pd.read_csv(out / "hardmine-finetune" / "seed-0" / "round-000" / "weights.csv")["weight"]
     assert hardmine_weights.nunique() > 2
     bad = runner.invoke(app, [*args, "--methods", "ce,magic"])
     assert bad.exit_code == 2 and "magic" in bad.output and "Traceback" not in bad.output
