@@ -267,8 +267,9 @@ def compare_cmd(
     })  # fmt: skip
     console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)", digits=0))
     if len(result.paired):
-        console.print(frame_table(result.paired, f"paired differences against {result.best_baseline} "
-                                                 "(the best baseline on validation), 95% bootstrap"))  # fmt: skip
+        main = result.paired[~result.paired["metric"].str.startswith("sens[")]
+        console.print(frame_table(main, f"paired differences against {result.best_baseline} (the best baseline "
+                                        "on validation), 95% bootstrap over seeds and lesions"))  # fmt: skip
     console.print(f"wrote {Path(out) / 'compare.csv'}, compare_runs.csv, compare_paired.csv, compare_paired.png")
 
 

@@ -1,0 +1,133 @@
+"""Round strategies end to end, the head refit, and the paired bootstrap against hand-computed cases."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from hardmine.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
+from hardmine.errors import HardmineError
+from hardmine.head import fit_head
+from hardmine.paired import auroc, average_precision, paired_difference, sens_at_spec, sensitivity
+from hardmine.rounds import run_rounds
+from hardmine.runfolder import Manifest, Run, selection_value
+
+
+def _config(data, strategy):
+    train = TrainConfig(image_size=24, epochs=2, batch_size=32, device="cpu", sampling="none")
+    return RunConfig(DataConfig(data=str(data)), train, rounds=RoundsConfig(strategy=strategy, round_epochs=1))
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "retrain", "head"])
+def test_each_strategy_runs_rounds_end_to_end(strategy, demo_dir, tmp_path):
+    run = Run.create(tmp_path / strategy, _config(demo_dir, strategy))
+    report = run_rounds(run, 1, finish_outputs=False)
+    assert [row["round"] for row in report["rounds"]] == [0, 1]
+    assert report["rounds"][1]["strategy"] == strategy
+    epochs_round1 = (run.round_dir(1) / "history.jsonl").read_text().count("\n") if strategy != "head" else 0
+    assert epochs_round1 == {"finetune": 1, "retrain": 2, "head": 0}[strategy]
+    assert run.epochs_trained() == 2 + epochs_round1
+    if strategy == "head":
+        a, b = run.load_model(run.model_path(0)), run.load_model(run.model_path(1))
+        backbone = [k for k in a.state_dict() if not k.startswith(f"backbone.{a.head_name}.")]
+        assert all(np.array_equal(a.state_dict()[k], b.state_dict()[k]) for k in backbone)  # backbone kept
+        assert not np.array_equal(a.head.weight.detach(), b.head.weight.detach())  # head refitted
+        assert report["rounds"][1]["val"]["head_C"] in (0.01, 0.1, 1.0)
+        assert run.features_path(0, "train").exists()
+    # rounds are ranked on validation, round 0 among them: the round handed back is never worse there
+    cfg = run.config
+    values = {r: selection_value(run.val_metrics(r), cfg.rounds.select_by, cfg.threshold) for r in (0, 1)}
+    assert values[report["best_round"]] >= values[0]
+    assert Manifest(run.root).completed_rounds() == [0, 1]
+
+
+def _separable(rng, n, shift):
+    labels = (rng.random(n) < 0.2).astype(int)
+    x = rng.normal(size=(n, 6)) + shift * labels[:, None] * np.array([1, 0.5, 0, 0, 0, 0])
+    return x * np.array([10, 1, 1, 1, 0.1, 1]) + 3, labels
+
+
+def test_head_refit_is_deterministic_and_chooses_c_on_validation():
+    rng = np.random.default_rng(0)
+    x, y = _separable(rng, 400, 1.5)
+    val_x, val_y = _separable(rng, 200, 1.5)
+    objective = skm.roc_auc_score
+    first = fit_head(x, y, val_x, val_y, objective)
+    second = fit_head(x, y, val_x, val_y, objective)
+    assert np.array_equal(first.weight, second.weight) and first.C == second.C
+    assert first.scores[first.C] == max(first.scores.values())
+    # the folded head equals a logistic regression on standardised features
+    from sklearn.linear_model import LogisticRegression
+
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    w = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
+    ref = LogisticRegression(C=first.C, max_iter=2000).fit(z, y, sample_weight=w / w.mean())
+    assert np.allclose(first.prob_pos(x), ref.predict_proba(z)[:, 1], atol=1e-6)
+    # curriculum weights move the boundary: all weight on the positives pushes every probability up
+    heavy = fit_head(x, y, val_x, val_y, objective, sample_weight=np.where(y == 1, 10.0, 0.1), c_grid=[first.C])
+    assert heavy.prob_pos(val_x).mean() > first.prob_pos(val_x).mean()
+    with pytest.raises(HardmineError, match="both classes"):
+        fit_head(x, np.zeros_like(y), val_x, val_y, objective)
+
+
+def test_fast_bootstrap_metrics_equal_scikit_learn():
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.15).astype(int)
+    p = np.round(np.clip(0.3 * y + rng.random(300) * 0.7, 0, 1), 2)  # ties included
+    assert auroc(y, p) == pytest.approx(skm.roc_auc_score(y, p), abs=1e-12)
+    assert average_precision(y, p) == pytest.approx(skm.average_precision_score(y, p), abs=1e-12)
+    fpr, tpr, _ = skm.roc_curve(y, p, drop_intermediate=False)
+    assert sens_at_spec(y, p) == pytest.approx(tpr[fpr <= 0.1].max(), abs=1e-12)
+
+
+def test_paired_difference_on_hand_computed_cases():
+    labels = np.array([1, 0, 1, 0, 1, 0])
+    groups = np.array(["a", "a", "b", "b", "c", "c"])
+    b = np.array([[1, 0, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0]], dtype=float)  # seed 0: 1/3, seed 1: 2/3 of positives
+    a = np.array([[1, 0, 1, 0, 0, 0], [1, 0, 1, 0, 1, 0]], dtype=float)  # seed 0: 2/3, seed 1: 3/3
+    result = paired_difference(labels, groups, a, b, sensitivity, n_boot=500)
+    assert result.per_seed == pytest.approx([1 / 3, 1 / 3])
+    assert result.estimate == pytest.approx(1 / 3)
+    # A never decides worse than B on any positive, so no resample can give a negative difference
+    assert result.low >= 0 and result.high <= 1
+    same = paired_difference(labels, groups, b, b, sensitivity, n_boot=200)
+    assert (same.estimate, same.low, same.high, same.verdict) == (0.0, 0.0, 0.0, "level")
+    # a constant gain of one positive in every lesion draw: the interval is tight above zero
+    always = np.ones_like(a) * labels
+    never = np.zeros_like(a)
+    clear = paired_difference(labels, groups, always, never, sensitivity, n_boot=200)
+    assert (clear.estimate, clear.low, clear.high, clear.verdict) == (1.0, 1.0, 1.0, "better")
+    flipped = paired_difference(labels, groups, never, always, sensitivity, n_boot=200)
+    assert flipped.verdict == "worse"
+    with pytest.raises(HardmineError, match="must both be"):
+        paired_difference(labels, groups, a, b[:, :4], sensitivity)
+
+
+def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from hardmine.cli import app
+
+    out = tmp_path / "cmp"
+    args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "2", "--n", "1", "--image-size", "24",
+            "--epochs", "2", "--device", "cpu", "--strategy", "head", "--sampling", "none",
+            "--methods", "ce,oversample,hardmine", "--external", str(demo_dir), "--subgroup", "pigment"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(out / "compare_runs.csv")
+    assert set(runs["method"]) == {"ce", "oversample", "hardmine-head"} and len(runs) == 6
+    assert (runs.loc[runs["method"] == "hardmine-head", "epochs"] == 2).all()  # a head round trains no epoch
+    assert (runs["wall_s"] > 0).all() and {"ext_auroc", "ext_sens_at_spec90"} <= set(runs.columns)
+    paired = pd.read_csv(out / "compare_paired.csv")
+    assert set(paired["dataset"]) == {"test", "external"}
+    assert {"sens_at_spec90", "auprc", "auroc", "sens[pigment=pink]"} <= set(paired["metric"])
+    assert set(paired["verdict"]) <= {"better", "level", "worse"} and (paired["low"] <= paired["high"]).all()
+    assert (out / "compare_paired.png").stat().st_size > 1000
+    summary = pd.read_csv(out / "compare.csv")
+    assert {"test_sens[pigment=pigmented]", "external_sens[pigment=pink]"} <= set(summary.columns)
+    best = paired["baseline"].iloc[0]
+    val = {m: np.mean([json.loads((out / m / f"seed-{s}" / "round-000" / "metrics.json").read_text())["sens_at_spec90"]
+                       for s in (0, 1)]) for m in ("ce", "oversample")}  # fmt: skip
+    assert best == max(val, key=val.get)  # chosen on validation, never on test
