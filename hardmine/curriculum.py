@@ -79,6 +79,12 @@ def weights(
     w = _normalise_capped(w, max_weight)
     if previous is not None:
         previous = _vector(previous, n, "previous")
+        if exclude is not None:  # an excluded sample keeps no boost from earlier rounds: its class's typical weight
+            for cls in np.unique(labels):
+                members = labels == cls
+                kept = members & ~exclude
+                if kept.any():
+                    previous = np.where(members & exclude, np.median(previous[kept]), previous)
         w = _normalise_capped(ema * previous + (1 - ema) * w, max_weight)
     return w
 

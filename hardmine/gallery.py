@@ -103,6 +103,7 @@ def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, tab
         "loss": _num(score["loss"]) if score is not None else None,
         "margin": _num(score["logit_margin"]) if score is not None else None,
         "hardness": _num(hardness),
+        "suspicion": _num(score["suspicion"]) if score is not None and "suspicion" in score else None,
         "weight": _num(weight),
         "seed_of": seed_of,
         "sim": _num(sim) if sim is not None else None,

@@ -29,10 +29,12 @@ import pandas as pd
 from hardmine.errors import HardmineError
 from hardmine.index import NeighbourIndex, check_codec
 from hardmine.metrics import check_binary
+from hardmine.suspicion import DEFAULT_THRESHOLD, Evidence, gather_evidence
+from hardmine.suspicion import suspects as suspects_of
 
 HARDNESS = ("loss", "margin", "el2n", "dynamics")
 EXPAND = ("same-label", "opposite-label", "both")
-QUARANTINE = ("confident", "persistent", "both", "none")
+QUARANTINE = ("suspicion", "confident", "persistent", "both", "none")
 ROLES = ("seed", "neighbour", "quarantined")
 
 
@@ -45,7 +47,8 @@ class MiningConfig:
     max_frac: float = 0.2  # per-class quota, as a share of the class
     cost_fn: float = 10.0
     cost_fp: float = 1.0
-    quarantine: str = "confident"
+    quarantine: str = "suspicion"
+    suspicion_threshold: float = DEFAULT_THRESHOLD
     persistent_rounds: int = 3
     k: int = 10
     min_sim: float = 0.5
@@ -74,6 +77,7 @@ class MiningConfig:
             (self.seed_cap > 0, f"seed_cap={self.seed_cap} must be > 0"),
             (self.persistent_rounds >= 1, f"persistent_rounds={self.persistent_rounds} must be at least 1"),
             (self.cost_fn > 0 and self.cost_fp > 0, f"costs must be positive; got {self.cost_fn} and {self.cost_fp}"),
+            (0 < self.suspicion_threshold <= 1, f"suspicion_threshold={self.suspicion_threshold} must be in (0, 1]"),
         )
         for ok, message in checks:
             if not ok:
@@ -389,6 +393,7 @@ class MiningResult:
     weights: np.ndarray  # curriculum weights, mean 1
     message: str = ""
     stats: dict[str, float] = field(default_factory=dict)
+    evidence: Evidence | None = None  # label-suspicion evidence, when the triage used it
 
     def hard_mask(self) -> np.ndarray:
         mask = np.zeros(len(self.labels), dtype=bool)
@@ -436,6 +441,7 @@ def mine(
     dynamics: np.ndarray | None = None,
     hard_history: np.ndarray | None = None,
     previous_weights: np.ndarray | None = None,
+    evidence: Evidence | None = None,
     index=None,
 ) -> MiningResult:
     """One mining step: triage, select, expand, curriculum weights.
@@ -450,6 +456,8 @@ def mine(
     dynamics : (N,) training-dynamics hardness for ``hardness="dynamics"``.
     hard_history : (R, N) bool, seeds of earlier rounds (for ``persistent``).
     previous_weights : (N,) last round's weights for the EMA.
+    evidence : label-suspicion evidence (:mod:`hardmine.suspicion`) for ``quarantine="suspicion"``;
+        gathered here from the embeddings, groups and dynamics when None.
     """
     from hardmine import curriculum
 
@@ -459,14 +467,21 @@ def mine(
     emb = _check_embeddings(embeddings, len(y))
     check_k(config.k, len(y))
     tp = p if triage_prob is None else check_binary(y, triage_prob, prob_name="triage_prob")[1]
-    suspects, why = _triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
+    if index is None:
+        index = NeighbourIndex(codec=config.index_codec).build(emb)
+    if config.quarantine == "suspicion" and evidence is None:
+        confidence = None if dynamics is None else 1 - np.asarray(dynamics, dtype=np.float64)
+        evidence = gather_evidence(y, np.arange(len(y)) if groups is None else groups, emb, confidence=confidence,
+                                   k=config.k, index=index)  # fmt: skip
+    if config.quarantine == "suspicion":
+        suspects, why = _suspicion_triage(evidence, config.suspicion_threshold)
+    else:
+        suspects, why = _triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
     selection = _select(y, p, threshold, config.hardness, config.band, config.max_frac,
                         config.cost_fn / config.cost_fp, suspects, dynamics)  # fmt: skip
-    # Only quarantine what would otherwise be mined: suspects the model already fits stay as they are.
-    quarantined = suspects & selection.candidates
+    # A suspect is never upweighted: not a seed (select excluded it), not a neighbour, no boost carried over.
+    quarantined = suspects
     seeds = selection.index
-    if index is None and len(seeds):
-        index = NeighbourIndex(codec=config.index_codec).build(emb)
     exclude = quarantined.copy()
     exclude[seeds] = True
     expansion = _expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,
@@ -491,4 +506,17 @@ def mine(
         "effective_sample_size": st.effective_sample_size,
     }
     return MiningResult(y, seeds, selection.reasons, selection.hardness, quarantined, why,
-                        expansion.contribution, expansion.pairs, weights, message, stats)  # fmt: skip
+                        expansion.contribution, expansion.pairs, weights, message, stats, evidence)  # fmt: skip
+
+
+def _suspicion_triage(evidence: Evidence, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    mask = suspects_of(evidence, threshold)
+    score = evidence.score()
+    why = np.full(len(mask), "", dtype=object)
+    for i in np.flatnonzero(mask):
+        dyn = "" if evidence.dynamics is None else f", dynamics {evidence.dynamics[i]:.2f}"
+        other = "" if evidence.neighbours_other is None else \
+            f"; {evidence.neighbours_other[i]} of {evidence.neighbours_seen[i]} nearest other lesions labelled other"
+        why[i] = (f"suspicion({score[i]:.2f}: out-of-fold {evidence.oof[i]:.2f}, "
+                  f"neighbours {evidence.neighbours[i]:.2f}{dyn}{other})")  # fmt: skip
+    return mask, why

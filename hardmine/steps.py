@@ -202,6 +202,14 @@ def score_round(
         with np.load(dynamics_path, allow_pickle=False) as data:
             if data["loss"].shape[1] == len(table):
                 table = pd.concat([table, dynamics_scores(data["loss"], data["p_true"])], axis=1)
+    if run.config.mining.quarantine == "suspicion":
+        from hardmine.suspicion import gather_evidence
+
+        confidence = table["confidence"].to_numpy() if "confidence" in table else None
+        evidence = distributed.on_main(lambda: gather_evidence(
+            ds.labels, train_part["group"].to_numpy(), np.asarray(emb), confidence=confidence,
+            k=run.config.mining.k, seed=cfg.seed))  # fmt: skip
+        table = table.assign(**evidence.columns())
     if scoring.source == "oof":
         logits = out_of_fold_logits(train_part, cfg, scoring.oof_folds, out / "oof", seed=cfg.seed, callback=callback)
         table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
@@ -278,12 +286,15 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
             f"{out / 'scores.csv'} ({len(scores)} rows) does not match embeddings ({len(emb)}) "
             f"or the training split ({len(train_part)})"
         )
+    from hardmine.suspicion import Evidence
+
     prob, dynamics = mining_inputs(scores, source)
     masks = [m for m in (run.seed_mask(q, ids) for q in range(r)) if m is not None]
     threshold = run.threshold(r)
     result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, groups=train_part["group"].to_numpy(),
                   triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
-                  previous_weights=run.weights(r - 1, ids) if r > 0 else None)  # fmt: skip
+                  previous_weights=run.weights(r - 1, ids) if r > 0 else None,
+                  evidence=Evidence.from_columns(scores))  # fmt: skip
     write_csv(out / "mined.csv", result.frame(ids.to_numpy()))
     write_csv(out / "weights.csv", pd.DataFrame({"id": ids, "weight": result.weights}))
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}

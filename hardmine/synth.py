@@ -252,10 +252,11 @@ def planted_recovery(
     Returns
     -------
     ``hard_recall`` (share of planted hard images among seeds + neighbours), ``mined_share``,
-    ``hard_lift`` (their ratio: how far above the base rate), ``flips``, ``flips_seed_worthy``
-    (flips :func:`hardmine.mining.select` would seed without triage), ``flips_quarantined``
-    (of those), ``flips_upweighted`` (any flip made a seed), ``quarantined`` and
-    ``quarantine_precision`` (share of the quarantined that are planted flips).
+    ``hard_lift`` (their ratio: how far above the base rate), ``flips`` (all flipped labels of
+    the split), ``flips_quarantined`` and ``flips_upweighted`` (made a seed or a neighbour),
+    both over all flips, ``flips_seed_worthy`` (flips :func:`hardmine.mining.select` would
+    seed without triage), ``quarantined`` and ``quarantine_precision`` (share of the
+    quarantined that are planted flips).
     """
     from hardmine.mining import MiningConfig, select
 
@@ -276,8 +277,8 @@ def planted_recovery(
         "hard_lift": float(is_mined[hard].mean() / max(is_mined.mean(), 1e-12)),
         "flips": int(flipped.sum()),
         "flips_seed_worthy": int(worthy.sum()),
-        "flips_quarantined": int((quarantined & worthy).sum()),
-        "flips_upweighted": int(((roles == "seed") & flipped).sum()),
+        "flips_quarantined": int((quarantined & flipped).sum()),
+        "flips_upweighted": int((is_mined & flipped).sum()),
         "quarantined": int(quarantined.sum()),
         "quarantine_precision": float(flipped[quarantined].mean()) if quarantined.any() else float("nan"),
     }

@@ -1,0 +1,133 @@
+"""Flip detection: hardmine's label-suspicion triage against cleanlab, on every flipped training label.
+
+For each data set (demo data seeds at 32 and 64 px, round 0 of 4 epochs and
+of the default 20; optionally the digits benchmark from ``make_digits.py``),
+round 0 is trained and scored once (cached under ``--work``), then:
+
+* hardmine: the default mining step (``hardmine.mining.mine``), which
+  quarantines by label suspicion; reported over **all** flipped training
+  labels: the share quarantined, the share upweighted (made a seed or a
+  neighbour), the quarantine's size against the number of flips, and the lift
+  of planted hard cases among the mined;
+* cleanlab: ``cleanlab.filter.find_label_issues`` on the out-of-fold head
+  probabilities hardmine computes (the same probabilities), and on the
+  in-sample ones;
+* precision, recall and F1 of flip detection for each, and the AUROC of each
+  score (hardmine's suspicion, cleanlab's label quality) for telling flips
+  from clean images.
+
+cleanlab is a benchmark-only extra (``pip install -e '.[bench]'``).
+
+Usage::
+
+    python benchmarks/bench_triage.py --work /tmp/triage [--seeds 0 1 2 3] [--epochs 4 20] [--sizes 32 64]
+    python benchmarks/bench_triage.py --work /tmp/triage --digits /tmp/digits/pool --epochs 20 --sizes 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from hardmine.config import DataConfig, RunConfig, TrainConfig
+from hardmine.mining import mine
+from hardmine.runfolder import Run
+from hardmine.scoring import mining_inputs
+from hardmine.steps import score_round, train_round
+from hardmine.suspicion import Evidence
+from hardmine.synth import generate_demo
+
+
+def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str) -> Run:
+    """Round 0 trained and scored (resumes from ``work``)."""
+    train = TrainConfig(image_size=size, epochs=epochs, device="cpu", num_workers=0, augment=augment)
+    run = Run.create(work / f"{data.name}-e{epochs}-s{size}", RunConfig(DataConfig(data=str(data)), train))
+    if not (run.round_dir(0) / "metrics.json").exists():
+        train_round(run, 0)
+    if not (run.round_dir(0) / "scores.csv").exists():
+        score_round(run, 0)
+    return run
+
+
+def _prf(found: np.ndarray, flipped: np.ndarray) -> tuple[float, float, float]:
+    tp = int((found & flipped).sum())
+    precision = tp / max(found.sum(), 1)
+    recall = tp / max(flipped.sum(), 1)
+    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
+
+
+def evaluate(run: Run, planted: pd.DataFrame) -> dict[str, float]:
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    scores = run.scores(0)
+    part = run.part("train")
+    labels, groups = part["label"].to_numpy(), part["group"].to_numpy()
+    emb = np.load(run.round_dir(0) / "embeddings.npy")
+    prob, dynamics = mining_inputs(scores, "insample")
+    flipped = part["id"].isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
+    hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
+    start = time.perf_counter()
+    result = mine(labels, prob, emb, run.threshold(0), run.config.mining, groups=groups, dynamics=dynamics)
+    seconds = time.perf_counter() - start
+    evidence: Evidence = result.evidence
+    suspicion = evidence.score()
+    mined = np.zeros(len(labels), dtype=bool)
+    mined[result.seeds] = True
+    mined |= result.neighbour > 0
+    row = {"flips": int(flipped.sum()), "quarantined": int(result.quarantined.sum()),
+           "flips_quarantined": float(result.quarantined[flipped].mean()),
+           "flips_upweighted": float(mined[flipped].mean()),
+           "quarantine_per_flip": float(result.quarantined.sum() / max(flipped.sum(), 1)),
+           "hard_lift": float(mined[hard].mean() / max(mined.mean(), 1e-12)), "mine_s": seconds}  # fmt: skip
+    oof_pos = np.where(labels == 1, 1 - evidence.oof, evidence.oof)
+    p, r, f = _prf(result.quarantined, flipped)
+    row |= {"hm_precision": p, "hm_recall": r, "hm_f1": f, "hm_auroc": roc_auc_score(flipped, suspicion)}
+    for name, pos in (("cl_oof", oof_pos), ("cl_insample", prob)):
+        probs = np.stack([1 - pos, pos], axis=1)
+        issues = find_label_issues(labels, probs)
+        p, r, f = _prf(issues, flipped)
+        quality = get_label_quality_scores(labels, probs)
+        row |= {f"{name}_precision": p, f"{name}_recall": r, f"{name}_f1": f,
+                f"{name}_auroc": roc_auc_score(flipped, -quality)}  # fmt: skip
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3])
+    parser.add_argument("--epochs", type=int, nargs="*", default=[4, 20])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64])
+    parser.add_argument("--digits", type=Path, help="also the digits pool from benchmarks/make_digits.py")
+    args = parser.parse_args()
+    sets = []
+    for seed in args.seeds:
+        data = args.work / f"demo-{seed}"
+        if not (data / "HAM10000_metadata.csv").exists():
+            generate_demo(data, seed=seed)
+        sets.append((f"demo seed {seed}", data, "dermoscopy"))
+    if args.digits:
+        sets.append(("digits", args.digits.resolve(), "light"))
+    rows = []
+    for name, data, augment in sets:
+        planted = pd.read_csv(data / "planted.csv", dtype={"image_id": str})
+        for size in args.sizes:
+            for epochs in args.epochs:
+                run = prepared_run(args.work, data, epochs, size, augment)
+                rows.append({"data": name, "px": size, "epochs": epochs} | evaluate(run, planted))
+                print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False), flush=True)
+    table = pd.DataFrame(rows)
+    pd.set_option("display.width", 250)
+    print(table.round(3).to_string(index=False))
+    means = table.drop(columns=["data"]).mean(numeric_only=True).round(3)
+    print("\nmean over all settings:\n" + means.to_string())
+
+
+if __name__ == "__main__":
+    main()

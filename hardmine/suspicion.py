@@ -1,0 +1,185 @@
+"""Label suspicion: how likely each training label is wrong, from evidence the mined model did not fit.
+
+A flipped label is exactly what a model gets "most wrong", so mining must not
+trust the in-sample probabilities of the model being mined to tell a label
+error from a hard case. Three pieces of out-of-sample evidence, each turned
+into a *class-balanced* probability that the given label is wrong (so that
+the minority class is not suspect merely for being rare):
+
+* ``oof``: a linear head refitted out of fold (grouped folds: no lesion in
+  two folds) on the round's embeddings, class-balanced L2 logistic regression;
+  seconds on a CPU, and a linear head cannot memorise a flipped image the way
+  the network did (cleanlab's and SELF's out-of-sample idea at head cost).
+* ``neighbours``: the labels of the nearest images from *other* lesions in
+  embedding space, each class's count divided by its prior; other images of
+  the same lesion are left out since they carry the same (possibly wrong) label.
+* ``dynamics`` (when recorded): 1 - the mean probability of the given label
+  over training epochs; low confidence with low variability is the
+  label-error signature (dataset cartography), high variability the hard one.
+
+:func:`label_suspicion` averages the evidence available (higher = more
+suspect, in [0, 1]); :func:`suspects` applies the default rule, measured in
+``benchmarks/bench_triage.py``: suspect when the suspicion reaches
+``threshold`` (0.6) **and** the two out-of-sample pieces (out-of-fold head and
+neighbours) both say the other class is more likely. Numpy and scikit-learn
+only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hardmine.errors import HardmineError
+from hardmine.metrics import check_binary
+
+DEFAULT_THRESHOLD = 0.6
+
+
+@dataclass
+class Evidence:
+    """Per-sample evidence that the given label is wrong, each (N,) in [0, 1] (None when not available)."""
+
+    oof: np.ndarray
+    neighbours: np.ndarray
+    dynamics: np.ndarray | None = None
+    neighbours_other: np.ndarray | None = None  # (N,) how many of the k other-lesion neighbours carry the other label
+    neighbours_seen: np.ndarray | None = None  # (N,) how many other-lesion neighbours were found (up to k)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The evidence as ``scores.csv`` columns (``suspicion`` plus its parts)."""
+        cols = {"suspicion": self.score(), "suspicion_oof": self.oof, "suspicion_neighbours": self.neighbours}
+        if self.dynamics is not None:
+            cols["suspicion_dynamics"] = self.dynamics
+        if self.neighbours_other is not None:
+            cols["neighbours_other_label"] = self.neighbours_other
+            cols["neighbours_seen"] = self.neighbours_seen
+        return cols
+
+    @classmethod
+    def from_columns(cls, frame) -> Evidence | None:
+        """Rebuild from ``scores.csv`` columns written by :meth:`columns` (None when absent)."""
+        if "suspicion_oof" not in frame:
+            return None
+        get = lambda name: frame[name].to_numpy() if name in frame else None  # noqa: E731
+        return cls(get("suspicion_oof"), get("suspicion_neighbours"), get("suspicion_dynamics"),
+                   get("neighbours_other_label"), get("neighbours_seen"))  # fmt: skip
+
+    def score(self) -> np.ndarray:
+        """The label-suspicion score: the mean of the available evidence, (N,) in [0, 1], higher = more suspect."""
+        parts = [e for e in (self.oof, self.neighbours, self.dynamics) if e is not None]
+        return np.mean(parts, axis=0)
+
+
+def oof_head_prob(
+    embeddings: np.ndarray, labels, groups, *, folds: int = 5, C: float = 0.1, seed: int = 0
+) -> np.ndarray:
+    """(N,) class-balanced P(positive) of each sample from a linear head that never saw its lesion.
+
+    ``embeddings`` (N, D) are the round's embeddings (raw or normalised); the head
+    is an L2 logistic regression on standardised features with balanced class weights.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from hardmine.data import grouped_folds
+
+    y, _ = check_binary(labels)
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(y):
+        raise HardmineError(f"embeddings have shape {x.shape}; expected ({len(y)}, D)")
+    fold_of = grouped_folds(y, np.asarray(groups), [1 / folds] * folds, seed)
+    prob = np.full(len(y), np.nan)
+    for fold in range(folds):
+        held = fold_of == fold
+        fit = ~held
+        if not held.any() or len(np.unique(y[fit])) < 2:
+            continue
+        mean, std = x[fit].mean(0), x[fit].std(0) + 1e-6
+        model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
+        model.fit((x[fit] - mean) / std, y[fit])
+        prob[held] = model.predict_proba((x[held] - mean) / std)[:, 1]
+    return np.where(np.isnan(prob), y.mean(), prob)
+
+
+def neighbour_prob(
+    embeddings: np.ndarray, labels, groups, *, k: int = 10, index=None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Class-balanced P(positive) from the labels of the ``k`` nearest images of other lesions.
+
+    ``embeddings`` must be L2-normalised (cosine similarity). Each class's
+    neighbour count is divided by the class's share of the data, so a sample
+    whose neighbours look like the data as a whole gets 0.5.
+
+    Returns
+    -------
+    prob_pos : (N,) that probability. positives, seen : (N,) int, positive neighbours and neighbours found.
+    """
+    from hardmine.index import NeighbourIndex
+
+    y, _ = check_binary(labels)
+    emb = np.asarray(embeddings)
+    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
+    if len(codes) != len(y) or emb.shape[0] != len(y):
+        raise HardmineError(f"embeddings ({emb.shape[0]}) and groups ({len(codes)}) must match labels ({len(y)})")
+    depth = min(len(y), k + int(np.bincount(codes).max()))
+    index = index or NeighbourIndex().build(emb)
+    _, nbrs = index.search(emb, depth)
+    valid = (nbrs >= 0) & (codes[np.where(nbrs >= 0, nbrs, 0)] != codes[:, None])
+    valid &= np.cumsum(valid, axis=1) <= k
+    pos = (valid & (y[np.where(nbrs >= 0, nbrs, 0)] == 1)).sum(1)
+    neg = valid.sum(1) - pos
+    prior = y.mean()
+    pos_rate, neg_rate = pos / max(prior, 1e-12), neg / max(1 - prior, 1e-12)
+    total = pos_rate + neg_rate
+    return np.where(total > 0, pos_rate / np.maximum(total, 1e-12), 0.5), pos, valid.sum(1)
+
+
+def gather_evidence(
+    labels,
+    groups,
+    embeddings: np.ndarray,
+    *,
+    confidence: np.ndarray | None = None,
+    k: int = 10,
+    folds: int = 5,
+    seed: int = 0,
+    index=None,
+) -> Evidence:
+    """All evidence for one round: out-of-fold head, other-lesion neighbours, training dynamics.
+
+    Parameters
+    ----------
+    labels : (N,) 0/1. groups : (N,) lesion ids.
+    embeddings : (N, D) L2-normalised embeddings of the round's model.
+    confidence : (N,) mean probability of the given label over training epochs, if recorded.
+    """
+    y, _ = check_binary(labels)
+    wrong = lambda prob_pos: np.where(y == 1, 1 - prob_pos, prob_pos)  # noqa: E731 - P(the other class)
+    dynamics = None
+    if confidence is not None:
+        c = np.asarray(confidence, dtype=np.float64)
+        if c.shape != y.shape:
+            raise HardmineError(f"confidence has shape {c.shape}; expected {y.shape}")
+        dynamics = np.clip(1 - c, 0, 1)
+    nbr_prob, nbr_pos, seen = neighbour_prob(embeddings, y, groups, k=k, index=index)
+    return Evidence(
+        oof=wrong(oof_head_prob(embeddings, y, groups, folds=folds, seed=seed)),
+        neighbours=wrong(nbr_prob),
+        dynamics=dynamics,
+        neighbours_other=np.where(y == 1, seen - nbr_pos, nbr_pos),
+        neighbours_seen=seen,
+    )
+
+
+def label_suspicion(evidence: Evidence) -> np.ndarray:
+    """The documented per-image label-suspicion score: the mean evidence that the label is wrong."""
+    return evidence.score()
+
+
+def suspects(evidence: Evidence, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """(N,) bool: the default rule. Suspicion >= ``threshold`` and both out-of-sample pieces of
+    evidence (out-of-fold head, other-lesion neighbours) favour the other class."""
+    if not 0 < threshold <= 1:
+        raise HardmineError(f"suspicion threshold {threshold} must be in (0, 1]")
+    return (evidence.score() >= threshold) & (evidence.oof > 0.5) & (evidence.neighbours > 0.5)

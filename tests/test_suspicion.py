@@ -1,0 +1,76 @@
+"""Label suspicion: hand-computed evidence, the default rule, and the never-upweighted rule on planted flips."""
+
+import numpy as np
+import pytest
+from test_mining import planted_world
+
+from hardmine.errors import HardmineError
+from hardmine.index import normalise
+from hardmine.mining import MiningConfig, mine
+from hardmine.suspicion import Evidence, gather_evidence, neighbour_prob, suspects
+
+
+def _circle(degrees):
+    rad = np.deg2rad(degrees)
+    return normalise(np.column_stack([np.cos(rad), np.sin(rad)]))
+
+
+def test_neighbour_probability_by_hand():
+    emb = _circle([0, 10, 20, 180, 190, 200])
+    labels = np.array([1, 1, 0, 0, 0, 0])  # positives are a third of the data
+    prob, pos, seen = neighbour_prob(emb, labels, np.arange(6), k=2)
+    # image 0: neighbours 10 deg (pos) and 20 deg (neg): (1 / (1/3)) / (1 / (1/3) + 1 / (2/3)) = 2/3
+    assert prob[0] == pytest.approx(2 / 3)
+    assert prob[2] == pytest.approx(1.0) and prob[3] == pytest.approx(0.0)  # two positive / two negative neighbours
+    assert (pos[0], seen[0]) == (1, 2)
+    # images 0 and 1 are one lesion: image 0 may not lean on its twin, its next neighbours are 20 and 200 deg
+    prob, pos, seen = neighbour_prob(emb, labels, np.array([0, 0, 1, 2, 3, 4]), k=2)
+    assert prob[0] == pytest.approx(0.0) and pos[0] == 0
+
+
+def test_suspicion_score_and_rule_by_hand():
+    evidence = Evidence(oof=np.array([0.9, 0.9, 0.4, 0.7]), neighbours=np.array([0.8, 0.3, 0.9, 0.6]),
+                        dynamics=np.array([0.7, 0.9, 0.9, 0.2]))  # fmt: skip
+    assert evidence.score() == pytest.approx([0.8, 0.7, 2.2 / 3, 0.5])
+    # 0: all agree; 1: neighbours side with the label; 2: the out-of-fold head does; 3: too little suspicion
+    assert suspects(evidence, 0.6).tolist() == [True, False, False, False]
+    assert suspects(evidence, 0.45).tolist() == [True, False, False, True]
+    with pytest.raises(HardmineError, match="suspicion threshold 0"):
+        suspects(evidence, 0)
+
+
+def test_evidence_flags_planted_flips_far_above_clean_images():
+    labels, _, emb, groups, _, flipped = planted_world()
+    evidence = gather_evidence(labels, groups, emb)
+    score = evidence.score()
+    assert score[flipped].mean() > 0.8 and score[~flipped].mean() < 0.3
+    assert (evidence.neighbours_other[flipped] >= 7).mean() > 0.8  # most of their 10 neighbours say otherwise
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planted_flips_are_quarantined_and_never_upweighted(seed):
+    labels, prob, emb, groups, hard, flipped = planted_world(seed=seed)
+    result = mine(labels, prob, emb, 0.5, MiningConfig(), groups=groups)
+    upweighted = result.hard_mask() | (result.neighbour > 0)
+    assert result.quarantined[flipped].mean() >= 0.8  # of all flipped labels, not a subset
+    assert result.quarantined.sum() <= 3 * flipped.sum()
+    assert upweighted[hard].mean() >= 2 * upweighted.mean()  # hard cases mined at twice the base rate
+    # the never-upweighted rule: no suspect is a seed, a neighbour, or above its class-balance base
+    assert not (upweighted & result.quarantined).any()
+    for cls in (0, 1):
+        plain = ~upweighted & ~result.quarantined & (labels == cls)
+        assert np.allclose(result.weights[result.quarantined & (labels == cls)], result.weights[plain][0])
+    # and no neighbour owes its boost to a suspect: every pair's seed passed triage
+    assert not result.quarantined[result.pairs["seed"].to_numpy(dtype=int)].any()
+    assert "suspicion(" in result.frame(np.arange(len(labels))).query("role == 'quarantined'")["reasons"].iloc[0]
+
+
+def test_suspects_keep_no_boost_from_earlier_rounds():
+    labels, prob, emb, groups, _, flipped = planted_world(seed=4)
+    previous = np.where(flipped, 8.0, 1.0)  # a flip that an earlier round upweighted
+    result = mine(labels, prob, emb, 0.5, MiningConfig(), groups=groups, previous_weights=previous / previous.mean())
+    caught = result.quarantined & flipped
+    assert caught.any()
+    for cls in (0, 1):
+        plain = ~result.hard_mask() & (result.neighbour == 0) & ~result.quarantined & (labels == cls)
+        assert result.weights[caught & (labels == cls)].max() <= result.weights[plain].max() + 1e-9
