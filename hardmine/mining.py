@@ -29,7 +29,7 @@ import pandas as pd
 from hardmine.errors import HardmineError
 from hardmine.index import NeighbourIndex, check_codec
 from hardmine.metrics import check_binary
-from hardmine.suspicion import DEFAULT_THRESHOLD, Evidence, gather_evidence
+from hardmine.suspicion import DEFAULT_SEED_SUSPICION, DEFAULT_THRESHOLD, Evidence, gather_evidence
 from hardmine.suspicion import suspects as suspects_of
 
 HARDNESS = ("loss", "margin", "el2n", "dynamics")
@@ -48,7 +48,8 @@ class MiningConfig:
     cost_fn: float = 10.0
     cost_fp: float = 1.0
     quarantine: str = "suspicion"
-    suspicion_threshold: float = DEFAULT_THRESHOLD
+    suspicion_threshold: float = DEFAULT_THRESHOLD  # quarantine at this label suspicion (and both pieces agree)
+    seed_suspicion: float = DEFAULT_SEED_SUSPICION  # a seed or neighbour must have less suspicion than this
     persistent_rounds: int = 3
     k: int = 10
     min_sim: float = 0.5
@@ -78,6 +79,7 @@ class MiningConfig:
             (self.persistent_rounds >= 1, f"persistent_rounds={self.persistent_rounds} must be at least 1"),
             (self.cost_fn > 0 and self.cost_fp > 0, f"costs must be positive; got {self.cost_fn} and {self.cost_fp}"),
             (0 < self.suspicion_threshold <= 1, f"suspicion_threshold={self.suspicion_threshold} must be in (0, 1]"),
+            (0 < self.seed_suspicion <= 1, f"seed_suspicion={self.seed_suspicion} must be in (0, 1]"),
         )
         for ok, message in checks:
             if not ok:
@@ -475,14 +477,17 @@ def mine(
                                    k=config.k, index=index)  # fmt: skip
     if config.quarantine == "suspicion":
         suspects, why = _suspicion_triage(evidence, config.suspicion_threshold)
+        # Doubtful labels (suspicion above the seed bar, short of quarantine) are not upweighted either.
+        unsafe = suspects | (evidence.score() >= config.seed_suspicion)
     else:
         suspects, why = _triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
+        unsafe = suspects
     selection = _select(y, p, threshold, config.hardness, config.band, config.max_frac,
-                        config.cost_fn / config.cost_fp, suspects, dynamics)  # fmt: skip
+                        config.cost_fn / config.cost_fp, unsafe, dynamics)  # fmt: skip
     # A suspect is never upweighted: not a seed (select excluded it), not a neighbour, no boost carried over.
     quarantined = suspects
     seeds = selection.index
-    exclude = quarantined.copy()
+    exclude = unsafe.copy()
     exclude[seeds] = True
     expansion = _expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,
                         config.seed_cap, exclude, index)  # fmt: skip
@@ -491,7 +496,7 @@ def mine(
     if len(seeds):
         weights = curriculum.weights(y, hard, expansion.contribution, config.alpha, config.beta, config.max_weight,
                                      previous=previous_weights, ema=config.ema, balance=config.balance,
-                                     exclude=quarantined)  # fmt: skip
+                                     exclude=unsafe)  # fmt: skip
         message = ""
     else:  # a clean no-op: keep what the sampler had
         base = curriculum.weights(y, max_weight=config.max_weight, balance=config.balance)
