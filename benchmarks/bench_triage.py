@@ -35,7 +35,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from hardmine.config import DataConfig, RunConfig, TrainConfig
-from hardmine.mining import mine
+from hardmine.mining import MiningConfig, mine
 from hardmine.runfolder import Run
 from hardmine.scoring import mining_inputs
 from hardmine.steps import score_round, train_round
@@ -45,8 +45,13 @@ from hardmine.synth import generate_demo
 
 def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str) -> Run:
     """Round 0 trained and scored (resumes from ``work``)."""
+    root = work / f"{data.name}-e{epochs}-s{size}"
     train = TrainConfig(image_size=size, epochs=epochs, device="cpu", num_workers=0, augment=augment)
-    run = Run.create(work / f"{data.name}-e{epochs}-s{size}", RunConfig(DataConfig(data=str(data)), train))
+    # a cached run is re-opened as it is: its round 0 does not depend on the mining options
+    if (root / "split.csv").exists():
+        run = Run.open(root)
+    else:
+        run = Run.create(root, RunConfig(DataConfig(data=str(data)), train))
     if not (run.round_dir(0) / "metrics.json").exists():
         train_round(run, 0)
     if not (run.round_dir(0) / "scores.csv").exists():
@@ -73,7 +78,7 @@ def evaluate(run: Run, planted: pd.DataFrame) -> dict[str, float]:
     flipped = part["id"].isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
     hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
     start = time.perf_counter()
-    result = mine(labels, prob, emb, run.threshold(0), run.config.mining, groups=groups, dynamics=dynamics)
+    result = mine(labels, prob, emb, run.threshold(0), MiningConfig(), groups=groups, dynamics=dynamics)
     seconds = time.perf_counter() - start
     evidence: Evidence = result.evidence
     suspicion = evidence.score()
