@@ -107,8 +107,10 @@ MINING = OptionGroup("mining", MiningConfig, _M, {
     "hardness": (str, _opt("loss", help="Seed ranking: loss | margin | el2n | dynamics (higher = harder).", panel=_M)),
     "band": (float, _opt(1.0, help="Low-margin band around the threshold, in log-odds.", panel=_M)),
     "max_frac": (float, _opt(0.2, help="At most this share of each class becomes seeds.", panel=_M)),
-    "quarantine": (str, _opt("confident", help="Label-error triage: confident | persistent | both | none.",
-                             panel=_M)),
+    "quarantine": (str, _opt("suspicion", help="Label-error triage: suspicion (out-of-sample evidence) | confident | "
+                             "persistent | both | none.", panel=_M)),
+    "suspicion_threshold": (float, _opt(0.7, help="Quarantine at this label suspicion (0-1).", panel=_M)),
+    "seed_suspicion": (float, _opt(0.55, help="Never upweight an image at this label suspicion or above.", panel=_M)),
     "k": (int, _opt(10, help="Neighbours per seed.", panel=_M)),
     "min_sim": (float, _opt(0.5, help="Least cosine similarity for a neighbour.", panel=_M)),
     "expand": (str, _opt("same-label", help="same-label | opposite-label | both.", panel=_M)),

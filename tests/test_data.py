@@ -231,7 +231,9 @@ def test_demo_data_deterministic_with_planted_sidecar(tmp_path):
     assert (tmp_path / "a" / part / f"{first}.jpg").read_bytes() == (
         tmp_path / "b" / part / f"{first}.jpg"
     ).read_bytes()
-    assert list(a.columns) == ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+    assert list(a.columns) == ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "pigment"]
+    amelanotic = set(pd.read_csv(tmp_path / "a" / "planted.csv").query("detail == 'amelanotic'")["image_id"])
+    assert (a.loc[a["image_id"].isin(amelanotic), "pigment"] == "pink").all()
     assert a.groupby("lesion_id").size().between(1, 4).all()
     assert abs((a["dx"] == "mel").mean() - 0.10) < 0.05
     planted = pd.read_csv(tmp_path / "a" / "planted.csv")

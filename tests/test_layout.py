@@ -129,3 +129,16 @@ def test_views_refuse_a_round_without_its_threshold(tiny_run):
         folder.threshold(0)
     with pytest.raises(HardmineError, match="mined.csv not found|no round with mined.csv"):
         build_gallery(run.root, 0)
+
+
+def test_command_line_defaults_are_the_configuration_defaults():
+    from dataclasses import fields
+
+    from hardmine.cli_options import ALL_GROUPS
+
+    for group in ALL_GROUPS:
+        defaults = {f.name: f.default for f in fields(group.kind)}
+        for name, (_, option) in group.options.items():
+            field = group.renamed.get(name, name)
+            if field in defaults and option.default is not ...:
+                assert option.default == defaults[field], f"--{name.replace('_', '-')}: {option.default!r}"
