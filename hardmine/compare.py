@@ -125,7 +125,7 @@ def compare(
     if subgroup is not None:
         for name, table in datasets.items():
             summary = summary.merge(_subgroup_means(table, name, subgroup, outputs, methods, seeds), on="method")
-    best = _best_baseline(methods, seeds, outputs, config.rounds.select_by)
+    best = _best_baseline(methods, seeds, outputs, config)
     paired = _paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) if best else pd.DataFrame()
     write_csv(out / "compare_runs.csv", runs)
     write_csv(out / "compare.csv", summary)
@@ -197,15 +197,15 @@ def _external_prob(run: Run, r: int, table: pd.DataFrame, callback) -> np.ndarra
     return prob
 
 
-def _best_baseline(methods, seeds, outputs, select_by: str) -> str | None:
+def _best_baseline(methods, seeds, outputs, config: RunConfig) -> str | None:
     """The baseline with the best mean validation value of ``select_by`` (None without baselines)."""
-    from hardmine.config import ThresholdConfig
     from hardmine.runfolder import selection_value
 
     baselines = [m for m in methods if m in BASELINES]
     if not baselines:
         return None
-    value = {m: np.mean([selection_value(outputs[m, s]["val"], select_by, ThresholdConfig()) for s in seeds])
+    select_by, threshold = config.rounds.select_by, config.threshold
+    value = {m: np.mean([selection_value(outputs[m, s]["val"], select_by, threshold) for s in seeds])
              for m in baselines}  # fmt: skip
     return max(baselines, key=lambda m: value[m])
 
