@@ -29,7 +29,7 @@ def mined_run(demo_dir, tmp_path_factory):
     meta.to_csv(data / "HAM10000_metadata.csv", index=False)
     run = base / "run"
     args = ["round", "--data", str(data), "--out", str(run), "--n", "1", "--image-size", "24", "--epochs", "2",
-            "--round-epochs", "1", "--device", "cpu", "--k", "5"]  # fmt: skip
+            "--round-epochs", "1", "--strategy", "finetune", "--device", "cpu", "--k", "5"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return run

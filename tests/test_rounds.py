@@ -19,7 +19,8 @@ ROUND_FILES = ("model.pt", "metrics.json", "scores.csv", "embeddings.npy", "mine
 
 def _config(data, **rounds):
     train = TrainConfig(model="tiny", image_size=24, epochs=2, batch_size=32, seed=0, device="cpu")
-    return RunConfig(DataConfig(data=str(data)), train, rounds=RoundsConfig(round_epochs=1, **rounds))
+    rounds = {"strategy": "finetune", "round_epochs": 1} | rounds
+    return RunConfig(DataConfig(data=str(data)), train, rounds=RoundsConfig(**rounds))
 
 
 def _validate_report(report: dict, n_rounds: int) -> None:
@@ -36,12 +37,14 @@ def _validate_report(report: dict, n_rounds: int) -> None:
 
 def test_mining_rounds_fine_tune_briefly_and_do_not_oversample_twice():
     base = TrainConfig(epochs=20, lr=3e-3, sampling="oversample", freeze_epochs=2)
-    tuned = mining_round_train_config(RunConfig(train=base))
+    tuned = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(strategy="finetune")))
     assert (tuned.epochs, tuned.lr, tuned.freeze_epochs, tuned.sampling) == (5, 1e-3, 0, "none")
     # without class balance in the curriculum, the sampler still balances the classes
-    unbalanced = mining_round_train_config(RunConfig(train=base, mining=MiningConfig(balance=False)))
+    unbalanced = mining_round_train_config(RunConfig(train=base, mining=MiningConfig(balance=False),
+                                                     rounds=RoundsConfig(strategy="finetune")))
     assert unbalanced.sampling == "oversample"
-    explicit = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(round_epochs=3, round_lr=5e-4)))
+    explicit = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(strategy="finetune", round_epochs=3,
+                                                                                    round_lr=5e-4)))
     assert (explicit.epochs, explicit.lr) == (3, 5e-4)
     scratch = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(strategy="retrain")))
     assert (scratch.epochs, scratch.lr, scratch.freeze_epochs) == (20, 3e-3, 2)
@@ -52,7 +55,7 @@ def test_mining_rounds_fine_tune_briefly_and_do_not_oversample_twice():
 def test_round_run_produces_the_contract(demo_dir, tmp_path):
     run_dir = tmp_path / "run"
     args = ["round", "--data", str(demo_dir), "--out", str(run_dir), "--n", "1", "--image-size", "24", "--epochs", "2",
-            "--round-epochs", "1", "--device", "cpu", "--k", "5"]  # fmt: skip
+            "--round-epochs", "1", "--strategy", "finetune", "--device", "cpu", "--k", "5"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     for name in ("config.json", "split.csv", "manifest.json", "report.json", "report.html", "split_audit.csv"):
@@ -138,7 +141,8 @@ def test_different_config_refused_and_overwrite(demo_dir, tmp_path):
 def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "1", "--n", "1", "--image-size", "24",
-            "--epochs", "2", "--round-epochs", "1", "--device", "cpu", "--k", "5"]  # fmt: skip
+            "--epochs", "2", "--round-epochs", "1", "--strategy", "finetune", "--device", "cpu",
+            "--k", "5"]  # fmt: skip
     result = runner.invoke(app, [*args, "--methods", "ce,rounds-no-mining,hardmine"])
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(out / "compare.csv")
