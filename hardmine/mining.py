@@ -469,9 +469,8 @@ def mine(
     emb = _check_embeddings(embeddings, len(y))
     check_k(config.k, len(y))
     tp = p if triage_prob is None else check_binary(y, triage_prob, prob_name="triage_prob")[1]
-    if index is None:
-        index = NeighbourIndex(codec=config.index_codec).build(emb)
     if config.quarantine == "suspicion" and evidence is None:
+        index = index or NeighbourIndex(codec=config.index_codec).build(emb)
         confidence = None if dynamics is None else 1 - np.asarray(dynamics, dtype=np.float64)
         evidence = gather_evidence(y, np.arange(len(y)) if groups is None else groups, emb, confidence=confidence,
                                    k=config.k, index=index)  # fmt: skip
@@ -487,6 +486,8 @@ def mine(
     # A suspect is never upweighted: not a seed (select excluded it), not a neighbour, no boost carried over.
     quarantined = suspects
     seeds = selection.index
+    if index is None and len(seeds):
+        index = NeighbourIndex(codec=config.index_codec).build(emb)
     exclude = unsafe.copy()
     exclude[seeds] = True
     expansion = _expand(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,
