@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from hardmine.cli_views import (
     progress_bars,
 )
 from hardmine.config import RunConfig
-from hardmine.errors import HardmineError
+from hardmine.errors import HardmineError, HardmineWarning
+
+_python_show_warning = warnings.showwarning
 
 app = typer.Typer(
     help="Hard-example mining for imbalanced image classification.",
@@ -45,6 +48,15 @@ def _root(
     ),
 ) -> None:
     """Hard-example mining for imbalanced image classification."""
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """hardmine's own warnings as one line on stderr; others as Python prints them."""
+    if issubclass(category, HardmineWarning):
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
 
 
 def command(name: str | None = None, **kwargs):
@@ -55,16 +67,24 @@ def command(name: str | None = None, **kwargs):
         def wrapper(*args, **kw):
             try:
                 return fn(*args, **kw)
-            except HardmineError as exc:
+            except (HardmineError, OSError) as exc:
                 from hardmine import distributed
 
                 if distributed.is_main():
-                    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
         return app.command(name, **kwargs)(wrapper)
 
     return decorate
+
+
+def _one_line(exc: Exception) -> str:
+    """The message of a HardmineError; for an OS error, what failed on which path."""
+    if isinstance(exc, OSError) and exc.strerror:
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        return f"{paths}: {exc.strerror}" if paths else exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- commands
@@ -252,10 +272,11 @@ def compare_cmd(
 ) -> None:
     """Baselines against hardmine's strategies and their no-mining ablations at equal budget, with paired
     bootstrap intervals against the best baseline."""
-    from hardmine.compare import REPORTED, compare, epoch_budget
+    from hardmine.compare import REPORTED, compare, epoch_budget, resolve_methods
 
     chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
-    console.print(f"baselines train {epoch_budget(config, n)} epochs; seeds 0..{seeds - 1}")
+    budget = epoch_budget(config, n, resolve_methods(chosen, config.rounds.strategy))
+    console.print(f"every method trains {budget} epochs; seeds 0..{seeds - 1}")
     with progress_bars() as progress:
         result = compare(config, out, list(range(seeds)), n, chosen, external=external, subgroup=subgroup,
                          callback=ProgressEvents(progress))  # fmt: skip

@@ -143,7 +143,8 @@ SCORING = OptionGroup("scoring", ScoringConfig, _S, {
 
 _R = "Rounds"
 ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
-    "round_epochs": (int | None, _opt(None, help="Epochs of each mining round (default: --epochs / 4).", panel=_R)),
+    "round_epochs": (int | None, _opt(None, help="Epochs of each finetune round (default: --epochs / 4) or "
+                                      "retrain round (default: --epochs).", panel=_R)),
     "round_lr": (float | None, _opt(None, help="Peak LR when fine-tuning a round (default: --lr / 3).", panel=_R)),
     "strategy": (str, _opt("finetune", help="How a mining round trains: finetune (continue on the curriculum) | "
                            "retrain (a fresh model on it) | head (refit the last layer on cached embeddings).",

@@ -2,8 +2,10 @@
 
 Every method gets the same data, the same grouped split, the same threshold
 rule (tuned on validation, applied to test) and the same seeds. Baselines
-train for as many epochs as round 0 plus the mining rounds of the configured
-strategy (``epoch_budget``); every run's epochs and wall time are recorded.
+train for as many epochs as round 0 plus the mining rounds of the compared
+strategies (``epoch_budget``; strategies whose budgets differ are refused, so
+compare them in separate calls, which share the baseline runs); every run's
+epochs and wall time are recorded.
 ``no-mining-<strategy>`` is the ablation: the same rounds with every mining
 effect switched off (class-balanced weights only), which tells how much the
 mined curriculum itself adds.
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.config import STRATEGIES, RunConfig
+from hardmine.config import STRATEGIES, MiningConfig, RoundsConfig, RunConfig
 from hardmine.errors import HardmineError
 from hardmine.inference import Callback
 from hardmine.io import write_csv
@@ -47,9 +49,20 @@ METHODS = (*BASELINES, *(f"hardmine-{s}" for s in STRATEGIES), *(f"no-mining-{s}
 REPORTED = ("auroc", "auprc", "sens_at_spec90", "pauc_sens80", "sensitivity", "specificity")
 
 
-def epoch_budget(config: RunConfig, n_rounds: int) -> int:
-    """Epochs a hardmine run with ``n_rounds`` mining rounds trains in total (beyond head-only epochs)."""
-    return config.train.epochs + n_rounds * config.rounds.epochs_per_round(config.train.epochs)
+def epoch_budget(config: RunConfig, n_rounds: int, methods: list[str] | None = None) -> int:
+    """Epochs every method trains in total: round 0 plus ``n_rounds`` mining rounds of the strategies
+    among ``methods`` (default: the configured strategy); head refits train no epochs.
+
+    Raises :class:`HardmineError` when the strategies among ``methods`` train different budgets.
+    """
+    strategies = {m.rsplit("-", 1)[1] for m in methods or () if m not in BASELINES} or {config.rounds.strategy}
+    budgets = {s: config.train.epochs + n_rounds * replace(config.rounds, strategy=s).epochs_per_round(
+        config.train.epochs) for s in sorted(strategies)}  # fmt: skip
+    if len(set(budgets.values())) > 1:
+        listed = ", ".join(f"{s} {b}" for s, b in budgets.items())
+        raise HardmineError(f"strategies train different epoch budgets ({listed}); compare them in separate "
+                            "calls (they share the baseline runs) or set --round-epochs to equalise them")  # fmt: skip
+    return budgets.popitem()[1]
 
 
 def resolve_methods(methods: list[str] | None, strategy: str) -> list[str]:
@@ -95,6 +108,7 @@ def compare(
     config.validate()
     out = Path(out)
     methods = resolve_methods(methods, config.rounds.strategy)
+    budget = epoch_budget(config, n_rounds, methods)
     if not seeds:
         raise HardmineError("compare needs at least one seed")
     external_table = _external_table(config, external) if external is not None else None
@@ -103,7 +117,8 @@ def compare(
     for seed in seeds:
         for method in methods:
             note("compare_start", {"method": method, "seed": seed})
-            run, chosen = _run_method(config, out / method / f"seed-{seed}", method, seed, n_rounds, callback)
+            run, chosen = _run_method(config, out / method / f"seed-{seed}", method, seed, n_rounds, budget,
+                                      callback)  # fmt: skip
             test = _test_metrics(run, chosen)
             preds = pd.read_csv(run.round_dir(chosen) / "preds_test.csv", dtype={"id": str})
             outputs[method, seed] = {"test": preds["prob_pos"].to_numpy(), "threshold": test["threshold"],
@@ -137,13 +152,16 @@ def compare(
     return Comparison(runs, summary, paired, best)
 
 
-def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds: int, callback) -> tuple[Run, int]:
+def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds: int, budget: int,
+                callback) -> tuple[Run, int]:  # fmt: skip
     """Train (or resume) one method's run; return it and the round it hands back."""
     train_cfg = replace(config.train, seed=seed)
     start = time.perf_counter()
     if method in BASELINES:
-        train_cfg = replace(train_cfg, epochs=epoch_budget(config, n_rounds), **BASELINES[method])
-        run = Run.create(root, replace(config, train=train_cfg))
+        # Mining and round options never shape a baseline: saved at their defaults, so comparisons of
+        # other strategies or mining settings reuse the baseline runs instead of refusing them.
+        train_cfg = replace(train_cfg, epochs=budget, **BASELINES[method])
+        run = Run.create(root, replace(config, train=train_cfg, mining=MiningConfig(), rounds=RoundsConfig()))
         if not (run.round_dir(0) / "metrics.json").exists():
             train_round(run, 0, callback=callback)
             run.record_wall_time(time.perf_counter() - start)

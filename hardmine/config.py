@@ -10,7 +10,9 @@ or trained. No torch here.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,9 @@ APPLY = ("sampler", "loss")
 SCORE_SOURCES = ("insample", "oof", "dynamics")
 SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
 STRATEGIES = ("finetune", "retrain", "head")
+# Smallest input a model reduces without error (tiny: four 2x poolings; torchvision models: 32 px).
+MIN_IMAGE_SIZE = {"tiny": 16, "other": 32}
+MAX_IMAGE_SIZE = 4096
 # Options that change nothing about the results: ignored when comparing configurations.
 RUNTIME_ONLY = {"device", "num_workers"}
 
@@ -99,6 +104,28 @@ class TrainConfig:
             raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
         if self.batch_size < 1 or self.lr <= 0:
             raise HardmineError("batch_size must be >= 1 and lr > 0")
+        self._validate_model()
+        smallest = MIN_IMAGE_SIZE["tiny" if self.model == "tiny" else "other"]
+        if not smallest <= self.image_size <= MAX_IMAGE_SIZE:
+            raise HardmineError(f"--image-size {self.image_size} is not valid for model {self.model}; expected "
+                                f"{smallest} to {MAX_IMAGE_SIZE} pixels")  # fmt: skip
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise HardmineError(f"--device {self.device!r} is not valid; expected auto, cpu, mps, cuda or cuda:N")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise HardmineError(f"--workers {self.num_workers} is not valid; expected 0 or more")
+
+    def _validate_model(self) -> None:
+        if self.model != "tiny":
+            from hardmine.models import available_models  # torchvision's list; tiny needs no torch here
+
+            if self.model not in available_models():
+                raise HardmineError(f"--model {self.model!r} is not known; expected tiny or a torchvision classifier "
+                                    "such as resnet18, resnet50, efficientnet_b0, convnext_tiny")  # fmt: skip
+        if self.weights == "imagenet" and self.model == "tiny":
+            raise HardmineError("--weights imagenet: the tiny model has no ImageNet weights; use none or a PATH")
+        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():
+            raise HardmineError(f"--weights {self.weights}: file not found; expected none, imagenet or a state "
+                                "dict file")  # fmt: skip
 
 
 @dataclass
@@ -136,6 +163,8 @@ class ScoringConfig:
         check_choice("embedding dtype", self.embedding_dtype, ("float32", "float16"))
         if self.source == "oof" and self.oof_folds < 2:
             raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
+        if not 0 < self.audit_sim <= 1:
+            raise HardmineError(f"--audit-sim {self.audit_sim} is not valid; expected a cosine similarity in (0, 1]")
 
 
 @dataclass
@@ -145,7 +174,8 @@ class RoundsConfig:
     # finetune: continue from the previous round on the curriculum; retrain: a fresh model on it (JTT-like);
     # head: keep round 0's backbone, refit the last layer on cached embeddings (DFR-like).
     strategy: str = "finetune"
-    round_epochs: int | None = None  # epochs of each fine-tuning round (default: a quarter of train.epochs)
+    # epochs of each finetune round (default: a quarter of train.epochs) or retrain round (default: train.epochs)
+    round_epochs: int | None = None
     round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
     select_by: str = "sens_at_spec90"
     guard_tol: float = 0.02
@@ -159,10 +189,11 @@ class RoundsConfig:
             raise HardmineError(f"--round-lr must be > 0; got {self.round_lr}")
 
     def epochs_per_round(self, train_epochs: int) -> int:
-        """Training epochs of each mining round: a fraction of round 0's when fine-tuning, all of them when
-        retraining, none for a head refit (seconds of logistic regression on cached embeddings)."""
+        """Training epochs of each mining round: a fraction of round 0's when fine-tuning, as many as round 0
+        when retraining (``round_epochs`` overrides both: JTT identifies errors with a short round 0 and
+        retrains for longer), none for a head refit (seconds of logistic regression on cached embeddings)."""
         if self.strategy == "retrain":
-            return train_epochs
+            return self.round_epochs or train_epochs
         if self.strategy == "head":
             return 0
         return self.round_epochs or max(1, train_epochs // 4)

@@ -16,6 +16,7 @@ negative class. Rows of classes in neither set are left out.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hardmine.errors import DataError
+from hardmine.errors import DataError, warn
 from hardmine.io import write_csv
 
 HAM_METADATA = "HAM10000_metadata.csv"
@@ -32,6 +33,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SOURCES = ("auto", "ham10000", "manifest", "folders")
 SPLITS = ("train", "val", "test")
 MANIFEST_NAMES = ("manifest.csv", "labels.csv")
+HAM_FOLDER = re.compile(r"HAM10000_images", re.IGNORECASE)  # the release's image folders, never classes
 _SHOW = 5  # how many offending ids an error message lists
 
 
@@ -241,15 +243,25 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
 
 
 def _read_folders(root: Path) -> tuple[pd.DataFrame, Path]:
+    if not root.is_dir():
+        raise DataError(f"{root} is a file; the folders source expects a folder with one sub-folder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    release = [p.name for p in class_dirs if HAM_FOLDER.match(p.name)]
+    if release:
+        raise DataError(f"{HAM_METADATA} not found in {root}: {', '.join(release)} are HAM10000 image folders, "
+                        f"not classes; put {HAM_METADATA} there or pass --metadata")  # fmt: skip
+    base = root.resolve()
     rows = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for class_dir in class_dirs:
+        _check_inside(base, class_dir)
         for path in sorted(class_dir.iterdir()):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                _check_inside(base, path)
                 rows.append((f"{class_dir.name}/{path.stem}", str(path), class_dir.name, path.stem))
     if not rows:
         raise DataError(f"no images (*.jpg, *.png) in the class folders of {root}")
     table = pd.DataFrame(rows, columns=["id", "path", "class_name", "group"])
-    return table, root.resolve()
+    return table, base
 
 
 # --------------------------------------------------------------------------- helpers
@@ -273,16 +285,32 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) ->
 def _index_images(root: Path, suffixes: Sequence[str]) -> dict[str, str]:
     """Map file stem -> path for every image below ``root`` in one walk.
 
-    Symlinked folders are not followed so nothing outside the root is picked up.
+    Symlinked folders are not followed, and a symlinked image that points
+    outside the root is refused, so nothing outside the root is read. Two images
+    with the same stem are refused (the metadata could not tell them apart).
     """
+    base = root.resolve()
     found: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for name in filenames:
             stem, ext = os.path.splitext(name)
-            if ext.lower() in suffixes and stem not in found:
-                found[stem] = os.path.join(dirpath, name)
+            if ext.lower() not in suffixes:
+                continue
+            path = os.path.join(dirpath, name)
+            if stem in found:
+                raise DataError(f"two images named {stem}: {found[stem]} and {path}; image ids must be unique")
+            if os.path.islink(path):
+                _check_inside(base, Path(path))
+            found[stem] = path
     return found
+
+
+def _check_inside(base: Path, path: Path) -> None:
+    """Refuse ``path`` when it (through a symlink) lies outside the resolved data root ``base``."""
+    if path.is_symlink() and not path.resolve().is_relative_to(base):
+        raise DataError(f"{path} is a symlink to {path.resolve()}, outside the data root {base}; "
+                        "copy the file into the data folder instead")  # fmt: skip
 
 
 def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
@@ -328,6 +356,7 @@ def _apply_task(
         n_excluded=int((~keep).sum()),
     )
     _check_both_classes(table, pos, neg)
+    _check_groups(table)
     if table["id"].duplicated().any():
         dup = table["id"][table["id"].duplicated()].iloc[0]
         raise DataError(f"sample id {dup!r} appears more than once")
@@ -338,6 +367,9 @@ def _default_positive(class_names: pd.Series, source: str) -> list[str]:
     if source == "ham10000":
         return ["mel"]
     counts = class_names.value_counts()
+    if len(counts) == 1:
+        raise DataError(f"only one class found ({counts.index[0]}); a binary task needs images of a positive "
+                        "and a negative class")  # fmt: skip
     if set(counts.index) <= {"0", "1"}:
         return ["1"]
     if len(counts) == 2:
@@ -345,6 +377,22 @@ def _default_positive(class_names: pd.Series, source: str) -> list[str]:
     raise DataError(
         f"{len(counts)} classes found ({', '.join(sorted(counts.index))}); say which are positive with --positive"
     )
+
+
+def _check_groups(table: pd.DataFrame) -> None:
+    """Each image without a lesion id becomes its own group (with a warning); a lesion in both classes is an error."""
+    empty = table["group"].isna() | (table["group"].astype(str).str.strip() == "")
+    if empty.any():
+        table.loc[empty, "group"] = table.loc[empty, "id"]
+        warn(f"{int(empty.sum())} image(s) have no lesion id (first: {table['id'][empty].iloc[0]}); each is "
+             "treated as its own lesion, so images of one lesion could land in different splits")  # fmt: skip
+    classes_per_group = table.groupby("group")["label"].nunique()
+    mixed = classes_per_group.index[classes_per_group > 1]
+    if len(mixed):
+        first = table[table["group"] == mixed[0]]
+        shown = ", ".join(f"{i} ({c})" for i, c in zip(first["id"][:_SHOW], first["class_name"][:_SHOW], strict=True))
+        raise DataError(f"lesion {mixed[0]!r} has images of both classes: {shown} ({len(mixed)} such lesion(s)); "
+                        "one lesion has one diagnosis: fix the labels or give the images their own lesion ids")
 
 
 def _check_both_classes(table: pd.DataFrame, pos: list[str], neg: list[str]) -> None:

@@ -16,3 +16,14 @@ class DataError(HardmineError):
 
 class ModelError(HardmineError):
     """A model name, weight file or checkpoint cannot be used."""
+
+
+class HardmineWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints it as one line)."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`HardmineWarning` (Python's ``warnings`` machinery, so callers can filter it)."""
+    import warnings
+
+    warnings.warn(message, HardmineWarning, stacklevel=2)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hardmine.errors import HardmineError
 from hardmine.io import write_bytes
 from hardmine.runfolder import RunFolder
 
@@ -164,6 +165,8 @@ def build_gallery(
     open_browser: bool = False,
 ) -> Path:
     """Write ``round-RRR/gallery/index.html`` (and ``hardest.png`` with ``png``); return the page path."""
+    if top_n < 1:
+        raise HardmineError(f"--top-n {top_n} is not valid; expected 1 or more seeds on the contact sheet")
     folder = RunFolder(run_dir)
     r = folder.latest_round(r, needs="mined.csv")
     cards, facts = gallery_cards(folder.root, r)

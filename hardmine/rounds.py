@@ -17,7 +17,7 @@ from typing import Any
 
 from hardmine import distributed
 from hardmine.config import RunConfig, TrainConfig
-from hardmine.errors import HardmineError
+from hardmine.errors import HardmineError, warn
 from hardmine.inference import Callback
 from hardmine.io import read_json, write_json
 from hardmine.runfolder import REPORT_FILE, Manifest, Run, Step, selection_value
@@ -26,13 +26,16 @@ from hardmine.steps import evaluate, mine_round, refit_head_round, score_round, 
 
 def mining_round_train_config(config: RunConfig) -> TrainConfig:
     """How a ``finetune`` or ``retrain`` mining round trains: fine-tuning runs ``epochs_per_round``
-    at ``round_lr`` (default a third of the peak LR); retraining runs round 0's recipe; the curriculum
+    at ``round_lr`` (default a third of the peak LR); retraining runs round 0's recipe for
+    ``epochs_per_round`` epochs from fresh weights; the curriculum
     weights replace oversampling when they carry the class balance (both would square it)."""
     rounds = config.rounds
     train = config.train
     if rounds.strategy == "finetune":
         train = replace(train, epochs=rounds.epochs_per_round(train.epochs), freeze_epochs=0,
                         lr=rounds.round_lr or train.lr / 3)  # fmt: skip
+    elif rounds.strategy == "retrain":
+        train = replace(train, epochs=rounds.epochs_per_round(train.epochs))
     if config.mining.balance:
         train = replace(train, sampling="none")
     return train
@@ -56,7 +59,9 @@ def run_rounds(
     last layer on cached embeddings; evaluate on validation. Rounds are
     compared on validation only, so the best round handed back is never worse
     there than round 0. Every step is
-    recorded in ``manifest.json``; an interrupted run continues from the last
+    recorded in ``manifest.json`` with checksums of its outputs; a damaged
+    output found when the loop starts is deleted and its step redone (with a
+    warning); an interrupted run continues from the last
     completed step with ``resume`` (up to the round it was aiming for) or by
     calling again (which adds ``n`` rounds after the completed ones).
 
@@ -67,6 +72,10 @@ def run_rounds(
     """
     if n < 0:
         raise HardmineError(f"--n must be >= 0; got {n}")
+    if distributed.is_main():
+        for problem in Manifest(run.root).verify():
+            warn(problem)
+    distributed.barrier()  # damaged steps are un-marked before any rank reads the manifest
     manifest = Manifest(run.root)
     completed = manifest.completed_rounds()
     target = manifest.target if resume and manifest.target >= 0 else (completed[-1] if completed else 0) + n

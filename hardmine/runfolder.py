@@ -6,7 +6,7 @@
       config.json     resolved configuration, versions, seed, data fingerprint, class names
       samples.csv     the sample table the run was made on (views never re-read the data source)
       split.csv       sample id, group, split
-      manifest.json   steps completed (what resume reads)
+      manifest.json   steps completed (what resume reads), size and SHA-256 of every step's outputs
       report.json     rounds on validation, best round, test metrics
       round-RRR/      model.pt metrics.json scores.csv embeddings.npy mined.csv weights.csv gallery/ ...
 
@@ -14,6 +14,14 @@
 the latest and best round, the saved sample table. :class:`Run` is an opened
 run with its configuration, created or re-opened here; the steps that write
 into it live in :mod:`hardmine.steps`.
+
+Integrity: when a step is marked done, the manifest records the size and
+SHA-256 of the files it wrote; :meth:`Manifest.verify` (run on every resume)
+finds a damaged or missing output, deletes it and un-marks its step and every
+later one so they are redone. The files a run starts with (config, sample
+table, split) cannot be redone: damage there is one error naming the file.
+Opening a run for writing takes the run folder's lock (:mod:`hardmine.lock`)
+and removes temporary files a killed process left behind.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ import pandas as pd
 from hardmine import __version__
 from hardmine.config import RunConfig, ThresholdConfig, comparable, first_difference
 from hardmine.errors import HardmineError
-from hardmine.io import read_json, write_csv, write_json
+from hardmine.io import TMP_SUFFIX, file_digest, read_json, write_csv, write_json
+from hardmine.lock import LOCK_FILE, lock_run, unlock_run
 
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.csv"
@@ -43,6 +52,10 @@ TIMING_FILE = "timing.json"
 REPORT_HTML = "report.html"
 AUDIT_FILE = "split_audit.csv"
 STEPS = ("train", "score", "mine", "report")
+RUN_FILES = (CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE)  # made once with the run; no step can redo them
+# Round files that later steps read back; plots, pages and the mid-training resume point are not.
+CHECKED_SUFFIXES = (".pt", ".npy", ".npz", ".csv", ".json", ".jsonl", ".parquet")
+UNCHECKED = {"last.pt"}
 _ROUND_DIR = re.compile(r"round-(\d{3})$")
 
 
@@ -77,32 +90,124 @@ class Step:
 
 
 class Manifest:
-    """``manifest.json``: the steps completed, the round a run aims for, per-round facts."""
+    """``manifest.json``: the steps completed, the round a run aims for, per-round facts, output records."""
 
     def __init__(self, root: str | os.PathLike):
-        self.path = Path(root) / MANIFEST_FILE
-        raw = read_json(self.path) if self.path.exists() else {}
+        self.root = Path(root)
+        self.path = self.root / MANIFEST_FILE
+        try:
+            raw = read_json(self.path) if self.path.exists() else {}
+        except HardmineError as exc:
+            raise HardmineError(f"{exc}; delete it to redo every step, or start again in another --out") from None
+        if not isinstance(raw, dict):
+            raise HardmineError(f"{self.path} is damaged (holds {type(raw).__name__}, expected an object); "
+                                "delete it to redo every step, or start again in another --out")  # fmt: skip
         self.steps: list[Step] = [Step.parse(s) for s in raw.get("steps", [])]
         self.target: int = int(raw.get("target_round", -1))
         self.rounds: dict[str, dict[str, Any]] = dict(raw.get("rounds", {}))
+        # run-relative path -> {"size", "mtime_ns", "sha256", "step": step key, or None for RUN_FILES}
+        self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
 
     def done(self, step: Step) -> bool:
         return step in self.steps
 
     def mark(self, step: Step) -> None:
+        """Record ``step`` as done, with every new or changed output file attributed to it."""
         if step not in self.steps:
             self.steps.append(step)
+        self.record(step)
         self.save()
+
+    def record(self, step: Step | None = None) -> None:
+        """Record new or changed round files as outputs of ``step``; without one, refresh the records of
+        files a command rewrote outside the round loop (``hardmine evaluate`` rewrites ``metrics.json``)."""
+        for name in RUN_FILES:
+            path = self.root / name
+            if name not in self.files and path.is_file():
+                self.files[name] = _file_record(path, None)
+        for path in sorted(self.root.glob("round-[0-9][0-9][0-9]/*")):
+            if not _checked(path):
+                continue
+            rel = path.relative_to(self.root).as_posix()
+            known = self.files.get(rel)
+            stat = path.stat()
+            if step is None and known is None:
+                continue  # written outside any step: the next step marked owns it
+            if known is None or (known["size"], known["mtime_ns"]) != (stat.st_size, stat.st_mtime_ns):
+                self.files[rel] = _file_record(path, step.key if step is not None else known["step"])
 
     def save(self) -> None:
         from hardmine import distributed
 
         if distributed.is_main():
             write_json(self.path, {"steps": [s.key for s in self.steps], "target_round": self.target,
-                                   "rounds": self.rounds})  # fmt: skip
+                                   "rounds": self.rounds, "files": self.files})  # fmt: skip
 
     def completed_rounds(self) -> list[int]:
         return sorted(s.round for s in self.steps if s.name == "train")
+
+    def damage(self, name: str) -> str | None:
+        """What is wrong with recorded file ``name`` (run-relative): None when it is as recorded."""
+        known = self.files[name]
+        path = self.root / name
+        if not path.is_file():
+            return "missing"
+        stat = path.stat()
+        if stat.st_size != known["size"]:
+            return f"{stat.st_size} bytes, {known['size']} recorded"
+        if stat.st_mtime_ns != known["mtime_ns"]:
+            if file_digest(path) != known["sha256"]:
+                return "contents differ from the recorded checksum"
+            known["mtime_ns"] = stat.st_mtime_ns  # copied or touched, same bytes
+        return None
+
+    def check_run_files(self) -> None:
+        """Raise :class:`HardmineError` when config, sample table or split differ from their records."""
+        for name in RUN_FILES:
+            if name in self.files:
+                problem = self.damage(name)
+                if problem:
+                    raise HardmineError(f"{self.root / name} is damaged ({problem}) and cannot be rebuilt; "
+                                        "restore it, or start again in another --out")  # fmt: skip
+
+    def verify(self) -> list[str]:
+        """Find damaged step outputs; delete them and un-mark their steps and every later step.
+
+        Returns one line per damaged file (empty when the run is intact). Raises
+        :class:`HardmineError` when a file the run started with is damaged.
+        """
+        self.check_run_files()
+        damaged = {}
+        for name, known in self.files.items():
+            if known["step"] is not None:
+                problem = self.damage(name)
+                if problem:
+                    damaged[name] = (problem, Step.parse(known["step"]))
+        if not damaged:
+            return []
+        positions = [self.steps.index(step) for _, step in damaged.values() if step in self.steps]
+        first = min(positions, default=len(self.steps))
+        redo = self.steps[first:]
+        self.steps = self.steps[:first]
+        for name in damaged:
+            (self.root / name).unlink(missing_ok=True)
+            del self.files[name]
+        for step in redo:
+            if step.name == "train":  # training restarts from scratch, not from the damaged round's last epoch
+                (round_dir(self.root, step.round) / "last.pt").unlink(missing_ok=True)
+        self.save()
+        return [f"{self.root / name} is damaged ({problem}); redoing round {step.round}'s {step.name} step "
+                "and the steps after it" for name, (problem, step) in damaged.items()]  # fmt: skip
+
+
+def _checked(path: Path) -> bool:
+    return (path.is_file() and not path.name.startswith(".") and path.suffix in CHECKED_SUFFIXES
+            and path.name not in UNCHECKED)  # fmt: skip
+
+
+def _file_record(path: Path, step: str | None) -> dict[str, Any]:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_digest(path), "step": step}
 
 
 def selection_value(metrics: dict[str, Any], select_by: str, threshold: ThresholdConfig) -> float:
@@ -142,6 +247,12 @@ class RunFolder:
         path = self.round_dir(r) / name
         if not path.exists():
             raise HardmineError(f"{path} not found: {hint}")
+        manifest = self.root / MANIFEST_FILE
+        known = read_json(manifest).get("files", {}).get(path.relative_to(self.root).as_posix()) \
+            if manifest.exists() else None  # fmt: skip
+        if known and known["size"] != path.stat().st_size:
+            raise HardmineError(f"{path} is damaged ({path.stat().st_size} bytes, {known['size']} recorded); "
+                                "`hardmine round --out RUN --resume` redoes its step")  # fmt: skip
         return path
 
     # ------------------------------------------------------------------ run-level files
@@ -150,7 +261,11 @@ class RunFolder:
         path = self.root / CONFIG_FILE
         if not path.exists():
             raise HardmineError(f"{self.root} is not a hardmine run: {CONFIG_FILE} not found")
-        return read_json(path)
+        raw = read_json(path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict):
+            raise HardmineError(f"{path} is damaged (it holds no run configuration); restore it, or start "
+                                "again in another --out")  # fmt: skip
+        return raw
 
     def run_config(self) -> RunConfig:
         """The configuration the run was made with."""
@@ -251,6 +366,15 @@ class RunFolder:
 # ---------------------------------------------------------------------- an opened run
 
 
+def _claim(root: Path, again: bool = False) -> None:
+    """Take the run folder's lock; then no other process can be writing, so leftover temp files are orphans."""
+    if again:
+        unlock_run(root)
+    lock_run(root)
+    for orphan in root.rglob(f".*{TMP_SUFFIX}"):
+        orphan.unlink(missing_ok=True)
+
+
 def data_fingerprint(table: pd.DataFrame) -> str:
     """Hash of ids, labels and groups: changes when the data a run was made on changes."""
     digest = hashlib.sha256()
@@ -295,31 +419,39 @@ class Run(RunFolder):
         from hardmine.data import load_samples, make_or_load_split
 
         config_path = root / CONFIG_FILE
+        if root.exists() and not root.is_dir():
+            raise HardmineError(f"--out {root} is a file; expected a run folder (new or existing)")
+        if (root / LOCK_FILE).exists():
+            _claim(root)  # a run folder, maybe being created by another process right now
         if config_path.exists():
             # read back through the schema: an option added since the run was made counts at its default
-            saved = comparable(RunConfig.from_dict(read_json(config_path)).to_dict())
+            saved = comparable(RunConfig.from_dict(RunFolder(root).config_dict()).to_dict())
             wanted = comparable(config.to_dict())
             if saved != wanted and not overwrite:
                 raise HardmineError(
                     f"{root} holds a run with a different configuration ({first_difference(saved, wanted)}); "
                     "use --overwrite to replace it or choose another --out"
                 )
-            if overwrite:
-                shutil.rmtree(root)
-        elif root.exists() and any(root.iterdir()):
+        elif root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
             raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
         data = config.data
         table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
                                      verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
         fingerprint = data_fingerprint(table)
+        root.mkdir(parents=True, exist_ok=True)
+        _claim(root)
+        if config_path.exists() and overwrite:
+            shutil.rmtree(root)
+            root.mkdir()
+            _claim(root, again=True)
         if config_path.exists():
-            if read_json(config_path).get("data_fingerprint") != fingerprint:
+            Manifest(root).check_run_files()
+            if RunFolder(root).config_dict().get("data_fingerprint") != fingerprint:
                 raise HardmineError(
                     f"the data in {data.data} changed since {root} was made "
                     "(fingerprint differs); use --overwrite or another --out"
                 )
         else:
-            root.mkdir(parents=True, exist_ok=True)
             write_csv(root / SAMPLES_FILE, table)
             facts = {"versions": _versions(), "seed": config.train.seed, "data_fingerprint": fingerprint,
                      "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
@@ -336,6 +468,8 @@ class Run(RunFolder):
         config = folder.run_config()
         if not (folder.root / SPLIT_FILE).exists():
             raise HardmineError(f"{folder.root / SPLIT_FILE} is missing; the run is incomplete")
+        _claim(folder.root)
+        Manifest(folder.root).check_run_files()
         table = folder.samples()
         return cls(folder.root, config, table, make_or_load_split(table, folder.root / SPLIT_FILE))
 

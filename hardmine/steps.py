@@ -27,7 +27,7 @@ from hardmine.inference import Callback
 from hardmine.io import atomic_path, write_csv, write_json, write_parquet_if_available
 from hardmine.metrics import binary_metrics, softmax
 from hardmine.mining import MiningConfig
-from hardmine.runfolder import AUDIT_FILE, Run
+from hardmine.runfolder import AUDIT_FILE, Manifest, Run
 
 
 def train_round(
@@ -160,6 +160,7 @@ def evaluate(
             from hardmine.plots import evaluation_plots
 
             evaluation_plots(labels, prob, threshold, out, split)
+        refresh_records(run)
     distributed.barrier()
     return metrics
 
@@ -219,6 +220,8 @@ def score_round(
     summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
     if audit:
         summary["audit_pairs"] = audit_split(run, model, emb, center, scoring.audit_sim)
+    if distributed.is_main():
+        refresh_records(run)
     distributed.barrier()
     return summary
 
@@ -299,4 +302,12 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     write_csv(out / "weights.csv", pd.DataFrame({"id": ids, "weight": result.weights}))
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
     write_json(out / "mining.json", summary)
+    refresh_records(run)
     return summary
+
+
+def refresh_records(run: Run) -> None:
+    """Re-record the checksums of step outputs a command rewrote (a later resume then trusts them)."""
+    manifest = Manifest(run.root)
+    manifest.record()
+    manifest.save()

@@ -99,7 +99,7 @@ def fit(
     state = _TrainState(total_epochs, n_train)
     optimizer = scheduler = net = None
     if resume and (out / "last.pt").exists():
-        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        ckpt = _read_checkpoint(out / "last.pt")
         model.load_state_dict(ckpt["model"])
         state.load(ckpt, out)
     for epoch in range(state.next_epoch, total_epochs):
@@ -260,6 +260,18 @@ def _train_epoch(net, model, loader, optimizer, scheduler, device, config, cw, l
             callback("batch", {"epoch": epoch, "step": step + 1, "steps": len(loader), "loss": float(loss.detach())})
     total, count = distributed.all_reduce_sum(np.array([total, count]))
     return float(total / max(count, 1))
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The resume point, read with ``weights_only``; anything else is one error saying what to do."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+            raise ValueError("it holds no model state")
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for damaged or hostile files
+        raise HardmineError(f"{path} is damaged or not a hardmine checkpoint ({str(exc).splitlines()[0][:200]}); "
+                            "delete it to restart this round's training from its first epoch") from None  # fmt: skip
+    return ckpt
 
 
 def _save(path: Path, obj: Any) -> None:

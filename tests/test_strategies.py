@@ -20,6 +20,19 @@ def _config(data, strategy):
     return RunConfig(DataConfig(data=str(data)), train, rounds=RoundsConfig(strategy=strategy, round_epochs=1))
 
 
+def test_round_epochs_per_strategy_and_equal_budget_compare():
+    from hardmine.compare import epoch_budget
+
+    assert RoundsConfig(strategy="retrain").epochs_per_round(7) == 7
+    assert RoundsConfig(strategy="retrain", round_epochs=3).epochs_per_round(7) == 3  # JTT: short round 0
+    assert RoundsConfig(strategy="finetune").epochs_per_round(8) == 2
+    assert RoundsConfig(strategy="head", round_epochs=3).epochs_per_round(8) == 0
+    config = RunConfig(train=TrainConfig(epochs=5), rounds=RoundsConfig(round_epochs=15))
+    assert epoch_budget(config, 1, ["ce", "hardmine-retrain", "no-mining-finetune"]) == 20
+    with pytest.raises(HardmineError, match="head 5, retrain 20"):
+        epoch_budget(config, 1, ["ce", "hardmine-head", "hardmine-retrain"])
+
+
 @pytest.mark.parametrize("strategy", ["finetune", "retrain", "head"])
 def test_each_strategy_runs_rounds_end_to_end(strategy, demo_dir, tmp_path):
     run = Run.create(tmp_path / strategy, _config(demo_dir, strategy))
@@ -27,7 +40,7 @@ def test_each_strategy_runs_rounds_end_to_end(strategy, demo_dir, tmp_path):
     assert [row["round"] for row in report["rounds"]] == [0, 1]
     assert report["rounds"][1]["strategy"] == strategy
     epochs_round1 = (run.round_dir(1) / "history.jsonl").read_text().count("\n") if strategy != "head" else 0
-    assert epochs_round1 == {"finetune": 1, "retrain": 2, "head": 0}[strategy]
+    assert epochs_round1 == {"finetune": 1, "retrain": 1, "head": 0}[strategy]  # round_epochs=1
     assert run.epochs_trained() == 2 + epochs_round1
     if strategy == "head":
         a, b = run.load_model(run.model_path(0)), run.load_model(run.model_path(1))

@@ -1,0 +1,282 @@
+"""Bad input, damaged run folders, two writers, file modes: one clear line, nothing lost."""
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from hardmine.cli import app
+from hardmine.io import write_json
+from hardmine.lock import LOCK_FILE
+from hardmine.runfolder import Manifest
+
+runner = CliRunner()
+FAST = ["--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]
+
+
+def _image(path: Path, colour=(120, 60, 30)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), colour).save(path)
+
+
+def _assert_one_line_error(result, *expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for word in expected:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo_dir, tmp_path_factory) -> Path:
+    """A completed run (round 0 and one mining round) that tests copy and damage."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    result = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(out), "--n", "1", *FAST])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+# --------------------------------------------------------------------------- bad options and data
+
+
+def _no_metadata(tmp: Path, demo: Path) -> list[str]:
+    data = tmp / "data"
+    shutil.copytree(demo, data)
+    (data / "HAM10000_metadata.csv").unlink()
+    return ["check-data", str(data)]
+
+
+def _same_stem(tmp: Path, demo: Path) -> list[str]:
+    data = tmp / "data"
+    shutil.copytree(demo, data)
+    first = next((data / "HAM10000_images_part_1").glob("*.jpg"))
+    shutil.copy(first, data / "HAM10000_images_part_2" / first.name)
+    return ["check-data", str(data)]
+
+
+def _symlink_image_outside(tmp: Path, demo: Path) -> list[str]:
+    data = tmp / "data"
+    shutil.copytree(demo, data)
+    victim = next((data / "HAM10000_images_part_1").glob("*.jpg"))
+    shutil.move(victim, tmp / "outside.jpg")
+    victim.symlink_to(tmp / "outside.jpg")
+    return ["check-data", str(data)]
+
+
+def _symlink_class_outside(tmp: Path, demo: Path) -> list[str]:
+    _image(tmp / "elsewhere" / "a.png")
+    _image(tmp / "data" / "nv" / "b.png")
+    (tmp / "data" / "mel").symlink_to(tmp / "elsewhere")
+    return ["check-data", str(tmp / "data")]
+
+
+def _lesion_in_both_classes(tmp: Path, demo: Path) -> list[str]:
+    for name in ("a", "b", "c"):
+        _image(tmp / "data" / f"{name}.png")
+    frame = pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "label": [1, 0, 0], "group": ["L1", "L1", "L2"]})
+    frame.to_csv(tmp / "data" / "manifest.csv", index=False)
+    return ["check-data", str(tmp / "data")]
+
+
+def _one_class(tmp: Path, demo: Path) -> list[str]:
+    _image(tmp / "data" / "nv" / "a.png")
+    return ["check-data", str(tmp / "data")]
+
+
+def _folders_on_a_file(tmp: Path, demo: Path) -> list[str]:
+    (tmp / "m.csv").write_text("path,label\n")
+    return ["check-data", str(tmp / "m.csv"), "--source", "folders"]
+
+
+def _train(*extra: str):
+    return lambda tmp, demo: ["train", "--data", str(demo), "--out", str(tmp / "run"), *FAST, *extra]
+
+
+def _round(*extra: str):
+    return lambda tmp, demo: ["round", "--data", str(demo), "--out", str(tmp / "run"), "--n", "1", *FAST, *extra]
+
+
+def _out_is_file(tmp: Path, demo: Path) -> list[str]:
+    (tmp / "run").write_text("not a folder")
+    return ["round", "--data", str(demo), "--out", str(tmp / "run"), *FAST]
+
+
+def _out_under_file(tmp: Path, demo: Path) -> list[str]:
+    (tmp / "blocker").write_text("a file where a folder should be")
+    return ["train", "--data", str(demo), "--out", str(tmp / "blocker" / "run"), *FAST]
+
+
+BAD_INPUTS = {
+    "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
+    "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
+    "zero image size": (_train("--image-size", "0"), ["--image-size 0"]),
+    "unknown device": (_train("--device", "foo"), ["--device 'foo'", "cuda:N"]),
+    "negative workers": (_train("--workers", "-1"), ["--workers -1"]),
+    "unknown model": (_train("--model", "foo"), ["--model 'foo'"]),
+    "missing weights file": (_train("--weights", "nope.pt"), ["nope.pt", "not found"]),
+    "ema out of range": (_round("--ema", "2"), ["ema"]),
+    "unknown index codec": (_round("--index-codec", "zip"), ["zip"]),
+    "negative alpha": (_round("--alpha", "-100"), ["alpha"]),
+    "audit similarity above 1": (_round("--audit-sim", "5"), ["--audit-sim 5.0", "(0, 1]"]),
+    "out is a file": (_out_is_file, ["is a file"]),
+    "out under a file": (_out_under_file, ["blocker", "Not a directory"]),
+    "HAM10000 folders without metadata": (_no_metadata, ["HAM10000_metadata.csv not found", "not classes"]),
+    "two images with one stem": (_same_stem, ["two images named"]),
+    "symlinked image outside the root": (_symlink_image_outside, ["outside the data root"]),
+    "symlinked class folder outside the root": (_symlink_class_outside, ["outside the data root"]),
+    "lesion in both classes": (_lesion_in_both_classes, ["lesion 'L1'", "both classes"]),
+    "a single class": (_one_class, ["only one class found (nv)"]),
+    "folders source on a file": (_folders_on_a_file, ["m.csv is a file", "sub-folder per class"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_before_anything_is_written(case, demo_dir, tmp_path):
+    make_args, expected = BAD_INPUTS[case]
+    args = make_args(tmp_path, demo_dir)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = runner.invoke(app, args)
+    _assert_one_line_error(result, *expected)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_bad_gallery_and_checkpoint_options_leave_the_run_unchanged(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    manifest = (run / "manifest.json").read_text()
+    _assert_one_line_error(runner.invoke(app, ["gallery", str(run), "--top-n", "-5"]), "--top-n -5")
+    _assert_one_line_error(runner.invoke(app, ["evaluate", str(run), "--checkpoint", "nope.pt"]), "nope.pt not found")
+    assert (run / "manifest.json").read_text() == manifest
+
+
+def test_empty_lesion_ids_become_their_own_groups_with_a_warning(tmp_path):
+    for name in ("a", "b", "c", "d"):
+        _image(tmp_path / f"{name}.png")
+    frame = pd.DataFrame({"path": ["a.png", "b.png", "c.png", "d.png"], "label": [1, 0, 0, 0],
+                          "group": ["", "", "L2", "L2"]})  # fmt: skip
+    frame.to_csv(tmp_path / "manifest.csv", index=False)
+    from hardmine.data import load_samples
+    from hardmine.errors import HardmineWarning
+
+    with pytest.warns(HardmineWarning, match="2 image\\(s\\) have no lesion id"):
+        table, _ = load_samples(tmp_path)
+    assert table["group"].tolist() == ["a", "b", "L2", "L2"]
+    result = runner.invoke(app, ["check-data", str(tmp_path)])
+    assert result.exit_code == 0 and "warning: 2 image(s) have no lesion id" in result.stderr
+
+
+# --------------------------------------------------------------------------- damaged run folders
+
+
+def _truncate(name: str, size: int = 10):
+    def damage(run: Path) -> None:
+        with open(run / name, "r+b") as fh:
+            fh.truncate(size)
+
+    return damage
+
+
+def _write(name: str, text: str):
+    return lambda run: (run / name).write_text(text)
+
+
+def _poisoned_resume_point(run: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > pwned.txt",))
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["steps"] = [s for s in manifest["steps"] if not s.startswith("r001")]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "round-001" / "last.pt").write_bytes(pickle.dumps({"model": Evil()}, protocol=2))
+
+
+# damage -> None when resume must redo the damaged step, else words its one-line error names
+DAMAGE = {
+    "truncated round-001 scores": (_truncate("round-001/scores.csv", 100), None),
+    "truncated round-000 metrics": (_truncate("round-000/metrics.json"), None),
+    "truncated round-000 embeddings": (_truncate("round-000/embeddings.npy", 200), None),
+    "truncated round-000 model": (_truncate("round-000/model.pt", 1000), None),
+    "edited round-000 weights": (_write("round-000/weights.csv", "id,weight\nx,1\n"), None),
+    "truncated manifest": (_truncate("manifest.json"), ["manifest.json is damaged", "delete it"]),
+    "truncated config": (_truncate("config.json"), ["config.json is damaged"]),
+    "config holding a list": (_write("config.json", "[]"), ["config.json is damaged"]),
+    "truncated split": (_truncate("split.csv"), ["split.csv is damaged", "cannot be rebuilt"]),
+    "poisoned resume point": (_poisoned_resume_point, ["last.pt is damaged or not a hardmine checkpoint"]),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_resume_redoes_a_damaged_step_or_names_the_file(case, finished_run, demo_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    orphan = run / "round-001" / ".scores.csv.abc.tmp"
+    orphan.write_text("left by a kill")
+    damage, expected = DAMAGE[case]
+    damage(run)
+    result = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", "--resume", *FAST])
+    if expected is not None:
+        _assert_one_line_error(result, *expected)
+        assert not (tmp_path / "pwned.txt").exists()
+        return
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "is damaged" in result.stderr
+    manifest = Manifest(run)
+    assert [s.key for s in manifest.steps] == [s.key for s in Manifest(finished_run).steps]
+    assert manifest.verify() == []
+    assert not orphan.exists()
+
+
+def test_reader_refuses_a_file_shorter_than_recorded(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    _truncate("round-000/metrics.json")(run)
+    result = runner.invoke(app, ["evaluate", str(run), "--round", "0", "--split", "test"])  # reads its threshold
+    _assert_one_line_error(result, "metrics.json is damaged", "--resume")
+
+
+# --------------------------------------------------------------------------- one writer, file modes
+
+
+def test_second_writer_is_refused_while_the_first_completes(demo_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "1", "--epochs", "12", "--image-size", "24",
+            "--device", "cpu", "--workers", "0"]  # fmt: skip
+    first = subprocess.Popen([sys.executable, "-m", "hardmine", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lock = out / LOCK_FILE
+    deadline = time.time() + 120
+    while not (lock.exists() and f"pid {first.pid}" in lock.read_text()):
+        assert first.poll() is None and time.time() < deadline, "the first run never took the lock"
+        time.sleep(0.1)
+    second = runner.invoke(app, args)
+    _assert_one_line_error(second, "is in use by", f"pid {first.pid}")
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-2000:]
+    steps = [s.key for s in Manifest(out).steps]
+    assert steps == ["r000:train", "r000:score", "r000:mine", "r001:train", "r001:score", "r001:mine", "r001:report"]
+    assert Manifest(out).verify() == []
+    # the first process is gone: its lock went with it
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
