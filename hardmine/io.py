@@ -62,6 +62,15 @@ def read_json(path: str | os.PathLike) -> Any:
         raise HardmineError(f"{path} is damaged (not valid JSON: {str(exc).splitlines()[0]})") from None
 
 
+def load_array(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
+    """``np.load`` of a ``.npy`` file (memory-mapped with ``mmap``); a damaged one raises :class:`HardmineError`."""
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError) as exc:
+        raise HardmineError(f"{path} is damaged ({str(exc).splitlines()[0]}); `hardmine round --resume` on its "
+                            "run redoes the step that wrote it") from None  # fmt: skip
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
     digest = hashlib.sha256()

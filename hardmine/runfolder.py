@@ -40,7 +40,7 @@ import pandas as pd
 from hardmine import __version__
 from hardmine.config import RunConfig, ThresholdConfig, comparable, first_difference
 from hardmine.errors import HardmineError
-from hardmine.io import TMP_SUFFIX, file_digest, read_json, write_csv, write_json
+from hardmine.io import TMP_SUFFIX, file_digest, load_array, read_json, write_csv, write_json
 from hardmine.lock import LOCK_FILE, lock_run, unlock_run
 
 CONFIG_FILE = "config.json"
@@ -315,6 +315,10 @@ class RunFolder:
     def external_preds_path(self, r: int) -> Path:
         """Round ``r``'s model's predictions on an external data set (``hardmine compare --external``)."""
         return self.round_dir(r) / "preds_external.csv"
+
+    def embeddings(self, r: int) -> np.ndarray:
+        """(N, D) L2-normalised training embeddings of round ``r`` (rows as in ``scores.csv``), memory-mapped."""
+        return load_array(self._file(r, "embeddings.npy", f"run `hardmine score` for round {r} first"), mmap=True)
 
     def val_metrics(self, r: int) -> dict[str, Any]:
         return read_json(self._file(r, "metrics.json", f"evaluate round {r} on val first"))

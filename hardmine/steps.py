@@ -24,7 +24,7 @@ from hardmine import distributed
 from hardmine.config import ScoringConfig, TrainConfig
 from hardmine.errors import HardmineError
 from hardmine.inference import Callback
-from hardmine.io import atomic_path, write_csv, write_json, write_parquet_if_available
+from hardmine.io import atomic_path, load_array, write_csv, write_json, write_parquet_if_available
 from hardmine.metrics import binary_metrics, softmax
 from hardmine.mining import MiningConfig
 from hardmine.runfolder import AUDIT_FILE, Manifest, Run
@@ -103,7 +103,10 @@ def _features(run: Run, model, r: int, split: str, callback: Callback | None) ->
 
     path = run.features_path(r, split)
     if path.exists():
-        return np.load(path, allow_pickle=False)
+        try:
+            return load_array(path)
+        except HardmineError:
+            path.unlink()  # a damaged cache is recomputed
     cfg = run.config.train
     device = resolve_device(distributed.local_device(cfg.device))
     _, emb = predict(model, run.dataset(split), cfg.batch_size * 2, device, cfg.amp, cfg.num_workers,
@@ -278,10 +281,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
 
     out = run.round_dir(r)
     scores = run.scores(r)
-    emb_path = out / "embeddings.npy"
-    if not emb_path.exists():
-        raise HardmineError(f"{emb_path} missing: run `hardmine score` for round {r} first")
-    emb = np.load(emb_path, allow_pickle=False, mmap_mode="r")
+    emb = run.embeddings(r)
     train_part = run.part("train")
     ids = train_part["id"]
     if len(scores) != len(emb) or len(scores) != len(train_part) or (scores["id"].to_numpy() != ids.to_numpy()).any():

@@ -239,12 +239,27 @@ def test_resume_redoes_a_damaged_step_or_names_the_file(case, finished_run, demo
     assert not orphan.exists()
 
 
-def test_reader_refuses_a_file_shorter_than_recorded(finished_run, tmp_path):
+@pytest.mark.parametrize(("name", "command"), [
+    ("metrics.json", ["evaluate", "--round", "0", "--split", "test"]),  # reads the tuned threshold
+    ("embeddings.npy", ["mine", "--round", "0"]),
+    ("mined.csv", ["gallery", "--round", "0"]),
+])  # fmt: skip
+def test_reader_refuses_a_damaged_file(finished_run, tmp_path, name, command):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    _truncate("round-000/metrics.json")(run)
-    result = runner.invoke(app, ["evaluate", str(run), "--round", "0", "--split", "test"])  # reads its threshold
-    _assert_one_line_error(result, "metrics.json is damaged", "--resume")
+    _truncate(f"round-000/{name}", 200)(run)
+    result = runner.invoke(app, [command[0], str(run), *command[1:]])
+    _assert_one_line_error(result, f"{name} is damaged", "--resume")
+
+
+def test_damaged_array_without_a_record_is_one_error(tmp_path):
+    from hardmine.errors import HardmineError
+    from hardmine.io import load_array
+
+    np_path = tmp_path / "x.npy"
+    np_path.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(HardmineError, match="x.npy is damaged"):
+        load_array(np_path, mmap=True)
 
 
 # --------------------------------------------------------------------------- one writer, file modes
