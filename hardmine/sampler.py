@@ -1,9 +1,12 @@
 """The torch ``Sampler`` that draws training indices by curriculum weights.
 
 :class:`CurriculumSampler` draws indices with probability proportional to the
-weights: seeded, reproducible per epoch (``set_epoch``), and DDP-aware (every
-rank draws the same sequence from ``seed + epoch`` and takes a disjoint stride
-of it). The weights themselves come from :mod:`hardmine.curriculum` (numpy).
+weights: seeded, reproducible per epoch, and DDP-aware (every rank draws the
+same sequence from ``seed + epoch`` and takes a disjoint stride of it). Each
+pass over it moves to the next epoch by itself, so a loop that never calls
+``set_epoch`` still sees a new order every epoch; a loop that calls
+``set_epoch(e)`` (as DDP loops do) gets exactly epoch ``e``. The weights
+themselves come from :mod:`hardmine.curriculum` (numpy).
 """
 
 from __future__ import annotations
@@ -50,8 +53,17 @@ class CurriculumSampler(Sampler[int]):
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
         self.epoch = 0
+        self._epoch_set = False  # set_epoch called since the last pass
+        self._passes = 0
         self.update_weights(weights)
-        self.total = int(num_samples) if num_samples is not None else len(self.weights)
+        self.set_num_samples(num_samples)
+
+    def set_num_samples(self, num_samples: int | None) -> None:
+        """Draws per epoch over all replicas (None: one per sample)."""
+        total = int(num_samples) if num_samples is not None else len(self.weights)
+        if total < 1:
+            raise HardmineError(f"num_samples must be at least 1; got {num_samples}")
+        self.total = total
         self.per_replica = -(-self.total // self.num_replicas)
 
     def update_weights(self, weights: np.ndarray) -> None:
@@ -64,7 +76,14 @@ class CurriculumSampler(Sampler[int]):
         self.weights = torch.as_tensor(w, dtype=torch.float64)
 
     def set_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s order on the next pass (every DDP rank must call it alike)."""
         self.epoch = int(epoch)
+        self._epoch_set = True
+
+    @property
+    def next_epoch(self) -> int:
+        """The epoch the next pass draws (what a resumed loop passes to ``set_epoch``)."""
+        return self.epoch if self._epoch_set or not self._passes else self.epoch + 1
 
     def full_sequence(self) -> torch.Tensor:
         """The whole epoch's draw (before the DDP stride), padded to a multiple of replicas."""
@@ -76,6 +95,10 @@ class CurriculumSampler(Sampler[int]):
         return seq
 
     def __iter__(self) -> Iterator[int]:
+        if self._passes and not self._epoch_set:
+            self.epoch += 1  # nobody called set_epoch since the last pass: move on by ourselves
+        self._epoch_set = False
+        self._passes += 1
         return iter(self.full_sequence()[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:

@@ -76,3 +76,97 @@ def test_plain_pytorch_loop_example_runs(demo_dir, monkeypatch, capsys):
     miner = module["main"](["--data", str(demo_dir), "--rounds", "2", "--epochs", "1", "--size", "24"])
     assert miner.round == 2
     assert "round 1:" in capsys.readouterr().out
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """(x, y, index) or dict samples over tensors."""
+
+    def __init__(self, x, y, as_dict=False):
+        self.x, self.y, self.as_dict = x, y, as_dict
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        if self.as_dict:
+            return {"image": self.x[i], "label": self.y[i], "index": i}
+        return self.x[i], self.y[i], i
+
+
+def _model_and_data(outputs=2, n=60):
+    torch.manual_seed(0)
+    x = torch.randn(n, 6)
+    y = (x[:, 0] > 0.5).long()
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, outputs)), x, y
+
+
+def test_shuffled_loader_is_mapped_by_index_or_refused():
+    model, x, y = _model_and_data()
+    expected = torch.softmax(model(x), 1)[:, 1].detach().numpy()
+    for dataset in (_Indexed(x, y), _Indexed(x, y, as_dict=True)):
+        probs, _ = forward_collect(model, DataLoader(dataset, batch_size=16, shuffle=True), 60, labels=y.numpy())
+        assert np.allclose(probs, expected, atol=1e-6)
+    miner = HardMiner(y.numpy(), k=3)
+    with pytest.raises(ValueError, match="draws with RandomSampler .* no sample index"):
+        miner.score(model, DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True))
+    # an iterable in another order, without indices: its labels give it away
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(1))
+    batches = [(x[order[i : i + 20]], y[order[i : i + 20]]) for i in range(0, 60, 20)]
+    with pytest.raises(ValueError, match="in another order than the miner's labels"):
+        miner.score(model, batches)
+    assert miner.round == 0
+
+
+@pytest.mark.parametrize(("outputs", "positive_class"), [(1, None), (3, 2)])
+def test_single_logit_and_one_vs_rest_models(outputs, positive_class):
+    model, x, y = _model_and_data(outputs)
+    logits = model(x).detach()
+    expected = torch.sigmoid(logits[:, 0]) if outputs == 1 else torch.softmax(logits, 1)[:, positive_class]
+    probs, _ = forward_collect(model, DataLoader(TensorDataset(x, y), batch_size=16), 60,
+                               positive_class=positive_class)  # fmt: skip
+    assert np.allclose(probs, expected.numpy(), atol=1e-6)
+    class_ids = y * (positive_class or 1)  # one-vs-rest: the loader yields class ids, the miner holds 0/1
+    HardMiner(y.numpy(), k=3).score(model, DataLoader(TensorDataset(x, class_ids), batch_size=16),
+                                    positive_class=positive_class)  # fmt: skip
+
+
+def test_unreadable_batches_and_logits_are_clear_errors():
+    model, x, y = _model_and_data(3)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    with pytest.raises(ValueError, match="3 logits per sample; pass positive_class"):
+        forward_collect(model, loader, 60)
+    with pytest.raises(ValueError, match="positive_class=5 but the model returns 3 logits"):
+        forward_collect(model, loader, 60, positive_class=5)
+    with pytest.raises(ValueError, match="a tuple of 4"):
+        forward_collect(model, [(x, y, y, y)], 60)
+    with pytest.raises(ValueError, match="dict batch needs an image under one of image"):
+        forward_collect(model, [{"pixels": x}], 60)
+    model2 = nn.Sequential(nn.Linear(6, 4), nn.Unflatten(1, (2, 2)))
+    with pytest.raises(ValueError, match="logits of shape \\(16, 2, 2\\)"):
+        forward_collect(model2, loader, 60)
+
+
+def test_sampler_moves_to_a_new_order_each_epoch_by_itself():
+    from hardmine.sampler import CurriculumSampler
+
+    w = np.ones(50)
+    s = CurriculumSampler(w, seed=3, num_replicas=1, rank=0)
+    epochs = [list(s) for _ in range(3)]
+    assert epochs[0] != epochs[1] != epochs[2]
+    reference = CurriculumSampler(w, seed=3, num_replicas=1, rank=0)
+    reference.set_epoch(2)
+    assert list(reference) == epochs[2]
+    reference.set_epoch(2)  # DDP style: set_epoch every epoch gives exactly that epoch
+    assert list(reference) == epochs[2]
+    assert s.next_epoch == 3
+
+
+def test_miner_sampler_honours_num_samples_and_resumes_the_epoch(tmp_path):
+    labels, _, _ = _arrays()
+    miner = HardMiner(labels)
+    assert len(miner.sampler()) == 200 and len(miner.sampler(num_samples=50)) == 50
+    assert len(list(miner.sampler())) == 200
+    list(miner.sampler())
+    resumed = HardMiner(labels)
+    resumed.load_state_dict(miner.state_dict())
+    assert list(resumed.sampler()) == list(miner.sampler())
