@@ -1,0 +1,144 @@
+"""fastai and Lightning callbacks: the curriculum reaches the training loader; the examples run."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from hardmine import HardMiner
+from hardmine.sampler import CurriculumSampler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data(n=120):
+    torch.manual_seed(0)
+    x = torch.randn(n, 6)
+    y = (x[:, 0] > 0.8).long()
+    return x, y, torch.arange(n)
+
+
+def _spy_weights(miner: HardMiner) -> list[np.ndarray]:
+    """The miner's weights after each mining, in order."""
+    seen, update = [], miner.update
+
+    def recording(*args, **kwargs):
+        result = update(*args, **kwargs)
+        seen.append(miner.weights.copy())
+        return result
+
+    miner.update = recording
+    return seen
+
+
+def _curriculum_draw(weights, seed, epoch, n):
+    reference = CurriculumSampler(weights, num_samples=n, seed=seed, num_replicas=1, rank=0)
+    reference.set_epoch(epoch)
+    return list(reference)
+
+
+def test_lightning_callback_feeds_the_curriculum_to_the_training_loader():
+    pl = pytest.importorskip("lightning.pytorch")
+    from hardmine.integrations.lightning import HardMiningCallback
+
+    x, y, idx = _data()
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+            self.drawn: dict[int, list[int]] = {}
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            xb, yb, ib = batch
+            self.drawn.setdefault(self.current_epoch, []).extend(ib.tolist())
+            return nn.functional.cross_entropy(self(xb), yb)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    miner = HardMiner(y.numpy(), k=5, seed=1)
+    weights = _spy_weights(miner)
+    mining = HardMiningCallback(miner, DataLoader(TensorDataset(x, y), batch_size=64), every_n_epochs=1)
+    module = Module()
+    trainer = pl.Trainer(max_epochs=3, callbacks=[mining], accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(x, y, idx), sampler=miner.sampler(), batch_size=32))
+    assert [row["epoch"] for row in mining.history] == [1, 2, 3] and miner.round == 3
+    assert not np.allclose(weights[0], weights[0].mean())  # the mined curriculum is not uniform
+    for epoch in (1, 2):  # every epoch after a mining draws by that mining's weights
+        assert module.drawn[epoch] == _curriculum_draw(weights[epoch - 1], 1, epoch, 120)
+    # a loader that ignores the miner's sampler is refused before training
+    plain = DataLoader(TensorDataset(x, y, idx), batch_size=32)
+    with pytest.raises(ValueError, match="does not draw with miner.sampler"):
+        pl.Trainer(max_epochs=1, callbacks=[HardMiningCallback(miner, DataLoader(TensorDataset(x, y)))],
+                   accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False).fit(Module(), plain)  # fmt: skip
+
+
+def test_fastai_callback_feeds_the_curriculum_to_the_training_loader():
+    pytest.importorskip("fastai")
+    import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
+    from fastai.data.core import DataLoaders
+    from fastai.data.load import DataLoader as FastaiLoader
+    from fastai.learner import Learner
+    from fastai.torch_core import Module
+
+    from hardmine.integrations.fastai import HardMiningCallback
+
+    x, y, idx = _data()
+    features = torch.cat([x, idx[:, None].float()], dim=1)  # the last column tells the recorder which row it is
+
+    class DropIndex(Module):
+        def __init__(self):
+            self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+
+        def forward(self, xb):
+            return self.net(xb[:, :-1])
+
+    from fastai.callback.core import Callback
+
+    class Recorder(Callback):
+        order = 70
+
+        def before_fit(self):
+            self.drawn = {}
+
+        def before_batch(self):
+            if self.training:
+                self.drawn.setdefault(self.epoch, []).extend(self.xb[0][:, -1].long().tolist())
+
+    train = TensorDataset(features, y)
+    dls = DataLoaders(FastaiLoader(train, bs=32, shuffle=True), FastaiLoader(TensorDataset(features[:40], y[:40]),
+                                                                               bs=64), device="cpu")  # fmt: skip
+    miner = HardMiner(y.numpy(), k=5, seed=2)
+    balanced = miner.weights.copy()
+    weights = _spy_weights(miner)
+    mining = HardMiningCallback(miner, every=1, score_dl=DataLoader(train, batch_size=64))
+    recorder = Recorder()
+    learn = Learner(dls, DropIndex(), loss_func=nn.CrossEntropyLoss(), cbs=[mining, recorder])
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(3, 0.05)
+    assert [row["epoch"] for row in mining.history] == [1, 2, 3] and miner.round == 3
+    assert recorder.drawn[0] == _curriculum_draw(balanced, 2, 0, 120)  # class-balanced before any mining
+    for epoch in (1, 2):
+        assert recorder.drawn[epoch] == _curriculum_draw(weights[epoch - 1], 2, epoch, 120)
+    assert dls.train.get_idxs.__name__ != "<lambda>"  # fastai's own sampling is back after fit
+
+
+@pytest.mark.parametrize("example", ["fastai_callback", "lightning_callback"])
+def test_framework_examples_run(example, demo_dir, monkeypatch, capsys):
+    pytest.importorskip("fastai" if example.startswith("fastai") else "lightning")
+    monkeypatch.setattr(sys, "argv", [f"{example}.py"])
+    module = runpy.run_path(str(ROOT / "examples" / f"{example}.py"))
+    mining = module["main"](["--data", str(demo_dir), "--epochs", "2", "--size", "24"])
+    assert [row["epoch"] for row in mining.history] == [1, 2]
+    assert "epoch 2:" in capsys.readouterr().out
