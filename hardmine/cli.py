@@ -294,6 +294,33 @@ def compare_cmd(
     console.print(f"wrote {Path(out) / 'compare.csv'}, compare_runs.csv, compare_paired.csv, compare_paired.png")
 
 
+@command("predict")
+def predict_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    images: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or CSVs with a "
+                                        "path column."),  # fmt: skip
+    round_: str = typer.Option("best", "--round", help="best (chosen on validation) or a round number."),
+    out: Path = typer.Option(Path("predictions.csv"), "--out", help="CSV to write."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default: the run's)."),
+) -> None:
+    """Probabilities and decisions at the run's validation-tuned threshold for new images."""
+    from hardmine.data import image_inputs
+    from hardmine.io import write_csv
+    from hardmine.runfolder import RunFolder
+    from hardmine.steps import predict_images
+
+    if round_ != "best" and not round_.isdigit():
+        raise HardmineError(f"--round {round_!r} is not valid; expected best or a round number")
+    paths = image_inputs(images)
+    with progress_bars() as progress:
+        table = predict_images(RunFolder(run_dir), paths, None if round_ == "best" else int(round_), device=device,
+                               callback=ProgressEvents(progress))  # fmt: skip
+    write_csv(out, table)
+    counts = table["prediction"].value_counts()
+    console.print(f"round {table['round'].iloc[0]}, threshold {table['threshold'].iloc[0]:.3f}: "
+                  + ", ".join(f"{n} {name}" for name, n in counts.items()) + f" -> {out}")
+
+
 @command("gallery")
 def gallery_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory."),

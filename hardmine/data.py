@@ -129,6 +129,47 @@ def detect_source(root: Path, metadata: str | os.PathLike | None = None) -> str:
     )
 
 
+def image_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Image paths from image files, folders (searched recursively) and CSVs with a ``path`` column.
+
+    Relative CSV paths are relative to the CSV's folder and may not leave it;
+    absolute ones are taken as given (a list of files the user names). The order
+    is that of ``inputs`` (folders sorted). Raises :class:`DataError` naming an
+    input that does not exist, is not an image, or yields no image.
+    """
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))  # fmt: skip
+            if not images:
+                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+            found += images
+        elif path.is_file() and path.suffix.lower() == ".csv":
+            frame = _read_csv(path)
+            _require_columns(frame, ("path",), path)
+            base = path.parent.resolve()
+            for row, rel in enumerate(frame["path"], start=2):
+                if Path(rel).is_absolute():  # the user's own list of files, named in full
+                    found.append(rel)
+                    continue
+                try:
+                    found.append(str(resolve_inside(base, rel)))
+                except DataError:
+                    raise DataError(f"{path} row {row}: path {rel!r} resolves outside {base}") from None
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(str(path))
+        elif path.exists():
+            raise DataError(f"{path} is not an image ({', '.join(IMAGE_SUFFIXES)}), a folder or a CSV of paths")
+        else:
+            raise DataError(f"{path} does not exist")
+    missing = [p for p in found if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} listed image(s) not found, first: {missing[0]}")
+    return found
+
+
 def find_unreadable(paths: Sequence[str] | pd.Series) -> list[str]:
     """Return the paths that PIL cannot decode (checked at reduced scale for speed)."""
     from PIL import Image

@@ -27,7 +27,7 @@ from hardmine.inference import Callback
 from hardmine.io import atomic_path, load_array, write_csv, write_json, write_parquet_if_available
 from hardmine.metrics import binary_metrics, softmax
 from hardmine.mining import MiningConfig
-from hardmine.runfolder import AUDIT_FILE, Manifest, Run
+from hardmine.runfolder import AUDIT_FILE, Manifest, Run, RunFolder
 
 
 def train_round(
@@ -311,3 +311,35 @@ def refresh_records(run: Run) -> None:
     manifest = Manifest(run.root)
     manifest.record()
     manifest.save()
+
+
+def predict_images(
+    folder: RunFolder, paths: list[str], r: int | None = None, *, device: str | None = None,
+    callback: Callback | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Round ``r``'s (default: the best round's) probabilities and decisions for image files.
+
+    Reads the run without locking it (a run may go on training meanwhile).
+    Returns one row per path: ``path, prob_pos`` (P(positive), higher = more
+    likely positive), ``prediction`` (class name at the round's validation-tuned
+    threshold), ``threshold, round``.
+    """
+    from hardmine.data import ImageDataset
+    from hardmine.inference import predict, resolve_device
+    from hardmine.models import build_model, load_weights
+
+    config = folder.run_config()
+    r = folder.best_round(folder.rounds_with("metrics.json")) if r is None else r
+    threshold = folder.threshold(r)
+    model = build_model(config.train.model, "none")
+    load_weights(model, folder.model_path(r))
+    table = pd.DataFrame({"path": paths, "label": 0})
+    dataset = ImageDataset(table, config.train.image_size, train=False, augment=config.train.augment)
+    cfg = config.train
+    logits, _ = predict(model, dataset, cfg.batch_size * 2, resolve_device(device or cfg.device), cfg.amp,
+                        cfg.num_workers, callback=callback)  # fmt: skip
+    prob = softmax(logits)[:, 1]
+    names = folder.class_names()
+    return pd.DataFrame({"path": paths, "prob_pos": prob,
+                         "prediction": np.where(prob >= threshold, names[1], names[0]),
+                         "threshold": threshold, "round": r})  # fmt: skip

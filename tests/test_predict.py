@@ -1,0 +1,58 @@
+"""`hardmine predict`: the best round's probabilities and decisions for new images."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from hardmine.cli import app
+from hardmine.data import image_inputs
+from hardmine.errors import DataError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(demo_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict") / "run"
+    args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "1", "--epochs", "2", "--image-size", "24",
+            "--device", "cpu", "--workers", "0"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    return out
+
+
+def test_predict_reproduces_the_best_rounds_test_predictions(run_dir, tmp_path):
+    best = json.loads((run_dir / "report.json").read_text())["best_round"]
+    expected = pd.read_csv(run_dir / f"round-{best:03d}" / "preds_test.csv", dtype={"id": str})
+    samples = pd.read_csv(run_dir / "samples.csv", dtype={"id": str}).set_index("id")
+    pd.DataFrame({"path": samples.loc[expected["id"], "path"].to_numpy()}).to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "predictions.csv"
+    result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    threshold = json.loads((run_dir / f"round-{best:03d}" / "metrics.json").read_text())["threshold"]
+    assert (table["round"] == best).all() and np.allclose(table["threshold"], threshold)
+    assert np.allclose(table["prob_pos"], expected["prob_pos"], atol=1e-5)
+    assert (table["prediction"] == np.where(table["prob_pos"] >= threshold, "mel", "nv")).all()
+    zero = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"), "--round", "0",
+                               "--out", str(tmp_path / "r0.csv")])  # fmt: skip
+    assert zero.exit_code == 0 and (pd.read_csv(tmp_path / "r0.csv")["round"] == 0).all()
+
+
+def test_image_inputs_from_files_folders_and_csvs(demo_dir, tmp_path):
+    folder = demo_dir / "HAM10000_images_part_1"
+    images = sorted(str(p) for p in folder.glob("*.jpg"))
+    assert image_inputs([folder]) == images
+    assert image_inputs([images[0], folder]) == [images[0], *images]
+    (tmp_path / "x.csv").write_text("path\n../escape.jpg\n")
+    with pytest.raises(DataError, match="row 2: path '../escape.jpg' resolves outside"):
+        image_inputs([tmp_path / "x.csv"])
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match="notes.txt is not an image"):
+        image_inputs([tmp_path / "notes.txt"])
+    with pytest.raises(DataError, match="no images"):
+        image_inputs([tmp_path])
+    result = runner.invoke(app, ["predict", str(tmp_path), str(tmp_path / "missing.jpg")])
+    assert result.exit_code == 2 and "missing.jpg does not exist" in result.stderr
