@@ -289,8 +289,9 @@ def compare_cmd(
     console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)", digits=0))
     if len(result.paired):
         main = result.paired[~result.paired["metric"].str.startswith("sens[")]
-        console.print(frame_table(main, f"paired differences against {result.best_baseline} (the best baseline "
-                                        "on validation), 95% bootstrap over seeds and lesions"))  # fmt: skip
+        console.print(frame_table(main, f"paired differences, method minus baseline ({result.best_baseline} is the "
+                                        "best on validation; no-mining-* is the ablation of hardmine-*), 95% "
+                                        "bootstrap over seeds and lesions"))  # fmt: skip
     console.print(f"wrote {Path(out) / 'compare.csv'}, compare_runs.csv, compare_paired.csv, compare_paired.png")
 
 
@@ -349,7 +350,23 @@ def main() -> None:
         distributed.setup_from_env()
         if not distributed.is_main():
             console.quiet = True  # rank 0 alone prints
-    app()
+    try:  # typer >= 0.2x carries its own click
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover - older typer on click itself
+        from click import exceptions as click_errors
+
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `hardmine` alone: the overview
+            console.print(exc.ctx.get_help())
+        else:  # a bad option value or a missing argument: one line, like hardmine's own errors
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            err_console.print(f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ groups to a command's signature and hands the command a validated
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 from collections.abc import Callable
@@ -18,15 +19,31 @@ from typing import Any
 
 import typer
 
-from hardmine.config import (
-    DataConfig,
-    RoundsConfig,
-    RunConfig,
-    ScoringConfig,
-    ThresholdConfig,
-    TrainConfig,
-)
-from hardmine.mining import MiningConfig
+from hardmine import config as cfg
+from hardmine.config import DataConfig, RoundsConfig, RunConfig, ScoringConfig, ThresholdConfig, TrainConfig
+from hardmine.data import AUGMENTS, SOURCES
+from hardmine.metrics import THRESHOLD_RULES
+from hardmine.mining import EXPAND, HARDNESS, QUARANTINE, MiningConfig
+
+
+def choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """A str Enum of the valid values, so ``--help`` lists them and shells complete them."""
+    return enum.Enum(name, {value: value for value in values}, type=str)
+
+
+Source = choice("Source", SOURCES)
+Augment = choice("Augment", AUGMENTS)
+Schedule = choice("Schedule", cfg.SCHEDULES)
+Loss = choice("Loss", cfg.LOSSES)
+Weighting = choice("Weighting", cfg.CLASS_WEIGHTING)
+Sampling = choice("Sampling", cfg.SAMPLING)
+Rule = choice("Rule", THRESHOLD_RULES)
+Hardness = choice("Hardness", HARDNESS)
+Quarantine = choice("Quarantine", QUARANTINE)
+Expand = choice("Expand", EXPAND)
+ScoreSource = choice("ScoreSource", cfg.SCORE_SOURCES)
+Strategy = choice("Strategy", cfg.STRATEGIES)
+SelectBy = choice("SelectBy", cfg.SELECT_BY)
 
 
 @dataclass
@@ -42,7 +59,8 @@ class OptionGroup:
     renamed: dict[str, str] = field(default_factory=dict)  # parameter name -> field name
 
     def build(self, values: dict[str, Any]):
-        values = {self.renamed.get(name, name): value for name, value in values.items()}
+        values = {self.renamed.get(name, name): value.value if isinstance(value, enum.Enum) else value
+                  for name, value in values.items()}  # fmt: skip
         return self.kind(**self.convert(values))
 
 
@@ -61,7 +79,7 @@ def _data_values(values: dict[str, Any]) -> dict[str, Any]:
 DATA = OptionGroup("data", DataConfig, "Data", {
     "data": (Path, _opt(..., "--data", help="Data folder (HAM10000 layout, manifest CSV or class folders).",
                         panel="Data")),
-    "source": (str, _opt("auto", help="auto | ham10000 | manifest | folders.", panel="Data")),
+    "source": (Source, _opt("auto", help="Data source kind (auto: detected from the folder).", panel="Data")),
     "metadata": (Path | None, _opt(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv.",
                                    panel="Data")),
     "positive": (str | None, _opt(None, help="Positive class(es), comma list (HAM10000 default: mel).", panel="Data")),
@@ -76,19 +94,18 @@ TRAIN = OptionGroup("train", TrainConfig, _T, {
     "model": (str, _opt("tiny", help="tiny, resnet18, resnet50, efficientnet_b0, convnext_tiny, ...", panel=_T)),
     "weights": (str, _opt("none", help="none | imagenet | PATH to a state dict.", panel=_T)),
     "image_size": (int, _opt(64, help="Images are resized to this square size.", panel=_T)),
-    "augment": (str, _opt("dermoscopy", help="Training augmentation: dermoscopy (flips, rotations, colour) | light "
-                          "(small shifts; for data with an orientation) | none.", panel=_T)),
+    "augment": (Augment, _opt("dermoscopy", help="Training augmentation: dermoscopy (flips, rotations, colour), "
+                              "light (small shifts; for data with an orientation) or none.", panel=_T)),
     "epochs": (int, _opt(20, help="Epochs with the whole network trainable.", panel=_T)),
     "freeze_epochs": (int, _opt(0, help="Epochs training only the head first.", panel=_T)),
     "batch_size": (int, _opt(64, help="Batch size.", panel=_T)),
     "lr": (float, _opt(3e-3, help="Peak learning rate (AdamW).", panel=_T)),
     "weight_decay": (float, _opt(1e-4, help="AdamW weight decay.", panel=_T)),
-    "schedule": (str, _opt("onecycle", help="onecycle | cosine.", panel=_T)),
-    "loss": (str, _opt("ce", help="ce | weighted-ce | focal.", panel=_T)),
-    "class_weighting": (str, _opt("inverse", help="Class weights for weighted-ce/focal: inverse | effective.",
-                                  panel=_T)),
+    "schedule": (Schedule, _opt("onecycle", help="Learning-rate schedule.", panel=_T)),
+    "loss": (Loss, _opt("ce", help="Training loss.", panel=_T)),
+    "class_weighting": (Weighting, _opt("inverse", help="Class weights for weighted-ce and focal.", panel=_T)),
     "focal_gamma": (float, _opt(2.0, help="Focal loss gamma.", panel=_T)),
-    "sampling": (str, _opt("oversample", help="oversample (class-balanced sampling) | none.", panel=_T)),
+    "sampling": (Sampling, _opt("oversample", help="oversample: class-balanced sampling.", panel=_T)),
     "seed": (int, _opt(0, help="Random seed.", panel=_T)),
     "device": (str, _opt("auto", help="auto | cpu | cuda | cuda:N.", panel=_T)),
     "workers": (int | None, _opt(None, help="DataLoader workers (default: chosen for the machine).", panel=_T)),
@@ -96,7 +113,7 @@ TRAIN = OptionGroup("train", TrainConfig, _T, {
 
 _H = "Threshold"
 THRESHOLD = OptionGroup("threshold", ThresholdConfig, _H, {
-    "threshold_by": (str, _opt("cost", help="cost | target-sensitivity | f1 | youden.", panel=_H)),
+    "threshold_by": (Rule, _opt("cost", help="How the threshold is tuned on validation.", panel=_H)),
     "cost_fn": (float, _opt(10.0, help="Cost of a missed positive (false negative).", panel=_H)),
     "cost_fp": (float, _opt(1.0, help="Cost of a false alarm (false positive).", panel=_H)),
     "target": (float, _opt(0.9, help="Sensitivity target for --threshold-by target-sensitivity.", panel=_H)),
@@ -104,16 +121,16 @@ THRESHOLD = OptionGroup("threshold", ThresholdConfig, _H, {
 
 _M = "Mining"
 MINING = OptionGroup("mining", MiningConfig, _M, {
-    "hardness": (str, _opt("loss", help="Seed ranking: loss | margin | el2n | dynamics (higher = harder).", panel=_M)),
+    "hardness": (Hardness, _opt("loss", help="Seed ranking (higher = harder).", panel=_M)),
     "band": (float, _opt(1.0, help="Low-margin band around the threshold, in log-odds.", panel=_M)),
     "max_frac": (float, _opt(0.2, help="At most this share of each class becomes seeds.", panel=_M)),
-    "quarantine": (str, _opt("suspicion", help="Label-error triage: suspicion (out-of-sample evidence) | confident | "
-                             "persistent | both | none.", panel=_M)),
+    "quarantine": (Quarantine, _opt("suspicion", help="Label-error triage (suspicion: out-of-sample evidence).",
+                                    panel=_M)),
     "suspicion_threshold": (float, _opt(0.7, help="Quarantine at this label suspicion (0-1).", panel=_M)),
     "seed_suspicion": (float, _opt(0.55, help="Never upweight an image at this label suspicion or above.", panel=_M)),
     "k": (int, _opt(10, help="Neighbours per seed.", panel=_M)),
     "min_sim": (float, _opt(0.5, help="Least cosine similarity for a neighbour.", panel=_M)),
-    "expand": (str, _opt("same-label", help="same-label | opposite-label | both.", panel=_M)),
+    "expand": (Expand, _opt("same-label", help="Which neighbours of a seed are boosted.", panel=_M)),
     "alpha": (float, _opt(1.0, help="Weight boost of seeds (x hardness).", panel=_M)),
     "beta": (float, _opt(0.5, help="Weight boost of neighbours (x contribution).", panel=_M)),
     "max_weight": (float, _opt(10.0, help="Weight cap, as a multiple of the mean.", panel=_M)),
@@ -133,7 +150,7 @@ def _scoring_values(values: dict[str, Any]) -> dict[str, Any]:
 
 
 SCORING = OptionGroup("scoring", ScoringConfig, _S, {
-    "scores": (str, _opt("insample", help="Probabilities that drive mining: insample | oof | dynamics.", panel=_S)),
+    "scores": (ScoreSource, _opt("insample", help="Probabilities that drive mining.", panel=_S)),
     "oof": (int, _opt(4, help="Folds for --scores oof.", panel=_S)),
     "tta": (bool, _opt(False, "--tta", help="Average with the horizontally flipped image.", panel=_S)),
     "float16": (bool, _opt(False, "--float16", help="Store embeddings as float16 (half the disk and memory).",
@@ -146,11 +163,10 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
     "round_epochs": (int | None, _opt(None, help="Epochs of each finetune round (default: --epochs / 4) or "
                                       "retrain round (default: --epochs).", panel=_R)),
     "round_lr": (float | None, _opt(None, help="Peak LR when fine-tuning a round (default: --lr / 3).", panel=_R)),
-    "strategy": (str, _opt("finetune", help="How a mining round trains: finetune (continue on the curriculum) | "
-                           "retrain (a fresh model on it) | head (refit the last layer on cached embeddings).",
-                           panel=_R)),
-    "select_by": (str, _opt("sens_at_spec90", help="Best round by: sens_at_spec90 | auprc | auroc | cost.",
-                            panel=_R)),
+    "strategy": (Strategy, _opt("finetune", help="How a mining round trains: finetune (continue on the "
+                                "curriculum), retrain (a fresh model on it), head (refit the last layer on cached "
+                                "embeddings).", panel=_R)),
+    "select_by": (SelectBy, _opt("sens_at_spec90", help="Best round by this validation metric.", panel=_R)),
     "guard_tol": (float, _opt(0.02, help="A round worse than the best by more than this is marked.", panel=_R)),
 })  # fmt: skip
 

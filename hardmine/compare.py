@@ -11,7 +11,8 @@ effect switched off (class-balanced weights only), which tells how much the
 mined curriculum itself adds.
 
 Against the best baseline (the one with the best mean *validation* value of
-``select_by``; the test split chooses nothing), every method gets per-seed
+``select_by``; the test split chooses nothing), and each ``hardmine-<strategy>``
+also against its ``no-mining-<strategy>`` ablation, every method gets per-seed
 paired differences on the test split (and on an external set, and per value
 of a metadata column) with a two-level bootstrap interval over seeds and test
 lesions (:mod:`hardmine.paired`).
@@ -251,23 +252,28 @@ def _subgroup_means(table, dataset, column, outputs, methods, seeds) -> pd.DataF
 
 
 def _paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) -> pd.DataFrame:
+    """Every method against the best baseline, and each ``hardmine-<s>`` against ``no-mining-<s>``
+    (what the mining itself adds) when both ran."""
+    pairs = [(m, best) for m in methods if m != best]
+    pairs += [(m, f"no-mining-{m.split('-', 1)[1]}") for m in methods
+              if m.startswith("hardmine-") and f"no-mining-{m.split('-', 1)[1]}" in methods]  # fmt: skip
     rows = []
     for name, table in datasets.items():
         y, groups = table["label"].to_numpy(), table["group"].to_numpy()
-        for method in (m for m in methods if m != best):
+        for method, reference in pairs:
             for metric, fn in METRICS.items():
                 a = np.array([outputs[method, s][name] for s in seeds])
-                b = np.array([outputs[best, s][name] for s in seeds])
-                rows.append(_paired_row(name, metric, method, best, paired_difference(y, groups, a, b, fn,
-                                                                                     n_boot=n_boot)))  # fmt: skip
+                b = np.array([outputs[reference, s][name] for s in seeds])
+                rows.append(_paired_row(name, metric, method, reference, paired_difference(y, groups, a, b, fn,
+                                                                                          n_boot=n_boot)))  # fmt: skip
             if subgroup is None:
                 continue
             values = table[subgroup].astype(str).to_numpy()
             for v in sorted(set(values[y == 1])):
                 mask = values == v
-                a, b = (_decisions(outputs, m, seeds, name)[:, mask] for m in (method, best))
+                a, b = (_decisions(outputs, m, seeds, name)[:, mask] for m in (method, reference))
                 result = paired_difference(y[mask], groups[mask], a, b, sensitivity, n_boot=n_boot)
-                rows.append(_paired_row(name, f"sens[{subgroup}={v}]", method, best, result))
+                rows.append(_paired_row(name, f"sens[{subgroup}={v}]", method, reference, result))
     return pd.DataFrame(rows)
 
 

@@ -127,7 +127,8 @@ def score_histograms(labels: np.ndarray, prob_pos: np.ndarray, threshold: float,
 
 
 def paired_plot(paired, out_path: str | os.PathLike) -> Path:
-    """Paired differences against the best baseline with their intervals, one panel per data set."""
+    """Paired differences (method minus its reference: the best baseline or the no-mining ablation) with their
+    intervals, one panel per data set."""
     plt = _pyplot()
     datasets = list(dict.fromkeys(paired["dataset"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 0.35 * len(paired) / len(datasets) + 1.5),
@@ -140,8 +141,9 @@ def paired_plot(paired, out_path: str | os.PathLike) -> Path:
             ax.errorbar(row.difference, y, xerr=[[row.difference - row.low], [row.high - row.difference]], fmt="o",
                         color=colours[row.verdict], capsize=3)  # fmt: skip
         ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(ypos, [f"{row.method}: {row.metric}" for row in part.itertuples(index=False)], fontsize=8)
-        ax.set_title(f"{name}: method minus {part['baseline'].iloc[0]} (95% paired bootstrap)")
+        ax.set_yticks(ypos, [f"{row.method} - {row.baseline}: {row.metric}" for row in part.itertuples(index=False)],
+                      fontsize=8)  # fmt: skip
+        ax.set_title(f"{name}: paired differences (95% bootstrap over seeds and lesions)")
         ax.set_xlabel("difference")
     path = _save(fig, Path(out_path))
     plt.close(fig)

@@ -257,10 +257,12 @@ def test_demo_data_cli(tmp_path):
 def test_version_and_help():
     assert "hardmine 0.1.0" in runner.invoke(app, ["--version"]).output
     names = sorted(c.name for c in app.registered_commands)
-    assert len(names) == 10
+    assert len(names) == 11 and "predict" in names
     for cmd in names:
         result = runner.invoke(app, [cmd, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, cmd
     round_help = runner.invoke(app, ["round", "--help"], terminal_width=200).output
     for panel in ("Data", "Model and training", "Threshold", "Mining", "Scoring", "Rounds"):
         assert panel in round_help, panel
+    for choices in ("finetune|retrain|head", "ce|weighted-ce|focal", "dermoscopy|light|none"):
+        assert choices in round_help, choices  # typer lists the valid values and completes them

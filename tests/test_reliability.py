@@ -151,6 +151,19 @@ def test_bad_input_is_one_line_before_anything_is_written(case, demo_dir, tmp_pa
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["train", "--data", ".", "--out", "r", "--loss", "bogus"], "'bogus' is not one of 'ce', 'weighted-ce', 'focal'"),
+    (["train", "--out", "r"], "Missing option '--data'"),
+    (["round", "--data", ".", "--out", "r", "--epochs", "x"], "Invalid value for '--epochs'"),
+])  # fmt: skip
+def test_usage_errors_are_one_line_from_the_installed_command(args, expected, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hardmine", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
+    assert "--help" in lines[0] and list(tmp_path.iterdir()) == []
+
+
 def test_bad_gallery_and_checkpoint_options_leave_the_run_unchanged(finished_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)

@@ -126,11 +126,12 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
     out = tmp_path / "cmp"
     args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "2", "--n", "1", "--image-size", "24",
             "--epochs", "2", "--device", "cpu", "--strategy", "head", "--sampling", "none",
-            "--methods", "ce,oversample,hardmine", "--external", str(demo_dir), "--subgroup", "pigment"]  # fmt: skip
+            "--methods", "ce,oversample,hardmine,rounds-no-mining", "--external", str(demo_dir),
+            "--subgroup", "pigment"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     runs = pd.read_csv(out / "compare_runs.csv")
-    assert set(runs["method"]) == {"ce", "oversample", "hardmine-head"} and len(runs) == 6
+    assert set(runs["method"]) == {"ce", "oversample", "hardmine-head", "no-mining-head"} and len(runs) == 8
     assert (runs.loc[runs["method"] == "hardmine-head", "epochs"] == 2).all()  # a head round trains no epoch
     assert (runs["wall_s"] > 0).all() and {"ext_auroc", "ext_sens_at_spec90"} <= set(runs.columns)
     paired = pd.read_csv(out / "compare_paired.csv")
@@ -141,6 +142,8 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
     summary = pd.read_csv(out / "compare.csv")
     assert {"test_sens[pigment=pigmented]", "external_sens[pigment=pink]"} <= set(summary.columns)
     best = paired["baseline"].iloc[0]
+    ablation = paired[(paired["method"] == "hardmine-head") & (paired["baseline"] == "no-mining-head")]
+    assert set(ablation["dataset"]) == {"test", "external"} and "sens[pigment=pink]" in set(ablation["metric"])
     val = {m: np.mean([json.loads((out / m / f"seed-{s}" / "round-000" / "metrics.json").read_text())["sens_at_spec90"]
                        for s in (0, 1)]) for m in ("ce", "oversample")}  # fmt: skip
     assert best == max(val, key=val.get)  # chosen on validation, never on test
