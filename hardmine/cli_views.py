@@ -102,7 +102,7 @@ def metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    from hardmine.report import round_rows
+    from hardmine.report import round_rows, verdict_sentence
 
     short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
              "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
@@ -112,3 +112,4 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(frame_table(rounds.astype(object), f"rounds on validation (best by {report['select_by']}: *)"))
     columns = {"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]}
     console.print(metrics_table(columns, "test split (thresholds tuned on validation)"))
+    console.print(verdict_sentence(report))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.errors import HardmineError
+from hardmine.errors import HardmineError, warn
 from hardmine.index import NeighbourIndex, check_codec
 from hardmine.metrics import check_binary
 from hardmine.suspicion import DEFAULT_SEED_SUSPICION, DEFAULT_THRESHOLD, Evidence, gather_evidence
@@ -36,6 +36,8 @@ HARDNESS = ("loss", "margin", "el2n", "dynamics")
 EXPAND = ("same-label", "opposite-label", "both")
 QUARANTINE = ("suspicion", "confident", "persistent", "both", "none")
 ROLES = ("seed", "neighbour", "quarantined")
+# Above this share of the training set a quarantine says more about the model than about the labels.
+QUARANTINE_WARN_SHARE = 0.2
 
 
 @dataclass
@@ -503,6 +505,11 @@ def mine(
         base = curriculum.weights(y, max_weight=config.max_weight, balance=config.balance)
         weights = base if previous_weights is None else np.asarray(previous_weights, dtype=np.float64)
         message = "no seeds: nothing misclassified or within the margin band; weights unchanged"
+    share = float(quarantined.mean()) if len(y) else 0.0
+    if share > QUARANTINE_WARN_SHARE:
+        warn(f"{int(quarantined.sum())} of {len(y)} training images ({share:.0%}) quarantined as suspected label "
+             "errors: far more than label noise usually is; the model is likely too weak to judge labels (train "
+             "round 0 longer, check the class mapping), so look at the gallery before trusting the quarantine")
     st = curriculum.stats(weights, y)
     stats = {
         "n_seeds": len(seeds),

@@ -27,9 +27,13 @@ def _save(fig, path: Path) -> Path:
 
 
 def evaluation_plots(
-    labels: np.ndarray, prob_pos: np.ndarray, threshold: float, out_dir: str | os.PathLike, tag: str
-) -> list[Path]:
-    """Write ``roc_<tag>.png``, ``pr_<tag>.png`` and ``confusion_<tag>.png`` into ``out_dir``."""
+    labels: np.ndarray, prob_pos: np.ndarray, threshold: float, out_dir: str | os.PathLike, tag: str,
+    class_names: tuple[str, str] = ("negative", "positive"),
+) -> list[Path]:  # fmt: skip
+    """Write ``roc_<tag>.png``, ``pr_<tag>.png`` and ``confusion_<tag>.png`` into ``out_dir``.
+
+    ``class_names`` are (negative, positive) as the confusion matrix labels them.
+    """
     plt = _pyplot()
     out = Path(out_dir)
     m = binary_metrics(labels, prob_pos, threshold)
@@ -57,10 +61,13 @@ def evaluation_plots(
     fig, ax = plt.subplots(figsize=(4, 3.6))
     matrix = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
     ax.imshow(matrix, cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center", color="black", fontsize=12)
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["pred neg", "pred pos"],
-           yticklabels=["true neg", "true pos"], title=f"Confusion at {threshold:.3f} ({tag})")  # fmt: skip
+    for (i, j), v in np.ndenumerate(matrix):  # light text on dark cells, dark on light
+        ax.text(j, i, str(v), ha="center", va="center", fontsize=12,
+                color="white" if v > matrix.max() / 2 else "black")  # fmt: skip
+    negative, positive = class_names
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=[f"called {negative}", f"called {positive}"],
+           yticklabels=[f"true {negative}", f"true {positive}"],
+           title=f"Confusion at {threshold:.3f} ({tag})")  # fmt: skip
     written.append(_save(fig, out / f"confusion_{tag}.png"))
     plt.close(fig)
     return written

@@ -16,6 +16,8 @@ import pandas as pd
 from hardmine.io import write_bytes
 from hardmine.runfolder import REPORT_HTML, RunFolder
 
+COMPARED = ("sens_at_spec90", "auprc", "auroc")
+
 ROUND_COLUMNS = ("round", "auroc", "auprc", "sens_at_spec90", "sensitivity", "specificity", "threshold",
                  "seeds", "neighbours", "quarantined", "eff_class_ratio", "init", "worse")  # fmt: skip
 
@@ -41,6 +43,48 @@ def round_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> dict[str, dict[str, Any]]:
+    """Best round minus round 0 on the test split, per metric of ``COMPARED``, with a 95% bootstrap
+    over test lesions: ``{metric: {difference, low, high, verdict}}`` (empty when a prediction file is missing)."""
+    from hardmine.paired import METRICS, paired_difference
+
+    paths = [folder.round_dir(r) / "preds_test.csv" for r in (best, 0)]
+    if not all(p.exists() for p in paths):
+        return {}
+    best_preds, first = (pd.read_csv(p, dtype={"id": str}) for p in paths)
+    groups = folder.samples().set_index("id").loc[first["id"], "group"].to_numpy()
+    labels = first["label"].to_numpy()
+    out = {}
+    for metric in COMPARED:
+        result = paired_difference(labels, groups, best_preds["prob_pos"].to_numpy()[None],
+                                   first["prob_pos"].to_numpy()[None], METRICS[metric], n_boot=n_boot)  # fmt: skip
+        out[metric] = {"difference": result.estimate, "low": result.low, "high": result.high,
+                       "verdict": result.verdict}  # fmt: skip
+    return out
+
+
+def verdict_sentence(report: dict[str, Any]) -> str:
+    """One plain sentence on what mining bought on test (from ``report.json``)."""
+    best, select_by = report["best_round"], report["select_by"]
+    if best == 0:
+        return (f"No mining round beat round 0 on validation ({select_by}), so the run hands back round 0: "
+                "mining did not help here.")  # fmt: skip
+    diff = report.get("test_difference") or {}
+    if not diff:
+        return f"Round {best} was best on validation ({select_by})."
+    parts = ", ".join(f"{m} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for m, d in diff.items())
+    verdicts = {d["verdict"] for d in diff.values()}
+    if verdicts == {"level"}:
+        outcome = "level with round 0 within the 95% intervals: mining did not measurably help on test"
+    elif "worse" in verdicts and "better" not in verdicts:
+        outcome = "worse than round 0 on test: mining hurt here"
+    elif "better" in verdicts and "worse" not in verdicts:
+        outcome = "better than round 0 on test"
+    else:
+        outcome = "better than round 0 on some metrics and worse on others"
+    return f"Round {best} (best on validation) against round 0 on test: {parts}; {outcome}."
 
 
 def _init_text(row: dict[str, Any]) -> str:
@@ -77,6 +121,11 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
             "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
     test = _html_table(["metric", "round 0", f"best (round {best})"],
                        [[k, report["test_round0"].get(k), report["test"].get(k)] for k in keys])  # fmt: skip
+    names = folder.class_names()
+    t = report["test"]
+    cells = [[f"true {names[1]}", t["tp"], t["fn"]], [f"true {names[0]}", t["fp"], t["tn"]]]
+    confusion = _html_table([f"best round on test (threshold {t['threshold']:.3f})", f"called {names[1]}",
+                             f"called {names[0]}"], cells)  # fmt: skip
     figures = "".join(
         f'<figure><img alt="{html.escape(p.name)}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}"></figure>'
@@ -90,7 +139,8 @@ figure{{display:inline-block;margin:0.5em}}img{{max-width:480px}}</style></head>
 <h1>hardmine report: {html.escape(root.name)}</h1>
 <p>Rounds are chosen on validation by <b>{html.escape(str(report["select_by"]))}</b>; the best is round {best}.
 Test metrics use each model's validation-tuned threshold; the test split was never used to choose anything.</p>
-<h2>Rounds (validation)</h2>{table}<h2>Test: round 0 against the best round</h2>{test}
+<p><b>{html.escape(verdict_sentence(report))}</b></p>
+<h2>Rounds (validation)</h2>{table}<h2>Test: round 0 against the best round</h2>{test}{confusion}
 <h2>Plots</h2>{figures}</body></html>
 """
     return write_bytes(root / REPORT_HTML, page.encode())

@@ -157,12 +157,15 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
         path = run.round_dir(r) / "metrics_test.json"
         fresh = path.exists() and _newer(path, run.model_path(r))
         test[r] = read_json(path) if fresh else evaluate(run, r, "test", callback=callback)
+    from hardmine.report import difference_from_round0
+
     report = {
         "rounds": rows,
         "best_round": best,
         "select_by": run.config.rounds.select_by,
         "test": test[best],
         "test_round0": test[0],
+        "test_difference": difference_from_round0(run, best) if best != 0 else {},
     }
     if distributed.is_main():
         write_json(run.root / REPORT_FILE, report)

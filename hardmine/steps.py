@@ -162,7 +162,8 @@ def evaluate(
         if plots:
             from hardmine.plots import evaluation_plots
 
-            evaluation_plots(labels, prob, threshold, out, split)
+            names = run.class_names()
+            evaluation_plots(labels, prob, threshold, out, split, class_names=(names[0], names[1]))
         refresh_records(run)
     distributed.barrier()
     return metrics

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,16 @@ def test_near_duplicate_pairs_cross_partitions_only():
     row = pairs.iloc[0]
     assert {row.id_a, row.id_b} == {"i3", "i10"} and {row.part_a, row.part_b} == {"train", "test"}
     assert list(pairs.columns) == ["id_a", "part_a", "id_b", "part_b", "similarity"] and row.similarity >= 0.999
+
+
+def test_a_quarantine_of_a_large_share_warns_about_the_model():
+    from hardmine.errors import HardmineWarning
+
+    labels, prob, emb, groups, _, _ = planted_world()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HardmineWarning)  # a sane quarantine is silent
+        mine(labels, prob, emb, threshold=0.5, config=MiningConfig(quarantine="confident"), groups=groups)
+    with pytest.warns(HardmineWarning, match="quarantined as suspected label errors.*too weak"):
+        # a model that has the classes the wrong way round quarantines most of the data
+        result = mine(labels, 1 - prob, emb, threshold=0.5, config=MiningConfig(quarantine="confident"), groups=groups)
+    assert result.quarantined.mean() > 0.2

@@ -1,0 +1,42 @@
+"""The report's verdict: best round minus round 0 on test, with an interval and a plain sentence."""
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from hardmine.report import difference_from_round0, verdict_sentence
+from hardmine.runfolder import RunFolder
+
+
+def _fake_run(root, prob_round0, prob_best, labels):
+    ids = [f"img{i}" for i in range(len(labels))]
+    pd.DataFrame({"id": ids, "group": [f"L{i // 2}" for i in range(len(labels))]}).to_csv(root / "samples.csv",
+                                                                                         index=False)  # fmt: skip
+    for r, prob in ((0, prob_round0), (3, prob_best)):
+        (root / f"round-{r:03d}").mkdir()
+        pd.DataFrame({"id": ids, "label": labels, "prob_pos": prob}).to_csv(root / f"round-{r:03d}" / "preds_test.csv",
+                                                                            index=False)  # fmt: skip
+    return RunFolder(root)
+
+
+def test_difference_is_best_minus_round0_with_an_interval(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = (rng.random(400) < 0.2).astype(int)
+    round0 = np.clip(0.3 * labels + rng.normal(0.4, 0.25, 400), 0, 1)
+    best = np.clip(0.6 * labels + rng.normal(0.3, 0.2, 400), 0, 1)
+    diff = difference_from_round0(_fake_run(tmp_path, round0, best, labels), 3, n_boot=300)
+    expected = roc_auc_score(labels, best) - roc_auc_score(labels, round0)
+    assert abs(diff["auroc"]["difference"] - expected) < 1e-9
+    assert diff["auroc"]["low"] <= expected <= diff["auroc"]["high"] and diff["auroc"]["verdict"] == "better"
+    report = {"best_round": 3, "select_by": "auroc", "test_difference": diff}
+    assert verdict_sentence(report).startswith("Round 3 (best on validation) against round 0 on test: sens_at_spec90")
+    assert verdict_sentence(report).endswith("better than round 0 on test.")
+
+
+def test_verdict_says_plainly_when_mining_did_not_help():
+    assert "mining did not help" in verdict_sentence({"best_round": 0, "select_by": "auprc", "test_difference": {}})
+    level = {m: {"difference": 0.01, "low": -0.05, "high": 0.06, "verdict": "level"} for m in ("auroc", "auprc")}
+    sentence = verdict_sentence({"best_round": 2, "select_by": "auprc", "test_difference": level})
+    assert "mining did not measurably help on test" in sentence and "auroc +0.010 [-0.050, +0.060]" in sentence
+    worse = {"auroc": {"difference": -0.1, "low": -0.2, "high": -0.01, "verdict": "worse"}}
+    assert "mining hurt here" in verdict_sentence({"best_round": 1, "select_by": "auroc", "test_difference": worse})
