@@ -322,6 +322,24 @@ def predict_cmd(
                   + ", ".join(f"{n} {name}" for name, n in counts.items()) + f" -> {out}")
 
 
+@command("relabel")
+def relabel_cmd(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    decisions: Path = typer.Argument(..., help="decisions.csv from the gallery (image_id, decision, new_label)."),
+    out: Path | None = typer.Option(None, "--out", help="Manifest to write, inside the data root (default: "
+                                    "DATA_ROOT/relabelled-<run>.csv)."),  # fmt: skip
+) -> None:
+    """Apply gallery decisions (relabel / exclude) to a new manifest for the next run; your metadata is untouched."""
+    from hardmine.relabel import apply_decisions
+    from hardmine.runfolder import RunFolder
+
+    path, counts = apply_decisions(run_dir, decisions, out)
+    classes = RunFolder(run_dir).config_dict().get("classes") or {}
+    task = "".join(f" --{side} {','.join(names)}" for side, names in classes.items() if names)
+    console.print(f"{counts['relabelled']} relabelled, {counts['excluded']} excluded, {counts['rows']} rows -> {path}")
+    console.print(f"next: hardmine round --data {path}{task} --out NEW_RUN ...", soft_wrap=True)
+
+
 @command("gallery")
 def gallery_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory."),

@@ -257,7 +257,7 @@ def test_demo_data_cli(tmp_path):
 def test_version_and_help():
     assert "hardmine 0.1.0" in runner.invoke(app, ["--version"]).output
     names = sorted(c.name for c in app.registered_commands)
-    assert len(names) == 11 and "predict" in names
+    assert len(names) == 12 and {"predict", "relabel"} <= set(names)
     for cmd in names:
         result = runner.invoke(app, [cmd, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, cmd

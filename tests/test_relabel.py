@@ -1,0 +1,67 @@
+"""Gallery decisions applied to a new manifest that the next run reads; the user's metadata untouched."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from hardmine.cli import app
+from hardmine.data import load_samples
+from hardmine.errors import DataError
+from hardmine.relabel import apply_decisions
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def trained(demo_copy, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(demo_copy), "--out", str(run), "--epochs", "1", "--image-size", "24",
+            "--device", "cpu", "--workers", "0"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    return run, demo_copy
+
+
+def test_relabel_round_trip_feeds_the_next_run(trained, tmp_path):
+    run, data = trained
+    metadata_before = (data / "HAM10000_metadata.csv").read_bytes()
+    samples = pd.read_csv(run / "samples.csv", dtype=str)
+    mel, nv = samples[samples.class_name == "mel"].id.iloc[0], samples[samples.class_name == "nv"].id.iloc[:2]
+    decisions = pd.DataFrame({"image_id": [mel, nv.iloc[0], nv.iloc[1]], "current_label": ["mel", "nv", "nv"],
+                              "decision": ["relabel", "exclude", "keep"], "new_label": ["nv", "", ""]})  # fmt: skip
+    decisions.to_csv(tmp_path / "decisions.csv", index=False)
+    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "decisions.csv")])
+    assert result.exit_code == 0, result.output
+    assert "1 relabelled, 1 excluded" in result.output and "--positive mel --negative nv" in result.output
+    manifest = data / "relabelled-run.csv"
+    table, _ = load_samples(manifest, positive="mel", negative="nv")
+    by_path = {p: row for p, row in zip(table["path"], table.itertuples(), strict=True)}
+    original = samples.set_index("id")
+    assert by_path[original.loc[mel, "path"]].class_name == "nv" and by_path[original.loc[mel, "path"]].label == 0
+    assert by_path[original.loc[mel, "path"]].relabelled_from == "mel"
+    assert original.loc[nv.iloc[0], "path"] not in by_path and original.loc[nv.iloc[1], "path"] in by_path
+    assert len(table) == len(samples) - 1 and set(table["group"]) <= set(samples["group"])
+    assert "dx_type" in table.columns  # metadata travels with the images
+    assert (data / "HAM10000_metadata.csv").read_bytes() == metadata_before
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ("image_id,decision,new_label\nnot-an-image,relabel,nv\n", "row 2: image_id 'not-an-image' is not in"),
+    ("image_id,decision,new_label\n{id},flip,nv\n", "row 2: decision 'flip' is not valid"),
+    ("image_id,decision,new_label\n{id},relabel,melanoma\n", "row 2: new_label 'melanoma' is not a class"),
+    ("image_id,decision,new_label\n{id},exclude,\n{id},keep,\n", "has more than one decision"),
+    ("id,what\nx,y\n", "column(s) image_id, decision missing"),
+])  # fmt: skip
+def test_bad_decisions_are_refused_naming_the_row(trained, tmp_path, rows, expected):
+    run, data = trained
+    first = pd.read_csv(run / "samples.csv", dtype=str).id.iloc[0]
+    (tmp_path / "d.csv").write_text(rows.format(id=first))
+    with pytest.raises(DataError, match=expected.replace("(", "\\(").replace(")", "\\)")):
+        apply_decisions(run, tmp_path / "d.csv")
+    assert not (data / "relabelled-run.csv").exists()
+
+
+def test_manifest_outside_the_data_root_is_refused(trained, tmp_path):
+    run, _ = trained
+    (tmp_path / "d.csv").write_text("image_id,decision,new_label\n")
+    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == 2 and "must be inside the data root" in result.stderr
