@@ -242,8 +242,8 @@ def round_cmd(
         report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=ProgressEvents(progress))
     print_report(report)
     console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
-    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the last round: "
-                  f"{run.round_dir(run.latest_round(needs='mined.csv')) / 'gallery' / 'index.html'}")  # fmt: skip
+    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the best round: "
+                  f"{run.round_dir(report['best_round']) / 'gallery' / 'index.html'}")  # fmt: skip
 
 
 @command("report")
@@ -343,7 +343,7 @@ def relabel_cmd(
 @command("gallery")
 def gallery_cmd(
     run_dir: Path = typer.Argument(..., help="Run directory."),
-    round_: int | None = typer.Option(None, "--round", help="Round to show (default: the latest mined)."),
+    round_: int | None = typer.Option(None, "--round", help="Round to show (default: the best on validation)."),
     inline: bool = typer.Option(False, "--inline", help="Inline thumbnails in the HTML (one file to share)."),
     png: bool = typer.Option(False, "--png", help="Also a contact sheet PNG of the hardest seeds."),
     top_n: int = typer.Option(48, help="Seeds on the contact sheet."),

@@ -16,13 +16,11 @@ persistently hard (a seed in every round so far). No torch here.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import os
 import re
 import webbrowser
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,8 @@ from hardmine.errors import HardmineError
 from hardmine.io import write_bytes
 from hardmine.runfolder import RunFolder
 
-THUMB_SIZE = 96
+THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
+META_COLUMNS = ("dx_type", "localization", "age", "sex")
 SECTIONS = (
     ("fn", "Missed positives (false negatives)"),
     ("fp", "False alarms (false positives)"),
@@ -81,8 +80,24 @@ def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, An
     for sample_id in persistent:
         cards.append(_card(sample_id, "persistent", "seed", f"seed in rounds 0-{r}", hardness.get(sample_id, 0.0),
                            weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
-    facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name}
+    facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name,
+             "best_round": _best_round(folder), "rounds": folder.rounds_with("mined.csv")}  # fmt: skip
     return cards, facts
+
+
+def _best_round(folder: RunFolder) -> int | None:
+    """The best round on validation as the report chose it (None before a report exists)."""
+    try:
+        return int(folder.report()["best_round"])
+    except HardmineError:
+        return None
+
+
+def default_round(folder: RunFolder) -> int:
+    """The round a gallery opens on: the best on validation when it was mined, else the latest mined."""
+    best = _best_round(folder)
+    return best if best is not None and best in folder.rounds_with("mined.csv") else folder.latest_round(
+        None, needs="mined.csv")  # fmt: skip
 
 
 def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, table, scores, history, names) -> dict:
@@ -109,6 +124,8 @@ def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, tab
         "seed_of": seed_of,
         "sim": _num(sim) if sim is not None else None,
         "history": [_num(v) for v in history.get(str(sample_id), [])],
+        # how the diagnosis was made (HAM10000: histo, follow_up, consensus, confocal) and where
+        "meta": {k: str(meta[k]) for k in META_COLUMNS if meta is not None and k in meta and pd.notna(meta[k])},
         "path": str(meta["path"]) if meta is not None else "",
     }
 
@@ -164,12 +181,20 @@ def build_gallery(
     top_n: int = 48,
     open_browser: bool = False,
 ) -> Path:
-    """Write ``round-RRR/gallery/index.html`` (and ``hardest.png`` with ``png``); return the page path."""
+    """Write ``round-RRR/gallery/index.html`` (and ``hardest.png`` with ``png``); return the page path.
+
+    ``r`` defaults to the best round on validation (the latest mined round before a report exists).
+    """
     if top_n < 1:
         raise HardmineError(f"--top-n {top_n} is not valid; expected 1 or more seeds on the contact sheet")
     folder = RunFolder(run_dir)
-    r = folder.latest_round(r, needs="mined.csv")
+    r = default_round(folder) if r is None else r
+    if not (folder.round_dir(r) / "mined.csv").exists():
+        raise HardmineError(f"{folder.round_dir(r) / 'mined.csv'} not found: round {r} was not mined; mined rounds: "
+                            f"{', '.join(map(str, folder.rounds_with('mined.csv'))) or 'none'}")  # fmt: skip
     cards, facts = gallery_cards(folder.root, r)
+    built = [q for q in facts["rounds"] if (folder.round_dir(q) / "gallery" / "index.html").exists()]
+    facts["galleries"] = sorted({r, *built})  # the page links only to galleries that exist
     paths = {card["id"]: card["path"] for card in cards}
     out = folder.round_dir(r) / "gallery"
     thumbs = out / "thumbs"
@@ -237,27 +262,19 @@ def _json_for_script(obj: Any) -> str:
 
 
 def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
-    title = html.escape(f"hardmine gallery: {facts['run']}, round {facts['round']}")
-    sections = "".join(
-        f'<section id="sec-{key}" data-section="{key}"><h2>{html.escape(name)} '
-        f'<span class="count" data-count="{sum(c["section"] == key for c in cards)}"></span></h2>'
-        f'<div class="cards"></div><div class="more"></div></section>'
-        for key, name in SECTIONS
+    """The page: a jinja2 template with autoescape on; card data as a script-safe JSON block."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("hardmine", "templates"), autoescape=True)
+    counts = {key: sum(c["section"] == key for c in cards) for key, _ in SECTIONS}
+    return env.get_template("gallery.html").render(
+        facts=facts, sections=SECTIONS, counts=counts, short={k: n.split(" (")[0].split(":")[0] for k, n in SECTIONS},
+        data=markupsafe_json({"cards": cards, "facts": facts}),
     )
-    options = "".join(
-        f'<label><input type="checkbox" class="secbox" value="{key}" checked> '
-        f"{html.escape(name.split(' (')[0].split(':')[0])}</label>"
-        for key, name in SECTIONS
-    )
-    values = {
-        "title": title,
-        "threshold": f"{facts['threshold']:.4f}",
-        "positive": html.escape(str(facts["positive"])),
-        "negative": html.escape(str(facts["negative"])),
-        "sections": sections,
-        "section_boxes": options,
-        "data": _json_for_script({"cards": cards, "facts": facts}),
-    }
-    # Placeholders are filled in one pass, so text from data can never introduce another one.
-    template = resources.files("hardmine").joinpath("gallery_page.html").read_text()
-    return re.sub(r"@@(\w+)@@", lambda m: values[m.group(1)], template)
+
+
+def markupsafe_json(obj: Any):
+    """:func:`_json_for_script` marked safe for the template (it cannot close the script block)."""
+    from markupsafe import Markup
+
+    return Markup(_json_for_script(obj))

@@ -6,7 +6,6 @@ Reads the files a run wrote (``report.json``, ``preds_*.csv``); no torch.
 from __future__ import annotations
 
 import base64
-import html
 import os
 from pathlib import Path
 from typing import Any
@@ -115,41 +114,24 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
         images += plots.curves_compare(curves, root, "test")
         labels, prob = list(curves.values())[-1]
         images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / "scores_test.png"))
-    rows = round_rows(report)
-    table = _html_table(list(ROUND_COLUMNS), [[row[c] for c in ROUND_COLUMNS] for row in rows])
-    keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "pauc_sens80", "sensitivity", "specificity",
-            "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
-    test = _html_table(["metric", "round 0", f"best (round {best})"],
-                       [[k, report["test_round0"].get(k), report["test"].get(k)] for k in keys])  # fmt: skip
+    import jinja2
+
     names = folder.class_names()
     t = report["test"]
-    cells = [[f"true {names[1]}", t["tp"], t["fn"]], [f"true {names[0]}", t["fp"], t["tn"]]]
-    confusion = _html_table([f"best round on test (threshold {t['threshold']:.3f})", f"called {names[1]}",
-                             f"called {names[0]}"], cells)  # fmt: skip
-    figures = "".join(
-        f'<figure><img alt="{html.escape(p.name)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}"></figure>'
-        for p in images
-    )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>hardmine report: {html.escape(root.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}
-figure{{display:inline-block;margin:0.5em}}img{{max-width:480px}}</style></head><body>
-<h1>hardmine report: {html.escape(root.name)}</h1>
-<p>Rounds are chosen on validation by <b>{html.escape(str(report["select_by"]))}</b>; the best is round {best}.
-Test metrics use each model's validation-tuned threshold; the test split was never used to choose anything.</p>
-<p><b>{html.escape(verdict_sentence(report))}</b></p>
-<h2>Rounds (validation)</h2>{table}<h2>Test: round 0 against the best round</h2>{test}{confusion}
-<h2>Plots</h2>{figures}</body></html>
-"""
+    keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "pauc_sens80", "sensitivity", "specificity",
+            "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
+    env = jinja2.Environment(loader=jinja2.PackageLoader("hardmine", "templates"), autoescape=True)
+    env.filters["cell"] = _fmt
+    page = env.get_template("report.html").render(
+        run=root.name, select_by=report["select_by"], best=best, verdict=verdict_sentence(report),
+        round_header=ROUND_COLUMNS, round_rows=[[row[c] for c in ROUND_COLUMNS] for row in round_rows(report)],
+        test_rows=[[k, report["test_round0"].get(k), t.get(k)] for k in keys],
+        confusion_header=[f"best round on test (threshold {t['threshold']:.3f})", f"called {names[1]}",
+                          f"called {names[0]}"],
+        confusion_rows=[[f"true {names[1]}", t["tp"], t["fn"]], [f"true {names[0]}", t["fp"], t["tn"]]],
+        figures=[(p.name, base64.b64encode(p.read_bytes()).decode()) for p in images],
+    )  # fmt: skip
     return write_bytes(root / REPORT_HTML, page.encode())
-
-
-def _html_table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _fmt(value: Any) -> str:

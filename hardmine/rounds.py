@@ -65,8 +65,8 @@ def run_rounds(
     completed step with ``resume`` (up to the round it was aiming for) or by
     calling again (which adds ``n`` rounds after the completed ones).
 
-    With ``finish_outputs`` (the default), ``report.html`` and the last
-    round's gallery are written too (see :func:`finish`).
+    With ``finish_outputs`` (the default), ``report.html`` and the galleries
+    of the best and the last round are written too (see :func:`finish`).
 
     Returns the report (also written to ``report.json``).
     """
@@ -174,16 +174,20 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
 
 
 def finish(run: Run) -> dict[str, Path]:
-    """Write ``report.html`` and the gallery of the last mined round (rank 0 only).
+    """Write ``report.html`` and the galleries of the last round and of the best round (rank 0 only).
 
-    Returns the paths written (empty on other ranks).
+    Returns the paths written (empty on other ranks); ``gallery`` is the best round's page.
     """
     if not distributed.is_main():
         return {}
     from hardmine.gallery import build_gallery
     from hardmine.report import write_html_report
 
-    return {"report": write_html_report(run.root), "gallery": build_gallery(run.root)}
+    report = write_html_report(run.root)
+    last = run.latest_round(None, needs="mined.csv")
+    if last != run.best_round():
+        build_gallery(run.root, last)
+    return {"report": report, "gallery": build_gallery(run.root)}  # the best round's, linking to the last
 
 
 def _newer(a: Path, b: Path) -> bool:

@@ -82,6 +82,11 @@ def test_cli_gallery_writes_page_thumbs_and_png(mined_run):
     assert "data:image/jpeg;base64," in (out / "index.html").read_text()
     result = runner.invoke(app, ["gallery", str(mined_run), "--round", "7"])
     assert result.exit_code == 2 and "round-007" in result.output
+    # without --round the gallery opens on the best round and says so
+    best = json.loads((mined_run / "report.json").read_text())["best_round"]
+    result = runner.invoke(app, ["gallery", str(mined_run)], terminal_width=300)
+    assert result.exit_code == 0 and f"round-{best:03d}" in result.output
+    assert "<b>best on validation</b>" in (mined_run / f"round-{best:03d}" / "gallery" / "index.html").read_text()
 
 
 def _driver(download_dir: Path):
@@ -136,12 +141,18 @@ def test_gallery_in_headless_chromium(mined_run, tmp_path):
             time.sleep(0.05)
         for key, count in expected.items():
             assert len(driver.find_elements(By.CSS_SELECTOR, f"#sec-{key} .card")) == count, key
-        # filtering by class changes what is shown
+        # every neighbour strip starts with its seed's own image
+        strips = driver.find_elements(By.CSS_SELECTOR, "#sec-neighbour .strip")
+        assert strips and all(s.find_elements(By.CSS_SELECTOR, ".seedref img") for s in strips)
+        # HAM10000's dx_type is on the card
+        assert "diagnosed by" in driver.find_element(By.CSS_SELECTOR, ".card dl").text
+        # filtering by class changes what is shown, and the section counts follow
         Select(driver.find_element(By.ID, "cls")).select_by_value("1")
         shown_pos = driver.execute_script("return [...document.querySelectorAll('.card dd.pos')].length")
         cards = driver.execute_script("return document.querySelectorAll('.card').length")
         assert 0 < cards == shown_pos
         assert driver.execute_script("return document.querySelector('#sec-fp').dataset.shown") == "0"
+        assert driver.execute_script("return document.querySelector('#sec-fp .count').dataset.count") == "0"
         # sorting changes the order
         Select(driver.find_element(By.ID, "cls")).select_by_value("all")
         first = driver.execute_script(
@@ -152,18 +163,42 @@ def test_gallery_in_headless_chromium(mined_run, tmp_path):
             "return document.querySelector('#sec-low-margin .card, #sec-fp .card').dataset.id"
         )
         assert first != again
-        # tick two cards and download the relabel list
-        boxes = driver.find_elements(By.CSS_SELECTOR, ".card .pick")[:2]
-        for box in boxes:
-            driver.execute_script("arguments[0].click()", box)
+        # a card enlarges, and closes again
+        image = driver.find_element(By.CSS_SELECTOR, ".card img")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
+        image.click()
+        assert driver.find_element(By.ID, "zoom").is_displayed()
+        assert driver.execute_script("return document.getElementById('zoom-img').getBoundingClientRect().width") > 300
+        driver.find_element(By.ID, "zoom").click()
+        assert not driver.find_element(By.ID, "zoom").is_displayed()
+        # decide on two cards; the decisions survive a reload and download in the relabel format
+        picks = driver.find_elements(By.CSS_SELECTOR, ".card select.decision")[:2]
+        ids = [p.find_element(By.XPATH, "..").get_attribute("data-id") for p in picks]
+        Select(picks[0]).select_by_value("relabel")
+        Select(picks[1]).select_by_value("exclude")
+        driver.refresh()
+        driver.find_element(By.CSS_SELECTOR, ".card")
+        assert driver.find_element(By.ID, "nsel").text == "2"
+        kept = driver.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('.card select.decision')]"
+            ".filter(s => s.value).map(s => [s.parentElement.dataset.id, s.value]))"
+        )
+        assert kept == {ids[0]: "relabel", ids[1]: "exclude"}
         driver.find_element(By.ID, "download").click()
-        target = tmp_path / "relabel.csv"
+        target = tmp_path / "decisions.csv"
         for _ in range(50):
             if target.exists():
                 break
             time.sleep(0.1)
-        rows = list(csv.reader(target.open()))
-        assert rows[0] == ["image_id", "current_label", "suggested_action"] and len(rows) == 3
+        rows = list(csv.DictReader(target.open()))
+        assert {r["image_id"]: r["decision"] for r in rows} == {ids[0]: "relabel", ids[1]: "exclude"}
+        labels = dict(zip(mined["id"], mined["label"], strict=True))
+        relabelled = next(r for r in rows if r["decision"] == "relabel")
+        assert relabelled["new_label"] == ("nv" if labels[relabelled["image_id"]] == 1 else "mel")
+        # the file feeds `hardmine relabel` as it is
+        from hardmine.relabel import read_decisions
+
+        assert len(read_decisions(target, pd.read_csv(mined_run / "samples.csv", dtype=str))) == 2
         driver.save_screenshot(str(tmp_path / "gallery.png"))
     finally:
         driver.quit()
