@@ -218,6 +218,7 @@ def score_round(
     if scoring.source == "oof":
         logits = out_of_fold_logits(train_part, cfg, scoring.oof_folds, out / "oof", seed=cfg.seed, callback=callback)
         table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
+    table["path"] = train_part["path"].to_numpy()  # so pandas and FiftyOne users can open the images directly
     if distributed.is_main():
         write_csv(out / "scores.csv", table)
         write_parquet_if_available(out / "scores.parquet", table)
@@ -299,7 +300,10 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
                   triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
                   previous_weights=run.weights(r - 1, ids) if r > 0 else None,
                   evidence=Evidence.from_columns(scores))  # fmt: skip
-    write_csv(out / "mined.csv", result.frame(ids.to_numpy()))
+    mined = result.frame(ids.to_numpy())
+    mined["path"] = mined["id"].map(dict(zip(ids, train_part["path"], strict=True)))
+    write_csv(out / "mined.csv", mined)
+    write_parquet_if_available(out / "mined.parquet", mined.assign(reasons=mined["reasons"].str.split("|")))
     write_csv(out / "weights.csv", pd.DataFrame({"id": ids, "weight": result.weights}))
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
     write_json(out / "mining.json", summary)

@@ -56,3 +56,14 @@ def test_image_inputs_from_files_folders_and_csvs(demo_dir, tmp_path):
         image_inputs([tmp_path])
     result = runner.invoke(app, ["predict", str(tmp_path), str(tmp_path / "missing.jpg")])
     assert result.exit_code == 2 and "missing.jpg does not exist" in result.stderr
+
+
+def test_exports_carry_image_paths_and_reason_lists(run_dir):
+    samples = pd.read_csv(run_dir / "samples.csv", dtype={"id": str}).set_index("id")
+    scores = pd.read_csv(run_dir / "round-001" / "scores.csv", dtype={"id": str})
+    mined = pd.read_csv(run_dir / "round-001" / "mined.csv", dtype={"id": str}, keep_default_na=False)
+    for table in (scores, mined):
+        assert (table["path"] == samples.loc[table["id"], "path"].to_numpy()).all()
+    pytest.importorskip("pyarrow")
+    parquet = pd.read_parquet(run_dir / "round-001" / "mined.parquet")
+    assert [list(r) for r in parquet["reasons"]] == [r.split("|") for r in mined["reasons"]]
