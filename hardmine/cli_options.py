@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 
@@ -64,8 +64,15 @@ class OptionGroup:
         return self.kind(**self.convert(values))
 
 
-def _opt(default, *flags: str, help: str, panel: str):  # noqa: A002 - typer's own keyword
-    return typer.Option(default, *flags, help=help, rich_help_panel=panel)
+class Opt(NamedTuple):
+    """An option's default and its typer declaration (flags, help, panel), joined as ``Annotated`` later."""
+
+    default: Any
+    info: Any
+
+
+def _opt(default, *flags: str, help: str, panel: str) -> Opt:  # noqa: A002 - typer's own keyword
+    return Opt(default, typer.Option(*flags, help=help, rich_help_panel=panel))
 
 
 def _data_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -182,12 +189,13 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
     def decorate(fn):
         sig = inspect.signature(fn)
         own = [p for p in sig.parameters.values() if p.name != "config"]
-        extra = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+        extra = [  # typer's Annotated style: the declaration in the annotation, the default as the default
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, option.info],
+                              default=inspect.Parameter.empty if option.default is ... else option.default)
             for group in groups
             for name, (annotation, option) in group.options.items()
             if name not in skip
-        ]
+        ]  # fmt: skip
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
