@@ -138,8 +138,8 @@ def paired_plot(paired, out_path: str | os.PathLike) -> Path:
     intervals, one panel per data set."""
     plt = _pyplot()
     datasets = list(dict.fromkeys(paired["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 0.35 * len(paired) / len(datasets) + 1.5),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(1, len(datasets), figsize=(9 * len(datasets), 0.35 * len(paired) / len(datasets) + 1.5),
+                             squeeze=False, layout="constrained")  # fmt: skip  (long row labels need their room)
     colours = {"better": "tab:green", "level": "tab:grey", "worse": "tab:red"}
     for ax, name in zip(axes[0], datasets, strict=True):
         part = paired[paired["dataset"] == name].reset_index(drop=True)
