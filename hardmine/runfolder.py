@@ -107,6 +107,9 @@ class Manifest:
         self.rounds: dict[str, dict[str, Any]] = dict(raw.get("rounds", {}))
         # run-relative path -> {"size", "mtime_ns", "sha256", "step": step key, or None for RUN_FILES}
         self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
+        # a run made before outputs were recorded: its files are first recorded as their round's
+        # (a damaged one then redoes that round from its training, the safe side)
+        self._unrecorded_run = "files" not in raw and bool(self.steps)
 
     def done(self, step: Step) -> bool:
         return step in self.steps
@@ -116,6 +119,7 @@ class Manifest:
         if step not in self.steps:
             self.steps.append(step)
         self.record(step)
+        self._unrecorded_run = False
         self.save()
 
     def record(self, step: Step | None = None) -> None:
@@ -134,7 +138,11 @@ class Manifest:
             if step is None and known is None:
                 continue  # written outside any step: the next step marked owns it
             if known is None or (known["size"], known["mtime_ns"]) != (stat.st_size, stat.st_mtime_ns):
-                self.files[rel] = _file_record(path, step.key if step is not None else known["step"])
+                owner = step.key if step is not None else known["step"]
+                if known is None and self._unrecorded_run:
+                    r = round_number(path.parent)
+                    owner = next((s.key for s in self.steps if s.round == r), owner)
+                self.files[rel] = _file_record(path, owner)
 
     def save(self) -> None:
         from hardmine import distributed

@@ -308,3 +308,16 @@ def test_written_files_honour_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def test_a_run_made_before_output_records_gets_them_on_resume(finished_run, demo_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["files"]  # as a run made by an earlier hardmine
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", *FAST]
+    assert runner.invoke(app, args).exit_code == 0  # one more round: the old files are recorded now
+    files = Manifest(run).files
+    assert files["round-000/scores.csv"]["step"] == "r000:train"  # their own round's, never the new step's
+    assert files["round-002/scores.csv"]["step"] == "r002:score" and Manifest(run).verify() == []
