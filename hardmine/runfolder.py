@@ -109,7 +109,7 @@ class Manifest:
         self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
         # a run made before outputs were recorded: its files are first recorded as their round's
         # (a damaged one then redoes that round from its training, the safe side)
-        self._unrecorded_run = "files" not in raw and bool(self.steps)
+        self._unrecorded_run = bool(self.steps) and not any(f.get("step") for f in self.files.values())
 
     def done(self, step: Step) -> bool:
         return step in self.steps
