@@ -116,11 +116,9 @@ class TrainConfig:
 
     def _validate_model(self) -> None:
         if self.model != "tiny":
-            from hardmine.models import available_models  # torchvision's list; tiny needs no torch here
+            from hardmine.models import check_model_name  # torchvision's or timm's lists; tiny needs no torch here
 
-            if self.model not in available_models():
-                raise HardmineError(f"--model {self.model!r} is not known; expected tiny or a torchvision classifier "
-                                    "such as resnet18, resnet50, efficientnet_b0, convnext_tiny")  # fmt: skip
+            check_model_name(self.model)
         if self.weights == "imagenet" and self.model == "tiny":
             raise HardmineError("--weights imagenet: the tiny model has no ImageNet weights; use none or a PATH")
         if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():

@@ -86,11 +86,30 @@ def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
     return found[-1]
 
 
+TIMM_PREFIX = "timm:"
+
+
 def available_models() -> list[str]:
-    """Model names ``build_model`` accepts: ``tiny`` and torchvision's classification models."""
+    """Model names ``build_model`` accepts: ``tiny`` and torchvision's classification models
+    (plus any ``timm:NAME`` when timm is installed)."""
     import torchvision
 
     return ["tiny", *torchvision.models.list_models(module=torchvision.models)]
+
+
+def check_model_name(name: str) -> None:
+    """Raise :class:`ModelError` unless ``build_model`` can build ``name``."""
+    if name.startswith(TIMM_PREFIX):
+        try:
+            import timm
+        except ImportError:
+            raise ModelError(f"--model {name} needs timm: pip install 'hardmine[timm]'") from None
+        if not timm.is_model(name[len(TIMM_PREFIX):]):
+            raise ModelError(f"--model {name}: timm has no model {name[len(TIMM_PREFIX):]!r} "
+                             "(timm.list_models() lists them)")  # fmt: skip
+    elif name not in available_models():
+        raise ModelError(f"--model {name!r} is not known; expected tiny, a torchvision classifier such as resnet18, "
+                         "resnet50, efficientnet_b0, convnext_tiny, or timm:NAME")  # fmt: skip
 
 
 def build_model(
@@ -107,18 +126,18 @@ def build_model(
     seed : seed of the random initialisation (new head, ``none`` weights);
         the global torch RNG is left as it was.
     """
-    names = available_models()
-    if name not in names:
-        raise ModelError(
-            f"unknown model {name!r}; expected tiny or a torchvision classifier such as "
-            "resnet18, resnet34, resnet50, efficientnet_b0, convnext_tiny"
-        )
+    check_model_name(name)
     if weights == "imagenet" and name == "tiny":
         raise ModelError("the tiny model has no ImageNet weights; use --weights none or PATH")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        backbone = TinyCNN(num_classes) if name == "tiny" else _torchvision_backbone(name, weights)
+        if name == "tiny":
+            backbone = TinyCNN(num_classes)
+        elif name.startswith(TIMM_PREFIX):
+            backbone = _timm_backbone(name[len(TIMM_PREFIX):], weights)
+        else:
+            backbone = _torchvision_backbone(name, weights)
         head_name, head = _last_linear(backbone)
         if head.out_features != num_classes:
             new_head = nn.Linear(head.in_features, num_classes)
@@ -144,6 +163,16 @@ def _torchvision_backbone(name: str, weights: str) -> nn.Module:
             f"({type(exc).__name__}); download them once where there is internet, or pass "
             "--weights PATH with a saved state dict"
         ) from None
+
+
+def _timm_backbone(name: str, weights: str) -> nn.Module:
+    import timm
+
+    try:
+        return timm.create_model(name, pretrained=weights == "imagenet")
+    except (OSError, RuntimeError) as exc:  # no network, or no pretrained weights for this name
+        raise ModelError(f"cannot fetch pretrained weights for timm:{name} ({type(exc).__name__}); download them "
+                         "once where there is internet, or pass --weights PATH with a saved state dict") from None
 
 
 def _set_submodule(root: nn.Module, dotted: str, module: nn.Module) -> None:

@@ -61,7 +61,7 @@ def test_torchvision_model_head_replaced():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ModelError, match="unknown model 'resnet9000'"):
+    with pytest.raises(ModelError, match="--model 'resnet9000' is not known"):
         build_model("resnet9000")
 
 
@@ -95,3 +95,16 @@ def test_imagenet_offline_fails_with_clear_message(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(ModelError, match="offline or download failed.*--weights PATH"):
         build_model("resnet18", weights="imagenet")
+
+
+def test_timm_backbones_by_name():
+    timm = pytest.importorskip("timm")
+    model = build_model("timm:test_efficientnet", "none", seed=0)
+    logits, embedding = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 2) and embedding.shape == (2, model.embedding_dim)
+    assert timm.is_model("test_efficientnet")
+    with pytest.raises(ModelError, match="timm has no model 'no_such_net'"):
+        build_model("timm:no_such_net")
+    from hardmine.config import TrainConfig
+
+    TrainConfig(model="timm:test_efficientnet", image_size=32).validate()
