@@ -38,6 +38,7 @@ class HardMiner:
     threshold : decision threshold for "misclassified" (update it as you tune it).
     config : :class:`hardmine.mining.MiningConfig`, or keyword overrides via ``**options``.
     seed : seed of the sampler.
+    trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined.
     """
 
     def __init__(
@@ -48,10 +49,14 @@ class HardMiner:
         threshold: float = 0.5,
         config: MiningConfig | None = None,
         seed: int = 0,
+        trusted=None,
         **options: Any,
     ):
         self.labels, _ = check_binary(labels)
         n = len(self.labels)
+        self.trusted = None if trusted is None else np.asarray(trusted, dtype=bool)
+        if self.trusted is not None and self.trusted.shape != (n,):
+            raise HardmineError(f"trusted has shape {self.trusted.shape}; expected ({n},)")
         self.groups = None if groups is None else np.asarray(groups)
         if self.groups is not None and len(self.groups) != n:
             raise HardmineError(f"{len(self.groups)} groups for {n} labels")
@@ -106,7 +111,7 @@ class HardMiner:
         history = np.array(self.hard_history) if self.hard_history else None
         result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
                       triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
-                      previous_weights=self.weights if self.round else None)  # fmt: skip
+                      previous_weights=self.weights if self.round else None, trusted=self.trusted)  # fmt: skip
         self.weights = result.weights
         self.hard_history.append(result.hard_mask())
         self.round += 1

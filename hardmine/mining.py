@@ -63,6 +63,9 @@ class MiningConfig:
     ema: float = 0.5
     index_codec: str = "flat"  # IVF storage above the exact-search size: flat | sq8 | pqM
     balance: bool = True  # multiply by class-balance weights
+    # COLUMN=VALUE[,VALUE...]: labels confirmed outside the model (HAM10000: dx_type=histo) are never
+    # quarantined nor kept from seeding by suspicion; "" trusts none
+    trusted: str = ""
 
     def validate(self) -> None:
         """Check every option; raises :class:`HardmineError` naming the bad value."""
@@ -87,6 +90,29 @@ class MiningConfig:
             if not ok:
                 raise HardmineError(message)
         check_codec(self.index_codec)
+        self.trusted_rule()
+
+    def trusted_mask(self, table: pd.DataFrame) -> np.ndarray | None:
+        """(N,) bool: rows of a sample table whose label the ``trusted`` rule confirms (None without a rule)."""
+        rule = self.trusted_rule()
+        if rule is None:
+            return None
+        column, values = rule
+        if column not in table:
+            raise HardmineError(f"--trusted {self.trusted!r}: the data has no column {column!r}; columns: "
+                                f"{', '.join(map(str, table.columns))}")  # fmt: skip
+        return table[column].astype(str).isin(values).to_numpy()
+
+    def trusted_rule(self) -> tuple[str, list[str]] | None:
+        """``(column, values)`` of ``trusted`` (None when empty); raises on a malformed rule."""
+        if not self.trusted:
+            return None
+        column, sep, values = self.trusted.partition("=")
+        names = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not column.strip() or not names:
+            raise HardmineError(f"--trusted {self.trusted!r} is not valid; expected COLUMN=VALUE[,VALUE...], "
+                                "e.g. dx_type=histo")  # fmt: skip
+        return column.strip(), names
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -446,6 +472,7 @@ def mine(
     hard_history: np.ndarray | None = None,
     previous_weights: np.ndarray | None = None,
     evidence: Evidence | None = None,
+    trusted: np.ndarray | None = None,
     index=None,
 ) -> MiningResult:
     """One mining step: triage, select, expand, curriculum weights.
@@ -462,6 +489,8 @@ def mine(
     previous_weights : (N,) last round's weights for the EMA.
     evidence : label-suspicion evidence (:mod:`hardmine.suspicion`) for ``quarantine="suspicion"``;
         gathered here from the embeddings, groups and dynamics when None.
+    trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined,
+        and free to be seeds or neighbours whatever their suspicion.
     """
     from hardmine import curriculum
 
@@ -483,6 +512,12 @@ def mine(
     else:
         suspects, why = _triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
         unsafe = suspects
+    if trusted is not None:
+        confirmed = np.asarray(trusted, dtype=bool)
+        if confirmed.shape != y.shape:
+            raise HardmineError(f"trusted has shape {confirmed.shape}; expected {y.shape}")
+        suspects, unsafe = suspects & ~confirmed, unsafe & ~confirmed
+        why = np.where(confirmed, "", why)
     selection = _select(y, p, threshold, config.hardness, config.band, config.max_frac,
                         config.cost_fn / config.cost_fp, unsafe, dynamics)  # fmt: skip
     # A suspect is never upweighted: not a seed (select excluded it), not a neighbour, no boost carried over.

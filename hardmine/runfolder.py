@@ -449,6 +449,7 @@ class Run(RunFolder):
         data = config.data
         table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
                                      verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
+        config.mining.trusted_mask(table)  # a --trusted column the data lacks fails before anything is written
         fingerprint = data_fingerprint(table)
         root.mkdir(parents=True, exist_ok=True)
         _claim(root)

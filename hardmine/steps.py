@@ -299,7 +299,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, groups=train_part["group"].to_numpy(),
                   triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
                   previous_weights=run.weights(r - 1, ids) if r > 0 else None,
-                  evidence=Evidence.from_columns(scores))  # fmt: skip
+                  evidence=Evidence.from_columns(scores), trusted=mining.trusted_mask(train_part))  # fmt: skip
     mined = result.frame(ids.to_numpy())
     mined["path"] = mined["id"].map(dict(zip(ids, train_part["path"], strict=True)))
     write_csv(out / "mined.csv", mined)

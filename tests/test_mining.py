@@ -211,3 +211,19 @@ def test_a_quarantine_of_a_large_share_warns_about_the_model():
         # a model that has the classes the wrong way round quarantines most of the data
         result = mine(labels, 1 - prob, emb, threshold=0.5, config=MiningConfig(quarantine="confident"), groups=groups)
     assert result.quarantined.mean() > 0.2
+
+
+def test_trusted_labels_are_never_quarantined_and_may_be_seeds():
+    labels, prob, emb, groups, hard, flipped = planted_world()
+    config = MiningConfig(max_frac=0.2)
+    plain = mine(labels, prob, emb, threshold=0.5, config=config, groups=groups)
+    # histology confirmed the hard positives and half of the quarantine (as if those were real but odd cases)
+    trusted = (hard & (labels == 1)) | (plain.quarantined & (np.arange(len(labels)) % 2 == 0))
+    guarded = mine(labels, prob, emb, threshold=0.5, config=config, groups=groups, trusted=trusted)
+    assert plain.quarantined[trusted].any() and not guarded.quarantined[trusted].any()
+    assert (guarded.quarantined == (plain.quarantined & ~trusted)).all()  # the rest of the triage is unchanged
+    seeds = np.zeros(len(labels), bool)
+    seeds[guarded.seeds] = True
+    assert seeds[trusted & plain.quarantined].any()  # a confirmed label the model gets wrong is worth upweighting
+    with pytest.raises(ValueError, match="--trusted 'dx_type' is not valid; expected COLUMN=VALUE"):
+        MiningConfig(trusted="dx_type").validate()

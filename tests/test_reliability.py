@@ -128,6 +128,8 @@ BAD_INPUTS = {
     "ema out of range": (_round("--ema", "2"), ["ema"]),
     "unknown index codec": (_round("--index-codec", "zip"), ["zip"]),
     "negative alpha": (_round("--alpha", "-100"), ["alpha"]),
+    "trusted column the data lacks": (_round("--trusted", "biopsy=yes"), ["no column 'biopsy'", "dx_type"]),
+    "malformed trusted rule": (_round("--trusted", "dx_type"), ["expected COLUMN=VALUE"]),
     "audit similarity above 1": (_round("--audit-sim", "5"), ["--audit-sim 5.0", "(0, 1]"]),
     "out is a file": (_out_is_file, ["is a file"]),
     "out under a file": (_out_under_file, ["blocker", "Not a directory"]),

@@ -161,3 +161,18 @@ def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tm
     assert hardmine_weights.nunique() > 2
     bad = runner.invoke(app, [*args, "--methods", "ce,magic"])
     assert bad.exit_code == 2 and "magic" in bad.output and "Traceback" not in bad.output
+
+
+def test_trusted_labels_from_metadata_are_never_quarantined(demo_dir, tmp_path):
+    def run(out, trusted):
+        args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "0", "--epochs", "2", "--image-size", "24",
+                "--device", "cpu", "--workers", "0", "--trusted", trusted]  # fmt: skip
+        assert runner.invoke(app, args).exit_code == 0
+        mined = pd.read_csv(out / "round-000" / "mined.csv", dtype={"id": str}, keep_default_na=False)
+        return mined.loc[mined["role"] == "quarantined", "id"]
+
+    quarantined = run(tmp_path / "histo", "dx_type=histo")
+    samples = pd.read_csv(tmp_path / "histo" / "samples.csv", dtype=str).set_index("id")
+    assert (samples.loc[quarantined, "dx_type"] != "histo").all()
+    # trusting every diagnosis method leaves nothing to quarantine (a plain run quarantines some)
+    assert len(run(tmp_path / "all", "dx_type=" + ",".join(sorted(set(samples["dx_type"]))))) == 0
