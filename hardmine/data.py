@@ -327,23 +327,32 @@ def _index_images(root: Path, suffixes: Sequence[str]) -> dict[str, str]:
     """Map file stem -> path for every image below ``root`` in one walk.
 
     Symlinked folders are not followed, and a symlinked image that points
-    outside the root is refused, so nothing outside the root is read. Two images
-    with the same stem are refused (the metadata could not tell them apart).
+    outside the root is refused, so nothing outside the root is read. Two
+    different images with the same stem are refused (the metadata could not tell
+    them apart); a second copy of the same size (some downloads ship each image
+    folder twice) is skipped with a warning.
     """
     base = root.resolve()
     found: dict[str, str] = {}
+    copies: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # pruned and in a stable order
+        for name in sorted(filenames):
             stem, ext = os.path.splitext(name)
             if ext.lower() not in suffixes:
                 continue
             path = os.path.join(dirpath, name)
-            if stem in found:
-                raise DataError(f"two images named {stem}: {found[stem]} and {path}; image ids must be unique")
             if os.path.islink(path):
                 _check_inside(base, Path(path))
+            if stem in found:
+                if os.path.getsize(path) != os.path.getsize(found[stem]):
+                    raise DataError(f"two different images named {stem}: {found[stem]} and {path}; "
+                                    "image ids must be unique")  # fmt: skip
+                copies.append(path)
+                continue
             found[stem] = path
+    if copies:
+        warn(f"{len(copies)} image(s) found twice (same name and size), first: {copies[0]}; the first copy is used")
     return found
 
 

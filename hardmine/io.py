@@ -81,10 +81,13 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def _umask() -> int:
-    # os.umask can only be read by setting it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    try:  # Linux says it without changing it (no window in which another thread creates a file)
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)  # elsewhere it can only be read by setting it; set it straight back
+        os.umask(mask)
+        return mask
 
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:

@@ -61,7 +61,7 @@ def _same_stem(tmp: Path, demo: Path) -> list[str]:
     data = tmp / "data"
     shutil.copytree(demo, data)
     first = next((data / "HAM10000_images_part_1").glob("*.jpg"))
-    shutil.copy(first, data / "HAM10000_images_part_2" / first.name)
+    _image(data / "HAM10000_images_part_2" / first.name, colour=(1, 2, 3))  # another image under the same name
     return ["check-data", str(data)]
 
 
@@ -134,7 +134,7 @@ BAD_INPUTS = {
     "out is a file": (_out_is_file, ["is a file"]),
     "out under a file": (_out_under_file, ["blocker", "Not a directory"]),
     "HAM10000 folders without metadata": (_no_metadata, ["HAM10000_metadata.csv not found", "not classes"]),
-    "two images with one stem": (_same_stem, ["two images named"]),
+    "two images with one stem": (_same_stem, ["two different images named"]),
     "symlinked image outside the root": (_symlink_image_outside, ["outside the data root"]),
     "symlinked class folder outside the root": (_symlink_class_outside, ["outside the data root"]),
     "lesion in both classes": (_lesion_in_both_classes, ["lesion 'L1'", "both classes"]),
@@ -173,6 +173,13 @@ def test_bad_gallery_and_checkpoint_options_leave_the_run_unchanged(finished_run
     _assert_one_line_error(runner.invoke(app, ["gallery", str(run), "--top-n", "-5"]), "--top-n -5")
     _assert_one_line_error(runner.invoke(app, ["evaluate", str(run), "--checkpoint", "nope.pt"]), "nope.pt not found")
     assert (run / "manifest.json").read_text() == manifest
+
+
+def test_a_second_copy_of_the_image_folders_is_skipped_with_a_warning(demo_copy):
+    shutil.copytree(demo_copy / "HAM10000_images_part_1", demo_copy / "ham10000_images_part_1")  # as Kaggle ships it
+    result = runner.invoke(app, ["check-data", str(demo_copy)])
+    assert result.exit_code == 0, result.output
+    assert "found twice (same name and size)" in result.stderr
 
 
 def test_empty_lesion_ids_become_their_own_groups_with_a_warning(tmp_path):
