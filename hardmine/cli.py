@@ -22,7 +22,7 @@ from hardmine.cli_views import (
     print_report,
     progress_bars,
 )
-from hardmine.config import RunConfig
+from hardmine.config import RunConfig, check_device
 from hardmine.errors import HardmineError, HardmineWarning
 
 _python_show_warning = warnings.showwarning
@@ -312,6 +312,8 @@ def predict_cmd(
 
     if round_ != "best" and not round_.isdigit():
         raise HardmineError(f"--round {round_!r} is not valid; expected best or a round number")
+    if device is not None:
+        check_device(device)
     paths = image_inputs(images)
     with progress_bars() as progress:
         table = predict_images(RunFolder(run_dir), paths, None if round_ == "best" else int(round_), device=device,

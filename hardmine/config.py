@@ -42,6 +42,12 @@ def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
         raise HardmineError(f"{name}={value!r} is not valid; expected one of {', '.join(valid)}")
 
 
+def check_device(name: str) -> None:
+    """Raise :class:`HardmineError` unless ``name`` is auto, cpu, mps, cuda or cuda:N."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise HardmineError(f"--device {name!r} is not valid; expected auto, cpu, mps, cuda or cuda:N")
+
+
 @dataclass
 class DataConfig:
     """Where the data is and how it maps to the binary task."""
@@ -109,8 +115,7 @@ class TrainConfig:
         if not smallest <= self.image_size <= MAX_IMAGE_SIZE:
             raise HardmineError(f"--image-size {self.image_size} is not valid for model {self.model}; expected "
                                 f"{smallest} to {MAX_IMAGE_SIZE} pixels")  # fmt: skip
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
-            raise HardmineError(f"--device {self.device!r} is not valid; expected auto, cpu, mps, cuda or cuda:N")
+        check_device(self.device)
         if self.num_workers is not None and self.num_workers < 0:
             raise HardmineError(f"--workers {self.num_workers} is not valid; expected 0 or more")
 

@@ -56,6 +56,8 @@ def test_image_inputs_from_files_folders_and_csvs(demo_dir, tmp_path):
         image_inputs([tmp_path])
     result = runner.invoke(app, ["predict", str(tmp_path), str(tmp_path / "missing.jpg")])
     assert result.exit_code == 2 and "missing.jpg does not exist" in result.stderr
+    result = runner.invoke(app, ["predict", str(tmp_path), str(folder), "--device", "gpu0"])
+    assert result.exit_code == 2 and "--device 'gpu0' is not valid" in result.stderr
 
 
 def test_exports_carry_image_paths_and_reason_lists(run_dir):
