@@ -269,11 +269,11 @@ def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
     counts = {key: sum(c["section"] == key for c in cards) for key, _ in SECTIONS}
     return env.get_template("gallery.html").render(
         facts=facts, sections=SECTIONS, counts=counts, short={k: n.split(" (")[0].split(":")[0] for k, n in SECTIONS},
-        data=markupsafe_json({"cards": cards, "facts": facts}),
+        data=_script_json({"cards": cards, "facts": facts}),
     )
 
 
-def markupsafe_json(obj: Any):
+def _script_json(obj: Any):
     """:func:`_json_for_script` marked safe for the template (it cannot close the script block)."""
     from markupsafe import Markup
 

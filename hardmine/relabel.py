@@ -25,7 +25,6 @@ from hardmine.io import write_csv
 from hardmine.runfolder import RunFolder
 
 DECISIONS = ("relabel", "exclude", "keep")
-_SHOW = 5
 
 
 def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFrame:
@@ -44,20 +43,18 @@ def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFra
         raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected image_id, decision, new_label")
     if "new_label" not in frame:
         frame["new_label"] = ""
+    frame["decision"] = frame["decision"].str.strip().str.lower()
+    frame["new_label"] = frame["new_label"].str.strip()
     known_ids, classes = set(samples["id"]), sorted(set(samples["class_name"]))
-    for row, (image_id, decision, new_label) in enumerate(
-        zip(frame["image_id"], frame["decision"].str.strip().str.lower(), frame["new_label"].str.strip(), strict=True),
-        start=2,  # row 1 is the header
-    ):
+    rows = zip(frame["image_id"], frame["decision"], frame["new_label"], strict=True)
+    for row, (image_id, decision, new_label) in enumerate(rows, start=2):  # row 1 is the header
         if image_id not in known_ids:
-            raise DataError(f"{path} row {row}: image_id {image_id!r} is not in the run's training data")
+            raise DataError(f"{path} row {row}: image_id {image_id!r} is not in the run's data")
         if decision not in DECISIONS:
             raise DataError(f"{path} row {row}: decision {decision!r} is not valid; expected {', '.join(DECISIONS)}")
         if decision == "relabel" and new_label not in classes:
             raise DataError(f"{path} row {row}: new_label {new_label!r} is not a class of the run; expected one of "
                             f"{', '.join(classes)}")  # fmt: skip
-    frame["decision"] = frame["decision"].str.strip().str.lower()
-    frame["new_label"] = frame["new_label"].str.strip()
     dup = frame["image_id"][frame["image_id"].duplicated()]
     if len(dup):
         raise DataError(f"{path}: image_id {dup.iloc[0]!r} has more than one decision")
