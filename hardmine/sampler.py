@@ -28,8 +28,9 @@ class CurriculumSampler(Sampler[int]):
     weights : (N,) non-negative sample weights.
     num_samples : draws per epoch over all replicas (default N).
     seed : base seed; epoch ``e`` uses ``seed + e``.
-    num_replicas, rank : for DDP. Default: from ``torch.distributed`` when it is
-        initialised, else 1 and 0. Every rank draws the same sequence and takes
+    num_replicas, rank : for DDP. Default: from ``torch.distributed`` when a pass
+        is drawn (so a sampler made before the process group joins it), else 1
+        and 0. Every rank draws the same sequence and takes
         ``sequence[rank::num_replicas]``; the sequence is padded (wrapping) so
         all ranks get the same count.
     """
@@ -42,21 +43,38 @@ class CurriculumSampler(Sampler[int]):
         num_replicas: int | None = None,
         rank: int | None = None,
     ):
-        if num_replicas is None or rank is None:
-            dist = torch.distributed
-            ready = dist.is_available() and dist.is_initialized()
-            num_replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if ready else 1)
-            rank = rank if rank is not None else (dist.get_rank() if ready else 0)
-        if not 0 <= rank < num_replicas:
-            raise HardmineError(f"rank {rank} must be in [0, {num_replicas})")
+        # None: asked of torch.distributed each time a pass is drawn, so a sampler built before the
+        # process group exists (Lightning's spawn, a DataLoader made early) still takes its own stride.
+        self._num_replicas, self._rank = num_replicas, rank
+        self._check_rank()
         self.seed = int(seed)
-        self.num_replicas = int(num_replicas)
-        self.rank = int(rank)
         self.epoch = 0
         self._epoch_set = False  # set_epoch called since the last pass
         self._passes = 0
         self.update_weights(weights)
         self.set_num_samples(num_samples)
+
+    @property
+    def num_replicas(self) -> int:
+        if self._num_replicas is not None:
+            return int(self._num_replicas)
+        dist = torch.distributed
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    @property
+    def rank(self) -> int:
+        if self._rank is not None:
+            return int(self._rank)
+        dist = torch.distributed
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+    @property
+    def per_replica(self) -> int:
+        return -(-self.total // self.num_replicas)
+
+    def _check_rank(self) -> None:
+        if not 0 <= self.rank < self.num_replicas:
+            raise HardmineError(f"rank {self.rank} must be in [0, {self.num_replicas})")
 
     def set_num_samples(self, num_samples: int | None) -> None:
         """Draws per epoch over all replicas (None: one per sample)."""
@@ -64,7 +82,6 @@ class CurriculumSampler(Sampler[int]):
         if total < 1:
             raise HardmineError(f"num_samples must be at least 1; got {num_samples}")
         self.total = total
-        self.per_replica = -(-self.total // self.num_replicas)
 
     def update_weights(self, weights: np.ndarray) -> None:
         """Replace the weights (e.g. after a mining round); takes effect next ``__iter__``."""
@@ -95,6 +112,7 @@ class CurriculumSampler(Sampler[int]):
         return seq
 
     def __iter__(self) -> Iterator[int]:
+        self._check_rank()
         if self._passes and not self._epoch_set:
             self.epoch += 1  # nobody called set_epoch since the last pass: move on by ourselves
         self._epoch_set = False

@@ -84,6 +84,22 @@ def test_lightning_callback_feeds_the_curriculum_to_the_training_loader():
                    enable_model_summary=False).fit(Module(), plain)  # fmt: skip
 
 
+def test_lightning_ddp_ranks_share_the_mined_weights_and_split_the_draws(tmp_path):
+    pytest.importorskip("lightning")
+    import json
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "lightning_ddp_job.py"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["world"] == 2 and ranks[0]["weights"] == ranks[1]["weights"]  # rank 0 mined, both use it
+    assert ranks[0]["weights"]["0"] != ranks[0]["weights"]["2"]  # the curriculum moved after mining
+    for epoch in ("0", "1", "2"):
+        full = _curriculum_draw(np.array(ranks[0]["weights"][epoch]), 1, int(epoch), 120)
+        assert ranks[0]["drawn"][epoch] == full[0::2] and ranks[1]["drawn"][epoch] == full[1::2]
+
+
 def test_fastai_callback_feeds_the_curriculum_to_the_training_loader():
     pytest.importorskip("fastai")
     import fastai.callback.progress  # noqa: F401 - adds Learner.no_bar
