@@ -6,6 +6,7 @@ import functools
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import typer
@@ -43,9 +44,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
-    ),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """Hard-example mining for imbalanced image classification."""
     warnings.showwarning = _show_warning
@@ -92,11 +93,11 @@ def _one_line(exc: Exception) -> str:
 
 @command("demo-data")
 def demo_data(
-    out: Path = typer.Argument(..., help="Folder to write the demo data set into."),
-    n: int = typer.Option(2300, help="Number of images."),
-    positive_frac: float = typer.Option(0.10, help="Share of melanoma images."),
-    size: int = typer.Option(64, help="Image side in pixels."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same data)."),
+    out: Annotated[Path, typer.Argument(help="Folder to write the demo data set into.")],
+    n: Annotated[int, typer.Option(help="Number of images.")] = 2300,
+    positive_frac: Annotated[float, typer.Option(help="Share of melanoma images.")] = 0.10,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
 ) -> None:
     """Write a HAM10000-layout demo set with planted hard cases and label flips."""
     from hardmine.synth import generate_demo
@@ -111,7 +112,9 @@ def demo_data(
 
 @command("check-data")
 @with_options(DATA, skip=("data",))
-def check_data(data: Path = typer.Argument(..., help="Data folder or manifest CSV."), config: RunConfig = None) -> None:
+def check_data(
+    data: Annotated[Path, typer.Argument(help="Data folder or manifest CSV.")], config: RunConfig = None
+) -> None:
     """Load a data set the way training will and summarise it."""
     from hardmine.data import class_summary, grouped_split, load_samples, split_summary
 
@@ -135,8 +138,8 @@ def check_data(data: Path = typer.Argument(..., help="Data folder or manifest CS
 @command("train")
 @with_options(DATA, TRAIN, THRESHOLD)
 def train_cmd(
-    out: Path = typer.Option(..., "--out", help="Run directory."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run with another configuration."),
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run with another configuration.")] = False,
     config: RunConfig = None,
 ) -> None:
     """Train the initial model (round 0) and tune its threshold on validation."""
@@ -152,11 +155,11 @@ def train_cmd(
 
 @command("evaluate")
 def evaluate_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory."),
-    split: str = typer.Option("val", help="val (tunes the threshold) | test (uses the val threshold)."),
-    round_: int | None = typer.Option(None, "--round", help="Round to evaluate (default: the latest)."),
-    checkpoint: Path | None = typer.Option(None, help="Model file (default: the round's model.pt)."),
-    ci: bool = typer.Option(False, "--ci", help="Bootstrap 95% intervals for AUROC and sensitivity."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    split: Annotated[str, typer.Option(help="val (tunes the threshold) | test (uses the val threshold).")] = "val",
+    round_: Annotated[int | None, typer.Option("--round", help="Round to evaluate (default: the latest).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Model file (default: the round's model.pt).")] = None,
+    ci: Annotated[bool, typer.Option("--ci", help="Bootstrap 95% intervals for AUROC and sensitivity.")] = False,
 ) -> None:
     """Metrics table, metrics JSON and ROC / PR / confusion PNGs for a round."""
     from hardmine.runfolder import Run
@@ -174,8 +177,10 @@ def evaluate_cmd(
 @command("score")
 @with_options(SCORING)
 def score_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory."),
-    round_: int | None = typer.Option(None, "--round", help="Round whose model scores (default: the latest)."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    round_: Annotated[
+        int | None, typer.Option("--round", help="Round whose model scores (default: the latest).")
+    ] = None,
     config: RunConfig = None,
 ) -> None:
     """Score the training set: scores.csv and embeddings.npy, plus the split audit."""
@@ -198,8 +203,8 @@ def score_cmd(
 @command("mine")
 @with_options(MINING, SCORING)
 def mine_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory."),
-    round_: int | None = typer.Option(None, "--round", help="Round to mine (default: the latest)."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    round_: Annotated[int | None, typer.Option("--round", help="Round to mine (default: the latest).")] = None,
     config: RunConfig = None,
 ) -> None:
     """Mine seeds, quarantine suspected label errors, expand to neighbours, write weights."""
@@ -224,13 +229,18 @@ def mine_cmd(
 @command("round")
 @with_options(DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
 def round_cmd(
-    out: Path = typer.Option(..., "--out", help="Run directory."),
-    n: int = typer.Option(
-        3, "--n", "--rounds", help="Mining rounds to add (round 0 first if missing); under torchrun use --rounds."
-    ),
-    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run up to the round it aimed for."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run with another configuration."),
-    init_checkpoint: Path | None = typer.Option(None, help="Start round 0 from this state dict."),
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n", "--rounds", help="Mining rounds to add (round 0 first if missing); under torchrun use --rounds."
+        ),
+    ] = 3,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish an interrupted run up to the round it aimed for.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run with another configuration.")] = False,
+    init_checkpoint: Annotated[Path | None, typer.Option(help="Start round 0 from this state dict.")] = None,
     config: RunConfig = None,
 ) -> None:
     """Train, then mine and retrain round after round; report the best round on test."""
@@ -247,7 +257,7 @@ def round_cmd(
 
 
 @command("report")
-def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory.")) -> None:
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
     """Print the round table again and write report.html with its plots."""
     from hardmine.report import write_html_report
     from hardmine.runfolder import RunFolder
@@ -259,15 +269,25 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory.")) -> No
 @command("compare")
 @with_options(DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
 def compare_cmd(
-    out: Path = typer.Option(..., "--out", help="Folder for all runs and the comparison table."),
-    seeds: int = typer.Option(5, "--seeds", help="Number of seeds (0, 1, ...) per method; few positives need >= 5."),
-    n: int = typer.Option(3, "--n", "--rounds", help="Mining rounds of the hardmine methods."),
-    methods: str | None = typer.Option(
-        None, "--methods", help="Comma list of ce, weighted-ce, oversample, focal, hardmine-<strategy>, "
-        "no-mining-<strategy> (default: the four baselines, and hardmine and no-mining of --strategy)."
-    ),
-    external: Path | None = typer.Option(None, "--external", help="Also score every model on this data set."),
-    subgroup: str | None = typer.Option(None, "--subgroup", help="Sensitivity per value of this metadata column."),
+    out: Annotated[Path, typer.Option("--out", help="Folder for all runs and the comparison table.")],
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Number of seeds (0, 1, ...) per method; few positives need >= 5.")
+    ] = 5,
+    n: Annotated[int, typer.Option("--n", "--rounds", help="Mining rounds of the hardmine methods.")] = 3,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods",
+            help="Comma list of ce, weighted-ce, oversample, focal, hardmine-<strategy>, "
+            "no-mining-<strategy> (default: the four baselines, and hardmine and no-mining of --strategy).",
+        ),
+    ] = None,
+    external: Annotated[
+        Path | None, typer.Option("--external", help="Also score every model on this data set.")
+    ] = None,
+    subgroup: Annotated[
+        str | None, typer.Option("--subgroup", help="Sensitivity per value of this metadata column.")
+    ] = None,
     config: RunConfig = None,
 ) -> None:
     """Baselines against hardmine's strategies and their no-mining ablations at equal budget, with paired
@@ -297,12 +317,15 @@ def compare_cmd(
 
 @command("predict")
 def predict_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory."),
-    images: list[Path] = typer.Argument(..., help="Image files, folders (searched recursively) or CSVs with a "
-                                        "path column."),  # fmt: skip
-    round_: str = typer.Option("best", "--round", help="best (chosen on validation) or a round number."),
-    out: Path = typer.Option(Path("predictions.csv"), "--out", help="CSV to write."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N (default: the run's)."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files, folders (searched recursively) or CSVs with a path column.")
+    ],  # fmt: skip
+    round_: Annotated[str, typer.Option("--round", help="best (chosen on validation) or a round number.")] = "best",
+    out: Annotated[Path, typer.Option("--out", help="CSV to write.")] = Path("predictions.csv"),
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the run's).")
+    ] = None,
 ) -> None:
     """Probabilities and decisions at the run's validation-tuned threshold for new images."""
     from hardmine.data import image_inputs
@@ -320,16 +343,23 @@ def predict_cmd(
                                callback=ProgressEvents(progress))  # fmt: skip
     write_csv(out, table)
     counts = table["prediction"].value_counts()
-    console.print(f"round {table['round'].iloc[0]}, threshold {table['threshold'].iloc[0]:.3f}: "
-                  + ", ".join(f"{n} {name}" for name, n in counts.items()) + f" -> {out}")
+    console.print(
+        f"round {table['round'].iloc[0]}, threshold {table['threshold'].iloc[0]:.3f}: "
+        + ", ".join(f"{n} {name}" for name, n in counts.items())
+        + f" -> {out}"
+    )
 
 
 @command("relabel")
 def relabel_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory."),
-    decisions: Path = typer.Argument(..., help="decisions.csv from the gallery (image_id, decision, new_label)."),
-    out: Path | None = typer.Option(None, "--out", help="Manifest to write, inside the data root (default: "
-                                    "DATA_ROOT/relabelled-<run>.csv)."),  # fmt: skip
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    decisions: Annotated[Path, typer.Argument(help="decisions.csv from the gallery (image_id, decision, new_label).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Manifest to write, inside the data root (default: DATA_ROOT/relabelled-<run>.csv)."
+        ),
+    ] = None,  # fmt: skip
 ) -> None:
     """Apply gallery decisions (relabel / exclude) to a new manifest for the next run; your metadata is untouched."""
     from hardmine.relabel import apply_decisions
@@ -344,12 +374,16 @@ def relabel_cmd(
 
 @command("gallery")
 def gallery_cmd(
-    run_dir: Path = typer.Argument(..., help="Run directory."),
-    round_: int | None = typer.Option(None, "--round", help="Round to show (default: the best on validation)."),
-    inline: bool = typer.Option(False, "--inline", help="Inline thumbnails in the HTML (one file to share)."),
-    png: bool = typer.Option(False, "--png", help="Also a contact sheet PNG of the hardest seeds."),
-    top_n: int = typer.Option(48, help="Seeds on the contact sheet."),
-    open_: bool = typer.Option(False, "--open", help="Open the page in a browser."),
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    round_: Annotated[
+        int | None, typer.Option("--round", help="Round to show (default: the best on validation).")
+    ] = None,
+    inline: Annotated[
+        bool, typer.Option("--inline", help="Inline thumbnails in the HTML (one file to share).")
+    ] = False,
+    png: Annotated[bool, typer.Option("--png", help="Also a contact sheet PNG of the hardest seeds.")] = False,
+    top_n: Annotated[int, typer.Option(help="Seeds on the contact sheet.")] = 48,
+    open_: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
 ) -> None:
     """Static HTML gallery of what a round mined and why (works offline, from file://)."""
     from hardmine.gallery import build_gallery

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +191,9 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
 
     def decorate(fn):
         sig = inspect.signature(fn)
-        own = [p for p in sig.parameters.values() if p.name != "config"]
+        hints = typing.get_type_hints(fn, include_extras=True)  # the command's own Annotated options, resolved
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+               if p.name != "config"]  # fmt: skip
         extra = [  # typer's Annotated style: the declaration in the annotation, the default as the default
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, option.info],
                               default=inspect.Parameter.empty if option.default is ... else option.default)
