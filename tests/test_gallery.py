@@ -163,6 +163,15 @@ def test_gallery_in_headless_chromium(mined_run, tmp_path):
             "return document.querySelector('#sec-low-margin .card, #sec-fp .card').dataset.id"
         )
         assert first != again
+        # without --round the gallery opens on the best round on validation, and says so
+        best = json.loads((mined_run / "report.json").read_text())["best_round"]
+        assert runner.invoke(app, ["gallery", str(mined_run)]).exit_code == 0
+        driver.get((mined_run / f"round-{best:03d}" / "gallery" / "index.html").as_uri())
+        shown_round = "return JSON.parse(document.getElementById('data').textContent).facts.round"
+        assert driver.execute_script(shown_round) == best
+        assert "best on validation" in driver.find_element(By.TAG_NAME, "header").text
+        driver.get(page.as_uri())
+        driver.find_element(By.CSS_SELECTOR, ".card")
         # a card enlarges, and closes again
         image = driver.find_element(By.CSS_SELECTOR, ".card img")
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
