@@ -185,6 +185,8 @@ def test_gallery_in_headless_chromium(mined_run, tmp_path):
         ids = [p.find_element(By.XPATH, "..").get_attribute("data-id") for p in picks]
         Select(picks[0]).select_by_value("relabel")
         Select(picks[1]).select_by_value("exclude")
+        assert driver.find_element(By.ID, "nsel").text == "2"
+        time.sleep(1.0)  # Chromium commits localStorage to the browser process asynchronously; a person reloads later
         driver.refresh()
         driver.find_element(By.CSS_SELECTOR, ".card")
         assert driver.find_element(By.ID, "nsel").text == "2"
