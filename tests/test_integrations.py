@@ -148,6 +148,12 @@ def test_fastai_callback_feeds_the_curriculum_to_the_training_loader():
     for epoch in (1, 2):
         assert recorder.drawn[epoch] == _curriculum_draw(weights[epoch - 1], 2, epoch, 120)
     assert dls.train.get_idxs.__name__ != "<lambda>"  # fastai's own sampling is back after fit
+    # learn.hardmine_rounds: round 0, then n mining rounds of `epochs` epochs each
+    again = HardMiner(y.numpy(), k=5, seed=2)
+    learn = Learner(dls, DropIndex(), loss_func=nn.CrossEntropyLoss(), cbs=[Recorder()])
+    with learn.no_bar(), learn.no_logging():
+        rounds = learn.hardmine_rounds(again, n=2, epochs=1, lr=0.05, score_dl=DataLoader(train, batch_size=64))
+    assert [row["epoch"] for row in rounds.history] == [1, 2, 3] and again.round == 3
 
 
 @pytest.mark.parametrize("example", ["fastai_callback", "lightning_callback"])

@@ -3,6 +3,7 @@
 >>> miner = HardMiner(df.label.eq("mel").to_numpy()[train_rows], groups=df.lesion_id[train_rows])  # doctest: +SKIP
 >>> learn = vision_learner(dls, resnet34, cbs=HardMiningCallback(miner, positive="mel", every=5))
 >>> learn.fine_tune(20)
+>>> learn.hardmine_rounds(miner, n=3, epochs=5, positive="mel")      # or: round 0, then 3 mining rounds
 
 ``miner`` holds the labels of ``dls.train``'s items, in their order. From the
 first epoch the training loader draws its indices from ``miner.sampler()``
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastai.callback.schedule  # noqa: F401 - adds Learner.fit_one_cycle
 from fastai.callback.core import Callback
 
 from hardmine.errors import HardmineError
@@ -76,3 +78,26 @@ class HardMiningCallback(Callback):
             raise HardmineError(f"positive={self.positive!r} is not a class of dls.vocab "
                                 f"({', '.join(map(str, vocab or [])) or 'none'})")  # fmt: skip
         return list(vocab).index(self.positive)
+
+
+def hardmine_rounds(learn, miner: HardMiner, n: int = 3, epochs: int = 5, lr: float | None = None,
+                    positive: str | None = None, score_dl=None) -> HardMiningCallback:  # fmt: skip
+    """``learn.hardmine_rounds(miner, n=3, epochs=5)``: round 0 of ``epochs`` epochs, then ``n`` mining rounds.
+
+    One one-cycle fit of ``(n + 1) * epochs`` epochs that mines after every ``epochs`` epochs
+    (the last mining's table is kept for review); returns the callback, whose ``history``
+    lists what each mining found.
+    """
+    if n < 0 or epochs < 1:
+        raise HardmineError(f"n={n} must be >= 0 and epochs={epochs} >= 1")
+    mining = HardMiningCallback(miner, positive=positive, every=epochs, score_dl=score_dl)
+    learn.fit_one_cycle((n + 1) * epochs, lr, cbs=mining)
+    return mining
+
+
+try:  # ``learn.hardmine_rounds(...)``, fastai style
+    from fastai.learner import Learner
+
+    Learner.hardmine_rounds = hardmine_rounds
+except ImportError:  # pragma: no cover - fastai's layout changed
+    pass
