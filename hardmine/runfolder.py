@@ -144,6 +144,11 @@ class Manifest:
                     owner = next((s.key for s in self.steps if s.round == r), owner)
                 self.files[rel] = _file_record(path, owner)
 
+    def refresh(self) -> None:
+        """Re-record the outputs a command rewrote outside the round loop, and save (a later resume trusts them)."""
+        self.record()
+        self.save()
+
     def save(self) -> None:
         from hardmine import distributed
 
@@ -255,9 +260,8 @@ class RunFolder:
         path = self.round_dir(r) / name
         if not path.exists():
             raise HardmineError(f"{path} not found: {hint}")
-        manifest = self.root / MANIFEST_FILE
-        known = read_json(manifest).get("files", {}).get(path.relative_to(self.root).as_posix()) \
-            if manifest.exists() else None  # fmt: skip
+        # only the size here (cheap on every read); a resume compares checksums (Manifest.verify)
+        known = Manifest(self.root).files.get(path.relative_to(self.root).as_posix())
         if known and known["size"] != path.stat().st_size:
             raise HardmineError(f"{path} is damaged ({path.stat().st_size} bytes, {known['size']} recorded); "
                                 "`hardmine round --out RUN --resume` redoes its step")  # fmt: skip
@@ -435,9 +439,10 @@ class Run(RunFolder):
             raise HardmineError(f"--out {root} is a file; expected a run folder (new or existing)")
         if (root / LOCK_FILE).exists():
             _claim(root)  # a run folder, maybe being created by another process right now
-        if config_path.exists():
+        existing = RunFolder(root).config_dict() if config_path.exists() else None
+        if existing is not None:
             # read back through the schema: an option added since the run was made counts at its default
-            saved = comparable(RunConfig.from_dict(RunFolder(root).config_dict()).to_dict())
+            saved = comparable(RunConfig.from_dict(existing).to_dict())
             wanted = comparable(config.to_dict())
             if saved != wanted and not overwrite:
                 raise HardmineError(
@@ -459,7 +464,7 @@ class Run(RunFolder):
             _claim(root, again=True)
         if config_path.exists():
             Manifest(root).check_run_files()
-            if RunFolder(root).config_dict().get("data_fingerprint") != fingerprint:
+            if existing.get("data_fingerprint") != fingerprint:
                 raise HardmineError(
                     f"the data in {data.data} changed since {root} was made "
                     "(fingerprint differs); use --overwrite or another --out"

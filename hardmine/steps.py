@@ -164,7 +164,7 @@ def evaluate(
 
             names = run.class_names()
             evaluation_plots(labels, prob, threshold, out, split, class_names=(names[0], names[1]))
-        refresh_records(run)
+        Manifest(run.root).refresh()
     distributed.barrier()
     return metrics
 
@@ -226,7 +226,7 @@ def score_round(
     if audit:
         summary["audit_pairs"] = audit_split(run, model, emb, center, scoring.audit_sim)
     if distributed.is_main():
-        refresh_records(run)
+        Manifest(run.root).refresh()
     distributed.barrier()
     return summary
 
@@ -307,15 +307,8 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     write_csv(out / "weights.csv", pd.DataFrame({"id": ids, "weight": result.weights}))
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
     write_json(out / "mining.json", summary)
-    refresh_records(run)
+    Manifest(run.root).refresh()
     return summary
-
-
-def refresh_records(run: Run) -> None:
-    """Re-record the checksums of step outputs a command rewrote (a later resume then trusts them)."""
-    manifest = Manifest(run.root)
-    manifest.record()
-    manifest.save()
 
 
 def predict_images(
