@@ -112,13 +112,21 @@ class HardMiner:
         result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
                       triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
                       previous_weights=self.weights if self.round else None, trusted=self.trusted)  # fmt: skip
-        self.weights = result.weights
         self.hard_history.append(result.hard_mask())
-        self.round += 1
         self.last = result
+        self.use_weights(result.weights)
+        return result
+
+    def use_weights(self, weights: np.ndarray) -> None:
+        """Take ``weights`` (N,) as the next round's curriculum and keep the sampler in step: what
+        :meth:`update` ends with, and what a rank that did not mine does with the weights it receives."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != self.labels.shape:
+            raise HardmineError(f"{len(weights)} weights but the miner holds {len(self.labels)} labels")
+        self.weights = weights
+        self.round += 1
         if self._sampler is not None:
             self._sampler.update_weights(self.weights)
-        return result
 
     def score(
         self, model, loader, device=None, threshold: float | None = None, *, positive_class: int | None = None

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from hardmine import distributed
 from hardmine.errors import HardmineError
 
 
@@ -56,17 +57,11 @@ class CurriculumSampler(Sampler[int]):
 
     @property
     def num_replicas(self) -> int:
-        if self._num_replicas is not None:
-            return int(self._num_replicas)
-        dist = torch.distributed
-        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        return int(self._num_replicas) if self._num_replicas is not None else distributed.world_size()
 
     @property
     def rank(self) -> int:
-        if self._rank is not None:
-            return int(self._rank)
-        dist = torch.distributed
-        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        return int(self._rank) if self._rank is not None else distributed.rank()
 
     @property
     def per_replica(self) -> int:

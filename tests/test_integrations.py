@@ -42,33 +42,17 @@ def _curriculum_draw(weights, seed, epoch, n):
     return list(reference)
 
 
-def test_lightning_callback_feeds_the_curriculum_to_the_training_loader():
+def test_lightning_callback_feeds_the_curriculum_to_the_training_loader(tmp_path):
     pl = pytest.importorskip("lightning.pytorch")
+    from lightning_ddp_job import Module  # the same module the DDP job trains (it records what it drew)
+
     from hardmine.integrations.lightning import HardMiningCallback
 
     x, y, idx = _data()
-
-    class Module(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
-            self.drawn: dict[int, list[int]] = {}
-
-        def forward(self, x):
-            return self.net(x)
-
-        def training_step(self, batch, batch_idx):
-            xb, yb, ib = batch
-            self.drawn.setdefault(self.current_epoch, []).extend(ib.tolist())
-            return nn.functional.cross_entropy(self(xb), yb)
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
     miner = HardMiner(y.numpy(), k=5, seed=1)
     weights = _spy_weights(miner)
     mining = HardMiningCallback(miner, DataLoader(TensorDataset(x, y), batch_size=64), every_n_epochs=1)
-    module = Module()
+    module = Module(str(tmp_path))
     trainer = pl.Trainer(max_epochs=3, callbacks=[mining], accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(module, DataLoader(TensorDataset(x, y, idx), sampler=miner.sampler(), batch_size=32))
@@ -81,7 +65,7 @@ def test_lightning_callback_feeds_the_curriculum_to_the_training_loader():
     with pytest.raises(ValueError, match="does not draw with miner.sampler"):
         pl.Trainer(max_epochs=1, callbacks=[HardMiningCallback(miner, DataLoader(TensorDataset(x, y)))],
                    accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False).fit(Module(), plain)  # fmt: skip
+                   enable_model_summary=False).fit(Module(str(tmp_path)), plain)  # fmt: skip
 
 
 def test_lightning_ddp_ranks_share_the_mined_weights_and_split_the_draws(tmp_path):

@@ -1,6 +1,7 @@
 """fastai: mine at the end of training epochs, draw the next ones by the curriculum.
 
->>> miner = HardMiner(df.label.eq("mel").to_numpy()[train_rows], groups=df.lesion_id[train_rows])  # doctest: +SKIP
+>>> items = dls.train.items                                       # doctest: +SKIP
+>>> miner = HardMiner(items.dx.eq("mel").to_numpy(), groups=items.lesion_id.to_numpy())
 >>> learn = vision_learner(dls, resnet34, cbs=HardMiningCallback(miner, positive="mel", every=5))
 >>> learn.fine_tune(20)
 >>> learn.hardmine_rounds(miner, n=3, epochs=5, positive="mel")      # or: round 0, then 3 mining rounds
@@ -22,6 +23,7 @@ import fastai.callback.schedule  # noqa: F401 - adds Learner.fit_one_cycle
 from fastai.callback.core import Callback
 
 from hardmine.errors import HardmineError
+from hardmine.integrations import mining_due, mining_summary
 from hardmine.miner import HardMiner
 
 
@@ -59,13 +61,12 @@ class HardMiningCallback(Callback):
 
     def after_epoch(self) -> None:
         done = self.epoch + 1
-        if done < self.start or (done - self.start) % self.every:
+        if not mining_due(done, self.start, self.every):
             return
         loader = self.score_dl if self.score_dl is not None else self.dls.test_dl(self.dls.train.items,
                                                                                   with_labels=True)  # fmt: skip
         result = self.miner.score(self.learn.model, loader, device=self.dls.device, positive_class=self.positive_class)
-        self.history.append({"epoch": done} | {k: result.stats[k] for k in ("n_seeds", "n_neighbours",
-                                                                             "n_quarantined")})  # fmt: skip
+        self.history.append(mining_summary(done, result))
 
     def after_fit(self) -> None:
         self.dls.train.get_idxs = self._original_get_idxs

@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 
 from hardmine.errors import HardmineError
+from hardmine.integrations import mining_due, mining_summary
 from hardmine.miner import HardMiner
 
 
@@ -59,19 +59,16 @@ class HardMiningCallback(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         done = trainer.current_epoch + 1
-        if done < self.start_epoch or (done - self.start_epoch) % self.every_n_epochs:
+        if not mining_due(done, self.start_epoch, self.every_n_epochs):
             return
-        summary = None
+        mined = None
         if trainer.is_global_zero:
             result = self.miner.score(pl_module, self.score_loader, device=pl_module.device,
                                       positive_class=self.positive_class)  # fmt: skip
-            summary = {"epoch": done} | {k: result.stats[k] for k in ("n_seeds", "n_neighbours", "n_quarantined")}
-        weights = trainer.strategy.broadcast(self.miner.weights if trainer.is_global_zero else None, src=0)
+            mined = (self.miner.weights, mining_summary(done, result))
+        weights, summary = trainer.strategy.broadcast(mined, src=0)
         if not trainer.is_global_zero:
-            self.miner.weights = np.asarray(weights, dtype=np.float64)
-            self.miner.round += 1
-            self.miner.sampler().update_weights(self.miner.weights)
-        summary = trainer.strategy.broadcast(summary, src=0)
+            self.miner.use_weights(weights)
         self.history.append(summary)
         pl_module.log_dict({f"hardmine/{k}": float(v) for k, v in summary.items() if k != "epoch"},
                            rank_zero_only=True)  # fmt: skip
