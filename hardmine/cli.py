@@ -320,7 +320,7 @@ def predict_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     images: Annotated[
         list[Path], typer.Argument(help="Image files, folders (searched recursively) or CSVs with a path column.")
-    ],  # fmt: skip
+    ],
     round_: Annotated[str, typer.Option("--round", help="best (chosen on validation) or a round number.")] = "best",
     out: Annotated[Path, typer.Option("--out", help="CSV to write.")] = Path("predictions.csv"),
     device: Annotated[
@@ -362,14 +362,11 @@ def relabel_cmd(
     ] = None,  # fmt: skip
 ) -> None:
     """Apply gallery decisions (relabel / exclude) to a new manifest for the next run; your metadata is untouched."""
-    from hardmine.relabel import apply_decisions
-    from hardmine.runfolder import RunFolder
+    from hardmine.relabel import apply_decisions, next_round_command
 
     path, counts = apply_decisions(run_dir, decisions, out)
-    classes = RunFolder(run_dir).config_dict().get("classes") or {}
-    task = "".join(f" --{side} {','.join(names)}" for side, names in classes.items() if names)
     console.print(f"{counts['relabelled']} relabelled, {counts['excluded']} excluded, {counts['rows']} rows -> {path}")
-    console.print(f"next: hardmine round --data {path}{task} --out NEW_RUN ...", soft_wrap=True)
+    console.print(f"next: {next_round_command(run_dir, path)}", soft_wrap=True)
 
 
 @command("gallery")

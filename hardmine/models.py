@@ -104,8 +104,8 @@ def check_model_name(name: str) -> None:
             import timm
         except ImportError:
             raise ModelError(f"--model {name} needs timm: pip install 'hardmine[timm]'") from None
-        if not timm.is_model(name[len(TIMM_PREFIX):]):
-            raise ModelError(f"--model {name}: timm has no model {name[len(TIMM_PREFIX):]!r} "
+        if not timm.is_model(name.removeprefix(TIMM_PREFIX)):
+            raise ModelError(f"--model {name}: timm has no model {name.removeprefix(TIMM_PREFIX)!r} "
                              "(timm.list_models() lists them)")  # fmt: skip
     elif name not in available_models():
         raise ModelError(f"--model {name!r} is not known; expected tiny, a torchvision classifier such as resnet18, "
@@ -135,7 +135,7 @@ def build_model(
         if name == "tiny":
             backbone = TinyCNN(num_classes)
         elif name.startswith(TIMM_PREFIX):
-            backbone = _timm_backbone(name[len(TIMM_PREFIX):], weights)
+            backbone = _timm_backbone(name.removeprefix(TIMM_PREFIX), weights)
         else:
             backbone = _torchvision_backbone(name, weights)
         head_name, head = _last_linear(backbone)

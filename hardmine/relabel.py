@@ -95,3 +95,10 @@ def apply_decisions(
     write_csv(out_path, manifest)
     counts = {"relabelled": len(new_label), "excluded": len(excluded), "rows": len(manifest)}
     return out_path, counts
+
+
+def next_round_command(run_dir: str | os.PathLike, manifest: str | os.PathLike) -> str:
+    """The ``hardmine round`` command that trains on ``manifest`` with the run's class mapping."""
+    classes = RunFolder(run_dir).config_dict().get("classes") or {}
+    task = "".join(f" --{side} {','.join(names)}" for side, names in classes.items() if names)
+    return f"hardmine round --data {manifest}{task} --out NEW_RUN ..."
