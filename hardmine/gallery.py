@@ -263,11 +263,11 @@ def _json_for_script(obj: Any) -> str:
 
 def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
     """The page: a jinja2 template with autoescape on; card data as a script-safe JSON block."""
-    import jinja2
+    from hardmine.templates import render
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("hardmine", "templates"), autoescape=True)
     counts = {key: sum(c["section"] == key for c in cards) for key, _ in SECTIONS}
-    return env.get_template("gallery.html").render(
+    return render(
+        "gallery.html",
         facts=facts, sections=SECTIONS, counts=counts, short={k: n.split(" (")[0].split(":")[0] for k, n in SECTIONS},
         data=_script_json({"cards": cards, "facts": facts}),
     )

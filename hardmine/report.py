@@ -114,15 +114,14 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
         images += plots.curves_compare(curves, root, "test")
         labels, prob = list(curves.values())[-1]
         images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / "scores_test.png"))
-    import jinja2
+    from hardmine.templates import render
 
     names = folder.class_names()
     t = report["test"]
     keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "pauc_sens80", "sensitivity", "specificity",
             "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
-    env = jinja2.Environment(loader=jinja2.PackageLoader("hardmine", "templates"), autoescape=True)
-    env.filters["cell"] = _fmt
-    page = env.get_template("report.html").render(
+    page = render(
+        "report.html", filters={"cell": _fmt},
         run=root.name, select_by=report["select_by"], best=best, verdict=verdict_sentence(report),
         round_header=ROUND_COLUMNS, round_rows=[[row[c] for c in ROUND_COLUMNS] for row in round_rows(report)],
         test_rows=[[k, report["test_round0"].get(k), t.get(k)] for k in keys],
