@@ -149,15 +149,8 @@ def image_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
         elif path.is_file() and path.suffix.lower() == ".csv":
             frame = _read_csv(path)
             _require_columns(frame, ("path",), path)
-            base = path.parent.resolve()
-            for row, rel in enumerate(frame["path"], start=2):
-                if Path(rel).is_absolute():  # the user's own list of files, named in full
-                    found.append(rel)
-                    continue
-                try:
-                    found.append(str(resolve_inside(base, rel)))
-                except DataError:
-                    raise DataError(f"{path} row {row}: path {rel!r} resolves outside {base}") from None
+            # absolute paths: the user's own list of files, named in full
+            found += [str(p) for p in _csv_paths(path, frame["path"], allow_absolute=True)]
         elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             found.append(str(path))
         elif path.exists():
@@ -257,12 +250,7 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
     frame = _read_csv(csv_path)
     _require_columns(frame, ("path", "label"), csv_path)
     base = csv_path.parent.resolve()
-    paths = []
-    for row, rel in enumerate(frame["path"].astype(str), start=2):  # row 1 is the header
-        try:
-            paths.append(resolve_inside(base, rel))
-        except DataError:
-            raise DataError(f"{csv_path} row {row}: path {rel!r} resolves outside the data root {base}") from None
+    paths = _csv_paths(csv_path, frame["path"].astype(str))
     exists = np.array([p.is_file() for p in paths])
     if not exists.all():
         missing = [str(frame["path"].iloc[i]) for i in np.flatnonzero(~exists)]
@@ -313,6 +301,21 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"cannot read CSV {path}: {exc}".splitlines()[0]) from None
+
+
+def _csv_paths(csv_path: Path, paths: Sequence[str], allow_absolute: bool = False) -> list[Path]:
+    """A CSV's paths, relative to its folder and never outside it (absolute ones as given when allowed)."""
+    base = csv_path.parent.resolve()
+    resolved = []
+    for row, rel in enumerate(paths, start=2):  # row 1 is the header
+        if allow_absolute and Path(rel).is_absolute():
+            resolved.append(Path(rel))
+            continue
+        try:
+            resolved.append(resolve_inside(base, rel))
+        except DataError:
+            raise DataError(f"{csv_path} row {row}: path {rel!r} resolves outside the data root {base}") from None
+    return resolved
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
