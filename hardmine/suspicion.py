@@ -77,12 +77,13 @@ class Evidence:
 
 
 def oof_head_prob(
-    embeddings: np.ndarray, labels, groups, *, folds: int = 5, C: float = 0.1, seed: int = 0
+    embeddings: np.ndarray, labels, groups, *, folds: int = 5, C: float = 0.1, seed: int = 0, balanced: bool = True
 ) -> np.ndarray:
     """(N,) class-balanced P(positive) of each sample from a linear head that never saw its lesion.
 
     ``embeddings`` (N, D) are the round's embeddings (raw or normalised); the head
-    is an L2 logistic regression on standardised features with balanced class weights.
+    is an L2 logistic regression on standardised features with balanced class
+    weights (unweighted, at the data's own prior, with ``balanced=False``).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -100,20 +101,21 @@ def oof_head_prob(
         if not held.any() or len(np.unique(y[fit])) < 2:
             continue
         mean, std = x[fit].mean(0), x[fit].std(0) + 1e-6
-        model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
+        model = LogisticRegression(C=C, class_weight="balanced" if balanced else None, max_iter=2000)
         model.fit((x[fit] - mean) / std, y[fit])
         prob[held] = model.predict_proba((x[held] - mean) / std)[:, 1]
     return np.where(np.isnan(prob), y.mean(), prob)
 
 
 def neighbour_prob(
-    embeddings: np.ndarray, labels, groups, *, k: int = 10, index=None
+    embeddings: np.ndarray, labels, groups, *, k: int = 10, index=None, balanced: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Class-balanced P(positive) from the labels of the ``k`` nearest images of other lesions.
 
     ``embeddings`` must be L2-normalised (cosine similarity). Each class's
     neighbour count is divided by the class's share of the data, so a sample
-    whose neighbours look like the data as a whole gets 0.5.
+    whose neighbours look like the data as a whole gets 0.5 (with
+    ``balanced=False``: the plain share of positive neighbours).
 
     Returns
     -------
@@ -133,7 +135,7 @@ def neighbour_prob(
     valid &= np.cumsum(valid, axis=1) <= k
     pos = (valid & (y[np.where(nbrs >= 0, nbrs, 0)] == 1)).sum(1)
     neg = valid.sum(1) - pos
-    prior = y.mean()
+    prior = y.mean() if balanced else 0.5  # 0.5 for both classes leaves the plain vote
     pos_rate, neg_rate = pos / max(prior, 1e-12), neg / max(1 - prior, 1e-12)
     total = pos_rate + neg_rate
     return np.where(total > 0, pos_rate / np.maximum(total, 1e-12), 0.5), pos, valid.sum(1)
@@ -149,6 +151,7 @@ def gather_evidence(
     folds: int = 5,
     seed: int = 0,
     index=None,
+    balanced: bool = True,
 ) -> Evidence:
     """All evidence for one round: out-of-fold head, other-lesion neighbours, training dynamics.
 
@@ -157,6 +160,7 @@ def gather_evidence(
     labels : (N,) 0/1. groups : (N,) lesion ids.
     embeddings : (N, D) L2-normalised embeddings of the round's model.
     confidence : (N,) mean probability of the given label over training epochs, if recorded.
+    balanced : class-balanced head and neighbour vote (the default), or both at the data's prior.
     """
     y, _ = check_binary(labels)
     wrong = lambda prob_pos: np.where(y == 1, 1 - prob_pos, prob_pos)  # noqa: E731 - P(the other class)
@@ -166,9 +170,9 @@ def gather_evidence(
         if c.shape != y.shape:
             raise HardmineError(f"confidence has shape {c.shape}; expected {y.shape}")
         dynamics = np.clip(1 - c, 0, 1)
-    nbr_prob, nbr_pos, seen = neighbour_prob(embeddings, y, groups, k=k, index=index)
+    nbr_prob, nbr_pos, seen = neighbour_prob(embeddings, y, groups, k=k, index=index, balanced=balanced)
     return Evidence(
-        oof=wrong(oof_head_prob(embeddings, y, groups, folds=folds, seed=seed)),
+        oof=wrong(oof_head_prob(embeddings, y, groups, folds=folds, seed=seed, balanced=balanced)),
         neighbours=wrong(nbr_prob),
         dynamics=dynamics,
         neighbours_other=np.where(y == 1, seen - nbr_pos, nbr_pos),
