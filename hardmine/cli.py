@@ -321,7 +321,10 @@ def predict_cmd(
     images: Annotated[
         list[Path], typer.Argument(help="Image files, folders (searched recursively) or CSVs with a path column.")
     ],
-    round_: Annotated[str, typer.Option("--round", help="best (chosen on validation) or a round number.")] = "best",
+    round_: Annotated[
+        str, typer.Option("--round", help="best (the model the run hands back, chosen on validation), reference "
+                          "(the budget reference) or a round number.")
+    ] = "best",
     out: Annotated[Path, typer.Option("--out", help="CSV to write.")] = Path("predictions.csv"),
     device: Annotated[
         str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the run's).")
@@ -333,13 +336,14 @@ def predict_cmd(
     from hardmine.runfolder import RunFolder
     from hardmine.steps import predict_images
 
-    if round_ != "best" and not round_.isdigit():
-        raise HardmineError(f"--round {round_!r} is not valid; expected best or a round number")
+    if round_ not in ("best", "reference") and not round_.isdigit():
+        raise HardmineError(f"--round {round_!r} is not valid; expected best, reference or a round number")
     if device is not None:
         check_device(device)
     paths = image_inputs(images)
     with progress_bars() as progress:
-        table = predict_images(RunFolder(run_dir), paths, None if round_ == "best" else int(round_), device=device,
+        chosen = None if round_ == "best" else round_ if round_ == "reference" else int(round_)
+        table = predict_images(RunFolder(run_dir), paths, chosen, device=device,
                                callback=ProgressEvents(progress))  # fmt: skip
     write_csv(out, table)
     counts = table["prediction"].value_counts()

@@ -178,6 +178,9 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
                                 "embeddings).", panel=_R)),
     "select_by": (SelectBy, _opt("sens_at_spec90", help="Best round by this validation metric.", panel=_R)),
     "guard_tol": (float, _opt(0.02, help="A round worse than the best by more than this is marked.", panel=_R)),
+    "budget_guard": (bool, _opt(True, "--budget-guard/--no-budget-guard", help="Also train round 0's recipe for "
+                                "the rounds' whole epoch budget (RUN/reference/) and hand it back when no round "
+                                "beats it on validation.", panel=_R)),
 })  # fmt: skip
 
 ALL_GROUPS = (DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)

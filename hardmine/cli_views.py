@@ -102,7 +102,7 @@ def metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    from hardmine.report import round_rows, verdict_sentence
+    from hardmine.report import round_rows, test_columns, verdict_sentence
 
     short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
              "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
@@ -110,6 +110,9 @@ def print_report(report: dict[str, Any]) -> None:
     rounds["round"] = [f"{r}*" if r == report["best_round"] else str(r) for r in rounds["round"]]
     rounds = rounds.rename(columns=short)
     console.print(frame_table(rounds.astype(object), f"rounds on validation (best by {report['select_by']}: *)"))
-    columns = {"round 0": report["test_round0"], f"best (round {report['best_round']})": report["test"]}
-    console.print(metrics_table(columns, "test split (thresholds tuned on validation)"))
+    if report.get("reference"):
+        ref = report["reference"]
+        console.print(f"budget reference (round 0's recipe, {ref['epochs']} epochs): val AUROC "
+                      f"{fmt(ref['val']['auroc'], 3)}, sens@spec90 {fmt(ref['val']['sens_at_spec90'], 3)}")  # fmt: skip
+    console.print(metrics_table(test_columns(report), "test split (thresholds tuned on validation)"))
     console.print(verdict_sentence(report))

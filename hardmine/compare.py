@@ -34,8 +34,8 @@ from hardmine.errors import HardmineError
 from hardmine.inference import Callback
 from hardmine.io import write_csv
 from hardmine.paired import METRICS, paired_difference, sensitivity
-from hardmine.rounds import run_rounds
-from hardmine.runfolder import Run
+from hardmine.rounds import adopt_reference, budget_reference, run_rounds
+from hardmine.runfolder import Run, RunFolder
 from hardmine.steps import evaluate, train_round
 
 BASELINES: dict[str, dict[str, str]] = {
@@ -57,8 +57,8 @@ def epoch_budget(config: RunConfig, n_rounds: int, methods: list[str] | None = N
     Raises :class:`HardmineError` when the strategies among ``methods`` train different budgets.
     """
     strategies = {m.rsplit("-", 1)[1] for m in methods or () if m not in BASELINES} or {config.rounds.strategy}
-    budgets = {s: config.train.epochs + n_rounds * replace(config.rounds, strategy=s).epochs_per_round(
-        config.train.epochs) for s in sorted(strategies)}  # fmt: skip
+    budgets = {s: replace(config.rounds, strategy=s).total_epochs(config.train.epochs, n_rounds)
+               for s in sorted(strategies)}  # fmt: skip
     if len(set(budgets.values())) > 1:
         listed = ", ".join(f"{s} {b}" for s, b in budgets.items())
         raise HardmineError(f"strategies train different epoch budgets ({listed}); compare them in separate "
@@ -118,16 +118,19 @@ def compare(
     for seed in seeds:
         for method in methods:
             note("compare_start", {"method": method, "seed": seed})
-            run, chosen = _run_method(config, out / method / f"seed-{seed}", method, seed, n_rounds, budget,
-                                      callback)  # fmt: skip
-            test = _test_metrics(run, chosen)
-            preds = pd.read_csv(run.round_dir(chosen) / "preds_test.csv", dtype={"id": str})
+            run, model, chosen = _run_method(config, out / method / f"seed-{seed}", method, seed, n_rounds, budget,
+                                             callback)  # fmt: skip
+            test = _test_metrics(model, chosen)
+            preds = pd.read_csv(model.round_dir(chosen) / "preds_test.csv", dtype={"id": str})
             outputs[method, seed] = {"test": preds["prob_pos"].to_numpy(), "threshold": test["threshold"],
-                                     "val": run.val_metrics(chosen)}  # fmt: skip
-            row = {"method": method, "seed": seed, "round": chosen, "epochs": run.epochs_trained(),
-                   "wall_s": run.wall_time()} | {k: test[k] for k in REPORTED}  # fmt: skip
+                                     "val": model.val_metrics(chosen)}  # fmt: skip
+            reference = run.reference()
+            row = {"method": method, "seed": seed, "round": chosen, "returned_reference": float(model is not run),
+                   "epochs": run.epochs_trained(),
+                   "wall_s": run.wall_time() + (reference.wall_time() if reference else 0.0)}  # fmt: skip
+            row |= {k: test[k] for k in REPORTED}
             if external_table is not None:
-                prob = _external_prob(run, chosen, external_table, callback)
+                prob = _external_prob(model, chosen, external_table, callback)
                 outputs[method, seed]["external"] = prob
                 row |= {f"ext_{k}": METRICS[k](external_table["label"].to_numpy(), prob) for k in METRICS}
             rows.append(row)
@@ -154,8 +157,9 @@ def compare(
 
 
 def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds: int, budget: int,
-                callback) -> tuple[Run, int]:  # fmt: skip
-    """Train (or resume) one method's run; return it and the round it hands back."""
+                callback) -> tuple[Run, Run, int]:  # fmt: skip
+    """Train (or resume) one method's run; return it, the run holding the model it hands back (itself,
+    or its budget reference) and that model's round."""
     train_cfg = replace(config.train, seed=seed)
     start = time.perf_counter()
     if method in BASELINES:
@@ -166,16 +170,21 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
         if not (run.round_dir(0) / "metrics.json").exists():
             train_round(run, 0, callback=callback)
             run.record_wall_time(time.perf_counter() - start)
-        return run, 0
+        return run, run, 0
     kind, strategy = method.rsplit("-", 1)
     mining = config.mining if kind == "hardmine" else replace(config.mining, **NO_MINING)
     rounds = replace(config.rounds, strategy=strategy)
     run = Run.create(root, replace(config, train=train_cfg, mining=mining, rounds=rounds))
+    for baseline in BASELINES:  # the budget reference is the baseline of round 0's recipe, when it ran
+        if adopt_reference(run, n_rounds, RunFolder(root.parent.parent / baseline / root.name)):
+            break
     done = run.rounds_with("metrics.json")
     report = run_rounds(run, n_rounds, resume=True, callback=callback, finish_outputs=False)
     if done != run.rounds_with("metrics.json"):
         run.record_wall_time(time.perf_counter() - start)
-    return run, int(report["best_round"])
+    if report.get("returned") == "reference":
+        return run, budget_reference(run), 0
+    return run, run, int(report["best_round"])
 
 
 def _test_metrics(run: Run, r: int) -> dict[str, Any]:

@@ -182,6 +182,8 @@ class RoundsConfig:
     round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
     select_by: str = "sens_at_spec90"
     guard_tol: float = 0.02
+    # also train round 0's recipe for the rounds' whole epoch budget; hand it back when no round beats it
+    budget_guard: bool = True
 
     def validate(self) -> None:
         check_choice("--strategy", self.strategy, STRATEGIES)
@@ -200,6 +202,17 @@ class RoundsConfig:
         if self.strategy == "head":
             return 0
         return self.round_epochs or max(1, train_epochs // 4)
+
+    def total_epochs(self, train_epochs: int, n_rounds: int) -> int:
+        """Epochs round 0 and ``n_rounds`` mining rounds train together (the run's budget)."""
+        return train_epochs + n_rounds * self.epochs_per_round(train_epochs)
+
+    def reference_epochs(self, train_epochs: int, n_rounds: int) -> int | None:
+        """Epochs of the budget reference (round 0's recipe trained for the whole budget) of a run aiming
+        at round ``n_rounds``; None when round 0 is its own reference (no mining round, or rounds that
+        train no epochs, i.e. head refits) or the guard is off."""
+        total = self.total_epochs(train_epochs, n_rounds)
+        return total if self.budget_guard and total > train_epochs else None
 
 
 SECTIONS: dict[str, type] = {

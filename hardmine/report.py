@@ -64,9 +64,30 @@ def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> 
     return out
 
 
+def test_columns(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The models a report has test metrics of, by column name (round 0, the best round, the budget
+    reference); the one the run hands back is marked."""
+    best, reference = report["best_round"], report.get("reference")
+    returned = report.get("returned", "round")
+    columns = {"round 0" + (" (returned)" if best == 0 and returned == "round" else ""): report["test_round0"]}
+    if best != 0:
+        name = f"best (round {best})" + (" (returned)" if returned == "round" else "")
+        columns[name] = report.get("test_best_round", report["test"])
+    if reference:
+        name = f"reference ({reference['epochs']} epochs)" + (" (returned)" if returned == "reference" else "")
+        columns[name] = reference["test"]
+    return columns
+
+
 def verdict_sentence(report: dict[str, Any]) -> str:
     """One plain sentence on what mining bought on test (from ``report.json``)."""
     best, select_by = report["best_round"], report["select_by"]
+    if report.get("returned") == "reference":
+        epochs = report["reference"]["epochs"]
+        beaten = "round 0 was best" if best == 0 else f"the best round ({best})"
+        return (f"No mining round beat the budget reference (round 0's recipe trained for all {epochs} epochs) "
+                f"on validation ({select_by}; {beaten}), so the run hands back the reference: mining did not "
+                "help here.")  # fmt: skip
     if best == 0:
         return (f"No mining round beat round 0 on validation ({select_by}), so the run hands back round 0: "
                 "mining did not help here.")  # fmt: skip
@@ -105,27 +126,34 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     best = report["best_round"]
     images = [plots.rounds_plot(report, root / "rounds.png")]
     curves = {}
-    for r, name in ((0, "round 0"), (best, f"best (round {best})")):
-        path = folder.round_dir(r) / "preds_test.csv"
+    reference = folder.reference() if report.get("reference") else None
+    models = [(folder, 0, "round 0"), (folder, best, f"best (round {best})")]
+    models += [(reference, 0, f"reference ({report['reference']['epochs']} epochs)")] if reference else []
+    for source, r, name in models:
+        path = source.round_dir(r) / "preds_test.csv"
         if path.exists():
             preds = pd.read_csv(path)
             curves[name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())
+    returned = curves.get(models[-1][2] if report.get("returned") == "reference" else models[1][2])
     if curves:
         images += plots.curves_compare(curves, root, "test")
-        labels, prob = list(curves.values())[-1]
+    if returned is not None:
+        labels, prob = returned
         images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / "scores_test.png"))
     from hardmine.templates import render
 
     names = folder.class_names()
     t = report["test"]
+    columns = test_columns(report)
     keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "pauc_sens80", "sensitivity", "specificity",
             "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
     page = render(
         "report.html", filters={"cell": _fmt},
         run=root.name, select_by=report["select_by"], best=best, verdict=verdict_sentence(report),
+        reference=report.get("reference"), returned=report.get("returned", "round"),
         round_header=ROUND_COLUMNS, round_rows=[[row[c] for c in ROUND_COLUMNS] for row in round_rows(report)],
-        test_rows=[[k, report["test_round0"].get(k), t.get(k)] for k in keys],
-        confusion_header=[f"best round on test (threshold {t['threshold']:.3f})", f"called {names[1]}",
+        test_header=["metric", *columns], test_rows=[[k, *(c.get(k) for c in columns.values())] for k in keys],
+        confusion_header=[f"the returned model on test (threshold {t['threshold']:.3f})", f"called {names[1]}",
                           f"called {names[0]}"],
         confusion_rows=[[f"true {names[1]}", t["tp"], t["fn"]], [f"true {names[0]}", t["fp"], t["tn"]]],
         figures=[(p.name, base64.b64encode(p.read_bytes()).decode()) for p in images],

@@ -3,14 +3,17 @@
 :func:`run_rounds` drives the steps of :mod:`hardmine.steps` over an opened
 :class:`~hardmine.runfolder.Run`, records each in ``manifest.json`` so an
 interrupted run resumes, guards against rounds that make validation worse,
-and finishes with :func:`finish`: ``report.json`` (best round by validation,
-test metrics of it and of round 0), ``report.html`` and the gallery, for
-Python callers and the CLI alike.
+trains the budget reference (round 0's recipe for the rounds' whole epoch
+budget) so a run never hands back a model worse on validation than the plain
+recipe given the same epochs, and finishes with :func:`finish`:
+``report.json`` (best round by validation, the model handed back, test
+metrics), ``report.html`` and the gallery, for Python callers and the CLI alike.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,8 @@ from hardmine import distributed
 from hardmine.config import RunConfig, TrainConfig
 from hardmine.errors import HardmineError, warn
 from hardmine.inference import Callback
-from hardmine.io import read_json, write_json
-from hardmine.runfolder import REPORT_FILE, Manifest, Run, Step, selection_value
+from hardmine.io import atomic_path, read_json, write_json
+from hardmine.runfolder import REPORT_FILE, Manifest, Run, RunFolder, Step, selection_value
 from hardmine.steps import evaluate, mine_round, refit_head_round, score_round, train_round
 
 
@@ -83,6 +86,7 @@ def run_rounds(
     distributed.barrier()  # every rank has read the manifest before rank 0 rewrites it
     manifest.save()
     note = callback or (lambda event, info: None)
+    cfg = run.config
 
     def once(step: Step, fn) -> None:
         if not manifest.done(step):
@@ -100,6 +104,9 @@ def run_rounds(
         if not manifest.done(Step(r, "train")):
             _train_step(run, r, manifest, init_checkpoint if r == 0 else None, note, callback)
     score_and_mine(target)  # the last round too, so its gallery exists and a later call can go on
+    reference_epochs = cfg.rounds.reference_epochs(cfg.train.epochs, target)
+    if reference_epochs is not None:
+        _reference_step(run, reference_epochs, init_checkpoint, note, callback)
     if not manifest.done(Step(target, "report")):
         note("step", {"round": target, "step": "report"})
     report = write_report(run, callback)
@@ -139,12 +146,73 @@ def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, cal
     note("round_end", {"round": r, "val": metrics} | info)
 
 
+def _reference_step(run: Run, epochs: int, init_checkpoint, note, callback) -> None:
+    """Train the budget reference when it is missing (:meth:`~hardmine.runfolder.Run.reference_run`)."""
+    reference = run.reference_run(epochs)
+    if distributed.is_main():
+        for problem in Manifest(reference.root).verify():
+            warn(problem)
+    distributed.barrier()
+    manifest = Manifest(reference.root)
+    step = Step(0, "train")
+    if manifest.done(step):
+        return
+    label = f"reference ({epochs} epochs)"
+    note("step", {"round": label, "step": "train"})
+    metrics = train_round(reference, 0, init_checkpoint=init_checkpoint, callback=callback)
+    manifest.mark(step)
+    note("round_end", {"round": label, "val": metrics})
+
+
+def adopt_reference(run: Run, n: int, source: RunFolder) -> bool:
+    """Use ``source``'s round 0 as the budget reference of ``run`` aiming at round ``n``, instead of
+    training the same recipe again; only when ``source`` trained exactly the reference's recipe
+    (``hardmine compare``: the baseline run of round 0's recipe and budget, same seed).
+
+    The reference's ``timing.json`` records the source's wall time, so the guard's cost is still
+    counted. Returns whether the reference was adopted (False: it will be trained).
+    """
+    cfg = run.config
+    epochs = cfg.rounds.reference_epochs(cfg.train.epochs, n)
+    ready = all((source.round_dir(0) / name).exists() for name in ("model.pt", "metrics.json"))
+    if epochs is None or not ready or source.run_config().train != replace(cfg.train, epochs=epochs):
+        return False
+    reference = run.reference_run(epochs)
+    manifest = Manifest(reference.root)
+    if not manifest.done(Step(0, "train")) and distributed.is_main():
+        for path in source.round_dir(0).iterdir():
+            if path.is_file() and not path.name.startswith(".") and path.name != "last.pt":
+                with atomic_path(reference.round_dir(0) / path.name, path.suffix) as tmp:
+                    shutil.copyfile(path, tmp)
+        reference.record_wall_time(source.wall_time())
+        manifest.mark(Step(0, "train"))
+    distributed.barrier()
+    return True
+
+
+def budget_reference(run: Run) -> Run | None:
+    """The trained budget reference matching the run's completed rounds (None when there is none)."""
+    rounds = Manifest(run.root).completed_rounds()
+    epochs = run.config.rounds.reference_epochs(run.config.train.epochs, max(rounds, default=0))
+    folder = run.reference()
+    if epochs is None or folder is None or folder.run_config().train.epochs != epochs:
+        return None
+    return run.reference_run(epochs)
+
+
 def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
-    """Choose the best round on validation, evaluate it and round 0 on test, write ``report.json``."""
+    """Choose the best round on validation, evaluate it and round 0 on test, write ``report.json``.
+
+    When the run has a budget reference, the model handed back (``returned``)
+    is the reference unless the best round beats it on validation (a tie
+    returns the reference: the plain recipe wins when mining buys nothing);
+    ``test`` holds the returned model's test metrics.
+    """
     distributed.barrier()
     manifest = Manifest(run.root)
     rounds = manifest.completed_rounds()
     best = run.best_round(rounds)
+    config = run.config
     rows = []
     for r in rounds:
         row: dict[str, Any] = {"round": r, "val": run.val_metrics(r)}
@@ -152,20 +220,25 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
         mining_path = run.round_dir(r - 1) / "mining.json"
         row["mining"] = read_json(mining_path) if r > 0 and mining_path.exists() else None
         rows.append(row)
-    test = {}
-    for r in sorted({0, best}):
-        path = run.round_dir(r) / "metrics_test.json"
-        fresh = path.exists() and _newer(path, run.model_path(r))
-        test[r] = read_json(path) if fresh else evaluate(run, r, "test", callback=callback)
+    test = {r: _test_metrics(run, r, callback) for r in sorted({0, best})}
     from hardmine.report import difference_from_round0
 
-    report = {
-        "rounds": rows,
-        "best_round": best,
-        "select_by": run.config.rounds.select_by,
-        "test": test[best],
+    reference = budget_reference(run)
+    returned = "round"
+    report: dict[str, Any] = {"rounds": rows, "best_round": best, "select_by": config.rounds.select_by}
+    if reference is not None:
+        ref_val = reference.val_metrics(0)
+        value = {name: selection_value(metrics, config.rounds.select_by, config.threshold)
+                 for name, metrics in (("best", run.val_metrics(best)), ("reference", ref_val))}  # fmt: skip
+        returned = "reference" if value["reference"] >= value["best"] else "round"
+        report["reference"] = {"epochs": reference.config.train.epochs, "val": ref_val,
+                               "test": _test_metrics(reference, 0, callback)}  # fmt: skip
+    report |= {
+        "returned": returned,
+        "test": report["reference"]["test"] if returned == "reference" else test[best],
+        "test_best_round": test[best],
         "test_round0": test[0],
-        "test_difference": difference_from_round0(run, best) if best != 0 else {},
+        "test_difference": difference_from_round0(run, best) if best != 0 and returned == "round" else {},
     }
     if distributed.is_main():
         write_json(run.root / REPORT_FILE, report)
@@ -188,6 +261,13 @@ def finish(run: Run) -> dict[str, Path]:
     if last != run.best_round():
         build_gallery(run.root, last)
     return {"report": report, "gallery": build_gallery(run.root)}  # the best round's, linking to the last
+
+
+def _test_metrics(run: Run, r: int, callback: Callback | None) -> dict[str, Any]:
+    """Round ``r``'s test metrics, evaluated unless saved after its model."""
+    path = run.round_dir(r) / "metrics_test.json"
+    fresh = path.exists() and _newer(path, run.model_path(r))
+    return read_json(path) if fresh else evaluate(run, r, "test", callback=callback)
 
 
 def _newer(a: Path, b: Path) -> bool:

@@ -7,8 +7,10 @@
       samples.csv     the sample table the run was made on (views never re-read the data source)
       split.csv       sample id, group, split
       manifest.json   steps completed (what resume reads), size and SHA-256 of every step's outputs
-      report.json     rounds on validation, best round, test metrics
+      report.json     rounds on validation, best round, the model handed back, test metrics
       round-RRR/      model.pt metrics.json scores.csv embeddings.npy mined.csv weights.csv gallery/ ...
+      reference/      the budget reference: round 0's recipe trained for the rounds' whole epoch
+                      budget, itself a run folder (config, samples, split, manifest, round-000/)
 
 :class:`RunFolder` reads these files (no torch): thresholds, weights, scores,
 the latest and best round, the saved sample table. :class:`Run` is an opened
@@ -30,7 +32,7 @@ import hashlib
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ import pandas as pd
 from hardmine import __version__
 from hardmine.config import RunConfig, ThresholdConfig, comparable, first_difference
 from hardmine.errors import HardmineError
-from hardmine.io import TMP_SUFFIX, file_digest, load_array, read_json, write_csv, write_json
+from hardmine.io import TMP_SUFFIX, atomic_path, file_digest, load_array, read_json, write_csv, write_json
 from hardmine.lock import LOCK_FILE, lock_run, unlock_run
 
 CONFIG_FILE = "config.json"
@@ -50,6 +52,7 @@ MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.json"
 TIMING_FILE = "timing.json"
 REPORT_HTML = "report.html"
+REFERENCE_DIR = "reference"
 AUDIT_FILE = "split_audit.csv"
 STEPS = ("train", "score", "mine", "report")
 RUN_FILES = (CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE)  # made once with the run; no step can redo them
@@ -306,8 +309,11 @@ class RunFolder:
         return float(read_json(path)["wall_s"]) if path.exists() else 0.0
 
     def epochs_trained(self) -> int:
-        """Training epochs over all rounds (``history.jsonl`` lines; a head refit trains none)."""
-        return sum(len(p.read_text().splitlines()) for p in self.root.glob("round-[0-9][0-9][0-9]/history.jsonl"))
+        """Training epochs over all rounds and the budget reference (``history.jsonl`` lines; a head refit
+        trains none)."""
+        histories = [*self.root.glob("round-[0-9][0-9][0-9]/history.jsonl"),
+                     *self.root.glob(f"{REFERENCE_DIR}/round-[0-9][0-9][0-9]/history.jsonl")]  # fmt: skip
+        return sum(len(p.read_text().splitlines()) for p in histories)
 
     def report(self) -> dict[str, Any]:
         path = self.root / REPORT_FILE
@@ -377,6 +383,23 @@ class RunFolder:
             return (selection_value(val, config.rounds.select_by, config.threshold), auroc, -r)
 
         return max(rounds, key=key)
+
+    def reference(self) -> RunFolder | None:
+        """The budget reference (``RUN/reference/``, an ordinary run folder) once its round 0 is trained."""
+        folder = RunFolder(self.root / REFERENCE_DIR)
+        try:
+            return folder if Manifest(folder.root).done(Step(0, "train")) else None
+        except HardmineError:
+            return None  # a damaged reference is rebuilt by the next `hardmine round`
+
+    def returned(self) -> tuple[RunFolder, int]:
+        """The model the run hands back, as (folder, round): the budget reference when ``report.json``
+        says no round beat it on validation, else the best round on validation."""
+        report = self.report() if (self.root / REPORT_FILE).exists() else {}
+        reference = self.reference() if report.get("returned") == "reference" else None
+        if reference is not None:
+            return reference, 0
+        return self, self.best_round(self.rounds_with("metrics.json"))
 
 
 # ---------------------------------------------------------------------- an opened run
@@ -493,6 +516,34 @@ class Run(RunFolder):
 
     def run_config(self) -> RunConfig:
         return self.config
+
+    def reference_run(self, epochs: int) -> Run:
+        """The budget reference of this run, opened for writing: round 0's recipe (same seed, same
+        start) trained for ``epochs`` in ``RUN/reference/``, a run folder of its own on this run's
+        sample table and split. A reference made for another budget or configuration, or damaged,
+        is deleted first (it can always be retrained)."""
+        from hardmine import distributed
+
+        root = self.root / REFERENCE_DIR
+        config = replace(self.config, train=replace(self.config.train, epochs=epochs))
+
+        def make() -> None:
+            try:
+                same = comparable(RunFolder(root).run_config().to_dict()) == comparable(config.to_dict())
+                Manifest(root).check_run_files()
+            except HardmineError:
+                same = False
+            if not same and root.exists():
+                shutil.rmtree(root)
+            if not root.exists():
+                for name in (SAMPLES_FILE, SPLIT_FILE):
+                    with atomic_path(root / name, ".csv") as tmp:
+                        shutil.copyfile(self.root / name, tmp)
+                facts = {k: v for k, v in self.config_dict().items() if k not in config.to_dict()}
+                write_json(root / CONFIG_FILE, config.to_dict() | facts)
+
+        distributed.on_main(make)
+        return Run(root, config, self.table, self.split)
 
     def part(self, name: str) -> pd.DataFrame:
         """The rows of split ``name`` (train, val or test), index reset."""

@@ -312,22 +312,32 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
 
 
 def predict_images(
-    folder: RunFolder, paths: list[str], r: int | None = None, *, device: str | None = None,
+    folder: RunFolder, paths: list[str], r: int | str | None = None, *, device: str | None = None,
     callback: Callback | None = None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Round ``r``'s (default: the best round's) probabilities and decisions for image files.
+    """Probabilities and decisions of round ``r``'s model for image files; by default of the model
+    the run hands back (the best round, or the budget reference when no round beat it), with
+    ``r="reference"`` of the budget reference.
 
     Reads the run without locking it (a run may go on training meanwhile).
     Returns one row per path: ``path, prob_pos`` (P(positive), higher = more
-    likely positive), ``prediction`` (class name at the round's validation-tuned
-    threshold), ``threshold, round``.
+    likely positive), ``prediction`` (class name at the model's validation-tuned
+    threshold), ``threshold, round`` (a number, or ``reference``).
     """
     from hardmine.data import ImageDataset
     from hardmine.inference import predict, resolve_device
     from hardmine.models import build_model, load_weights
 
+    if r == "reference":
+        source, r = folder.reference(), 0
+        if source is None:
+            raise HardmineError(f"{folder.root} has no trained budget reference; run `hardmine round` with "
+                                "--budget-guard and at least one mining round")  # fmt: skip
+    else:
+        source, r = folder.returned() if r is None else (folder, r)
+    label = "reference" if source is not folder else r
+    folder = source
     config = folder.run_config()
-    r = folder.best_round(folder.rounds_with("metrics.json")) if r is None else r
     threshold = folder.threshold(r)
     model = build_model(config.train.model, "none")
     load_weights(model, folder.model_path(r))
@@ -340,4 +350,4 @@ def predict_images(
     names = folder.class_names()
     return pd.DataFrame({"path": paths, "prob_pos": prob,
                          "prediction": np.where(prob >= threshold, names[1], names[0]),
-                         "threshold": threshold, "round": r})  # fmt: skip
+                         "threshold": threshold, "round": label})  # fmt: skip

@@ -23,17 +23,24 @@ def run_dir(demo_dir, tmp_path_factory):
     return out
 
 
-def test_predict_reproduces_the_best_rounds_test_predictions(run_dir, tmp_path):
-    best = json.loads((run_dir / "report.json").read_text())["best_round"]
-    expected = pd.read_csv(run_dir / f"round-{best:03d}" / "preds_test.csv", dtype={"id": str})
+@pytest.mark.parametrize("chosen", ["best", "reference"])
+def test_predict_reproduces_the_returned_models_test_predictions(run_dir, tmp_path, chosen):
+    report = json.loads((run_dir / "report.json").read_text())
+    # the model the run hands back: the best round, or the budget reference when no round beat it
+    folder, label = (run_dir, report["best_round"])
+    if chosen == "reference" or report["returned"] == "reference":
+        folder, label = run_dir / "reference", "reference"
+    model_dir = folder / f"round-{0 if label == 'reference' else label:03d}"
+    expected = pd.read_csv(model_dir / "preds_test.csv", dtype={"id": str})
     samples = pd.read_csv(run_dir / "samples.csv", dtype={"id": str}).set_index("id")
     pd.DataFrame({"path": samples.loc[expected["id"], "path"].to_numpy()}).to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "predictions.csv"
-    result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"), "--out", str(out)])
+    result = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"), "--out", str(out),
+                                 "--round", chosen])  # fmt: skip
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
-    threshold = json.loads((run_dir / f"round-{best:03d}" / "metrics.json").read_text())["threshold"]
-    assert (table["round"] == best).all() and np.allclose(table["threshold"], threshold)
+    threshold = json.loads((model_dir / "metrics.json").read_text())["threshold"]
+    assert (table["round"].astype(str) == str(label)).all() and np.allclose(table["threshold"], threshold)
     assert np.allclose(table["prob_pos"], expected["prob_pos"], atol=1e-5)
     assert (table["prediction"] == np.where(table["prob_pos"] >= threshold, "mel", "nv")).all()
     zero = runner.invoke(app, ["predict", str(run_dir), str(tmp_path / "new.csv"), "--round", "0",

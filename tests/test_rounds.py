@@ -69,7 +69,13 @@ def test_round_run_produces_the_contract(demo_dir, tmp_path):
     # val thresholds are carried to test, never re-tuned
     best = report["best_round"]
     val = json.loads((run_dir / f"round-{best:03d}" / "metrics.json").read_text())
-    assert report["test"]["threshold"] == val["threshold"]
+    assert report["test_best_round"]["threshold"] == val["threshold"]
+    # the budget reference: round 0's recipe for 2 + 1 epochs, handed back unless the best round beats it
+    reference = report["reference"]
+    assert reference["epochs"] == 3 and (run_dir / "reference" / "round-000" / "model.pt").exists()
+    assert reference["test"]["threshold"] == reference["val"]["threshold"]
+    assert report["test"] == (reference["test"] if report["returned"] == "reference" else report["test_best_round"])
+    assert "budget reference" in result.output
     assert "rnd" in result.output and "test split" in result.output
     # another call adds rounds
     result = runner.invoke(app, args[:6] + ["1"] + args[7:])
@@ -143,13 +149,22 @@ def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tm
     args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "1", "--n", "1", "--image-size", "24",
             "--epochs", "2", "--round-epochs", "1", "--strategy", "finetune", "--device", "cpu",
             "--k", "5"]  # fmt: skip
-    result = runner.invoke(app, [*args, "--methods", "ce,rounds-no-mining,hardmine"])
+    result = runner.invoke(app, [*args, "--methods", "oversample,rounds-no-mining,hardmine"])
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(out / "compare.csv")
-    assert summary["method"].tolist() == ["ce", "no-mining-finetune", "hardmine-finetune"]
-    runs = pd.read_csv(out / "compare_runs.csv")
-    assert (runs["epochs"] == 3).all()  # round 0 plus one round, the baseline for as long
-    assert json.loads((out / "ce" / "seed-0" / "config.json").read_text())["train"]["epochs"] == 3
+    assert summary["method"].tolist() == ["oversample", "no-mining-finetune", "hardmine-finetune"]
+    runs = pd.read_csv(out / "compare_runs.csv").set_index("method")
+    # round 0 plus one round, the baseline for as long; the rounds' budget reference counted too
+    assert runs["epochs"].to_dict() == {"oversample": 3, "no-mining-finetune": 6, "hardmine-finetune": 6}
+    assert json.loads((out / "oversample" / "seed-0" / "config.json").read_text())["train"]["epochs"] == 3
+    # the budget reference is the oversampling baseline's recipe: compare adopts that run, its time counted
+    baseline = out / "oversample" / "seed-0"
+    for method in ("no-mining-finetune", "hardmine-finetune"):
+        reference = out / method / "seed-0" / "reference"
+        assert (reference / "round-000" / "model.pt").read_bytes() == (baseline / "round-000" / "model.pt").read_bytes()
+        assert json.loads((reference / "timing.json").read_text()) == json.loads((baseline / "timing.json").read_text())
+        returned = json.loads((out / method / "seed-0" / "report.json").read_text())["returned"]
+        assert runs.loc[method, "returned_reference"] == float(returned == "reference")
     # the ablation mined nothing: class-balance weights only, nobody quarantined
     ablation = out / "no-mining-finetune" / "seed-0" / "round-000"
     weights = pd.read_csv(ablation / "weights.csv")["weight"].to_numpy()

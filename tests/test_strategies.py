@@ -41,7 +41,8 @@ def test_each_strategy_runs_rounds_end_to_end(strategy, demo_dir, tmp_path):
     assert report["rounds"][1]["strategy"] == strategy
     epochs_round1 = (run.round_dir(1) / "history.jsonl").read_text().count("\n") if strategy != "head" else 0
     assert epochs_round1 == {"finetune": 1, "retrain": 1, "head": 0}[strategy]  # round_epochs=1
-    assert run.epochs_trained() == 2 + epochs_round1
+    reference = 3 if strategy != "head" else 0  # the budget reference: round 0's recipe for 2 + 1 epochs
+    assert run.epochs_trained() == 2 + epochs_round1 + reference
     if strategy == "head":
         a, b = run.load_model(run.model_path(0)), run.load_model(run.model_path(1))
         backbone = [k for k in a.state_dict() if not k.startswith(f"backbone.{a.head_name}.")]
@@ -147,3 +148,66 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
     val = {m: np.mean([json.loads((out / m / f"seed-{s}" / "round-000" / "metrics.json").read_text())["sens_at_spec90"]
                        for s in (0, 1)]) for m in ("ce", "oversample")}  # fmt: skip
     assert best == max(val, key=val.get)  # chosen on validation, never on test
+
+
+# ---------------------------------------------------------------- the budget guard
+
+
+def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_path):
+    from hardmine.io import write_json
+    from hardmine.report import verdict_sentence
+    from hardmine.rounds import write_report
+    from hardmine.steps import predict_images
+
+    run = Run.create(tmp_path / "run", _config(demo_dir, "finetune"))
+    report = run_rounds(run, 1, finish_outputs=False)
+    reference = run.reference()
+    assert reference is not None and report["reference"]["epochs"] == 3  # round 0 (2) + one round (1)
+    assert (reference.round_dir(0) / "history.jsonl").read_text().count("\n") == 3
+    assert run.epochs_trained() == 6  # the guard's cost is counted
+    # the reference is exactly round 0's recipe trained for 3 epochs: a plain run of 3 epochs equals it
+    plain_config = _config(demo_dir, "finetune")
+    plain = Run.create(tmp_path / "plain", RunConfig(plain_config.data, TrainConfig(**{
+        **plain_config.train.__dict__, "epochs": 3})))  # fmt: skip
+    run_rounds(plain, 0, finish_outputs=False)
+    a, b = run.load_model(reference.model_path(0)), plain.load_model(plain.model_path(0))
+    assert all(np.array_equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+    # the returned model is never worse on validation than the reference; a tie returns the reference
+    cfg = run.config
+    best = report["best_round"]
+    best_value = selection_value(run.val_metrics(best), cfg.rounds.select_by, cfg.threshold)
+    ref_metrics = reference.val_metrics(0)
+    cases = ((best_value + 0.1, "reference"), (best_value, "reference"), (best_value - 0.1, "round"))
+    for ref_value, returned in cases:
+        write_json(reference.round_dir(0) / "metrics.json", ref_metrics | {cfg.rounds.select_by: ref_value})
+        Manifest(reference.root).refresh()  # as `hardmine evaluate` does after rewriting metrics.json
+        report = write_report(run)
+        assert report["returned"] == returned
+        source, r = run.returned()
+        assert (source.root, r) == ((reference.root, 0) if returned == "reference" else (run.root, best))
+        expected = report["reference"]["test"] if returned == "reference" else report["test_best_round"]
+        assert report["test"] == expected
+    write_json(reference.round_dir(0) / "metrics.json", ref_metrics | {cfg.rounds.select_by: best_value + 0.1})
+    Manifest(reference.root).refresh()
+    report = write_report(run)
+    assert "hands back the reference" in verdict_sentence(report) and report["test_difference"] == {}
+    paths = list(run.part("test")["path"][:3])
+    assert (predict_images(run, paths)["round"] == "reference").all()
+    assert (predict_images(run, paths, 0)["round"] == 0).all()
+
+    # one more round raises the budget: the reference is retrained for 4 epochs, the old one replaced
+    report = run_rounds(run, 1, finish_outputs=False)
+    assert report["reference"]["epochs"] == 4
+    assert (run.reference().round_dir(0) / "history.jsonl").read_text().count("\n") == 4
+
+
+def test_no_reference_when_round_0_is_its_own(demo_dir, tmp_path):
+    head = Run.create(tmp_path / "head", _config(demo_dir, "head"))
+    report = run_rounds(head, 1, finish_outputs=False)  # head refits train no epochs: same budget as round 0
+    assert "reference" not in report and head.reference() is None and report["returned"] == "round"
+    config = _config(demo_dir, "finetune")
+    off = Run.create(tmp_path / "off", RunConfig(config.data, config.train, rounds=RoundsConfig(
+        strategy="finetune", round_epochs=1, budget_guard=False)))  # fmt: skip
+    report = run_rounds(off, 1, finish_outputs=False)
+    assert "reference" not in report and not (off.root / "reference").exists()
