@@ -84,6 +84,10 @@ def rounds_plot(report: dict, out_path: str | os.PathLike) -> Path:
             continue
         ax.plot(rounds, [row["val"][name] for row in report["rounds"]], style, label=name)
     ax.axvline(report["best_round"], color="grey", ls=":", label=f"best round {report['best_round']}")
+    reference = report.get("reference")
+    if reference and key != "cost":
+        ax.axhline(reference["val"][key], color="black", ls="-.", lw=1,
+                   label=f"budget reference ({reference['epochs']} epochs)")  # fmt: skip
     ax.set(xlabel="round", ylabel="validation value", title="Rounds on validation", xticks=rounds, ylim=(0, 1.02))
     ax.legend(loc="lower right", fontsize=8)
     path = _save(fig, Path(out_path))
