@@ -162,6 +162,8 @@ def _scoring_values(values: dict[str, Any]) -> dict[str, Any]:
 SCORING = OptionGroup("scoring", ScoringConfig, _S, {
     "scores": (ScoreSource, _opt("insample", help="Probabilities that drive mining.", panel=_S)),
     "oof": (int, _opt(4, help="Folds for --scores oof.", panel=_S)),
+    "oof_epochs": (int | None, _opt(None, help="Epochs of each out-of-fold network (default: --epochs); their "
+                                    "probabilities also drive the label triage.", panel=_S)),
     "tta": (bool, _opt(False, "--tta", help="Average with the horizontally flipped image.", panel=_S)),
     "float16": (bool, _opt(False, "--float16", help="Store embeddings as float16 (half the disk and memory).",
                            panel=_S)),

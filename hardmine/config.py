@@ -96,6 +96,11 @@ class TrainConfig:
     num_workers: int | None = None
     amp: bool = True
 
+    def balances_classes(self) -> bool:
+        """Whether training sees the classes as if 50:50 (oversampling, or inverse class-weighted CE), so
+        the model's probabilities are at a balanced prior rather than the data's."""
+        return self.sampling == "oversample" or (self.loss == "weighted-ce" and self.class_weighting == "inverse")
+
     def validate(self) -> None:
         choices = {
             "loss": LOSSES, "class_weighting": CLASS_WEIGHTING, "sampling": SAMPLING,
@@ -157,6 +162,7 @@ class ScoringConfig:
 
     source: str = "insample"  # insample | oof | dynamics (see hardmine.scoring)
     oof_folds: int = 4
+    oof_epochs: int | None = None  # epochs of each out-of-fold network (default: round 0's --epochs)
     tta: bool = False
     embedding_dtype: str = "float32"
     audit_sim: float = 0.98  # cosine similarity above which a cross-split pair is listed
@@ -166,6 +172,8 @@ class ScoringConfig:
         check_choice("embedding dtype", self.embedding_dtype, ("float32", "float16"))
         if self.source == "oof" and self.oof_folds < 2:
             raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
+        if self.oof_epochs is not None and self.oof_epochs < 1:
+            raise HardmineError(f"--oof-epochs must be at least 1; got {self.oof_epochs}")
         if not 0 < self.audit_sim <= 1:
             raise HardmineError(f"--audit-sim {self.audit_sim} is not valid; expected a cosine similarity in (0, 1]")
 

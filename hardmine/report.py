@@ -82,12 +82,18 @@ def test_columns(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def verdict_sentence(report: dict[str, Any]) -> str:
     """One plain sentence on what mining bought on test (from ``report.json``)."""
     best, select_by = report["best_round"], report["select_by"]
-    if report.get("returned") == "reference":
-        epochs = report["reference"]["epochs"]
-        beaten = "round 0 was best" if best == 0 else f"the best round ({best})"
-        return (f"No mining round beat the budget reference (round 0's recipe trained for all {epochs} epochs) "
-                f"on validation ({select_by}; {beaten}), so the run hands back the reference: mining did not "
-                "help here.")  # fmt: skip
+    reference = report.get("reference")
+    if reference and report.get("returned") == "reference":
+        best_val = next(row["val"] for row in report["rounds"] if row["round"] == best)
+        values = ""
+        if select_by in best_val:
+            values = f": round {best} {_fmt(best_val[select_by])}, reference {_fmt(reference['val'][select_by])}"
+        return (f"No round beat the budget reference (round 0's recipe trained for all {reference['epochs']} "
+                f"epochs) on validation ({select_by}{values}), so the run hands back the reference: mining did "
+                "not help here.")  # fmt: skip
+    if reference:
+        return (f"Round {best} beat the budget reference ({reference['epochs']} epochs) on validation and is "
+                f"handed back. " + verdict_sentence({k: v for k, v in report.items() if k != "reference"}))
     if best == 0:
         return (f"No mining round beat round 0 on validation ({select_by}), so the run hands back round 0: "
                 "mining did not help here.")  # fmt: skip
@@ -125,20 +131,22 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     report = folder.report()
     best = report["best_round"]
     images = [plots.rounds_plot(report, root / "rounds.png")]
-    curves = {}
+    # (name, folder, round) of each model with test metrics; the last is the one handed back
+    models = [("round 0", folder, 0)] + ([(f"best (round {best})", folder, best)] if best != 0 else [])
     reference = folder.reference() if report.get("reference") else None
-    models = [(folder, 0, "round 0"), (folder, best, f"best (round {best})")]
-    models += [(reference, 0, f"reference ({report['reference']['epochs']} epochs)")] if reference else []
-    for source, r, name in models:
+    if reference is not None:
+        ref_model = (f"reference ({report['reference']['epochs']} epochs)", reference, 0)
+        models = [*models, ref_model] if report.get("returned") == "reference" else [ref_model, *models]
+    curves = {}
+    for name, source, r in models:
         path = source.round_dir(r) / "preds_test.csv"
         if path.exists():
             preds = pd.read_csv(path)
             curves[name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())
-    returned = curves.get(models[-1][2] if report.get("returned") == "reference" else models[1][2])
     if curves:
         images += plots.curves_compare(curves, root, "test")
-    if returned is not None:
-        labels, prob = returned
+    if models[-1][0] in curves:
+        labels, prob = curves[models[-1][0]]
         images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / "scores_test.png"))
     from hardmine.templates import render
 

@@ -14,6 +14,7 @@ folder, calls them, and writes its outputs atomically.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -207,17 +208,25 @@ def score_round(
         with np.load(dynamics_path, allow_pickle=False) as data:
             if data["loss"].shape[1] == len(table):
                 table = pd.concat([table, dynamics_scores(data["loss"], data["p_true"])], axis=1)
+    oof_prob = None
+    if scoring.source == "oof":
+        fold_config = replace(cfg, epochs=scoring.oof_epochs or cfg.epochs)
+        logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, out / "oof", seed=cfg.seed,
+                                    callback=callback)  # fmt: skip
+        oof_prob = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"].to_numpy()
     if run.config.mining.quarantine == "suspicion":
-        from hardmine.suspicion import gather_evidence
+        from hardmine.suspicion import at_prior, gather_evidence
 
         confidence = table["confidence"].to_numpy() if "confidence" in table else None
+        balanced_oof = None
+        if oof_prob is not None:  # the evidence is class-balanced: fold networks' odds at a 50:50 prior
+            balanced_oof = at_prior(oof_prob, 0.5 if cfg.balances_classes() else float(np.mean(ds.labels)), 0.5)
         evidence = distributed.on_main(lambda: gather_evidence(
             ds.labels, train_part["group"].to_numpy(), np.asarray(emb), confidence=confidence,
-            k=run.config.mining.k, seed=cfg.seed))  # fmt: skip
+            k=run.config.mining.k, seed=cfg.seed, oof_prob=balanced_oof))  # fmt: skip
         table = table.assign(**evidence.columns())
-    if scoring.source == "oof":
-        logits = out_of_fold_logits(train_part, cfg, scoring.oof_folds, out / "oof", seed=cfg.seed, callback=callback)
-        table["prob_pos_oof"] = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"]
+    if oof_prob is not None:
+        table["prob_pos_oof"] = oof_prob
     table["path"] = train_part["path"].to_numpy()  # so pandas and FiftyOne users can open the images directly
     if distributed.is_main():
         write_csv(out / "scores.csv", table)

@@ -10,6 +10,9 @@ the minority class is not suspect merely for being rare):
   two folds) on the round's embeddings, class-balanced L2 logistic regression;
   seconds on a CPU, and a linear head cannot memorise a flipped image the way
   the network did (cleanlab's and SELF's out-of-sample idea at head cost).
+  When whole networks were trained out of fold (``--scores oof``), their
+  probabilities replace the head's: their backbones never saw the image
+  either, which the round's embeddings cannot claim (``oof_prob``).
 * ``neighbours``: the labels of the nearest images from *other* lesions in
   embedding space, each class's count divided by its prior; other images of
   the same lesion are left out since they carry the same (possibly wrong) label.
@@ -152,6 +155,7 @@ def gather_evidence(
     seed: int = 0,
     index=None,
     balanced: bool = True,
+    oof_prob: np.ndarray | None = None,
 ) -> Evidence:
     """All evidence for one round: out-of-fold head, other-lesion neighbours, training dynamics.
 
@@ -161,8 +165,14 @@ def gather_evidence(
     embeddings : (N, D) L2-normalised embeddings of the round's model.
     confidence : (N,) mean probability of the given label over training epochs, if recorded.
     balanced : class-balanced head and neighbour vote (the default), or both at the data's prior.
+    oof_prob : (N,) P(positive) from networks trained out of fold, at the same class balance as
+        ``balanced`` (see :func:`at_prior`); used instead of the out-of-fold head when given.
     """
     y, _ = check_binary(labels)
+    if oof_prob is not None:
+        oof_prob = np.asarray(oof_prob, dtype=np.float64)
+        if oof_prob.shape != y.shape:
+            raise HardmineError(f"oof_prob has shape {oof_prob.shape}; expected {y.shape}")
     wrong = lambda prob_pos: np.where(y == 1, 1 - prob_pos, prob_pos)  # noqa: E731 - P(the other class)
     dynamics = None
     if confidence is not None:
@@ -172,12 +182,25 @@ def gather_evidence(
         dynamics = np.clip(1 - c, 0, 1)
     nbr_prob, nbr_pos, seen = neighbour_prob(embeddings, y, groups, k=k, index=index, balanced=balanced)
     return Evidence(
-        oof=wrong(oof_head_prob(embeddings, y, groups, folds=folds, seed=seed, balanced=balanced)),
+        oof=wrong(oof_prob if oof_prob is not None
+                  else oof_head_prob(embeddings, y, groups, folds=folds, seed=seed, balanced=balanced)),
         neighbours=wrong(nbr_prob),
         dynamics=dynamics,
         neighbours_other=np.where(y == 1, seen - nbr_pos, nbr_pos),
         neighbours_seen=seen,
     )
+
+
+def at_prior(prob_pos: np.ndarray, trained_prior: float, prior: float) -> np.ndarray:
+    """(N,) P(positive) of a model trained at positive share ``trained_prior`` (0.5 when classes were
+    balanced by oversampling or weights), re-expressed at positive share ``prior`` (Bayes' rule on
+    the odds: only the prior changes, the likelihood ratio is kept)."""
+    for name, value in (("trained_prior", trained_prior), ("prior", prior)):
+        if not 0 < value < 1:
+            raise HardmineError(f"{name} {value} must be in (0, 1)")
+    p = np.clip(np.asarray(prob_pos, dtype=np.float64), 1e-9, 1 - 1e-9)
+    odds = p / (1 - p) * (prior / (1 - prior)) / (trained_prior / (1 - trained_prior))
+    return odds / (1 + odds)
 
 
 def label_suspicion(evidence: Evidence) -> np.ndarray:

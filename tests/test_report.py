@@ -40,3 +40,22 @@ def test_verdict_says_plainly_when_mining_did_not_help():
     assert "mining did not measurably help on test" in sentence and "auroc +0.010 [-0.050, +0.060]" in sentence
     worse = {"auroc": {"difference": -0.1, "low": -0.2, "high": -0.01, "verdict": "worse"}}
     assert "mining hurt here" in verdict_sentence({"best_round": 1, "select_by": "auroc", "test_difference": worse})
+
+
+def test_verdict_and_test_columns_name_the_budget_reference():
+    from hardmine.report import test_columns
+
+    rounds = [{"round": 0, "val": {"auprc": 0.4}}, {"round": 1, "val": {"auprc": 0.5}}]
+    reference = {"epochs": 30, "val": {"auprc": 0.55}, "test": {"auprc": 0.52}}
+    report = {"best_round": 1, "select_by": "auprc", "rounds": rounds, "reference": reference,
+              "returned": "reference", "test": reference["test"], "test_best_round": {"auprc": 0.45},
+              "test_round0": {"auprc": 0.41}, "test_difference": {}}  # fmt: skip
+    sentence = verdict_sentence(report)
+    assert sentence.startswith("No round beat the budget reference (round 0's recipe trained for all 30 epochs)")
+    assert "round 1 0.5000, reference 0.5500" in sentence and "hands back the reference" in sentence
+    assert test_columns(report) == {"round 0": {"auprc": 0.41}, "best (round 1)": {"auprc": 0.45},
+                                    "reference (30 epochs) (returned)": {"auprc": 0.52}}  # fmt: skip
+    report |= {"returned": "round", "test": {"auprc": 0.45}}
+    sentence = verdict_sentence(report)
+    assert sentence.startswith("Round 1 beat the budget reference (30 epochs) on validation and is handed back.")
+    assert list(test_columns(report)) == ["round 0", "best (round 1) (returned)", "reference (30 epochs)"]

@@ -92,12 +92,17 @@ def test_cli_score_and_mine(trained_run):
 
 
 def test_cli_score_out_of_fold(trained_run):
-    result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2"])
+    result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "1"])
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(trained_run / "round-000" / "scores.csv")
     assert scores["prob_pos_oof"].between(0, 1).all()
     # out-of-fold probabilities are not the in-sample ones
     assert not np.allclose(scores["prob_pos_oof"], scores["prob_pos"])
+    for fold in (0, 1):  # --oof-epochs sets the fold networks' length
+        assert (trained_run / "round-000" / "oof" / f"fold-{fold}" / "history.jsonl").read_text().count("\n") == 1
+    # the fold networks (oversampled: already at the balanced prior) are the triage's out-of-fold evidence
+    p, y = scores["prob_pos_oof"].to_numpy(), scores["label"].to_numpy()
+    assert np.allclose(scores["suspicion_oof"], np.where(y == 1, 1 - p, p), atol=1e-6)
     result = runner.invoke(app, ["mine", str(trained_run), "--scores", "oof", "--k", "5"])
     assert result.exit_code == 0, result.output
 

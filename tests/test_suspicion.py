@@ -76,3 +76,21 @@ def test_suspects_keep_no_boost_from_earlier_rounds():
         plain = ~result.hard_mask() & (result.neighbour == 0) & ~result.quarantined & (labels == cls)
         assert result.weights[caught & (labels == cls)].max() <= result.weights[plain].max() + 1e-9
 
+
+
+def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior():
+    from hardmine.suspicion import at_prior
+
+    # a 50:50-trained 0.8 at a 10% prior: odds 4 x (1/9) = 4/9 -> 4/13; 0.5 at 50:50 is the prior itself
+    assert at_prior(np.array([0.8, 0.5]), 0.5, 0.1) == pytest.approx([4 / 13, 0.1])
+    p = np.array([0.05, 0.3, 0.97])
+    assert at_prior(at_prior(p, 0.2, 0.5), 0.5, 0.2) == pytest.approx(p)  # and back
+    with pytest.raises(HardmineError, match="prior 1"):
+        at_prior(p, 0.5, 1)
+    labels, _, emb, groups, _, _ = planted_world()
+    oof_prob = np.linspace(0.01, 0.99, len(labels))
+    evidence = gather_evidence(labels, groups, emb, oof_prob=oof_prob)
+    assert evidence.oof == pytest.approx(np.where(labels == 1, 1 - oof_prob, oof_prob))  # P(the other class)
+    assert evidence.neighbours == pytest.approx(gather_evidence(labels, groups, emb).neighbours)
+    with pytest.raises(HardmineError, match="oof_prob has shape"):
+        gather_evidence(labels, groups, emb, oof_prob=oof_prob[:-1])
