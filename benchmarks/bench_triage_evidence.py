@@ -9,7 +9,13 @@ and embeddings, default mining otherwise) with label-suspicion evidence built fi
 * ``per class``: a positive label judged with the prior evidence, a negative with the balanced;
 * with ``--oof``, ``OOF backbones``: the head replaced by 4 backbones trained out of fold
   (``score_round`` with ``--scores oof``, run once into ``WORK/oof-<run>``), raw and with their
-  oversampled odds mapped back to the natural prior.
+  oversampled odds mapped back to the natural prior;
+* with ``--oof-epochs E`` (after ``--oof``), ``OOF networks (E ep)``: what ``hardmine score
+  --scores oof --oof-epochs E`` gives every cached run whatever its round-0 length: the fold
+  networks of the E-epoch run's ``oof-`` copy (the same folds, seed and recipe as
+  ``--oof-epochs E`` trains), the round's own neighbours and dynamics; seeds from the round's
+  in-sample probabilities (score with ``--scores oof``, mine with ``--scores insample``) or
+  from the fold networks (``--scores oof`` throughout).
 
 Every figure counts all flipped labels of the training split: the share quarantined, the share
 upweighted (made a seed or a neighbour), the quarantine's size against the number of flips, and
@@ -21,6 +27,7 @@ the lift of planted hard cases among the mined (and the share of them quarantine
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 from pathlib import Path
 
@@ -66,7 +73,9 @@ def variants(run: Run, scores: pd.DataFrame, labels, groups, emb) -> dict[str, E
     return out
 
 
-def evaluate(run: Run) -> list[dict]:
+def evaluate(run: Run, networks: Run | None = None) -> list[dict]:
+    """Rows of every evidence variant; with ``networks`` (a run whose scores hold ``prob_pos_oof``) only the
+    ``OOF networks`` variants, their fold networks' probabilities standing in for this run's."""
     part = run.part("train")
     labels, groups = part["label"].to_numpy(), part["group"].to_numpy()
     planted = pd.read_csv(Path(run.config.data.data) / "planted.csv", dtype=str)
@@ -75,11 +84,20 @@ def evaluate(run: Run) -> list[dict]:
     scores = run.scores(0)
     prob, dynamics = mining_inputs(scores, "insample")
     emb = np.asarray(run.embeddings(0))
+    choices = {name: (evidence, prob) for name, evidence in variants(run, scores, labels, groups, emb).items()}
+    if networks is not None:
+        if list(networks.part("train")["id"]) != list(part["id"]):
+            raise SystemExit(f"{networks.root} holds another training split than {run.root}")
+        fold_prob = networks.scores(0)["prob_pos_oof"].to_numpy()
+        evidence = variants(run, scores.assign(prob_pos_oof=fold_prob), labels, groups, emb)["OOF backbones"]
+        epochs = networks.config.train.epochs
+        choices = {f"OOF networks ({epochs} ep), in-sample seeds": (evidence, prob),
+                   f"OOF networks ({epochs} ep), seeds from them": (evidence, fold_prob)}  # fmt: skip
     rows = []
-    for name, evidence in variants(run, scores, labels, groups, emb).items():
+    for name, (evidence, seed_prob) in choices.items():
         for quarantine_at, seed_below in RULES:
             config = MiningConfig(suspicion_threshold=quarantine_at, seed_suspicion=seed_below)
-            result = mine(labels, prob, emb, run.threshold(0), config, groups=groups, dynamics=dynamics,
+            result = mine(labels, seed_prob, emb, run.threshold(0), config, groups=groups, dynamics=dynamics,
                           evidence=evidence)  # fmt: skip
             mined = np.zeros(len(labels), dtype=bool)
             mined[result.seeds] = True
@@ -99,6 +117,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="bench_triage.py's --work folder")
     parser.add_argument("--oof", action="store_true", help="also evidence from 4 out-of-fold backbones")
+    parser.add_argument("--oof-epochs", type=int, help="also evidence from the fold networks of this many epochs "
+                        "for every round-0 length (needs --oof's copies of the runs of this length)")
     args = parser.parse_args()
     rows = []
     cached_runs = [p for p in args.work.glob("*-e*-s*") if (p / "split.csv").exists() and not p.name.startswith("oof-")]
@@ -112,9 +132,12 @@ def main() -> None:
             if "prob_pos_oof" not in run.scores(0):
                 score_round(run, 0, ScoringConfig(source="oof", oof_folds=4))
         rows += evaluate(run)
+        if args.oof_epochs:
+            source = args.work / ("oof-" + re.sub(r"-e\d+-", f"-e{args.oof_epochs}-", cached.name))
+            rows += evaluate(Run.open(cached), Run.open(source))
         print(f"{run.root.name}: done", flush=True)
     table = pd.DataFrame(rows)
-    table["set"] = table["run"].str.replace(r"^(oof-)?(.*?)-\d+-(e\d+)-s(\d+)$", r"\2 \3 \4px", regex=True)
+    table["set"] = table["run"].str.replace(r"^(oof-)?(.*?)(-\d+)?-(e\d+)-s(\d+)$", r"\2 \4 \5px", regex=True)
     summary = table.groupby(["set", "evidence", "rule"], sort=False).agg(
         quarantined=("quarantined", "mean"), quarantined_min=("quarantined", "min"),
         upweighted=("upweighted", "mean"), upweighted_max=("upweighted", "max"),
