@@ -75,3 +75,8 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
         assert (double / name).exists(), name
     history = [json.loads(line) for line in (double / "round-001" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1  # --round-epochs defaults to a quarter of --epochs, at least 1
+    # the budget reference (2 + 1 epochs) is trained data-parallel too, once, and its manifest is whole
+    reference = double / "reference"
+    assert (reference / "round-000" / "history.jsonl").read_text().count("\n") == 3
+    assert json.loads((reference / "manifest.json").read_text())["steps"] == ["r000:train"]
+    assert b["reference"]["epochs"] == a["reference"]["epochs"] == 3 and b["returned"] in ("round", "reference")
