@@ -175,7 +175,7 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
     "round_epochs": (int | None, _opt(None, help="Epochs of each finetune round (default: --epochs / 4) or "
                                       "retrain round (default: --epochs).", panel=_R)),
     "round_lr": (float | None, _opt(None, help="Peak LR when fine-tuning a round (default: --lr / 3).", panel=_R)),
-    "strategy": (Strategy, _opt("finetune", help="How a mining round trains: finetune (continue on the "
+    "strategy": (Strategy, _opt("head", help="How a mining round trains: finetune (continue on the "
                                 "curriculum), retrain (a fresh model on it), head (refit the last layer on cached "
                                 "embeddings).", panel=_R)),
     "select_by": (SelectBy, _opt("sens_at_spec90", help="Best round by this validation metric.", panel=_R)),

@@ -184,7 +184,7 @@ class RoundsConfig:
 
     # finetune: continue from the previous round on the curriculum; retrain: a fresh model on it (JTT-like);
     # head: keep round 0's backbone, refit the last layer on cached embeddings (DFR-like).
-    strategy: str = "finetune"
+    strategy: str = "head"
     # epochs of each finetune round (default: a quarter of train.epochs) or retrain round (default: train.epochs)
     round_epochs: int | None = None
     round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)

@@ -29,7 +29,9 @@ def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained(demo_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("dist") / "run"
-    result = runner.invoke(app, ["train", "--data", str(demo_dir), "--out", str(run), *TRAIN_ARGS])
+    # round 0 only, made by `round` so that its configuration has the finetune rounds the round test adds
+    result = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(run), "--n", "0",
+                                 "--strategy", "finetune", *TRAIN_ARGS])  # fmt: skip
     assert result.exit_code == 0, result.output
     return run
 
@@ -57,9 +59,10 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
     shutil.copytree(trained, double)
     config = json.loads((trained / "config.json").read_text())
     data_args = ["--data", config["data"]["data"], "--out"]
-    result = runner.invoke(app, ["round", *data_args, str(single), "--n", "1", *TRAIN_ARGS])
+    finetune = ["--strategy", "finetune"]  # rounds that train (data-parallel), and so a budget reference
+    result = runner.invoke(app, ["round", *data_args, str(single), "--n", "1", *finetune, *TRAIN_ARGS])
     assert result.exit_code == 0, result.output
-    printed = torchrun("round", *data_args, str(double), "--rounds", "1", *TRAIN_ARGS)
+    printed = torchrun("round", *data_args, str(double), "--rounds", "1", *finetune, *TRAIN_ARGS)
     assert printed.stdout.count("test split") == 1  # rank 0 alone prints
     a, b = (json.loads((run / "report.json").read_text()) for run in (single, double))
     assert a["rounds"][0]["val"] == b["rounds"][0]["val"] and a["test_round0"] == b["test_round0"]

@@ -21,6 +21,7 @@ from hardmine.runfolder import Manifest
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]
+ROUNDS_THAT_TRAIN = ["--strategy", "finetune"]  # a resume point and a budget reference for the damage cases
 
 
 def _image(path: Path, colour=(120, 60, 30)) -> None:
@@ -42,7 +43,8 @@ def _assert_one_line_error(result, *expected: str) -> None:
 def finished_run(demo_dir, tmp_path_factory) -> Path:
     """A completed run (round 0 and one mining round) that tests copy and damage."""
     out = tmp_path_factory.mktemp("finished") / "run"
-    result = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(out), "--n", "1", *FAST])
+    args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "1", *FAST, *ROUNDS_THAT_TRAIN]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
 
@@ -248,7 +250,8 @@ def test_resume_redoes_a_damaged_step_or_names_the_file(case, finished_run, demo
     orphan.write_text("left by a kill")
     damage, expected = DAMAGE[case]
     damage(run)
-    result = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", "--resume", *FAST])
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", "--resume", *FAST, *ROUNDS_THAT_TRAIN]
+    result = runner.invoke(app, args)
     if expected is not None:
         _assert_one_line_error(result, *expected)
         assert not (tmp_path / "pwned.txt").exists()
@@ -325,7 +328,7 @@ def test_a_run_made_before_output_records_gets_them_on_resume(finished_run, demo
     manifest = json.loads((run / "manifest.json").read_text())
     del manifest["files"]  # as a run made by an earlier hardmine
     (run / "manifest.json").write_text(json.dumps(manifest))
-    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", *FAST]
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", *FAST, *ROUNDS_THAT_TRAIN]
     assert runner.invoke(app, args).exit_code == 0  # one more round: the old files are recorded now
     files = Manifest(run).files
     assert files["round-000/scores.csv"]["step"] == "r000:train"  # their own round's, never the new step's
