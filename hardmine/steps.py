@@ -340,8 +340,8 @@ def predict_images(
     if r == "reference":
         source, r = folder.reference(), 0
         if source is None:
-            raise HardmineError(f"{folder.root} has no trained budget reference; run `hardmine round` with "
-                                "--budget-guard and at least one mining round")  # fmt: skip
+            raise HardmineError(f"{folder.root} has no budget reference (only rounds that train epochs, "
+                                "--strategy finetune or retrain, have one); use --round best or a number")  # fmt: skip
     else:
         source, r = folder.returned() if r is None else (folder, r)
     label = "reference" if source is not folder else r

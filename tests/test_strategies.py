@@ -206,6 +206,10 @@ def test_no_reference_when_round_0_is_its_own(demo_dir, tmp_path):
     head = Run.create(tmp_path / "head", _config(demo_dir, "head"))
     report = run_rounds(head, 1, finish_outputs=False)  # head refits train no epochs: same budget as round 0
     assert "reference" not in report and head.reference() is None and report["returned"] == "round"
+    from hardmine.steps import predict_images
+
+    with pytest.raises(HardmineError, match="no budget reference"):
+        predict_images(head, list(head.part("test")["path"][:2]), "reference")
     config = _config(demo_dir, "finetune")
     off = Run.create(tmp_path / "off", RunConfig(config.data, config.train, rounds=RoundsConfig(
         strategy="finetune", round_epochs=1, budget_guard=False)))  # fmt: skip
