@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -106,6 +107,11 @@ def write_parquet_if_available(path: str | os.PathLike, frame: pd.DataFrame) -> 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return _write_with(path, lambda p: p.write_bytes(data))
+
+
+def copy_file(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``source``'s bytes to ``path`` atomically."""
+    return _write_with(path, lambda p: shutil.copyfile(source, p), suffix=Path(source).suffix)
 
 
 def _json_safe(obj: Any) -> Any:

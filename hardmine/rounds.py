@@ -13,7 +13,6 @@ metrics), ``report.html`` and the gallery, for Python callers and the CLI alike.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from hardmine import distributed
 from hardmine.config import RunConfig, TrainConfig
 from hardmine.errors import HardmineError, warn
 from hardmine.inference import Callback
-from hardmine.io import atomic_path, read_json, write_json
+from hardmine.io import copy_file, read_json, write_json
 from hardmine.runfolder import REPORT_FILE, Manifest, Run, RunFolder, Step, selection_value
 from hardmine.steps import evaluate, mine_round, refit_head_round, score_round, train_round
 
@@ -182,8 +181,7 @@ def adopt_reference(run: Run, n: int, source: RunFolder) -> bool:
     if not manifest.done(Step(0, "train")) and distributed.is_main():
         for path in source.round_dir(0).iterdir():
             if path.is_file() and not path.name.startswith(".") and path.name != "last.pt":
-                with atomic_path(reference.round_dir(0) / path.name, path.suffix) as tmp:
-                    shutil.copyfile(path, tmp)
+                copy_file(path, reference.round_dir(0) / path.name)
         reference.record_wall_time(source.wall_time())
         manifest.mark(Step(0, "train"))
     distributed.barrier()

@@ -42,7 +42,7 @@ import pandas as pd
 from hardmine import __version__
 from hardmine.config import RunConfig, ThresholdConfig, comparable, first_difference
 from hardmine.errors import HardmineError
-from hardmine.io import TMP_SUFFIX, atomic_path, file_digest, load_array, read_json, write_csv, write_json
+from hardmine.io import TMP_SUFFIX, copy_file, file_digest, load_array, read_json, write_csv, write_json
 from hardmine.lock import LOCK_FILE, lock_run, unlock_run
 
 CONFIG_FILE = "config.json"
@@ -537,8 +537,7 @@ class Run(RunFolder):
                 shutil.rmtree(root)
             if not root.exists():
                 for name in (SAMPLES_FILE, SPLIT_FILE):
-                    with atomic_path(root / name, ".csv") as tmp:
-                        shutil.copyfile(self.root / name, tmp)
+                    copy_file(self.root / name, root / name)
                 facts = {k: v for k, v in self.config_dict().items() if k not in config.to_dict()}
                 write_json(root / CONFIG_FILE, config.to_dict() | facts)
 
