@@ -36,7 +36,7 @@ from hardmine.io import write_csv
 from hardmine.paired import METRICS, paired_difference, sensitivity
 from hardmine.rounds import adopt_reference, budget_reference, run_rounds
 from hardmine.runfolder import Run, RunFolder
-from hardmine.steps import evaluate, train_round
+from hardmine.steps import metrics_on_test, train_round
 
 BASELINES: dict[str, dict[str, str]] = {
     "ce": {"loss": "ce", "sampling": "none"},
@@ -120,7 +120,7 @@ def compare(
             note("compare_start", {"method": method, "seed": seed})
             run, model, chosen = _run_method(config, out / method / f"seed-{seed}", method, seed, n_rounds, budget,
                                              callback)  # fmt: skip
-            test = _test_metrics(model, chosen)
+            test = metrics_on_test(model, chosen)
             preds = pd.read_csv(model.round_dir(chosen) / "preds_test.csv", dtype={"id": str})
             outputs[method, seed] = {"test": preds["prob_pos"].to_numpy(), "threshold": test["threshold"],
                                      "val": model.val_metrics(chosen)}  # fmt: skip
@@ -185,15 +185,6 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
     if report.get("returned") == "reference":
         return run, budget_reference(run), 0
     return run, run, int(report["best_round"])
-
-
-def _test_metrics(run: Run, r: int) -> dict[str, Any]:
-    path = run.round_dir(r) / "metrics_test.json"
-    if path.exists() and (run.round_dir(r) / "preds_test.csv").exists():
-        from hardmine.io import read_json
-
-        return read_json(path)
-    return evaluate(run, r, "test")
 
 
 def _external_table(config: RunConfig, external: str | os.PathLike) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from hardmine.errors import HardmineError, warn
 from hardmine.inference import Callback
 from hardmine.io import copy_file, read_json, write_json
 from hardmine.runfolder import REPORT_FILE, Manifest, Run, RunFolder, Step, selection_value
-from hardmine.steps import evaluate, mine_round, refit_head_round, score_round, train_round
+from hardmine.steps import metrics_on_test, mine_round, refit_head_round, score_round, train_round
 
 
 def mining_round_train_config(config: RunConfig) -> TrainConfig:
@@ -218,7 +218,7 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
         mining_path = run.round_dir(r - 1) / "mining.json"
         row["mining"] = read_json(mining_path) if r > 0 and mining_path.exists() else None
         rows.append(row)
-    test = {r: _test_metrics(run, r, callback) for r in sorted({0, best})}
+    test = {r: metrics_on_test(run, r, callback=callback) for r in sorted({0, best})}
     from hardmine.report import difference_from_round0
 
     reference = budget_reference(run)
@@ -230,7 +230,7 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
                  for name, metrics in (("best", run.val_metrics(best)), ("reference", ref_val))}  # fmt: skip
         returned = "reference" if value["reference"] >= value["best"] else "round"
         report["reference"] = {"epochs": reference.config.train.epochs, "val": ref_val,
-                               "test": _test_metrics(reference, 0, callback)}  # fmt: skip
+                               "test": metrics_on_test(reference, 0, callback=callback)}  # fmt: skip
     report |= {
         "returned": returned,
         "test": report["reference"]["test"] if returned == "reference" else test[best],
@@ -261,12 +261,3 @@ def finish(run: Run) -> dict[str, Path]:
     return {"report": report, "gallery": build_gallery(run.root)}  # the best round's, linking to the last
 
 
-def _test_metrics(run: Run, r: int, callback: Callback | None) -> dict[str, Any]:
-    """Round ``r``'s test metrics, evaluated unless saved after its model."""
-    path = run.round_dir(r) / "metrics_test.json"
-    fresh = path.exists() and _newer(path, run.model_path(r))
-    return read_json(path) if fresh else evaluate(run, r, "test", callback=callback)
-
-
-def _newer(a: Path, b: Path) -> bool:
-    return a.stat().st_mtime_ns >= b.stat().st_mtime_ns

@@ -170,6 +170,19 @@ def evaluate(
     return metrics
 
 
+def metrics_on_test(run: Run, r: int, *, callback: Callback | None = None) -> dict[str, Any]:
+    """Round ``r``'s test metrics: the saved ones when ``metrics_test.json`` and ``preds_test.csv`` were
+    written after its model, else :func:`evaluate` on test (which writes both)."""
+    from hardmine.io import read_json
+
+    out = run.round_dir(r)
+    saved = [out / "metrics_test.json", out / "preds_test.csv"]
+    model_time = run.model_path(r).stat().st_mtime_ns
+    if all(p.exists() and p.stat().st_mtime_ns >= model_time for p in saved):
+        return read_json(saved[0])
+    return evaluate(run, r, "test", callback=callback)
+
+
 def score_round(
     run: Run,
     r: int,
