@@ -17,9 +17,9 @@ from hardmine.cli_views import (
     ProgressEvents,
     console,
     err_console,
-    fmt,
     frame_table,
     metrics_table,
+    print_comparison,
     print_report,
     progress_bars,
 )
@@ -292,7 +292,7 @@ def compare_cmd(
 ) -> None:
     """Baselines against hardmine's strategies and their no-mining ablations at equal budget, with paired
     bootstrap intervals against the best baseline."""
-    from hardmine.compare import REPORTED, compare, epoch_budget, resolve_methods
+    from hardmine.compare import compare, epoch_budget, resolve_methods
 
     chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     budget = epoch_budget(config, n, resolve_methods(chosen, config.rounds.strategy))
@@ -300,18 +300,7 @@ def compare_cmd(
     with progress_bars() as progress:
         result = compare(config, out, list(range(seeds)), n, chosen, external=external, subgroup=subgroup,
                          callback=ProgressEvents(progress))  # fmt: skip
-    summary = result.summary
-    shown = pd.DataFrame({"method": summary["method"], "epochs": summary["epochs_mean"],
-                          "wall s": summary["wall_s_mean"]} | {
-        key: [f"{m:.3f} ± {fmt(s, 3)}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"], strict=True)]
-        for key in REPORTED
-    })  # fmt: skip
-    console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)", digits=0))
-    if len(result.paired):
-        main = result.paired[~result.paired["metric"].str.startswith("sens[")]
-        console.print(frame_table(main, f"paired differences, method minus baseline ({result.best_baseline} is the "
-                                        "best on validation; no-mining-* is the ablation of hardmine-*), 95% "
-                                        "bootstrap over seeds and lesions"))  # fmt: skip
+    print_comparison(result, seeds)
     console.print(f"wrote {Path(out) / 'compare.csv'}, compare_runs.csv, compare_paired.csv, compare_paired.png")
 
 

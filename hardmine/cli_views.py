@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from hardmine.compare import Comparison
 
 console = Console()
 if not console.is_terminal:  # logs and pipes: wide enough for the round table
@@ -116,3 +119,22 @@ def print_report(report: dict[str, Any]) -> None:
                       f"{fmt(ref['val']['auroc'], 3)}, sens@spec90 {fmt(ref['val']['sens_at_spec90'], 3)}")  # fmt: skip
     console.print(metrics_table(test_columns(report), "test split (thresholds tuned on validation)"))
     console.print(verdict_sentence(report))
+
+
+def print_comparison(result: Comparison, seeds: int) -> None:
+    """The test metrics of every method (mean ± std over seeds) and the paired differences of a
+    :class:`hardmine.compare.Comparison`."""
+    from hardmine.compare import REPORTED
+
+    summary = result.summary
+    shown = pd.DataFrame({"method": summary["method"], "epochs": summary["epochs_mean"],
+                          "wall s": summary["wall_s_mean"]} | {
+        key: [f"{m:.3f} ± {fmt(s, 3)}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"], strict=True)]
+        for key in REPORTED
+    })  # fmt: skip
+    console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)", digits=0))
+    if len(result.paired):
+        main = result.paired[~result.paired["metric"].str.startswith("sens[")]
+        console.print(frame_table(main, f"paired differences, method minus baseline ({result.best_baseline} is the "
+                                        "best on validation; no-mining-* is the ablation of hardmine-*), 95% "
+                                        "bootstrap over seeds and lesions"))  # fmt: skip
