@@ -105,7 +105,7 @@ def metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    from hardmine.report import round_rows, test_columns, verdict_sentence
+    from hardmine.report import columns_on_test, round_rows, verdict_sentence
 
     short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
              "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
@@ -117,7 +117,7 @@ def print_report(report: dict[str, Any]) -> None:
         ref = report["reference"]
         console.print(f"budget reference (round 0's recipe, {ref['epochs']} epochs): val AUROC "
                       f"{fmt(ref['val']['auroc'], 3)}, sens@spec90 {fmt(ref['val']['sens_at_spec90'], 3)}")  # fmt: skip
-    console.print(metrics_table(test_columns(report), "test split (thresholds tuned on validation)"))
+    console.print(metrics_table(columns_on_test(report), "test split (thresholds tuned on validation)"))
     console.print(verdict_sentence(report))
 
 

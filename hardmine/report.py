@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -64,19 +64,33 @@ def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> 
     return out
 
 
-def test_columns(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The models a report has test metrics of, by column name (round 0, the best round, the budget
-    reference); the one the run hands back is marked."""
+class EvaluatedModel(NamedTuple):
+    """A model a report has test metrics of: round ``round`` of the run, or of its budget reference."""
+
+    name: str
+    in_reference: bool
+    round: int
+    metrics: dict[str, Any]
+    returned: bool
+
+
+def evaluated_models(report: dict[str, Any]) -> list[EvaluatedModel]:
+    """Round 0, the best round (when not round 0) and the budget reference (when trained), in that order."""
     best, reference = report["best_round"], report.get("reference")
     returned = report.get("returned", "round")
-    columns = {"round 0" + (" (returned)" if best == 0 and returned == "round" else ""): report["test_round0"]}
+    models = [EvaluatedModel("round 0", False, 0, report["test_round0"], best == 0 and returned == "round")]
     if best != 0:
-        name = f"best (round {best})" + (" (returned)" if returned == "round" else "")
-        columns[name] = report.get("test_best_round", report["test"])
+        models.append(EvaluatedModel(f"best (round {best})", False, best, report.get("test_best_round", report["test"]),
+                                  returned == "round"))  # fmt: skip
     if reference:
-        name = f"reference ({reference['epochs']} epochs)" + (" (returned)" if returned == "reference" else "")
-        columns[name] = reference["test"]
-    return columns
+        models.append(EvaluatedModel(f"reference ({reference['epochs']} epochs)", True, 0, reference["test"],
+                                  returned == "reference"))  # fmt: skip
+    return models
+
+
+def columns_on_test(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Test metrics by column name, one column per :func:`evaluated_models`; the one handed back is marked."""
+    return {m.name + (" (returned)" if m.returned else ""): m.metrics for m in evaluated_models(report)}
 
 
 def verdict_sentence(report: dict[str, Any]) -> str:
@@ -131,28 +145,25 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     report = folder.report()
     best = report["best_round"]
     images = [plots.rounds_plot(report, root / "rounds.png")]
-    # (name, folder, round) of each model with test metrics; the last is the one handed back
-    models = [("round 0", folder, 0)] + ([(f"best (round {best})", folder, best)] if best != 0 else [])
-    reference = folder.reference() if report.get("reference") else None
-    if reference is not None:
-        ref_model = (f"reference ({report['reference']['epochs']} epochs)", reference, 0)
-        models = [*models, ref_model] if report.get("returned") == "reference" else [ref_model, *models]
-    curves = {}
-    for name, source, r in models:
-        path = source.round_dir(r) / "preds_test.csv"
-        if path.exists():
+    reference = folder.reference()
+    curves, returned = {}, None
+    for model in evaluated_models(report):
+        source = reference if model.in_reference else folder
+        path = source.round_dir(model.round) / "preds_test.csv" if source is not None else None
+        if path is not None and path.exists():
             preds = pd.read_csv(path)
-            curves[name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())
+            curves[model.name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())
+            returned = curves[model.name] if model.returned else returned
     if curves:
         images += plots.curves_compare(curves, root, "test")
-    if models[-1][0] in curves:
-        labels, prob = curves[models[-1][0]]
+    if returned is not None:
+        labels, prob = returned
         images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / "scores_test.png"))
     from hardmine.templates import render
 
     names = folder.class_names()
     t = report["test"]
-    columns = test_columns(report)
+    columns = columns_on_test(report)
     keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "pauc_sens80", "sensitivity", "specificity",
             "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
     page = render(

@@ -43,7 +43,7 @@ def test_verdict_says_plainly_when_mining_did_not_help():
 
 
 def test_verdict_and_test_columns_name_the_budget_reference():
-    from hardmine.report import test_columns
+    from hardmine.report import columns_on_test
 
     rounds = [{"round": 0, "val": {"auprc": 0.4}}, {"round": 1, "val": {"auprc": 0.5}}]
     reference = {"epochs": 30, "val": {"auprc": 0.55}, "test": {"auprc": 0.52}}
@@ -53,9 +53,9 @@ def test_verdict_and_test_columns_name_the_budget_reference():
     sentence = verdict_sentence(report)
     assert sentence.startswith("No round beat the budget reference (round 0's recipe trained for all 30 epochs)")
     assert "round 1 0.5000, reference 0.5500" in sentence and "hands back the reference" in sentence
-    assert test_columns(report) == {"round 0": {"auprc": 0.41}, "best (round 1)": {"auprc": 0.45},
+    assert columns_on_test(report) == {"round 0": {"auprc": 0.41}, "best (round 1)": {"auprc": 0.45},
                                     "reference (30 epochs) (returned)": {"auprc": 0.52}}  # fmt: skip
     report |= {"returned": "round", "test": {"auprc": 0.45}}
     sentence = verdict_sentence(report)
     assert sentence.startswith("Round 1 beat the budget reference (30 epochs) on validation and is handed back.")
-    assert list(test_columns(report)) == ["round 0", "best (round 1) (returned)", "reference (30 epochs)"]
+    assert list(columns_on_test(report)) == ["round 0", "best (round 1) (returned)", "reference (30 epochs)"]
