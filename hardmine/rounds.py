@@ -74,11 +74,7 @@ def run_rounds(
     """
     if n < 0:
         raise HardmineError(f"--n must be >= 0; got {n}")
-    if distributed.is_main():
-        for problem in Manifest(run.root).verify():
-            warn(problem)
-    distributed.barrier()  # damaged steps are un-marked before any rank reads the manifest
-    manifest = Manifest(run.root)
+    manifest = _verified_manifest(run)
     completed = manifest.completed_rounds()
     target = manifest.target if resume and manifest.target >= 0 else (completed[-1] if completed else 0) + n
     manifest.target = target
@@ -115,6 +111,16 @@ def run_rounds(
     return report
 
 
+def _verified_manifest(run: Run) -> Manifest:
+    """The run's manifest after :meth:`Manifest.verify` (on rank 0, each damaged output a warning) has
+    deleted damaged outputs and un-marked their steps."""
+    if distributed.is_main():
+        for problem in Manifest(run.root).verify():
+            warn(problem)
+    distributed.barrier()  # damaged steps are un-marked before any rank reads the manifest
+    return Manifest(run.root)
+
+
 def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, callback) -> None:
     note("step", {"round": r, "step": "train"})
     cfg = run.config
@@ -148,11 +154,7 @@ def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, cal
 def _reference_step(run: Run, epochs: int, init_checkpoint, note, callback) -> None:
     """Train the budget reference when it is missing (:meth:`~hardmine.runfolder.Run.reference_run`)."""
     reference = run.reference_run(epochs)
-    if distributed.is_main():
-        for problem in Manifest(reference.root).verify():
-            warn(problem)
-    distributed.barrier()
-    manifest = Manifest(reference.root)
+    manifest = _verified_manifest(reference)
     step = Step(0, "train")
     if manifest.done(step):
         return
