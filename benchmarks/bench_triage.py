@@ -12,6 +12,13 @@ round 0 is trained and scored once (cached under ``--work``), then:
 * cleanlab: ``cleanlab.filter.find_label_issues`` on the out-of-fold head
   probabilities hardmine computes (the same probabilities), and on the
   in-sample ones;
+* with ``--oof-epochs E``, a second row per setting: the evidence of 4 networks
+  of E epochs trained out of fold (what ``hardmine score --scores oof
+  --oof-epochs E`` writes; trained once per data set and size, cached as
+  ``WORK/oof-<data>-eE-s<px>``), with hardmine's default rule for that
+  evidence and cleanlab on the same networks' probabilities (``cl_oof``);
+  seeds still come from round 0's in-sample probabilities (``hardmine mine
+  --scores insample`` after scoring with ``--scores oof``);
 * precision, recall and F1 of flip detection for each, and the AUROC of each
   score (hardmine's suspicion, cleanlab's label quality) for telling flips
   from clean images.
@@ -22,11 +29,13 @@ Usage::
 
     python benchmarks/bench_triage.py --work /tmp/triage [--seeds 0 1 2 3] [--epochs 4 20] [--sizes 32 64]
     python benchmarks/bench_triage.py --work /tmp/triage --digits /tmp/digits/pool --epochs 20 --sizes 32
+    python benchmarks/bench_triage.py --work /tmp/triage --sizes 32 64 --digits /tmp/digits/pool --oof-epochs 20
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -34,12 +43,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from hardmine.config import DataConfig, RunConfig, TrainConfig
+from hardmine.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
 from hardmine.mining import MiningConfig, mine
 from hardmine.runfolder import Run
 from hardmine.scoring import mining_inputs
 from hardmine.steps import score_round, train_round
-from hardmine.suspicion import Evidence
+from hardmine.suspicion import Evidence, at_prior, gather_evidence
 from hardmine.synth import generate_demo
 
 
@@ -59,6 +68,21 @@ def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str) -
     return run
 
 
+def fold_network_prob(work: Path, data: Path, epochs: int, size: int, augment: str) -> np.ndarray:
+    """(N,) P(positive) of the training split from 4 networks of ``epochs`` epochs trained out of fold,
+    at the balanced prior (cached in a copy of the ``epochs``-epoch run, scored with ``--scores oof``)."""
+    run = prepared_run(work, data, epochs, size, augment)
+    copy = work / f"oof-{run.root.name}"
+    if not copy.exists():
+        shutil.copytree(run.root, copy)
+    networks = Run.open(copy)
+    if "prob_pos_oof" not in networks.scores(0):
+        score_round(networks, 0, ScoringConfig(source="oof", oof_folds=4))
+    prob = networks.scores(0)["prob_pos_oof"].to_numpy()
+    cfg = networks.config.train
+    return at_prior(prob, 0.5 if cfg.balances_classes() else float(networks.part("train")["label"].mean()), 0.5)
+
+
 def _prf(found: np.ndarray, flipped: np.ndarray) -> tuple[float, float, float]:
     tp = int((found & flipped).sum())
     precision = tp / max(found.sum(), 1)
@@ -66,7 +90,9 @@ def _prf(found: np.ndarray, flipped: np.ndarray) -> tuple[float, float, float]:
     return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
 
 
-def evaluate(run: Run, planted: pd.DataFrame) -> dict[str, float]:
+def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None = None) -> dict[str, float]:
+    """One row of figures; with ``networks_prob`` ((N,) balanced P(positive) of networks trained out of
+    fold) hardmine's evidence and cleanlab's ``cl_oof`` probabilities are theirs."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -78,7 +104,12 @@ def evaluate(run: Run, planted: pd.DataFrame) -> dict[str, float]:
     flipped = part["id"].isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
     hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
     start = time.perf_counter()
-    result = mine(labels, prob, emb, run.threshold(0), MiningConfig(), groups=groups, dynamics=dynamics)
+    evidence = None
+    if networks_prob is not None:
+        confidence = scores["confidence"].to_numpy() if "confidence" in scores else None
+        evidence = gather_evidence(labels, groups, emb, confidence=confidence, oof_prob=networks_prob)
+    result = mine(labels, prob, emb, run.threshold(0), MiningConfig(), groups=groups, dynamics=dynamics,
+                  evidence=evidence)  # fmt: skip
     seconds = time.perf_counter() - start
     evidence: Evidence = result.evidence
     suspicion = evidence.score()
@@ -110,6 +141,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs="*", default=[4, 20])
     parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64])
     parser.add_argument("--digits", type=Path, help="also the digits pool from benchmarks/make_digits.py")
+    parser.add_argument("--oof-epochs", type=int, help="also the evidence of 4 networks of this many epochs "
+                        "trained out of fold (hardmine score --scores oof --oof-epochs E)")
+    parser.add_argument("--csv", type=Path, help="also write every row to this CSV")
     args = parser.parse_args()
     sets = []
     for seed in args.seeds:
@@ -125,13 +159,20 @@ def main() -> None:
         for size in args.sizes:
             for epochs in args.epochs:
                 run = prepared_run(args.work, data, epochs, size, augment)
-                rows.append({"data": name, "px": size, "epochs": epochs} | evaluate(run, planted))
-                print(pd.DataFrame(rows[-1:]).round(3).to_string(index=False), flush=True)
+                setting = {"data": name, "px": size, "epochs": epochs}
+                rows.append(setting | {"evidence": "head"} | evaluate(run, planted))
+                if args.oof_epochs:
+                    networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment)
+                    rows.append(setting | {"evidence": f"networks {args.oof_epochs} ep"}
+                                | evaluate(run, planted, networks))  # fmt: skip
+                print(pd.DataFrame(rows[-2:]).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
     pd.set_option("display.width", 250)
     print(table.round(3).to_string(index=False))
-    means = table.drop(columns=["data"]).mean(numeric_only=True).round(3)
-    print("\nmean over all settings:\n" + means.to_string())
+    means = table.groupby("evidence").mean(numeric_only=True).drop(columns=["px", "epochs"]).round(3)
+    print("\nmean over all settings:\n" + means.T.to_string())
 
 
 if __name__ == "__main__":

@@ -41,12 +41,13 @@ from hardmine.scoring import mining_inputs
 from hardmine.steps import score_round
 from hardmine.suspicion import Evidence, gather_evidence
 
-RULES = [(0.7, 0.55), (0.6, 0.45)]  # (quarantine at, seed below) label suspicion
+RULES = [(None, 0.55), (0.7, 0.55), (0.6, 0.45)]  # (quarantine at, seed below); None: the evidence's default
 
 
 def _with_oof(evidence: Evidence, oof_wrong: np.ndarray) -> Evidence:
+    """The evidence with networks trained out of fold in place of the head (their evidence is the suspicion)."""
     return Evidence(oof_wrong, evidence.neighbours, evidence.dynamics, evidence.neighbours_other,
-                    evidence.neighbours_seen)  # fmt: skip
+                    evidence.neighbours_seen, networks=True)  # fmt: skip
 
 
 def variants(run: Run, scores: pd.DataFrame, labels, groups, emb) -> dict[str, Evidence]:
@@ -102,7 +103,8 @@ def evaluate(run: Run, networks: Run | None = None) -> list[dict]:
             mined = np.zeros(len(labels), dtype=bool)
             mined[result.seeds] = True
             mined |= result.neighbour > 0
-            rows.append({"run": run.root.name, "evidence": name, "rule": f"{quarantine_at} / {seed_below}",
+            rule = f"{quarantine_at or 'default'} / {seed_below}"
+            rows.append({"run": run.root.name, "evidence": name, "rule": rule,
                          "flips": int(flipped.sum()), "quarantined": float(result.quarantined[flipped].mean()),
                          "upweighted": float(mined[flipped].mean()),
                          "quarantine_per_flip": float(result.quarantined.sum() / max(flipped.sum(), 1)),

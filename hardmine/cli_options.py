@@ -134,8 +134,11 @@ MINING = OptionGroup("mining", MiningConfig, _M, {
     "max_frac": (float, _opt(0.2, help="At most this share of each class becomes seeds.", panel=_M)),
     "quarantine": (Quarantine, _opt("suspicion", help="Label-error triage (suspicion: out-of-sample evidence).",
                                     panel=_M)),
-    "suspicion_threshold": (float, _opt(0.7, help="Quarantine at this label suspicion (0-1).", panel=_M)),
-    "seed_suspicion": (float, _opt(0.55, help="Never upweight an image at this label suspicion or above.", panel=_M)),
+    "suspicion_threshold": (float | None, _opt(None, help="Quarantine at this label suspicion (0-1; default 0.7, "
+                                               "or 0.8 with out-of-fold networks' evidence, --scores oof).",
+                                               panel=_M)),  # fmt: skip
+    "seed_suspicion": (float, _opt(0.55, help="Never upweight an image whose label suspicion (or the mean "
+                                   "of its evidence) reaches this.", panel=_M)),  # fmt: skip
     "k": (int, _opt(10, help="Neighbours per seed.", panel=_M)),
     "min_sim": (float, _opt(0.5, help="Least cosine similarity for a neighbour.", panel=_M)),
     "expand": (Expand, _opt("same-label", help="Which neighbours of a seed are boosted.", panel=_M)),

@@ -92,12 +92,19 @@ class HardMiner:
         threshold: float | None = None,
         triage_probs: np.ndarray | None = None,
         dynamics: np.ndarray | None = None,
+        oof_probs: np.ndarray | None = None,
+        oof_prior: float = 0.5,
     ) -> MiningResult:
         """Mine from arrays you computed and refresh :attr:`weights` and the sampler.
 
         probs : (N,) P(positive), or (N, 2) class probabilities.
         embeddings : (N, D) embeddings; centred on their mean and L2-normalised here,
             as ``hardmine score`` does, so that ``min_sim`` means the same in both.
+        oof_probs : (N,) P(positive) from models that never saw the sample (your own
+            cross-validation, grouped by lesion): the label-suspicion evidence, as with
+            ``hardmine score --scores oof`` (quarantine at 0.8 unless the config says otherwise).
+        oof_prior : the positive share those models were trained at (0.5 when oversampled or
+            class-weighted, else your data's share).
         """
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim == 2:
@@ -109,13 +116,26 @@ class HardMiner:
         embeddings = np.asarray(embeddings, dtype=np.float32)
         emb = normalise(embeddings, center=embeddings.mean(axis=0))
         history = np.array(self.hard_history) if self.hard_history else None
+        evidence = None if oof_probs is None else self._networks_evidence(oof_probs, oof_prior, emb, dynamics)
         result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
                       triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
-                      previous_weights=self.weights if self.round else None, trusted=self.trusted)  # fmt: skip
+                      previous_weights=self.weights if self.round else None, evidence=evidence,
+                      trusted=self.trusted)  # fmt: skip
         self.hard_history.append(result.hard_mask())
         self.last = result
         self.use_weights(result.weights)
         return result
+
+    def _networks_evidence(self, oof_probs, oof_prior: float, emb: np.ndarray, dynamics):
+        from hardmine.suspicion import at_prior, gather_evidence
+
+        oof = np.asarray(oof_probs, dtype=np.float64)
+        if oof.shape != self.labels.shape:
+            raise HardmineError(f"oof_probs has shape {oof.shape}; expected {self.labels.shape}")
+        confidence = None if dynamics is None else 1 - np.asarray(dynamics, dtype=np.float64)
+        groups = np.arange(len(self.labels)) if self.groups is None else self.groups
+        return gather_evidence(self.labels, groups, emb, confidence=confidence, k=self.config.k,
+                               oof_prob=at_prior(oof, oof_prior, 0.5))  # fmt: skip
 
     def use_weights(self, weights: np.ndarray) -> None:
         """Take ``weights`` (N,) as the next round's curriculum and keep the sampler in step: what

@@ -29,7 +29,7 @@ import pandas as pd
 from hardmine.errors import HardmineError, warn
 from hardmine.index import NeighbourIndex, check_codec
 from hardmine.metrics import check_binary
-from hardmine.suspicion import DEFAULT_SEED_SUSPICION, DEFAULT_THRESHOLD, Evidence, gather_evidence
+from hardmine.suspicion import DEFAULT_SEED_SUSPICION, Evidence, gather_evidence
 from hardmine.suspicion import suspects as suspects_of
 
 HARDNESS = ("loss", "margin", "el2n", "dynamics")
@@ -50,8 +50,9 @@ class MiningConfig:
     cost_fn: float = 10.0
     cost_fp: float = 1.0
     quarantine: str = "suspicion"
-    suspicion_threshold: float = DEFAULT_THRESHOLD  # quarantine at this label suspicion (and both pieces agree)
-    seed_suspicion: float = DEFAULT_SEED_SUSPICION  # a seed or neighbour must have less suspicion than this
+    # quarantine at this label suspicion; None: the measured default of the evidence (suspicion.default_threshold)
+    suspicion_threshold: float | None = None
+    seed_suspicion: float = DEFAULT_SEED_SUSPICION  # a seed or neighbour must have less doubt than this
     persistent_rounds: int = 3
     k: int = 10
     min_sim: float = 0.5
@@ -83,7 +84,8 @@ class MiningConfig:
             (self.seed_cap > 0, f"seed_cap={self.seed_cap} must be > 0"),
             (self.persistent_rounds >= 1, f"persistent_rounds={self.persistent_rounds} must be at least 1"),
             (self.cost_fn > 0 and self.cost_fp > 0, f"costs must be positive; got {self.cost_fn} and {self.cost_fp}"),
-            (0 < self.suspicion_threshold <= 1, f"suspicion_threshold={self.suspicion_threshold} must be in (0, 1]"),
+            (self.suspicion_threshold is None or 0 < self.suspicion_threshold <= 1,
+             f"suspicion_threshold={self.suspicion_threshold} must be in (0, 1]"),
             (0 < self.seed_suspicion <= 1, f"seed_suspicion={self.seed_suspicion} must be in (0, 1]"),
         )
         for ok, message in checks:
@@ -507,8 +509,8 @@ def mine(
                                    k=config.k, index=index)  # fmt: skip
     if config.quarantine == "suspicion":
         suspects, why = _suspicion_triage(evidence, config.suspicion_threshold)
-        # Doubtful labels (suspicion above the seed bar, short of quarantine) are not upweighted either.
-        unsafe = suspects | (evidence.score() >= config.seed_suspicion)
+        # Doubtful labels (any reading of the evidence at the seed bar, short of quarantine) are not upweighted.
+        unsafe = suspects | (evidence.doubt() >= config.seed_suspicion)
     else:
         suspects, why = _triage(y, tp, config.quarantine, hard_history, config.persistent_rounds)
         unsafe = suspects
@@ -557,14 +559,15 @@ def mine(
                         expansion.contribution, expansion.pairs, weights, message, stats, evidence)  # fmt: skip
 
 
-def _suspicion_triage(evidence: Evidence, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _suspicion_triage(evidence: Evidence, threshold: float | None) -> tuple[np.ndarray, np.ndarray]:
     mask = suspects_of(evidence, threshold)
     score = evidence.score()
+    source = "out-of-fold networks" if evidence.networks else "out-of-fold"
     why = np.full(len(mask), "", dtype=object)
     for i in np.flatnonzero(mask):
         dyn = "" if evidence.dynamics is None else f", dynamics {evidence.dynamics[i]:.2f}"
         other = "" if evidence.neighbours_other is None else \
             f"; {evidence.neighbours_other[i]} of {evidence.neighbours_seen[i]} nearest other lesions labelled other"
-        why[i] = (f"suspicion({score[i]:.2f}: out-of-fold {evidence.oof[i]:.2f}, "
+        why[i] = (f"suspicion({score[i]:.2f}: {source} {evidence.oof[i]:.2f}, "
                   f"neighbours {evidence.neighbours[i]:.2f}{dyn}{other})")  # fmt: skip
     return mask, why

@@ -20,13 +20,21 @@ the minority class is not suspect merely for being rare):
   over training epochs; low confidence with low variability is the
   label-error signature (dataset cartography), high variability the hard one.
 
-:func:`label_suspicion` averages the evidence available (higher = more
-suspect, in [0, 1]); :func:`suspects` applies the default rule, measured in
+:func:`label_suspicion` is the documented score (higher = more suspect, in
+[0, 1]). With the out-of-fold *head* it is the mean of the available evidence;
+with out-of-fold *networks* it is their evidence alone: the neighbours and the
+dynamics come from the mined model's backbone, which saw (and, given epochs,
+memorised) the flipped label, and averaging them in diluted the networks'
+evidence (flip AUROC on the digits benchmark 0.98 alone, 0.93 averaged).
+:func:`suspects` applies the default rule, measured in
 ``benchmarks/bench_triage.py``: suspect when the suspicion reaches
-``threshold`` (0.7). Mining quarantines the suspects, and upweights nothing
-whose suspicion reaches 0.55 (a doubtful label keeps its base weight without
-being listed for review). Requiring the out-of-fold head and the neighbours to
-agree as well was tried: it lost flips into the minority class, whose few
+:func:`default_threshold` (0.7 with the head, 0.8 with networks, whose evidence
+is sharper). Mining quarantines the suspects, and upweights nothing whose
+:meth:`Evidence.doubt` (the larger of the suspicion and the mean of all the
+evidence) reaches 0.55: a seed must look clean to every reading of the
+evidence, and a doubtful label keeps its base weight without being listed for
+review. Requiring the out-of-fold head and the neighbours to agree before a
+quarantine was tried: it lost flips into the minority class, whose few
 minority-class neighbours weigh heavily once counts are divided by the class
 prior. Numpy and scikit-learn only.
 """
@@ -40,8 +48,9 @@ import numpy as np
 from hardmine.errors import HardmineError
 from hardmine.metrics import check_binary
 
-DEFAULT_THRESHOLD = 0.7  # quarantine (measured: benchmarks/bench_triage.py)
-DEFAULT_SEED_SUSPICION = 0.55  # a seed or neighbour must stay below this
+DEFAULT_THRESHOLD = 0.7  # quarantine, evidence from the out-of-fold head (measured: benchmarks/bench_triage.py)
+NETWORKS_THRESHOLD = 0.8  # quarantine, evidence from networks trained out of fold (same benchmark, --oof-epochs)
+DEFAULT_SEED_SUSPICION = 0.55  # a seed or neighbour must have less doubt than this
 
 
 @dataclass
@@ -53,10 +62,13 @@ class Evidence:
     dynamics: np.ndarray | None = None
     neighbours_other: np.ndarray | None = None  # (N,) how many of the k other-lesion neighbours carry the other label
     neighbours_seen: np.ndarray | None = None  # (N,) how many other-lesion neighbours were found (up to k)
+    networks: bool = False  # ``oof`` comes from networks trained out of fold, not from the out-of-fold head
 
     def columns(self) -> dict[str, np.ndarray]:
-        """The evidence as ``scores.csv`` columns (``suspicion`` plus its parts)."""
-        cols = {"suspicion": self.score(), "suspicion_oof": self.oof, "suspicion_neighbours": self.neighbours}
+        """The evidence as ``scores.csv`` columns (``suspicion`` plus its parts; the out-of-fold part is
+        ``suspicion_networks`` when it comes from networks trained out of fold, else ``suspicion_oof``)."""
+        oof_column = "suspicion_networks" if self.networks else "suspicion_oof"
+        cols = {"suspicion": self.score(), oof_column: self.oof, "suspicion_neighbours": self.neighbours}
         if self.dynamics is not None:
             cols["suspicion_dynamics"] = self.dynamics
         if self.neighbours_other is not None:
@@ -67,16 +79,27 @@ class Evidence:
     @classmethod
     def from_columns(cls, frame) -> Evidence | None:
         """Rebuild from ``scores.csv`` columns written by :meth:`columns` (None when absent)."""
-        if "suspicion_oof" not in frame:
+        networks = "suspicion_networks" in frame
+        if not networks and "suspicion_oof" not in frame:
             return None
         get = lambda name: frame[name].to_numpy() if name in frame else None  # noqa: E731
-        return cls(get("suspicion_oof"), get("suspicion_neighbours"), get("suspicion_dynamics"),
-                   get("neighbours_other_label"), get("neighbours_seen"))  # fmt: skip
+        return cls(get("suspicion_networks" if networks else "suspicion_oof"), get("suspicion_neighbours"),
+                   get("suspicion_dynamics"), get("neighbours_other_label"), get("neighbours_seen"),
+                   networks=networks)  # fmt: skip
 
-    def score(self) -> np.ndarray:
-        """The label-suspicion score: the mean of the available evidence, (N,) in [0, 1], higher = more suspect."""
+    def mean(self) -> np.ndarray:
+        """(N,) the mean of the available evidence."""
         parts = [e for e in (self.oof, self.neighbours, self.dynamics) if e is not None]
         return np.mean(parts, axis=0)
+
+    def score(self) -> np.ndarray:
+        """The label-suspicion score, (N,) in [0, 1], higher = more suspect: the out-of-fold networks'
+        evidence when there is some (``networks``), else the mean of the available evidence."""
+        return np.asarray(self.oof, dtype=np.float64) if self.networks else self.mean()
+
+    def doubt(self) -> np.ndarray:
+        """(N,) the larger of :meth:`score` and :meth:`mean`: what a seed or neighbour must stay below."""
+        return np.maximum(self.score(), self.mean())
 
 
 def oof_head_prob(
@@ -166,7 +189,8 @@ def gather_evidence(
     confidence : (N,) mean probability of the given label over training epochs, if recorded.
     balanced : class-balanced head and neighbour vote (the default), or both at the data's prior.
     oof_prob : (N,) P(positive) from networks trained out of fold, at the same class balance as
-        ``balanced`` (see :func:`at_prior`); used instead of the out-of-fold head when given.
+        ``balanced`` (see :func:`at_prior`); used instead of the out-of-fold head when given, and
+        then the suspicion is theirs alone (``Evidence.networks``).
     """
     y, _ = check_binary(labels)
     if oof_prob is not None:
@@ -188,6 +212,7 @@ def gather_evidence(
         dynamics=dynamics,
         neighbours_other=np.where(y == 1, seen - nbr_pos, nbr_pos),
         neighbours_seen=seen,
+        networks=oof_prob is not None,
     )
 
 
@@ -204,12 +229,18 @@ def at_prior(prob_pos: np.ndarray, trained_prior: float, prior: float) -> np.nda
 
 
 def label_suspicion(evidence: Evidence) -> np.ndarray:
-    """The documented per-image label-suspicion score: the mean evidence that the label is wrong."""
+    """The documented per-image label-suspicion score (:meth:`Evidence.score`)."""
     return evidence.score()
 
 
-def suspects(evidence: Evidence, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """(N,) bool: the default rule, suspicion >= ``threshold``."""
+def default_threshold(evidence: Evidence) -> float:
+    """The measured quarantine threshold for this evidence: 0.8 from out-of-fold networks, else 0.7."""
+    return NETWORKS_THRESHOLD if evidence.networks else DEFAULT_THRESHOLD
+
+
+def suspects(evidence: Evidence, threshold: float | None = None) -> np.ndarray:
+    """(N,) bool: the default rule, suspicion >= ``threshold`` (:func:`default_threshold` when None)."""
+    threshold = default_threshold(evidence) if threshold is None else threshold
     if not 0 < threshold <= 1:
         raise HardmineError(f"suspicion threshold {threshold} must be in (0, 1]")
     return evidence.score() >= threshold

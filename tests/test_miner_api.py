@@ -39,6 +39,22 @@ def test_update_weights_and_sampler_follow():
         HardMiner(labels, kk=3)
 
 
+def test_your_own_out_of_fold_probabilities_are_the_label_suspicion():
+    from test_mining import planted_world
+
+    labels, prob, emb, groups, _, flipped = planted_world()
+    miner = HardMiner(labels, groups=groups)
+    # your cross-validated models, trained at the data's own prior: re-expressed at 50:50 first
+    natural = 1 / (1 + (1 - prob) / prob * (1 - labels.mean()) / labels.mean())
+    result = miner.update(prob, emb, oof_probs=natural, oof_prior=float(labels.mean()))
+    assert result.evidence.networks
+    assert result.evidence.score() == pytest.approx(np.where(labels == 1, 1 - prob, prob))
+    assert result.quarantined[flipped].mean() >= 0.9 and not (result.hard_mask() & flipped).any()
+    assert (result.quarantined == (result.evidence.score() >= 0.8)).all()
+    with pytest.raises(ValueError, match="oof_probs has shape \\(3,\\)"):
+        miner.update(prob, emb, oof_probs=prob[:3])
+
+
 def test_state_dict_round_trip_resumes_identically(tmp_path):
     labels, probs, emb = _arrays()
     a = HardMiner(labels, k=5, quarantine="both", persistent_rounds=2)

@@ -100,11 +100,16 @@ def test_cli_score_out_of_fold(trained_run):
     assert not np.allclose(scores["prob_pos_oof"], scores["prob_pos"])
     for fold in (0, 1):  # --oof-epochs sets the fold networks' length
         assert (trained_run / "round-000" / "oof" / f"fold-{fold}" / "history.jsonl").read_text().count("\n") == 1
-    # the fold networks (oversampled: already at the balanced prior) are the triage's out-of-fold evidence
+    # the fold networks (oversampled: already at the balanced prior) are the triage's evidence, and alone the suspicion
     p, y = scores["prob_pos_oof"].to_numpy(), scores["label"].to_numpy()
-    assert np.allclose(scores["suspicion_oof"], np.where(y == 1, 1 - p, p), atol=1e-6)
+    assert "suspicion_oof" not in scores  # no out-of-fold head was fitted
+    assert np.allclose(scores["suspicion_networks"], np.where(y == 1, 1 - p, p), atol=1e-6)
+    assert np.allclose(scores["suspicion"], scores["suspicion_networks"])
     result = runner.invoke(app, ["mine", str(trained_run), "--scores", "oof", "--k", "5"])
     assert result.exit_code == 0, result.output
+    mined = pd.read_csv(trained_run / "round-000" / "mined.csv", dtype={"id": str})
+    quarantined = set(mined.loc[mined["role"] == "quarantined", "id"])
+    assert quarantined == set(scores.loc[scores["suspicion"] >= 0.8, "id"].astype(str))  # the networks' rule
 
 
 def test_streamed_float16_embeddings_equal_in_memory(trained_run, demo_dir):

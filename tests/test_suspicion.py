@@ -1,6 +1,7 @@
 """Label suspicion: hand-computed evidence, the default rule, and the never-upweighted rule on planted flips."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_mining import planted_world
 
@@ -94,3 +95,42 @@ def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior():
     assert evidence.neighbours == pytest.approx(gather_evidence(labels, groups, emb).neighbours)
     with pytest.raises(HardmineError, match="oof_prob has shape"):
         gather_evidence(labels, groups, emb, oof_prob=oof_prob[:-1])
+
+
+def test_networks_evidence_is_the_suspicion_and_every_reading_bars_a_seed_by_hand():
+    evidence = Evidence(oof=np.array([0.9, 0.3, 0.85, 0.5]), neighbours=np.array([0.8, 0.9, 0.2, 0.5]),
+                        dynamics=np.array([0.7, 0.9, 0.2, 0.5]), networks=True)  # fmt: skip
+    assert evidence.score() == pytest.approx([0.9, 0.3, 0.85, 0.5])  # the fold networks' evidence alone
+    assert evidence.mean() == pytest.approx([0.8, 0.7, 1.25 / 3, 0.5])
+    assert evidence.doubt() == pytest.approx([0.9, 0.7, 0.85, 0.5])  # the larger reading
+    assert suspects(evidence).tolist() == [True, False, True, False]  # networks' default: 0.8
+    head = Evidence(evidence.oof, evidence.neighbours, evidence.dynamics)
+    assert suspects(head).tolist() == [True, True, False, False]  # the head's default: 0.7 on the mean
+    assert head.doubt() == pytest.approx(head.score())
+    # the scores.csv columns say which evidence it was, and read back as the same evidence
+    columns = evidence.columns()
+    assert "suspicion_networks" in columns and "suspicion_oof" not in columns
+    back = Evidence.from_columns(pd.DataFrame(columns))
+    assert back.networks and back.score() == pytest.approx(evidence.score())
+    assert not Evidence.from_columns(pd.DataFrame(head.columns())).networks
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_with_out_of_fold_networks_planted_flips_are_quarantined_and_doubt_never_upweighted(seed):
+    labels, prob, emb, groups, hard, flipped = planted_world(seed=seed)
+    # a network that never saw an image sees its latent malignancy, not its label: the world's own prob
+    evidence = gather_evidence(labels, groups, emb, oof_prob=prob)
+    result = mine(labels, prob, emb, 0.5, MiningConfig(), groups=groups, evidence=evidence)
+    upweighted = result.hard_mask() | (result.neighbour > 0)
+    assert (result.quarantined == (evidence.score() >= 0.8)).all()
+    assert result.quarantined[flipped].mean() >= 0.9 and result.quarantined.sum() <= 3 * flipped.sum()
+    assert upweighted[flipped].mean() <= 0.05 and upweighted[hard].mean() >= 2 * upweighted.mean()
+    assert not (upweighted & (evidence.doubt() >= 0.55)).any()
+    # a label the networks trust but the round's own evidence doubts is not upweighted: make the round's
+    # neighbours and dynamics say "wrong" for every image the first pass upweighted
+    doubted = np.where(upweighted, 1.0, 0.0)
+    contested = Evidence(evidence.oof, np.maximum(evidence.neighbours, doubted), doubted, networks=True)
+    assert (contested.score() == evidence.score()).all() and (contested.doubt()[upweighted] >= 0.55).all()
+    again = mine(labels, prob, emb, 0.5, MiningConfig(), groups=groups, evidence=contested)
+    assert (again.quarantined == result.quarantined).all()
+    assert not ((again.hard_mask() | (again.neighbour > 0)) & upweighted).any()
