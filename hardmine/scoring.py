@@ -20,8 +20,12 @@ space for neighbour search.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +235,18 @@ class _StreamedEmbeddings:
         return center
 
 
+def _claim_fold_dir(work_dir: Path, settings: dict) -> None:
+    """Clear ``work_dir`` when its fold networks were trained with other settings, then record these."""
+    from hardmine.io import read_json, write_json
+
+    record = work_dir / "settings.json"
+    if work_dir.exists() and (not record.exists() or read_json(record) != json.loads(json.dumps(settings))):
+        shutil.rmtree(work_dir)  # resuming them would continue another schedule, or reuse other networks
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not record.exists():
+        write_json(record, settings)
+
+
 def out_of_fold_logits(
     table: pd.DataFrame,
     config,
@@ -246,7 +262,9 @@ def out_of_fold_logits(
     ``config`` (a :class:`hardmine.train.TrainConfig`) on the other folds and
     its last epoch scores the held-out fold (the best-epoch choice would peek
     at the very samples being scored). Fold runs live in ``work_dir/fold-K``
-    and resume.
+    and resume, or are reused as they are once trained; ``work_dir/settings.json``
+    records what they were trained with (configuration, folds, seed, sample ids),
+    and a ``work_dir`` trained with other settings is cleared first.
 
     Returns
     -------
@@ -264,6 +282,9 @@ def out_of_fold_logits(
     if n_groups_pos < k:
         raise HardmineError(f"only {n_groups_pos} positive groups for {k} folds; use a smaller --oof")
     fold_of = grouped_folds(table["label"].to_numpy(), table["group"].to_numpy(), [1 / k] * k, seed)
+    recipe = {key: value for key, value in asdict(config).items() if key not in ("device", "num_workers")}
+    _claim_fold_dir(Path(work_dir), {"train": recipe, "folds": k, "seed": seed,
+                                     "ids": hashlib.sha256("\n".join(map(str, table["id"])).encode()).hexdigest()})
     logits = np.zeros((len(table), 2), dtype=np.float32)
     device = resolve_device(config.device)
     for fold in range(k):

@@ -224,8 +224,9 @@ def score_round(
     oof_prob = None
     if scoring.source == "oof":
         fold_config = replace(cfg, epochs=scoring.oof_epochs or cfg.epochs)
-        logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, out / "oof", seed=cfg.seed,
-                                    callback=callback)  # fmt: skip
+        # The fold networks depend on the split and round 0's recipe, not on the round: every round reuses round 0's.
+        logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, run.round_dir(0) / "oof",
+                                    seed=cfg.seed, callback=callback)  # fmt: skip
         oof_prob = score_table(train_part["id"], ds.labels, logits, threshold)["prob_pos"].to_numpy()
     if run.config.mining.quarantine == "suspicion":
         from hardmine.suspicion import at_prior, gather_evidence

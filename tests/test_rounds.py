@@ -191,3 +191,19 @@ def test_trusted_labels_from_metadata_are_never_quarantined(demo_dir, tmp_path):
     assert (samples.loc[quarantined, "dx_type"] != "histo").all()
     # trusting every diagnosis method leaves nothing to quarantine (a plain run quarantines some)
     assert len(run(tmp_path / "all", "dx_type=" + ",".join(sorted(set(samples["dx_type"]))))) == 0
+
+
+def test_rounds_with_out_of_fold_networks_train_them_once(demo_dir, tmp_path):
+    out = tmp_path / "oof"
+    args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "2", "--strategy", "head", "--epochs", "2",
+            "--image-size", "24", "--device", "cpu", "--workers", "0", "--scores", "oof", "--oof", "2",
+            "--oof-epochs", "1"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    # the fold networks depend on the split and round 0's recipe only: later rounds reuse round 0's
+    assert not (out / "round-001" / "oof").exists() and not (out / "round-002" / "oof").exists()
+    for fold in (0, 1):
+        assert (out / "round-000" / "oof" / f"fold-{fold}" / "history.jsonl").read_text().count("\n") == 1
+    first, last = (pd.read_csv(out / f"round-00{r}" / "scores.csv") for r in (0, 2))
+    assert np.allclose(first["suspicion_networks"], last["suspicion_networks"])
+    assert np.allclose(first["prob_pos_oof"], last["prob_pos_oof"])

@@ -110,6 +110,19 @@ def test_cli_score_out_of_fold(trained_run):
     mined = pd.read_csv(trained_run / "round-000" / "mined.csv", dtype={"id": str})
     quarantined = set(mined.loc[mined["role"] == "quarantined", "id"])
     assert quarantined == set(scores.loc[scores["suspicion"] >= 0.8, "id"].astype(str))  # the networks' rule
+    # scoring again reuses the trained fold networks; other settings retrain them from scratch
+    fold = trained_run / "round-000" / "oof" / "fold-0"
+    trained = (fold / "last.pt").stat().st_mtime_ns
+    result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert (fold / "last.pt").stat().st_mtime_ns == trained
+    assert np.allclose(pd.read_csv(trained_run / "round-000" / "scores.csv")["prob_pos_oof"], p)
+    (fold / "left-by-the-1-epoch-networks").write_text("")
+    result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert not (fold / "left-by-the-1-epoch-networks").exists()  # cleared: a fresh 2-epoch schedule, not resumed
+    assert (fold / "history.jsonl").read_text().count("\n") == 2
+    assert json.loads((fold.parent / "settings.json").read_text())["train"]["epochs"] == 2
 
 
 def test_streamed_float16_embeddings_equal_in_memory(trained_run, demo_dir):
