@@ -13,12 +13,12 @@ round 0 is trained and scored once (cached under ``--work``), then:
   probabilities hardmine computes (the same probabilities), and on the
   in-sample ones;
 * with ``--oof-epochs E``, a second row per setting: the evidence of 4 networks
-  of E epochs trained out of fold (what ``hardmine score --scores oof
-  --oof-epochs E`` writes; trained once per data set and size, cached as
+  of E epochs trained out of fold (what ``--triage networks --oof 4
+  --oof-epochs E`` trains; once per data set and size, cached as
   ``WORK/oof-<data>-eE-s<px>``), with hardmine's default rule for that
   evidence and cleanlab on the same networks' probabilities (``cl_oof``);
-  seeds still come from round 0's in-sample probabilities (``hardmine mine
-  --scores insample`` after scoring with ``--scores oof``);
+  seeds still come from round 0's in-sample probabilities, as with
+  ``--triage networks`` and the default ``--scores insample``;
 * precision, recall and F1 of flip detection for each, and the AUROC of each
   score (hardmine's suspicion, cleanlab's label quality) for telling flips
   from clean images.
@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[32, 64])
     parser.add_argument("--digits", type=Path, help="also the digits pool from benchmarks/make_digits.py")
     parser.add_argument("--oof-epochs", type=int, help="also the evidence of 4 networks of this many epochs "
-                        "trained out of fold (hardmine score --scores oof --oof-epochs E)")
+                        "trained out of fold (hardmine score --triage networks --oof-epochs E)")
     parser.add_argument("--csv", type=Path, help="also write every row to this CSV")
     args = parser.parse_args()
     sets = []

@@ -43,6 +43,7 @@ Hardness = choice("Hardness", HARDNESS)
 Quarantine = choice("Quarantine", QUARANTINE)
 Expand = choice("Expand", EXPAND)
 ScoreSource = choice("ScoreSource", cfg.SCORE_SOURCES)
+TriageEvidence = choice("TriageEvidence", cfg.TRIAGE_EVIDENCE)
 Strategy = choice("Strategy", cfg.STRATEGIES)
 SelectBy = choice("SelectBy", cfg.SELECT_BY)
 
@@ -163,10 +164,15 @@ def _scoring_values(values: dict[str, Any]) -> dict[str, Any]:
 
 
 SCORING = OptionGroup("scoring", ScoringConfig, _S, {
-    "scores": (ScoreSource, _opt("insample", help="Probabilities that drive mining.", panel=_S)),
-    "oof": (int, _opt(4, help="Folds for --scores oof.", panel=_S)),
-    "oof_epochs": (int | None, _opt(None, help="Epochs of each out-of-fold network (default: --epochs); their "
-                                    "probabilities also drive the label triage.", panel=_S)),
+    "scores": (ScoreSource, _opt("insample", help="Probabilities that drive mining (seed selection).", panel=_S)),
+    "triage": (TriageEvidence, _opt("head", help="Label-suspicion evidence: head (an out-of-fold head on the round's "
+                                    "embeddings; seconds) or networks (--oof networks trained out of fold once per "
+                                    "run, also with --scores oof; held on weak models and real scans).",
+                                    panel=_S)),  # fmt: skip
+    "oof": (int, _opt(4, help="Folds of the networks trained out of fold (--scores oof, --triage networks).",
+                      panel=_S)),  # fmt: skip
+    "oof_epochs": (int | None, _opt(None, help="Epochs of each out-of-fold network (default: --epochs; train them "
+                                    "to full length: short ones are weak evidence).", panel=_S)),
     "tta": (bool, _opt(False, "--tta", help="Average with the horizontally flipped image.", panel=_S)),
     "float16": (bool, _opt(False, "--float16", help="Store embeddings as float16 (half the disk and memory).",
                            panel=_S)),

@@ -27,6 +27,7 @@ SAMPLING = ("none", "oversample")
 SCHEDULES = ("onecycle", "cosine")
 APPLY = ("sampler", "loss")
 SCORE_SOURCES = ("insample", "oof", "dynamics")
+TRIAGE_EVIDENCE = ("head", "networks")  # what the label suspicion is built from (see hardmine.suspicion)
 SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
 STRATEGIES = ("finetune", "retrain", "head")
 # Smallest input a model reduces without error (tiny: four 2x poolings; torchvision models: 32 px).
@@ -161,6 +162,8 @@ class ScoringConfig:
     """Where the training-set probabilities that drive mining come from."""
 
     source: str = "insample"  # insample | oof | dynamics (see hardmine.scoring)
+    # label-suspicion evidence: head (out-of-fold head on the round's embeddings) | networks (trained out of fold)
+    triage: str = "head"
     oof_folds: int = 4
     oof_epochs: int | None = None  # epochs of each out-of-fold network (default: round 0's --epochs)
     tta: bool = False
@@ -169,13 +172,19 @@ class ScoringConfig:
 
     def validate(self) -> None:
         check_choice("score source", self.source, SCORE_SOURCES)
+        check_choice("triage evidence", self.triage, TRIAGE_EVIDENCE)
         check_choice("embedding dtype", self.embedding_dtype, ("float32", "float16"))
-        if self.source == "oof" and self.oof_folds < 2:
+        if self.trains_networks() and self.oof_folds < 2:
             raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
         if self.oof_epochs is not None and self.oof_epochs < 1:
             raise HardmineError(f"--oof-epochs must be at least 1; got {self.oof_epochs}")
         if not 0 < self.audit_sim <= 1:
             raise HardmineError(f"--audit-sim {self.audit_sim} is not valid; expected a cosine similarity in (0, 1]")
+
+    def trains_networks(self) -> bool:
+        """Whether scoring trains networks out of fold: for the seeds (``oof``) or for the triage (``networks``);
+        either way their probabilities are the label-suspicion evidence."""
+        return self.source == "oof" or self.triage == "networks"
 
 
 @dataclass

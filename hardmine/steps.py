@@ -195,7 +195,8 @@ def score_round(
 
     Writes ``round-RRR/scores.csv`` (training rows in split order; the score
     columns, plus ``confidence, variability, forgetting, dynamics`` from the
-    recorded training dynamics and ``prob_pos_oof`` with out-of-fold scoring)
+    recorded training dynamics, ``prob_pos_oof`` when networks are trained out of
+    fold (``--scores oof`` or ``--triage networks``), and the label-suspicion evidence)
     and ``round-RRR/embeddings.npy`` (same row order, L2-normalised). With
     ``audit``, also :func:`audit_split`. Returns a summary (rows, embedding
     width, source, audit pair count).
@@ -222,7 +223,7 @@ def score_round(
             if data["loss"].shape[1] == len(table):
                 table = pd.concat([table, dynamics_scores(data["loss"], data["p_true"])], axis=1)
     oof_prob = None
-    if scoring.source == "oof":
+    if scoring.trains_networks():
         fold_config = replace(cfg, epochs=scoring.oof_epochs or cfg.epochs)
         # The fold networks depend on the split and round 0's recipe, not on the round: every round reuses round 0's.
         logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, run.round_dir(0) / "oof",

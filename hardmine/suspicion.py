@@ -10,7 +10,7 @@ the minority class is not suspect merely for being rare):
   two folds) on the round's embeddings, class-balanced L2 logistic regression;
   seconds on a CPU, and a linear head cannot memorise a flipped image the way
   the network did (cleanlab's and SELF's out-of-sample idea at head cost).
-  When whole networks were trained out of fold (``--scores oof``), their
+  When whole networks were trained out of fold (``--triage networks``), their
   probabilities replace the head's: their backbones never saw the image
   either, which the round's embeddings cannot claim (``oof_prob``).
 * ``neighbours``: the labels of the nearest images from *other* lesions in

@@ -193,10 +193,10 @@ def test_trusted_labels_from_metadata_are_never_quarantined(demo_dir, tmp_path):
     assert len(run(tmp_path / "all", "dx_type=" + ",".join(sorted(set(samples["dx_type"]))))) == 0
 
 
-def test_rounds_with_out_of_fold_networks_train_them_once(demo_dir, tmp_path):
+def test_rounds_with_networks_triage_train_them_once(demo_dir, tmp_path):
     out = tmp_path / "oof"
     args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "2", "--strategy", "head", "--epochs", "2",
-            "--image-size", "24", "--device", "cpu", "--workers", "0", "--scores", "oof", "--oof", "2",
+            "--image-size", "24", "--device", "cpu", "--workers", "0", "--triage", "networks", "--oof", "2",
             "--oof-epochs", "1"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -207,3 +207,10 @@ def test_rounds_with_out_of_fold_networks_train_them_once(demo_dir, tmp_path):
     first, last = (pd.read_csv(out / f"round-00{r}" / "scores.csv") for r in (0, 2))
     assert np.allclose(first["suspicion_networks"], last["suspicion_networks"])
     assert np.allclose(first["prob_pos_oof"], last["prob_pos_oof"])
+    # --triage networks: their evidence is the suspicion, the seeds still come from the round's own model
+    mined = pd.read_csv(out / "round-000" / "mined.csv", dtype={"id": str}).set_index("id")
+    first = first.astype({"id": str}).set_index("id")
+    assert set(mined.index[mined["role"] == "quarantined"]) == set(first.index[first["suspicion"] >= 0.8])
+    assert json.loads((out / "round-000" / "mining.json").read_text())["source"] == "insample"
+    result = runner.invoke(app, ["score", str(out), "--triage", "nets"])
+    assert result.exit_code == 2 and "nets" in result.output
