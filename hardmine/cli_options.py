@@ -136,7 +136,7 @@ MINING = OptionGroup("mining", MiningConfig, _M, {
     "quarantine": (Quarantine, _opt("suspicion", help="Label-error triage (suspicion: out-of-sample evidence).",
                                     panel=_M)),
     "suspicion_threshold": (float | None, _opt(None, help="Quarantine at this label suspicion (0-1; default 0.7, "
-                                               "or 0.8 with out-of-fold networks' evidence, --scores oof).",
+                                               "or 0.8 with networks' evidence, --triage networks).",
                                                panel=_M)),  # fmt: skip
     "seed_suspicion": (float, _opt(0.55, help="Never upweight an image whose label suspicion (or the mean "
                                    "of its evidence) reaches this.", panel=_M)),  # fmt: skip
