@@ -165,7 +165,7 @@ def main() -> None:
                     networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment)
                     rows.append(setting | {"evidence": f"networks {args.oof_epochs} ep"}
                                 | evaluate(run, planted, networks))  # fmt: skip
-                print(pd.DataFrame(rows[-2:]).round(3).to_string(index=False), flush=True)
+                print(pd.DataFrame(rows[-2 if args.oof_epochs else -1:]).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     if args.csv:
         table.to_csv(args.csv, index=False)

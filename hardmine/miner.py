@@ -102,7 +102,7 @@ class HardMiner:
             as ``hardmine score`` does, so that ``min_sim`` means the same in both.
         oof_probs : (N,) P(positive) from models that never saw the sample (your own
             cross-validation, grouped by lesion): the label-suspicion evidence, as with
-            ``hardmine score --scores oof`` (quarantine at 0.8 unless the config says otherwise).
+            ``hardmine score --triage networks`` (quarantine at 0.8 unless the config says otherwise).
         oof_prior : the positive share those models were trained at (0.5 when oversampled or
             class-weighted, else your data's share).
         """

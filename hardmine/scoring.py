@@ -282,9 +282,12 @@ def out_of_fold_logits(
     if n_groups_pos < k:
         raise HardmineError(f"only {n_groups_pos} positive groups for {k} folds; use a smaller --oof")
     fold_of = grouped_folds(table["label"].to_numpy(), table["group"].to_numpy(), [1 / k] * k, seed)
+    from hardmine import distributed
+
     recipe = {key: value for key, value in asdict(config).items() if key not in ("device", "num_workers")}
-    _claim_fold_dir(Path(work_dir), {"train": recipe, "folds": k, "seed": seed,
-                                     "ids": hashlib.sha256("\n".join(map(str, table["id"])).encode()).hexdigest()})
+    settings = {"train": recipe, "folds": k, "seed": seed,
+                "ids": hashlib.sha256("\n".join(map(str, table["id"])).encode()).hexdigest()}
+    distributed.on_main(lambda: _claim_fold_dir(Path(work_dir), settings))  # every rank waits for rank 0's claim
     logits = np.zeros((len(table), 2), dtype=np.float32)
     device = resolve_device(config.device)
     for fold in range(k):
