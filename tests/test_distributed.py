@@ -83,3 +83,21 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
     assert (reference / "round-000" / "history.jsonl").read_text().count("\n") == 3
     assert json.loads((reference / "manifest.json").read_text())["steps"] == ["r000:train"]
     assert b["reference"]["epochs"] == a["reference"]["epochs"] == 3 and b["returned"] in ("round", "reference")
+
+
+def test_two_process_networks_triage_trains_the_fold_networks_once(trained, tmp_path):
+    """``--triage networks`` under torchrun: rank 0 claims the fold folder, the folds train data-parallel,
+    and a second scoring reuses them."""
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    args = ["score", str(copy), "--triage", "networks", "--oof", "2", "--oof-epochs", "1"]
+    torchrun(*args)
+    scores = pd.read_csv(copy / "round-000" / "scores.csv")
+    assert scores["prob_pos_oof"].between(0, 1).all() and "suspicion_networks" in scores
+    folds = copy / "round-000" / "oof"
+    settings = json.loads((folds / "settings.json").read_text())
+    assert (settings["folds"], settings["train"]["epochs"]) == (2, 1)
+    trained_at = [(folds / f"fold-{k}" / "last.pt").stat().st_mtime_ns for k in (0, 1)]
+    torchrun(*args)
+    assert [(folds / f"fold-{k}" / "last.pt").stat().st_mtime_ns for k in (0, 1)] == trained_at
+    assert np.allclose(pd.read_csv(copy / "round-000" / "scores.csv")["prob_pos_oof"], scores["prob_pos_oof"])
