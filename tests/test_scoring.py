@@ -92,6 +92,9 @@ def test_cli_score_and_mine(trained_run):
 
 
 def test_cli_score_out_of_fold(trained_run):
+    for source in (["--scores", "oof"], ["--triage", "networks"]):  # both train networks out of fold
+        result = runner.invoke(app, ["score", str(trained_run), *source, "--oof", "1"])
+        assert result.exit_code == 2 and "--oof needs at least 2 folds; got 1" in result.output
     result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "1"])
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(trained_run / "round-000" / "scores.csv")
