@@ -12,10 +12,10 @@ round 0 is trained and scored once (cached under ``--work``), then:
 * cleanlab: ``cleanlab.filter.find_label_issues`` on the out-of-fold head
   probabilities hardmine computes (the same probabilities), and on the
   in-sample ones;
-* with ``--oof-epochs E``, a second row per setting: the evidence of 4 networks
+* with ``--oof-epochs E``, a second row per setting: the evidence of 4 (``--oof-folds``) networks
   of E epochs trained out of fold (what ``--triage networks --oof 4
   --oof-epochs E`` trains; once per data set and size, cached as
-  ``WORK/oof-<data>-eE-s<px>``), with hardmine's default rule for that
+  ``WORK/oof-<data>-eE-s<px>``, ``WORK/oofK-...`` for other fold counts), with hardmine's default rule for that
   evidence and cleanlab on the same networks' probabilities (``cl_oof``);
   seeds still come from round 0's in-sample probabilities, as with
   ``--triage networks`` and the default ``--scores insample``;
@@ -68,16 +68,16 @@ def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str) -
     return run
 
 
-def fold_network_prob(work: Path, data: Path, epochs: int, size: int, augment: str) -> np.ndarray:
-    """(N,) P(positive) of the training split from 4 networks of ``epochs`` epochs trained out of fold,
+def fold_network_prob(work: Path, data: Path, epochs: int, size: int, augment: str, folds: int = 4) -> np.ndarray:
+    """(N,) P(positive) of the training split from ``folds`` networks of ``epochs`` epochs trained out of fold,
     at the balanced prior (cached in a copy of the ``epochs``-epoch run, scored with ``--scores oof``)."""
     run = prepared_run(work, data, epochs, size, augment)
-    copy = work / f"oof-{run.root.name}"
+    copy = work / f"oof{'' if folds == 4 else folds}-{run.root.name}"
     if not copy.exists():
         shutil.copytree(run.root, copy)
     networks = Run.open(copy)
     if "prob_pos_oof" not in networks.scores(0):
-        score_round(networks, 0, ScoringConfig(source="oof", oof_folds=4))
+        score_round(networks, 0, ScoringConfig(source="oof", oof_folds=folds))
     prob = networks.scores(0)["prob_pos_oof"].to_numpy()
     cfg = networks.config.train
     return at_prior(prob, 0.5 if cfg.balances_classes() else float(networks.part("train")["label"].mean()), 0.5)
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--digits", type=Path, help="also the digits pool from benchmarks/make_digits.py")
     parser.add_argument("--oof-epochs", type=int, help="also the evidence of 4 networks of this many epochs "
                         "trained out of fold (hardmine score --triage networks --oof-epochs E)")
+    parser.add_argument("--oof-folds", type=int, default=4, help="how many networks --oof-epochs trains")
     parser.add_argument("--csv", type=Path, help="also write every row to this CSV")
     args = parser.parse_args()
     sets = []
@@ -162,8 +163,8 @@ def main() -> None:
                 setting = {"data": name, "px": size, "epochs": epochs}
                 rows.append(setting | {"evidence": "head"} | evaluate(run, planted))
                 if args.oof_epochs:
-                    networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment)
-                    rows.append(setting | {"evidence": f"networks {args.oof_epochs} ep"}
+                    networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment, args.oof_folds)
+                    rows.append(setting | {"evidence": f"{args.oof_folds} networks {args.oof_epochs} ep"}
                                 | evaluate(run, planted, networks))  # fmt: skip
                 print(pd.DataFrame(rows[-2 if args.oof_epochs else -1:]).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
