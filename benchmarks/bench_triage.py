@@ -48,7 +48,7 @@ from hardmine.mining import MiningConfig, mine
 from hardmine.runfolder import Run
 from hardmine.scoring import mining_inputs
 from hardmine.steps import score_round, train_round
-from hardmine.suspicion import Evidence, at_prior, gather_evidence
+from hardmine.suspicion import Evidence, at_prior
 from hardmine.synth import generate_demo
 
 
@@ -104,12 +104,8 @@ def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None =
     flipped = part["id"].isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
     hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
     start = time.perf_counter()
-    evidence = None
-    if networks_prob is not None:
-        confidence = scores["confidence"].to_numpy() if "confidence" in scores else None
-        evidence = gather_evidence(labels, groups, emb, confidence=confidence, oof_prob=networks_prob)
     result = mine(labels, prob, emb, run.threshold(0), MiningConfig(), groups=groups, dynamics=dynamics,
-                  evidence=evidence)  # fmt: skip
+                  oof_prob=networks_prob)  # fmt: skip
     seconds = time.perf_counter() - start
     evidence: Evidence = result.evidence
     suspicion = evidence.score()

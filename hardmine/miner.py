@@ -116,26 +116,23 @@ class HardMiner:
         embeddings = np.asarray(embeddings, dtype=np.float32)
         emb = normalise(embeddings, center=embeddings.mean(axis=0))
         history = np.array(self.hard_history) if self.hard_history else None
-        evidence = None if oof_probs is None else self._networks_evidence(oof_probs, oof_prior, emb, dynamics)
         result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
                       triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
-                      previous_weights=self.weights if self.round else None, evidence=evidence,
+                      previous_weights=self.weights if self.round else None,
+                      oof_prob=None if oof_probs is None else self._balanced(oof_probs, oof_prior),
                       trusted=self.trusted)  # fmt: skip
         self.hard_history.append(result.hard_mask())
         self.last = result
         self.use_weights(result.weights)
         return result
 
-    def _networks_evidence(self, oof_probs, oof_prior: float, emb: np.ndarray, dynamics):
-        from hardmine.suspicion import at_prior, gather_evidence
+    def _balanced(self, oof_probs, oof_prior: float) -> np.ndarray:
+        from hardmine.suspicion import at_prior
 
         oof = np.asarray(oof_probs, dtype=np.float64)
         if oof.shape != self.labels.shape:
             raise HardmineError(f"oof_probs has shape {oof.shape}; expected {self.labels.shape}")
-        confidence = None if dynamics is None else 1 - np.asarray(dynamics, dtype=np.float64)
-        groups = np.arange(len(self.labels)) if self.groups is None else self.groups
-        return gather_evidence(self.labels, groups, emb, confidence=confidence, k=self.config.k,
-                               oof_prob=at_prior(oof, oof_prior, 0.5))  # fmt: skip
+        return at_prior(oof, oof_prior, 0.5)
 
     def use_weights(self, weights: np.ndarray) -> None:
         """Take ``weights`` (N,) as the next round's curriculum and keep the sampler in step: what

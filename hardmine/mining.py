@@ -474,6 +474,7 @@ def mine(
     hard_history: np.ndarray | None = None,
     previous_weights: np.ndarray | None = None,
     evidence: Evidence | None = None,
+    oof_prob: np.ndarray | None = None,
     trusted: np.ndarray | None = None,
     index=None,
 ) -> MiningResult:
@@ -491,6 +492,9 @@ def mine(
     previous_weights : (N,) last round's weights for the EMA.
     evidence : label-suspicion evidence (:mod:`hardmine.suspicion`) for ``quarantine="suspicion"``;
         gathered here from the embeddings, groups and dynamics when None.
+    oof_prob : (N,) class-balanced P(positive) from networks trained out of fold, the gathered
+        evidence's out-of-fold part (:func:`hardmine.suspicion.gather_evidence`); ignored when
+        ``evidence`` is given.
     trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined,
         and free to be seeds or neighbours whatever their suspicion.
     """
@@ -506,7 +510,7 @@ def mine(
         index = index or NeighbourIndex(codec=config.index_codec).build(emb)
         confidence = None if dynamics is None else 1 - np.asarray(dynamics, dtype=np.float64)
         evidence = gather_evidence(y, np.arange(len(y)) if groups is None else groups, emb, confidence=confidence,
-                                   k=config.k, index=index)  # fmt: skip
+                                   k=config.k, index=index, oof_prob=oof_prob)  # fmt: skip
     if config.quarantine == "suspicion":
         suspects, why = _suspicion_triage(evidence, config.suspicion_threshold)
         # Doubtful labels (any reading of the evidence at the seed bar, short of quarantine) are not upweighted.
