@@ -78,9 +78,8 @@ def fold_network_prob(work: Path, data: Path, epochs: int, size: int, augment: s
     networks = Run.open(copy)
     if "prob_pos_oof" not in networks.scores(0):
         score_round(networks, 0, ScoringConfig(source="oof", oof_folds=folds))
-    prob = networks.scores(0)["prob_pos_oof"].to_numpy()
-    cfg = networks.config.train
-    return at_prior(prob, 0.5 if cfg.balances_classes() else float(networks.part("train")["label"].mean()), 0.5)
+    prior = networks.config.train.probability_prior(float(networks.part("train")["label"].mean()))
+    return at_prior(networks.scores(0)["prob_pos_oof"].to_numpy(), prior, 0.5)
 
 
 def _prf(found: np.ndarray, flipped: np.ndarray) -> tuple[float, float, float]:

@@ -97,10 +97,11 @@ class TrainConfig:
     num_workers: int | None = None
     amp: bool = True
 
-    def balances_classes(self) -> bool:
-        """Whether training sees the classes as if 50:50 (oversampling, or inverse class-weighted CE), so
-        the model's probabilities are at a balanced prior rather than the data's."""
-        return self.sampling == "oversample" or (self.loss == "weighted-ce" and self.class_weighting == "inverse")
+    def probability_prior(self, positive_share: float) -> float:
+        """The positive share a model trained this way has its probabilities at: 0.5 when training sees the
+        classes as if 50:50 (oversampling, or inverse class-weighted CE), else the data's ``positive_share``."""
+        balanced = self.sampling == "oversample" or (self.loss == "weighted-ce" and self.class_weighting == "inverse")
+        return 0.5 if balanced else positive_share
 
     def validate(self) -> None:
         choices = {

@@ -235,7 +235,7 @@ def score_round(
         confidence = table["confidence"].to_numpy() if "confidence" in table else None
         balanced_oof = None
         if oof_prob is not None:  # the evidence is class-balanced: fold networks' odds at a 50:50 prior
-            balanced_oof = at_prior(oof_prob, 0.5 if cfg.balances_classes() else float(np.mean(ds.labels)), 0.5)
+            balanced_oof = at_prior(oof_prob, cfg.probability_prior(float(np.mean(ds.labels))), 0.5)
         evidence = distributed.on_main(lambda: gather_evidence(
             ds.labels, train_part["group"].to_numpy(), np.asarray(emb), confidence=confidence,
             k=run.config.mining.k, seed=cfg.seed, oof_prob=balanced_oof))  # fmt: skip

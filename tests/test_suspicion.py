@@ -88,6 +88,12 @@ def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior():
     assert at_prior(at_prior(p, 0.2, 0.5), 0.5, 0.2) == pytest.approx(p)  # and back
     with pytest.raises(HardmineError, match="prior 1"):
         at_prior(p, 0.5, 1)
+    from hardmine.config import TrainConfig
+
+    # the prior a fold network's probabilities are at: balanced by oversampling or inverse weights, else the data's
+    assert TrainConfig(sampling="oversample").probability_prior(0.1) == 0.5
+    assert TrainConfig(sampling="none", loss="weighted-ce", class_weighting="inverse").probability_prior(0.1) == 0.5
+    assert TrainConfig(sampling="none", loss="ce").probability_prior(0.1) == 0.1
     labels, _, emb, groups, _, _ = planted_world()
     oof_prob = np.linspace(0.01, 0.99, len(labels))
     evidence = gather_evidence(labels, groups, emb, oof_prob=oof_prob)
