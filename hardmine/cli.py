@@ -170,8 +170,7 @@ def evaluate_cmd(
     with progress_bars() as progress:
         metrics = evaluate(run, r, split, checkpoint=checkpoint, ci=ci, plots=True, callback=ProgressEvents(progress))
     console.print(metrics_table({split: metrics}, f"round {r}, {split}"))
-    name = "metrics.json" if split == "val" else "metrics_test.json"
-    console.print(f"wrote {run.round_dir(r) / name} and roc_{split}.png, pr_{split}.png, confusion_{split}.png")
+    console.print(f"wrote {run.metrics_path(r, split)} and roc_{split}.png, pr_{split}.png, confusion_{split}.png")
 
 
 @command("score")

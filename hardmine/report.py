@@ -49,7 +49,7 @@ def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> 
     over test lesions: ``{metric: {difference, low, high, verdict}}`` (empty when a prediction file is missing)."""
     from hardmine.paired import METRICS, paired_difference
 
-    paths = [folder.round_dir(r) / "preds_test.csv" for r in (best, 0)]
+    paths = [folder.preds_path(r, "test") for r in (best, 0)]
     if not all(p.exists() for p in paths):
         return {}
     best_preds, first = (pd.read_csv(p, dtype={"id": str}) for p in paths)
@@ -149,7 +149,7 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     curves, returned = {}, None
     for model in evaluated_models(report):
         source = reference if model.in_reference else folder
-        path = source.round_dir(model.round) / "preds_test.csv" if source is not None else None
+        path = source.preds_path(model.round, "test") if source is not None else None
         if path is not None and path.exists():
             preds = pd.read_csv(path)
             curves[model.name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())

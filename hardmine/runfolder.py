@@ -330,6 +330,15 @@ class RunFolder:
         """Cached raw embeddings (input of the last layer) of round ``r``'s model on ``split``."""
         return self.round_dir(r) / f"features_{split}.npy"
 
+    def metrics_path(self, r: int, split: str = "val") -> Path:
+        """Round ``r``'s metrics on ``split``: ``metrics.json`` on validation (where its threshold is tuned),
+        ``metrics_<split>.json`` otherwise."""
+        return self.round_dir(r) / ("metrics.json" if split == "val" else f"metrics_{split}.json")
+
+    def preds_path(self, r: int, split: str) -> Path:
+        """Round ``r``'s model's predictions on ``split`` (``id, label, prob_pos``)."""
+        return self.round_dir(r) / f"preds_{split}.csv"
+
     def external_preds_path(self, r: int) -> Path:
         """Round ``r``'s model's predictions on an external data set (``hardmine compare --external``)."""
         return self.round_dir(r) / "preds_external.csv"

@@ -158,8 +158,8 @@ def evaluate(
     metrics["threshold_rule"] = run.config.threshold.rule
     metrics.update(extra or {})
     if distributed.is_main():
-        write_csv(out / f"preds_{split}.csv", pd.DataFrame({"id": ds.table["id"], "label": labels, "prob_pos": prob}))
-        write_json(out / ("metrics.json" if split == "val" else "metrics_test.json"), metrics)
+        write_csv(run.preds_path(r, split), pd.DataFrame({"id": ds.table["id"], "label": labels, "prob_pos": prob}))
+        write_json(run.metrics_path(r, split), metrics)
         if plots:
             from hardmine.plots import evaluation_plots
 
@@ -175,8 +175,7 @@ def metrics_on_test(run: Run, r: int, *, callback: Callback | None = None) -> di
     written after its model, else :func:`evaluate` on test (which writes both)."""
     from hardmine.io import read_json
 
-    out = run.round_dir(r)
-    saved = [out / "metrics_test.json", out / "preds_test.csv"]
+    saved = [run.metrics_path(r, "test"), run.preds_path(r, "test")]
     model_time = run.model_path(r).stat().st_mtime_ns
     if all(p.exists() and p.stat().st_mtime_ns >= model_time for p in saved):
         return read_json(saved[0])
