@@ -255,16 +255,13 @@ def out_of_fold_logits(
     seed: int = 0,
     callback=None,
 ) -> np.ndarray:
-    """Logits of each training sample from fold models that never saw it.
+    """Logits of each training sample from a fold model that never saw it.
 
     ``table`` is the training part of the sample table; folds are grouped (no
     lesion in two folds) and stratified. Each fold model is trained with
-    ``config`` (a :class:`hardmine.train.TrainConfig`) on the other folds, and
-    the held-out fold's probabilities after each of the last half of its
-    epochs are averaged (:func:`held_out_prob`): one
-    epoch's network is a noisy judge of one image, its recent checkpoints
-    together a steadier one (choosing the best epoch would peek at the very
-    samples being scored). Fold runs live in ``work_dir/fold-K``
+    ``config`` (a :class:`hardmine.train.TrainConfig`) on the other folds and
+    its last epoch scores the held-out fold (the best-epoch choice would peek
+    at the very samples being scored). Fold runs live in ``work_dir/fold-K``
     and resume, or are reused as they are once trained; ``work_dir/settings.json``
     records what they were trained with (configuration, folds, seed, sample ids),
     and a ``work_dir`` trained with other settings is cleared first.
@@ -274,7 +271,8 @@ def out_of_fold_logits(
     (N, 2) float32 logits in ``table`` order.
     """
     from hardmine.data import ImageDataset, grouped_folds
-    from hardmine.models import build_model
+    from hardmine.inference import predict, resolve_device
+    from hardmine.models import build_model, load_weights
     from hardmine.train import fit
 
     if k < 2:
@@ -286,9 +284,12 @@ def out_of_fold_logits(
     fold_of = grouped_folds(table["label"].to_numpy(), table["group"].to_numpy(), [1 / k] * k, seed)
     from hardmine import distributed
 
-    settings = fold_settings(table, config, k, seed)
+    recipe = {key: value for key, value in asdict(config).items() if key not in ("device", "num_workers")}
+    settings = {"train": recipe, "folds": k, "seed": seed,
+                "ids": hashlib.sha256("\n".join(map(str, table["id"])).encode()).hexdigest()}
     distributed.on_main(lambda: _claim_fold_dir(Path(work_dir), settings))  # every rank waits for rank 0's claim
     logits = np.zeros((len(table), 2), dtype=np.float32)
+    device = resolve_device(config.device)
     for fold in range(k):
         fit_idx, held_idx = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
         out = Path(work_dir) / f"fold-{fold}"
@@ -297,23 +298,8 @@ def out_of_fold_logits(
         model = build_model(config.model, config.weights, seed=config.seed + fold)
         if callback:
             callback("fold_start", {"fold": fold, "folds": k})
-        result = fit(model, train_ds, held_ds, config, out, callback=callback)
-        logits[held_idx] = logits_from_probs(held_out_prob(result.val_prob))
+        fit(model, train_ds, held_ds, config, out, callback=callback)
+        load_weights(model, out / "last.pt")
+        fold_logits, _ = predict(model, held_ds, config.batch_size * 2, device, config.amp, config.num_workers)
+        logits[held_idx] = fold_logits
     return logits
-
-
-def held_out_prob(val_prob: np.ndarray) -> np.ndarray:
-    """(N,) mean P(positive) over the last ``ceil(E / 2)`` rows of a fold network's (E, N) record of its
-    held-out fold (:attr:`hardmine.train.FitResult.val_prob`)."""
-    window = val_prob[len(val_prob) // 2 :]
-    if np.isnan(window).any():
-        raise HardmineError("a fold network's held-out record is incomplete; delete its oof folder to retrain it")
-    return window.mean(axis=0)
-
-
-def fold_settings(table: pd.DataFrame, config, k: int, seed: int) -> dict:
-    """What fold networks are trained and read with (``oof/settings.json``): the recipe without
-    device and workers, the folds, the seed, a hash of the sample ids, and the held-out average."""
-    recipe = {key: value for key, value in asdict(config).items() if key not in ("device", "num_workers")}
-    return {"train": recipe, "folds": k, "seed": seed, "held_out": "mean of the last half of the epochs",
-            "ids": hashlib.sha256("\n".join(map(str, table["id"])).encode()).hexdigest()}  # fmt: skip

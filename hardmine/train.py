@@ -42,8 +42,6 @@ class FitResult:
     best_value: float
     history: list[dict[str, Any]] = field(default_factory=list)
     model_path: Path | None = None
-    # (epochs, N_val) P(positive) of the validation set after each epoch (NaN for epochs not recorded)
-    val_prob: np.ndarray | None = None
 
 
 def fit(
@@ -98,7 +96,7 @@ def fit(
         else None
     )
     total_epochs = config.freeze_epochs + config.epochs
-    state = _TrainState(total_epochs, n_train, len(val_ds.labels))
+    state = _TrainState(total_epochs, n_train)
     optimizer = scheduler = net = None
     if resume and (out / "last.pt").exists():
         ckpt = _read_checkpoint(out / "last.pt")
@@ -133,7 +131,6 @@ def fit(
         state.reduce_epoch(epoch)
         val_logits, _ = predict(model, val_ds, config.batch_size * 2, device, config.amp, config.num_workers)
         val_prob = softmax(val_logits)[:, 1]
-        state.val_prob[epoch] = val_prob
         val = binary_metrics(np.asarray(val_ds.labels), val_prob)
         value = val[config.monitor]
         record = {"epoch": epoch, "frozen": frozen, "train_loss": train_loss,
@@ -166,7 +163,7 @@ def fit(
             _save(out / "model.pt", model.state_dict())
         distributed.barrier()
         state.best_epoch, state.best_value = total_epochs - 1, float("nan")
-    return FitResult(state.best_epoch, state.best_value, state.history, out / "model.pt", state.val_prob)
+    return FitResult(state.best_epoch, state.best_value, state.history, out / "model.pt")
 
 
 def _draw_weights(labels, config: TrainConfig, sample_weights) -> np.ndarray | None:
@@ -178,14 +175,13 @@ def _draw_weights(labels, config: TrainConfig, sample_weights) -> np.ndarray | N
 
 
 class _TrainState:
-    def __init__(self, total_epochs: int, n_train: int, n_val: int):
+    def __init__(self, total_epochs: int, n_train: int):
         self.next_epoch = 0
         self.best_epoch: int | None = None
         self.best_value: float | None = None
         self.history: list[dict] = []
         self.losses = np.full((total_epochs, n_train), np.nan, dtype=np.float32)
         self.p_true = np.full((total_epochs, n_train), np.nan, dtype=np.float32)
-        self.val_prob = np.full((total_epochs, n_val), np.nan, dtype=np.float32)
         self.optim_state = None
         self.sched_state = None
 
@@ -216,9 +212,6 @@ class _TrainState:
                 if data["loss"].shape[1] == self.losses.shape[1]:
                     self.losses[:rows] = data["loss"][:rows]
                     self.p_true[:rows] = data["p_true"][:rows]
-                # written since the validation record began; older runs keep NaN for the epochs before
-                if "val_prob" in data and data["val_prob"].shape[1] == self.val_prob.shape[1]:
-                    self.val_prob[:rows] = data["val_prob"][:rows]
 
 
 def _make_optimizer(model, config: TrainConfig, frozen: bool, steps_per_epoch: int):
@@ -302,4 +295,4 @@ def _nan_to_none(obj):
 def _save_dynamics(path: Path, state: _TrainState) -> None:
     with atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, loss=state.losses, p_true=state.p_true, val_prob=state.val_prob)
+            np.savez(fh, loss=state.losses, p_true=state.p_true)

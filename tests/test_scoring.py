@@ -7,9 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.errors import HardmineError
 from hardmine.index import normalise
-from hardmine.scoring import SCORE_COLUMNS, dynamics_scores, held_out_prob, score_table
+from hardmine.scoring import SCORE_COLUMNS, dynamics_scores, score_table
 
 runner = CliRunner()
 
@@ -127,27 +126,6 @@ def test_cli_score_out_of_fold(trained_run):
     assert not (fold / "left-by-the-1-epoch-networks").exists()  # cleared: a fresh 2-epoch schedule, not resumed
     assert (fold / "history.jsonl").read_text().count("\n") == 2
     assert json.loads((fold.parent / "settings.json").read_text())["train"]["epochs"] == 2
-    # each image's probability is its fold network's held-out record averaged over the last half of the epochs
-    from hardmine.data import grouped_folds
-    from hardmine.runfolder import Run
-
-    run = Run.open(trained_run)
-    part = run.part("train").reset_index(drop=True)
-    fold_of = grouped_folds(part["label"].to_numpy(), part["group"].to_numpy(), [0.5, 0.5], run.config.train.seed)
-    prob = pd.read_csv(trained_run / "round-000" / "scores.csv")["prob_pos_oof"].to_numpy()
-    for k in (0, 1):
-        with np.load(fold.parent / f"fold-{k}" / "dynamics.npz") as record:
-            assert record["val_prob"].shape == (2, (fold_of == k).sum())
-            assert np.allclose(prob[fold_of == k], record["val_prob"][1], atol=1e-5)  # last half of 2 epochs
-
-
-def test_held_out_prob_averages_the_last_half_of_the_epochs():
-    record = np.array([[0.9, 0.1], [0.7, 0.3], [0.5, 0.2], [0.3, 0.6]])
-    assert np.allclose(held_out_prob(record), [0.4, 0.4])  # epochs 2 and 3 of 4
-    assert np.allclose(held_out_prob(record[:3]), [0.6, 0.25])  # epochs 1 and 2 of 3
-    assert np.allclose(held_out_prob(record[:1]), [0.9, 0.1])
-    with pytest.raises(HardmineError, match="held-out record is incomplete"):
-        held_out_prob(np.array([[0.5], [np.nan]]))  # a fold trained before the record existed
 
 
 def test_streamed_float16_embeddings_equal_in_memory(trained_run, demo_dir):

@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from hardmine.cli import app
@@ -92,26 +91,8 @@ def test_resume_after_kill_equals_uninterrupted(tiny_sets, tmp_path):
     b = (tmp_path / "cut" / "history.jsonl").read_text().splitlines()
     assert len(a) == len(b) == 3
     assert json.loads(a[-1])["val"]["auroc"] == pytest.approx(json.loads(b[-1])["val"]["auroc"])
-    for record in ("loss", "val_prob"):  # the validation record survives the kill like the training one
-        assert np.allclose(np.load(tmp_path / "full" / "dynamics.npz")[record],
-                           np.load(tmp_path / "cut" / "dynamics.npz")[record], equal_nan=True, atol=1e-5)  # fmt: skip
-
-
-def test_fit_records_the_validation_probabilities_of_every_epoch(tiny_sets, tmp_path):
-    train, val = tiny_sets
-    model = build_model("tiny", seed=0)
-    result = fit(model, train, val, _config(epochs=2), tmp_path)
-    assert result.val_prob.shape == (2, len(val))
-    # the last row is the trained model's prediction, the first an earlier network's
-    last = softmax(predict(model, val, num_workers=0)[0])[:, 1]
-    assert np.allclose(result.val_prob[-1], last, atol=1e-6)
-    assert not np.allclose(result.val_prob[0], last, atol=1e-3)
-    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
-    for epoch in (0, 1):
-        assert history[epoch]["val"]["auroc"] == pytest.approx(roc_auc_score(val.labels, result.val_prob[epoch]))
-    # a finished run read again (nothing left to train) hands back the same record
-    again = fit(build_model("tiny"), train, val, _config(epochs=2), tmp_path)
-    assert np.array_equal(again.val_prob, result.val_prob)
+    assert np.allclose(np.load(tmp_path / "full" / "dynamics.npz")["loss"],
+                       np.load(tmp_path / "cut" / "dynamics.npz")["loss"], equal_nan=True, atol=1e-5)  # fmt: skip
 
 
 def test_sample_weights_through_loss_and_sampler(tiny_sets, tmp_path):
