@@ -19,6 +19,10 @@ round 0 is trained and scored once (cached under ``--work``), then:
   evidence and cleanlab on the same networks' probabilities (``cl_oof``);
   seeds still come from round 0's in-sample probabilities, as with
   ``--triage networks`` and the default ``--scores insample``;
+* for the planted hard cases: the share the seed bar keeps out (``hard_barred``), and
+  the lift of the evidence's own hardest images the bar lets through, at the default
+  rule's mined share (``hard_lift_ranked``: what ranking by the networks' P(other
+  class) alone would reach);
 * precision, recall and F1 of flip detection for each, and the AUROC of each
   score (hardmine's suspicion, cleanlab's label quality) for telling flips
   from clean images.
@@ -89,9 +93,29 @@ def _prf(found: np.ndarray, flipped: np.ndarray) -> tuple[float, float, float]:
     return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
 
 
-def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None = None) -> dict[str, float]:
+def hard_lift_reference(labels: np.ndarray, evidence: Evidence, barred: np.ndarray, hard: np.ndarray,
+                        share: float) -> dict[str, float]:  # fmt: skip
+    """What the seed bar costs the planted hard cases, and what the triage evidence's own ranking reaches.
+
+    ``hard_barred``: share of planted hard cases ``barred`` ((N,) bool: quarantined, or doubt at or
+    above the seed bar) from being seeds or neighbours. ``hard_lift_ranked``: lift of the planted hard
+    cases among the images the bar lets through ranked by the evidence's P(other class) (for the
+    networks, hardness evidence that never saw the image), the top ``share`` of each class: the
+    mined share of the rule measured, so the two lifts compare at equal size.
+    """
+    top = np.zeros(len(labels), dtype=bool)
+    for cls in (0, 1):
+        members = np.flatnonzero(~barred & (labels == cls))
+        top[members[np.argsort(-evidence.oof[members], kind="stable")][: int(share * (labels == cls).sum())]] = True
+    return {"hard_barred": float(barred[hard].mean()),
+            "hard_lift_ranked": float(top[hard].mean() / max(top.mean(), 1e-12))}  # fmt: skip
+
+
+def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None = None,
+             config: MiningConfig | None = None) -> dict[str, float]:  # fmt: skip
     """One row of figures; with ``networks_prob`` ((N,) balanced P(positive) of networks trained out of
-    fold) hardmine's evidence and cleanlab's ``cl_oof`` probabilities are theirs."""
+    fold) hardmine's evidence and cleanlab's ``cl_oof`` probabilities are theirs; ``config``: the mining
+    options (the defaults when None)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -103,7 +127,8 @@ def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None =
     flipped = part["id"].isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
     hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
     start = time.perf_counter()
-    result = mine(labels, prob, emb, run.threshold(0), MiningConfig(), groups=groups, dynamics=dynamics,
+    config = config or MiningConfig()
+    result = mine(labels, prob, emb, run.threshold(0), config, groups=groups, dynamics=dynamics,
                   oof_prob=networks_prob)  # fmt: skip
     seconds = time.perf_counter() - start
     evidence: Evidence = result.evidence
@@ -116,6 +141,8 @@ def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None =
            "flips_upweighted": float(mined[flipped].mean()),
            "quarantine_per_flip": float(result.quarantined.sum() / max(flipped.sum(), 1)),
            "hard_lift": float(mined[hard].mean() / max(mined.mean(), 1e-12)), "mine_s": seconds}  # fmt: skip
+    row |= hard_lift_reference(labels, evidence, result.quarantined | (evidence.doubt() >= config.seed_suspicion),
+                               hard, mined.mean())  # fmt: skip
     oof_pos = np.where(labels == 1, 1 - evidence.oof, evidence.oof)
     p, r, f = _prf(result.quarantined, flipped)
     row |= {"hm_precision": p, "hm_recall": r, "hm_f1": f, "hm_auroc": roc_auc_score(flipped, suspicion)}
@@ -140,7 +167,11 @@ def main() -> None:
                         "trained out of fold (hardmine score --triage networks --oof-epochs E)")
     parser.add_argument("--oof-folds", type=int, default=4, help="how many networks --oof-epochs trains")
     parser.add_argument("--csv", type=Path, help="also write every row to this CSV")
+    parser.add_argument("--seed-suspicion", type=float, default=MiningConfig.seed_suspicion,
+                        help="the seed bar (hardmine mine --seed-suspicion); 1 lets every unquarantined image seed")
+    parser.add_argument("--max-frac", type=float, default=MiningConfig.max_frac, help="the per-class seed quota")
     args = parser.parse_args()
+    config = MiningConfig(seed_suspicion=args.seed_suspicion, max_frac=args.max_frac)
     sets = []
     for seed in args.seeds:
         data = args.work / f"demo-{seed}"
@@ -156,11 +187,11 @@ def main() -> None:
             for epochs in args.epochs:
                 run = prepared_run(args.work, data, epochs, size, augment)
                 setting = {"data": name, "px": size, "epochs": epochs}
-                rows.append(setting | {"evidence": "head"} | evaluate(run, planted))
+                rows.append(setting | {"evidence": "head"} | evaluate(run, planted, config=config))
                 if args.oof_epochs:
                     networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment, args.oof_folds)
                     rows.append(setting | {"evidence": f"{args.oof_folds} networks {args.oof_epochs} ep"}
-                                | evaluate(run, planted, networks))  # fmt: skip
+                                | evaluate(run, planted, networks, config))  # fmt: skip
                 print(pd.DataFrame(rows[-2 if args.oof_epochs else -1:]).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     if args.csv:
