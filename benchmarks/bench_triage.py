@@ -34,6 +34,7 @@ Usage::
     python benchmarks/bench_triage.py --work /tmp/triage [--seeds 0 1 2 3] [--epochs 4 20] [--sizes 32 64]
     python benchmarks/bench_triage.py --work /tmp/triage --digits /tmp/digits/pool --epochs 20 --sizes 32
     python benchmarks/bench_triage.py --work /tmp/triage --sizes 32 64 --digits /tmp/digits/pool --oof-epochs 20
+    python benchmarks/bench_triage.py --work /tmp/triage --oof-epochs 20 --seed-suspicion 1.0 --max-frac 0.1
 """
 
 from __future__ import annotations
