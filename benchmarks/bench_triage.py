@@ -20,8 +20,8 @@ round 0 is trained and scored once (cached under ``--work``), then:
   seeds still come from round 0's in-sample probabilities, as with
   ``--triage networks`` and the default ``--scores insample``;
 * for the planted hard cases: the share the seed bar keeps out (``hard_barred``), and
-  the lift of the evidence's own hardest images the bar lets through, at the default
-  rule's mined share (``hard_lift_ranked``: what ranking by the networks' P(other
+  the lift of the evidence's own hardest images the bar lets through, at the mined
+  share of the rule measured (``hard_lift_ranked``: what ranking by the networks' P(other
   class) alone would reach);
 * precision, recall and F1 of flip detection for each, and the AUROC of each
   score (hardmine's suspicion, cleanlab's label quality) for telling flips
