@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from hardmine.compare import paired_table
 from hardmine.data import load_samples
-from hardmine.paired import METRICS, paired_difference, sensitivity
 from hardmine.runfolder import RunFolder
 
 
@@ -50,32 +49,22 @@ def main() -> None:
     samples = {"test": RunFolder(args.a / args.method / seeds[0]).samples()}
     if args.external:
         samples["external"] = load_samples(args.external.resolve())[0]
-    rows = []
+    outputs, datasets = {}, {}
     for name, table in samples.items():
         runs = {side: [handed_back(root / args.method / s, name) for s in seeds] for side, root in
-                (("a", args.a), ("b", args.b))}  # fmt: skip
-        ids = runs["a"][0][0]["id"]
-        for preds, _ in runs["a"] + runs["b"]:
+                (("A", args.a), ("B", args.b))}  # fmt: skip
+        ids = runs["A"][0][0]["id"]
+        for preds, _ in runs["A"] + runs["B"]:
             if list(preds["id"]) != list(ids):
                 raise SystemExit(f"the runs scored different {name} images: not the same split or data")
         table = table.set_index(table["id"].astype(str)).loc[ids]
-        y, groups = runs["a"][0][0]["label"].to_numpy(), table["group"].to_numpy()
-        prob = {side: np.array([p["prob_pos"].to_numpy() for p, _ in runs[side]]) for side in runs}
-        decided = {side: np.array([p["prob_pos"].to_numpy() >= t for p, t in runs[side]], dtype=float)
-                   for side in runs}  # fmt: skip
-        for metric, fn in METRICS.items():
-            result = paired_difference(y, groups, prob["a"], prob["b"], fn, n_boot=args.n_boot)
-            rows.append({"dataset": name, "metric": metric, "difference": result.estimate, "low": result.low,
-                         "high": result.high, "verdict": result.verdict})  # fmt: skip
-        if args.subgroup:
-            values = table[args.subgroup].astype(str).to_numpy()
-            for v in sorted(set(values[y == 1])):
-                mask = values == v
-                result = paired_difference(y[mask], groups[mask], decided["a"][:, mask], decided["b"][:, mask],
-                                           sensitivity, n_boot=args.n_boot)  # fmt: skip
-                rows.append({"dataset": name, "metric": f"sens[{args.subgroup}={v}]", "difference": result.estimate,
-                             "low": result.low, "high": result.high, "verdict": result.verdict})  # fmt: skip
-    table = pd.DataFrame(rows)
+        table["label"] = runs["A"][0][0]["label"].to_numpy()
+        for side, side_runs in runs.items():
+            for seed, (preds, threshold) in zip(seeds, side_runs, strict=True):
+                outputs.setdefault((side, seed), {"threshold": threshold})[name] = preds["prob_pos"].to_numpy()
+        datasets[name] = table.reset_index(drop=True)
+    table = paired_table("B", ["A", "B"], seeds, outputs, datasets, args.subgroup, args.n_boot)
+    table = table.drop(columns=["method", "baseline"])
     print(f"{args.method}: {args.a} minus {args.b}, seeds {', '.join(seeds)}")
     print(table.round(3).to_string(index=False))
     if args.csv:

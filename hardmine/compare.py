@@ -145,7 +145,7 @@ def compare(
         for name, table in datasets.items():
             summary = summary.merge(_subgroup_means(table, name, subgroup, outputs, methods, seeds), on="method")
     best = _best_baseline(methods, seeds, outputs, config)
-    paired = _paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) if best else pd.DataFrame()
+    paired = paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) if best else pd.DataFrame()
     write_csv(out / "compare_runs.csv", runs)
     write_csv(out / "compare.csv", summary)
     write_csv(out / "compare_paired.csv", paired)
@@ -251,9 +251,15 @@ def _subgroup_means(table, dataset, column, outputs, methods, seeds) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) -> pd.DataFrame:
-    """Every method against the best baseline, and each ``hardmine-<s>`` against ``no-mining-<s>``
-    (what the mining itself adds) when both ran."""
+def paired_table(best: str, methods: list[str], seeds: list, outputs: dict, datasets: dict[str, pd.DataFrame],
+                 subgroup: str | None = None, n_boot: int = 1000) -> pd.DataFrame:  # fmt: skip
+    """Every method against ``best``, and each ``hardmine-<s>`` against ``no-mining-<s>`` (what the
+    mining itself adds) when both ran: the ``compare_paired.csv`` table.
+
+    ``outputs[method, seed]`` holds ``{dataset: (N,) P(positive), "threshold": float}`` for every name
+    of ``datasets`` (tables with ``label``, ``group`` and ``subgroup`` columns, rows in the order of
+    the probabilities); the subgroup sensitivities use each run's threshold.
+    """
     pairs = [(m, best) for m in methods if m != best]
     pairs += [(m, f"no-mining-{m.split('-', 1)[1]}") for m in methods
               if m.startswith("hardmine-") and f"no-mining-{m.split('-', 1)[1]}" in methods]  # fmt: skip
