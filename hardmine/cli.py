@@ -150,7 +150,7 @@ def train_cmd(
     with progress_bars() as progress:
         metrics = train_round(run, 0, callback=ProgressEvents(progress))
     console.print(metrics_table({"val": metrics}, f"round 0, validation (threshold by {run.config.threshold.rule})"))
-    console.print(f"model: {run.round_dir(0) / 'model.pt'}; metrics: {run.round_dir(0) / 'metrics.json'}")
+    console.print(f"model: {run.model_path(0)}; metrics: {run.metrics_path(0)}")
 
 
 @command("evaluate")
