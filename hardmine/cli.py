@@ -132,7 +132,8 @@ def check_data(
         console.print("missing or unreadable files: none")
     console.print(frame_table(class_summary(table), "classes", digits=2))
     split = pd.Series(grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), d.split, d.split_seed))
-    console.print(frame_table(split_summary(table, split), "grouped split it would make (70/15/15)"))
+    shares = "/".join(f"{share * 100:g}" for share in d.split)
+    console.print(frame_table(split_summary(table, split), f"grouped split it would make ({shares})"))
 
 
 @command("train")
@@ -190,10 +191,9 @@ def score_cmd(
     r = run.latest_round(round_)
     with progress_bars() as progress:
         summary = score_round(run, r, config.scoring, audit=True, callback=ProgressEvents(progress))
-    out = run.round_dir(r)
     console.print(
         f"scored {summary['rows']} training images ({summary['source']}); "
-        f"embeddings {summary['embedding_dim']}-d -> {out / 'scores.csv'}, {out / 'embeddings.npy'}"
+        f"embeddings {summary['embedding_dim']}-d -> {', '.join(map(str, summary['written']))}"
     )
     pairs = summary["audit_pairs"]
     console.print(f"split audit: {pairs} near-duplicate pair(s) across splits -> {run.root / AUDIT_FILE}")
@@ -217,11 +217,10 @@ def mine_cmd(
                          config.scoring.source)  # fmt: skip
     if summary["message"]:
         console.print(summary["message"])
-    out = run.round_dir(r)
     console.print(
         f"round {r}: {summary['n_seeds']} seeds, {summary['n_neighbours']} neighbours, "
         f"{summary['n_quarantined']} quarantined; effective class ratio {summary['effective_class_ratio']:.3f}, "
-        f"effective sample size {summary['effective_sample_size']:.0f} -> {out / 'mined.csv'}, {out / 'weights.csv'}"
+        f"effective sample size {summary['effective_sample_size']:.0f} -> {', '.join(map(str, summary['written']))}"
     )
 
 

@@ -27,6 +27,7 @@ class ProgressEvents:
         self.label = ""
         self.task = None
         self.bar: tuple[str, int] | None = None
+        self.fold = ""  # the out-of-fold network about to be fitted, said once fit tells whether it trains
 
     def _bar(self, kind: str, description: str, total: int) -> None:
         if self.task is not None:
@@ -60,7 +61,15 @@ class ProgressEvents:
             say(f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
                 f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}")  # fmt: skip
         elif event == "fold_start":
-            say(f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}")
+            self.fold = f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}"
+        elif event == "fit_start":
+            start, total = info["start_epoch"], info["total_epochs"]
+            resumed = f" (resumed at epoch {start + 1}/{total})" if 0 < start < total else ""
+            if self.fold:
+                say(self.fold + (": trained before, reused" if start >= total else resumed))
+                self.fold = ""
+            elif resumed:
+                say(f"{self.label}training{resumed}")
         elif event == "compare_start":
             self.label = f"{info['method']} seed {info['seed']}: "
             say(f"[bold]{self.label}[/]")

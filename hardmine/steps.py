@@ -198,7 +198,7 @@ def score_round(
     fold (``--scores oof`` or ``--triage networks``), and the label-suspicion evidence)
     and ``round-RRR/embeddings.npy`` (same row order, L2-normalised). With
     ``audit``, also :func:`audit_split`. Returns a summary (rows, embedding
-    width, source, audit pair count).
+    width, source, audit pair count, ``written``: the paths of the two files).
     """
     from hardmine.data import ImageDataset
     from hardmine.scoring import dynamics_scores, out_of_fold_logits, score_dataset, score_table
@@ -245,7 +245,8 @@ def score_round(
     if distributed.is_main():
         write_csv(out / "scores.csv", table)
         write_parquet_if_available(out / "scores.parquet", table)
-    summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
+    summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source,
+                               "written": [out / "scores.csv", out / "embeddings.npy"]}
     if audit:
         summary["audit_pairs"] = audit_split(run, model, emb, center, scoring.audit_sim)
     if distributed.is_main():
@@ -293,7 +294,8 @@ def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str
     The weights are the curriculum for training round ``r + 1``; they are
     smoothed with round ``r - 1``'s weights and "persistent" triage looks at
     the seeds of earlier rounds. Under torchrun, rank 0 mines (faiss) and the
-    others receive the summary.
+    others receive the summary: ``mining.json``'s figures plus ``written``, the
+    paths of the mined table and the weights.
     """
     mining = mining or run.config.mining
     mining.validate()
@@ -331,7 +333,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
     write_json(out / "mining.json", summary)
     Manifest(run.root).refresh()
-    return summary
+    return summary | {"written": [out / "mined.csv", out / "weights.csv"]}
 
 
 def predict_images(

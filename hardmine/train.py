@@ -1,7 +1,8 @@
 """The training loop: imbalance levers, fine-tuning schedule, checkpoints, progress.
 
 Library code never prints: progress goes to an optional ``callback(event, info)``
-with events ``epoch_start``, ``batch`` and ``epoch_end``.
+with events ``fit_start`` (the epoch it starts from: above 0 on resume, ``total_epochs`` when
+a finished training is found), ``epoch_start``, ``batch`` and ``epoch_end``.
 
 Files written to ``out_dir`` (each atomically):
 
@@ -102,6 +103,8 @@ def fit(
         ckpt = _read_checkpoint(out / "last.pt")
         model.load_state_dict(ckpt["model"])
         state.load(ckpt, out)
+    if callback:
+        callback("fit_start", {"start_epoch": state.next_epoch, "total_epochs": total_epochs})
     for epoch in range(state.next_epoch, total_epochs):
         frozen = epoch < config.freeze_epochs
         if optimizer is None or epoch == config.freeze_epochs:

@@ -162,7 +162,8 @@ def test_cli_bad_input_is_one_line_no_traceback(demo_copy):
 def test_cli_check_data_summary(demo_dir):
     result = runner.invoke(app, ["check-data", str(demo_dir)])
     assert result.exit_code == 0, result.output
-    for word in ("ham10000", "mel", "nv", "train", "val", "test", "positive_rate", "unreadable files: none"):
+    words = ("ham10000", "mel", "nv", "train", "val", "test", "positive_rate", "unreadable files: none", "(70/15/15)")
+    for word in words:
         assert word in result.output
 
 

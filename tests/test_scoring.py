@@ -97,6 +97,7 @@ def test_cli_score_out_of_fold(trained_run):
         assert result.exit_code == 2 and "--oof needs at least 2 folds; got 1" in result.output
     result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "1"])
     assert result.exit_code == 0, result.output
+    assert "out-of-fold model 2/2\n" in result.output
     scores = pd.read_csv(trained_run / "round-000" / "scores.csv")
     assert scores["prob_pos_oof"].between(0, 1).all()
     # out-of-fold probabilities are not the in-sample ones
@@ -119,6 +120,7 @@ def test_cli_score_out_of_fold(trained_run):
     result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "1"])
     assert result.exit_code == 0, result.output
     assert (fold / "last.pt").stat().st_mtime_ns == trained
+    assert "out-of-fold model 2/2: trained before, reused" in result.output
     assert np.allclose(pd.read_csv(trained_run / "round-000" / "scores.csv")["prob_pos_oof"], p)
     (fold / "left-by-the-1-epoch-networks").write_text("")
     result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "2"])

@@ -82,7 +82,17 @@ def test_resume_after_kill_equals_uninterrupted(tiny_sets, tmp_path):
 
     with pytest.raises(_Kill):
         fit(build_model("tiny", seed=0), train, val, cfg, tmp_path / "cut", callback=kill_after_epoch_1)
-    fit(build_model("tiny"), train, val, cfg, tmp_path / "cut")
+    events = []
+
+    def record(event, info):
+        events.append((event, info))
+
+    fit(build_model("tiny"), train, val, cfg, tmp_path / "cut", callback=record)
+    assert events[0] == ("fit_start", {"start_epoch": 2, "total_epochs": 3})
+    assert [info["epoch"] for event, info in events if event == "epoch_start"] == [2]
+    events.clear()
+    fit(build_model("tiny"), train, val, cfg, tmp_path / "full", callback=record)
+    assert events == [("fit_start", {"start_epoch": 3, "total_epochs": 3})]  # finished: nothing trains again
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
     for key in full:
@@ -140,3 +150,25 @@ def test_cli_train_then_evaluate(demo_dir, tmp_path):
     # the same configuration re-opens; another one is refused without --overwrite
     result = runner.invoke(app, args[:-4] + ["--epochs", "3", "--device", "cpu"])
     assert result.exit_code == 2 and "different configuration (train.epochs: 2 then, 3 now)" in result.output
+
+
+def test_progress_says_whether_an_out_of_fold_network_trains():
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from hardmine.cli_views import ProgressEvents
+
+    bars = Progress(console=Console(record=True, width=200))
+    events = ProgressEvents(bars)
+    events("step", {"round": 1, "step": "score"})
+    for fold, start in enumerate((4, 2, 0)):
+        events("fold_start", {"fold": fold, "folds": 3})
+        events("fit_start", {"start_epoch": start, "total_epochs": 4})
+    events("fit_start", {"start_epoch": 1, "total_epochs": 4})
+    lines = bars.console.export_text().splitlines()
+    assert lines[1:] == [
+        "round 1: out-of-fold model 1/3: trained before, reused",
+        "round 1: out-of-fold model 2/3 (resumed at epoch 3/4)",
+        "round 1: out-of-fold model 3/3",
+        "round 1: training (resumed at epoch 2/4)",
+    ]
