@@ -372,14 +372,35 @@ def gallery_cmd(
     png: Annotated[bool, typer.Option("--png", help="Also a contact sheet PNG of the hardest seeds.")] = False,
     top_n: Annotated[int, typer.Option(help="Seeds on the contact sheet.")] = 48,
     open_: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Serve the run's galleries on http://127.0.0.1 until Ctrl-C: the browser then "
+                     "keeps review decisions reliably (Chromium loses some on reloads of file:// pages)."),
+    ] = False,  # fmt: skip
+    port: Annotated[int, typer.Option(help="Port for --serve (0: any free port).")] = 0,
 ) -> None:
     """Static HTML gallery of what a round mined and why (works offline, from file://)."""
-    from hardmine.gallery import build_gallery
+    import webbrowser
 
-    path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n, open_browser=open_)
+    from hardmine.gallery import build_gallery, serve_run, served_url
+
+    path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n, open_browser=open_ and not serve)
     console.print(f"gallery: {path}")
     if png:
         console.print(f"contact sheet: {path.parent / 'hardest.png'}")
+    if not serve:
+        return
+    server = serve_run(run_dir, port)
+    url = served_url(server, run_dir, path)
+    console.print(f"serving the run's galleries at {url} (Ctrl-C stops)")
+    if open_:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

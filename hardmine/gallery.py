@@ -7,6 +7,10 @@ block that the page's own script renders with ``textContent`` (never
 ``innerHTML``), so every string from data is inert; the few strings placed in
 HTML directly are escaped.
 
+``serve_run(run_dir)`` serves a run's folder on 127.0.0.1 (``hardmine gallery --serve``):
+the page is the same, but the browser keeps the review decisions reliably, which
+Chromium does not do for every reload of a ``file://`` page.
+
 Sections mirror ``mined.csv``: missed positives and false alarms (seeds
 misclassified at the round's threshold), low-margin seeds, neighbour
 expansions (one strip per seed), quarantined suspected label errors, plus the
@@ -21,6 +25,8 @@ import json
 import os
 import re
 import webbrowser
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +227,42 @@ def build_gallery(
     if open_browser:
         webbrowser.open(index.resolve().as_uri())
     return index
+
+
+class _RunFolderHandler(SimpleHTTPRequestHandler):
+    """Files under the run folder only: no directory listings, no request log on the console."""
+
+    def list_directory(self, path):
+        self.send_error(404, "no listing")
+        return None
+
+    def log_message(self, format, *args):  # noqa: A002 - the standard library's signature
+        pass
+
+
+def serve_run(run_dir: str | os.PathLike, port: int = 0) -> ThreadingHTTPServer:
+    """An http server for ``run_dir``'s galleries on 127.0.0.1, not yet serving.
+
+    Call ``serve_forever()`` on it (``shutdown()`` from another thread stops it).
+    ``port`` 0 takes any free port; the bound one is ``server.server_address[1]``.
+    Only the loopback interface is bound, and the standard handler keeps requests
+    inside the folder (``..`` is normalised away).
+    """
+    if not 0 <= port <= 65535:
+        raise HardmineError(f"--port {port} is not valid; expected 0 (any free port) to 65535")
+    root = RunFolder(run_dir).root
+    handler = partial(_RunFolderHandler, directory=str(root))
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise HardmineError(f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                            "choose another --port, or 0 for any free port") from None  # fmt: skip
+
+
+def served_url(server: ThreadingHTTPServer, run_dir: str | os.PathLike, page: Path) -> str:
+    """The http address of ``page`` (a file inside ``run_dir``) on ``server``."""
+    relative = Path(page).resolve().relative_to(RunFolder(run_dir).root.resolve())
+    return f"http://127.0.0.1:{server.server_address[1]}/{relative.as_posix()}"
 
 
 def contact_sheet(cards: list[dict], paths: dict[str, str], r: int, out_path: Path, top_n: int = 48) -> Path:
