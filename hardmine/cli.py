@@ -389,6 +389,9 @@ def gallery_cmd(
     if png:
         console.print(f"contact sheet: {path.parent / 'hardest.png'}")
     if not serve:
+        if open_:
+            console.print("review decisions are kept in the browser, which loses some on reloads of a file:// page; "
+                          "`--serve` keeps them (or download them before closing the page)")  # fmt: skip
         return
     server = serve_run(run_dir, port)
     url = served_url(server, run_dir, path)

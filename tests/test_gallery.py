@@ -138,11 +138,18 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
         served.append(server.server_address)
         raise KeyboardInterrupt
 
+    opened = []
     monkeypatch.setattr(ThreadingHTTPServer, "serve_forever", interrupted)
-    result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1", "--serve"])
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1", "--serve", "--open"])
     assert result.exit_code == 0, result.output
     assert served and served[0][0] == "127.0.0.1"
-    assert f"http://127.0.0.1:{served[0][1]}/round-001/gallery/index.html" in result.output
+    url = f"http://127.0.0.1:{served[0][1]}/round-001/gallery/index.html"
+    assert url in result.output and opened == [url]
+    # opened from disk, the command says how to keep the decisions
+    result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1", "--open"], terminal_width=300)
+    assert result.exit_code == 0 and opened[1:] == [(mined_run / "round-001" / "gallery" / "index.html").as_uri()]
+    assert "`--serve` keeps them" in result.output
     result = runner.invoke(app, ["gallery", str(mined_run), "--serve", "--port", "-1"])
     assert result.exit_code == 2 and "--port -1 is not valid" in result.output
 
