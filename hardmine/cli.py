@@ -193,7 +193,7 @@ def score_cmd(
         summary = score_round(run, r, config.scoring, audit=True, callback=ProgressEvents(progress))
     console.print(
         f"scored {summary['rows']} training images ({summary['source']}); "
-        f"embeddings {summary['embedding_dim']}-d -> {', '.join(map(str, summary['written']))}"
+        f"embeddings {summary['embedding_dim']}-d -> {run.scores_path(r)}, {run.embeddings_path(r)}"
     )
     pairs = summary["audit_pairs"]
     console.print(f"split audit: {pairs} near-duplicate pair(s) across splits -> {run.root / AUDIT_FILE}")
@@ -220,7 +220,7 @@ def mine_cmd(
     console.print(
         f"round {r}: {summary['n_seeds']} seeds, {summary['n_neighbours']} neighbours, "
         f"{summary['n_quarantined']} quarantined; effective class ratio {summary['effective_class_ratio']:.3f}, "
-        f"effective sample size {summary['effective_sample_size']:.0f} -> {', '.join(map(str, summary['written']))}"
+        f"effective sample size {summary['effective_sample_size']:.0f} -> {run.mined_path(r)}, {run.weights_path(r)}"
     )
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 
 from hardmine.errors import HardmineError
 from hardmine.io import write_bytes
-from hardmine.runfolder import RunFolder
+from hardmine.runfolder import MINED_FILE, RunFolder
 
 THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
 META_COLUMNS = ("dx_type", "localization", "age", "sex")
@@ -87,7 +87,7 @@ def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, An
         cards.append(_card(sample_id, "persistent", "seed", f"seed in rounds 0-{r}", hardness.get(sample_id, 0.0),
                            weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
     facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name,
-             "best_round": _best_round(folder), "rounds": folder.rounds_with("mined.csv")}  # fmt: skip
+             "best_round": _best_round(folder), "rounds": folder.rounds_with(MINED_FILE)}  # fmt: skip
     return cards, facts
 
 
@@ -102,8 +102,8 @@ def _best_round(folder: RunFolder) -> int | None:
 def default_round(folder: RunFolder) -> int:
     """The round a gallery opens on: the best on validation when it was mined, else the latest mined."""
     best = _best_round(folder)
-    return best if best is not None and best in folder.rounds_with("mined.csv") else folder.latest_round(
-        None, needs="mined.csv")  # fmt: skip
+    return best if best is not None and best in folder.rounds_with(MINED_FILE) else folder.latest_round(
+        None, needs=MINED_FILE)  # fmt: skip
 
 
 def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, table, scores, history, names) -> dict:
@@ -145,7 +145,7 @@ def _score_history(folder: RunFolder, r: int) -> dict[str, list[float]]:
     """P(positive) of each training sample in rounds 0..r (NaN where not scored)."""
     history: dict[str, list[float]] = {}
     for q in range(r + 1):
-        if not (folder.round_dir(q) / "scores.csv").exists():
+        if not folder.scores_path(q).exists():
             continue
         frame = folder.scores(q)
         for sample_id, prob in zip(frame["id"], frame["prob_pos"], strict=True):
@@ -157,7 +157,7 @@ def _score_history(folder: RunFolder, r: int) -> dict[str, list[float]]:
 
 def _persistent_ids(folder: RunFolder, r: int) -> list[str]:
     """Seeds of every round 0..r (empty before two rounds exist)."""
-    if r < 1 or any(not (folder.round_dir(q) / "mined.csv").exists() for q in range(r + 1)):
+    if r < 1 or any(not folder.mined_path(q).exists() for q in range(r + 1)):
         return []
     seeds = None
     for q in range(r + 1):
@@ -195,9 +195,9 @@ def build_gallery(
         raise HardmineError(f"--top-n {top_n} is not valid; expected 1 or more seeds on the contact sheet")
     folder = RunFolder(run_dir)
     r = default_round(folder) if r is None else r
-    if not (folder.round_dir(r) / "mined.csv").exists():
-        raise HardmineError(f"{folder.round_dir(r) / 'mined.csv'} not found: round {r} was not mined; mined rounds: "
-                            f"{', '.join(map(str, folder.rounds_with('mined.csv'))) or 'none'}")  # fmt: skip
+    if not folder.mined_path(r).exists():
+        raise HardmineError(f"{folder.mined_path(r)} not found: round {r} was not mined; mined rounds: "
+                            f"{', '.join(map(str, folder.rounds_with(MINED_FILE))) or 'none'}")  # fmt: skip
     cards, facts = gallery_cards(folder.root, r)
     built = [q for q in facts["rounds"] if (folder.round_dir(q) / "gallery" / "index.html").exists()]
     facts["galleries"] = sorted({r, *built})  # the page links only to galleries that exist

@@ -22,7 +22,7 @@ from hardmine.config import RunConfig, TrainConfig
 from hardmine.errors import HardmineError, warn
 from hardmine.inference import Callback
 from hardmine.io import copy_file, read_json, write_json
-from hardmine.runfolder import REPORT_FILE, Manifest, Run, RunFolder, Step, selection_value
+from hardmine.runfolder import MINED_FILE, REPORT_FILE, Manifest, Run, RunFolder, Step, selection_value
 from hardmine.steps import metrics_on_test, mine_round, refit_head_round, score_round, train_round
 
 
@@ -217,8 +217,7 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
     for r in rounds:
         row: dict[str, Any] = {"round": r, "val": run.val_metrics(r)}
         row.update(manifest.rounds.get(str(r), {}))
-        mining_path = run.round_dir(r - 1) / "mining.json"
-        row["mining"] = read_json(mining_path) if r > 0 and mining_path.exists() else None
+        row["mining"] = read_json(run.mining_path(r - 1)) if r > 0 and run.mining_path(r - 1).exists() else None
         rows.append(row)
     test = {r: metrics_on_test(run, r, callback=callback) for r in sorted({0, best})}
     from hardmine.report import difference_from_round0
@@ -257,7 +256,7 @@ def finish(run: Run) -> dict[str, Path]:
     from hardmine.report import write_html_report
 
     report = write_html_report(run.root)
-    last = run.latest_round(None, needs="mined.csv")
+    last = run.latest_round(None, needs=MINED_FILE)
     if last != run.best_round():
         build_gallery(run.root, last)
     return {"report": report, "gallery": build_gallery(run.root)}  # the best round's, linking to the last

@@ -54,6 +54,12 @@ TIMING_FILE = "timing.json"
 REPORT_HTML = "report.html"
 REFERENCE_DIR = "reference"
 AUDIT_FILE = "split_audit.csv"
+# a round's scoring and mining outputs
+SCORES_FILE = "scores.csv"
+EMBEDDINGS_FILE = "embeddings.npy"
+MINED_FILE = "mined.csv"
+WEIGHTS_FILE = "weights.csv"
+MINING_FILE = "mining.json"
 STEPS = ("train", "score", "mine", "report")
 RUN_FILES = (CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE)  # made once with the run; no step can redo them
 # Round files that later steps read back; plots, pages and the mid-training resume point are not.
@@ -339,13 +345,33 @@ class RunFolder:
         """Round ``r``'s model's predictions on ``split`` (``id, label, prob_pos``)."""
         return self.round_dir(r) / f"preds_{split}.csv"
 
+    def scores_path(self, r: int) -> Path:
+        """Round ``r``'s per-image scores of the training split (``scores.parquet`` beside it when pyarrow is there)."""
+        return self.round_dir(r) / SCORES_FILE
+
+    def embeddings_path(self, r: int) -> Path:
+        """Round ``r``'s (N, D) L2-normalised training embeddings, rows as in the scores."""
+        return self.round_dir(r) / EMBEDDINGS_FILE
+
+    def mined_path(self, r: int) -> Path:
+        """Round ``r``'s mined table (role and reasons of every training image)."""
+        return self.round_dir(r) / MINED_FILE
+
+    def weights_path(self, r: int) -> Path:
+        """Round ``r``'s curriculum weights: what round ``r + 1`` trains with."""
+        return self.round_dir(r) / WEIGHTS_FILE
+
+    def mining_path(self, r: int) -> Path:
+        """Round ``r``'s mining summary (counts, threshold, score source)."""
+        return self.round_dir(r) / MINING_FILE
+
     def external_preds_path(self, r: int) -> Path:
         """Round ``r``'s model's predictions on an external data set (``hardmine compare --external``)."""
         return self.round_dir(r) / "preds_external.csv"
 
     def embeddings(self, r: int) -> np.ndarray:
         """(N, D) L2-normalised training embeddings of round ``r`` (rows as in ``scores.csv``), memory-mapped."""
-        return load_array(self._file(r, "embeddings.npy", f"run `hardmine score` for round {r} first"), mmap=True)
+        return load_array(self._file(r, EMBEDDINGS_FILE, f"run `hardmine score` for round {r} first"), mmap=True)
 
     def val_metrics(self, r: int) -> dict[str, Any]:
         return read_json(self._file(r, "metrics.json", f"evaluate round {r} on val first"))
@@ -355,15 +381,15 @@ class RunFolder:
         return float(self.val_metrics(r)["threshold"])
 
     def scores(self, r: int) -> pd.DataFrame:
-        return pd.read_csv(self._file(r, "scores.csv", f"score round {r} first"), dtype={"id": str})
+        return pd.read_csv(self._file(r, SCORES_FILE, f"score round {r} first"), dtype={"id": str})
 
     def mined(self, r: int) -> pd.DataFrame:
-        path = self._file(r, "mined.csv", f"mine round {r} first")
+        path = self._file(r, MINED_FILE, f"mine round {r} first")
         return pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
 
     def weights(self, r: int, ids: pd.Series) -> np.ndarray | None:
         """Round ``r``'s curriculum weights in the order of ``ids`` (None when not mined)."""
-        path = self.round_dir(r) / "weights.csv"
+        path = self.weights_path(r)
         if not path.exists():
             return None
         frame = pd.read_csv(path, dtype={"id": str})
@@ -374,7 +400,7 @@ class RunFolder:
 
     def seed_mask(self, r: int, ids: pd.Series) -> np.ndarray | None:
         """(N,) bool: which of ``ids`` were seeds in round ``r`` (None when not mined)."""
-        if not (self.round_dir(r) / "mined.csv").exists():
+        if not self.mined_path(r).exists():
             return None
         mined = self.mined(r)
         return ids.isin(set(mined.loc[mined["role"] == "seed", "id"])).to_numpy()

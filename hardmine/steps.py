@@ -198,7 +198,7 @@ def score_round(
     fold (``--scores oof`` or ``--triage networks``), and the label-suspicion evidence)
     and ``round-RRR/embeddings.npy`` (same row order, L2-normalised). With
     ``audit``, also :func:`audit_split`. Returns a summary (rows, embedding
-    width, source, audit pair count, ``written``: the paths of the two files).
+    width, source, audit pair count).
     """
     from hardmine.data import ImageDataset
     from hardmine.scoring import dynamics_scores, out_of_fold_logits, score_dataset, score_table
@@ -215,7 +215,7 @@ def score_round(
     table, emb, center = score_dataset(model, ds, train_part["id"], threshold=threshold, device=device,
                                        batch_size=cfg.batch_size * 2, tta=scoring.tta, amp=cfg.amp,
                                        num_workers=cfg.num_workers, embedding_dtype=scoring.embedding_dtype,
-                                       callback=callback, embeddings_path=out / "embeddings.npy")  # fmt: skip
+                                       callback=callback, embeddings_path=run.embeddings_path(r))  # fmt: skip
     dynamics_path = out / "dynamics.npz"
     if dynamics_path.exists():
         with np.load(dynamics_path, allow_pickle=False) as data:
@@ -243,10 +243,9 @@ def score_round(
         table["prob_pos_oof"] = oof_prob
     table["path"] = train_part["path"].to_numpy()  # so pandas and FiftyOne users can open the images directly
     if distributed.is_main():
-        write_csv(out / "scores.csv", table)
-        write_parquet_if_available(out / "scores.parquet", table)
-    summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source,
-                               "written": [out / "scores.csv", out / "embeddings.npy"]}
+        write_csv(run.scores_path(r), table)
+        write_parquet_if_available(run.scores_path(r).with_suffix(".parquet"), table)
+    summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
     if audit:
         summary["audit_pairs"] = audit_split(run, model, emb, center, scoring.audit_sim)
     if distributed.is_main():
@@ -294,8 +293,7 @@ def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str
     The weights are the curriculum for training round ``r + 1``; they are
     smoothed with round ``r - 1``'s weights and "persistent" triage looks at
     the seeds of earlier rounds. Under torchrun, rank 0 mines (faiss) and the
-    others receive the summary: ``mining.json``'s figures plus ``written``, the
-    paths of the mined table and the weights.
+    others receive the summary.
     """
     mining = mining or run.config.mining
     mining.validate()
@@ -306,14 +304,13 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     from hardmine.mining import mine
     from hardmine.scoring import mining_inputs
 
-    out = run.round_dir(r)
     scores = run.scores(r)
     emb = run.embeddings(r)
     train_part = run.part("train")
     ids = train_part["id"]
     if len(scores) != len(emb) or len(scores) != len(train_part) or (scores["id"].to_numpy() != ids.to_numpy()).any():
         raise HardmineError(
-            f"{out / 'scores.csv'} ({len(scores)} rows) does not match embeddings ({len(emb)}) "
+            f"{run.scores_path(r)} ({len(scores)} rows) does not match embeddings ({len(emb)}) "
             f"or the training split ({len(train_part)})"
         )
     from hardmine.suspicion import Evidence
@@ -327,13 +324,14 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
                   evidence=Evidence.from_columns(scores), trusted=mining.trusted_mask(train_part))  # fmt: skip
     mined = result.frame(ids.to_numpy())
     mined["path"] = mined["id"].map(dict(zip(ids, train_part["path"], strict=True)))
-    write_csv(out / "mined.csv", mined)
-    write_parquet_if_available(out / "mined.parquet", mined.assign(reasons=mined["reasons"].str.split("|")))
-    write_csv(out / "weights.csv", pd.DataFrame({"id": ids, "weight": result.weights}))
+    write_csv(run.mined_path(r), mined)
+    write_parquet_if_available(run.mined_path(r).with_suffix(".parquet"),
+                               mined.assign(reasons=mined["reasons"].str.split("|")))  # fmt: skip
+    write_csv(run.weights_path(r), pd.DataFrame({"id": ids, "weight": result.weights}))
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
-    write_json(out / "mining.json", summary)
+    write_json(run.mining_path(r), summary)
     Manifest(run.root).refresh()
-    return summary | {"written": [out / "mined.csv", out / "weights.csv"]}
+    return summary
 
 
 def predict_images(

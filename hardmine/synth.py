@@ -293,6 +293,6 @@ def round_planted_recovery(run_dir: str | os.PathLike, r: int, planted: pd.DataF
 
     folder = RunFolder(run_dir)
     scores = folder.scores(r)
-    prob, dynamics = mining_inputs(scores, read_json(folder.round_dir(r) / "mining.json")["source"])
+    prob, dynamics = mining_inputs(scores, read_json(folder.mining_path(r))["source"])
     return planted_recovery(planted, scores["id"], scores["label"].to_numpy(), prob, folder.threshold(r),
                             folder.mined(r), folder.run_config().mining, dynamics)  # fmt: skip
