@@ -247,7 +247,7 @@ def test_gallery_in_headless_chromium(mined_run, tmp_path):
         assert not driver.find_element(By.ID, "zoom").is_displayed()
         # decide on two cards; the decisions survive a reload and download in the relabel format.
         # Served as `gallery --serve` does: Chromium loses localStorage on some reloads of a file:// page
-        # (headless, measured: 12 of 40 reloads lost the value set just before; 0 of 62 over http).
+        # and none over http (benchmarks/bench_gallery_storage.py).
         with _served(mined_run) as base:
             driver.get(f"{base}/round-001/gallery/index.html")
             picks = driver.find_elements(By.CSS_SELECTOR, ".card select.decision")[:2]
