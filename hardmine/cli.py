@@ -243,15 +243,15 @@ def round_cmd(
 ) -> None:
     """Train, then mine and retrain round after round; report the best round on test."""
     from hardmine.rounds import run_rounds
-    from hardmine.runfolder import REPORT_FILE, REPORT_HTML, Run
+    from hardmine.runfolder import MINED_FILE, REPORT_FILE, REPORT_HTML, Run
 
     run = Run.create(out, config, overwrite=overwrite)
     with progress_bars() as progress:
         report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=ProgressEvents(progress))
     print_report(report)
     console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
-    console.print(f"mined tables: {run.root}/round-*/mined.csv; gallery of the best round: "
-                  f"{run.round_dir(report['best_round']) / 'gallery' / 'index.html'}")  # fmt: skip
+    console.print(f"mined tables: {run.root}/round-*/{MINED_FILE}; gallery of the best round: "
+                  f"{run.gallery_path(report['best_round'])}")  # fmt: skip
 
 
 @command("report")

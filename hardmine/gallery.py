@@ -199,10 +199,10 @@ def build_gallery(
         raise HardmineError(f"{folder.mined_path(r)} not found: round {r} was not mined; mined rounds: "
                             f"{', '.join(map(str, folder.rounds_with(MINED_FILE))) or 'none'}")  # fmt: skip
     cards, facts = gallery_cards(folder.root, r)
-    built = [q for q in facts["rounds"] if (folder.round_dir(q) / "gallery" / "index.html").exists()]
+    built = [q for q in facts["rounds"] if folder.gallery_path(q).exists()]
     facts["galleries"] = sorted({r, *built})  # the page links only to galleries that exist
     paths = {card["id"]: card["path"] for card in cards}
-    out = folder.round_dir(r) / "gallery"
+    out = folder.gallery_path(r).parent
     thumbs = out / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
@@ -221,7 +221,7 @@ def build_gallery(
                 written[path] = name
         card["src"] = written[path]
     page = render_page(cards, facts)
-    index = write_bytes(out / "index.html", page.encode())
+    index = write_bytes(folder.gallery_path(r), page.encode())
     if png:
         contact_sheet(cards, paths, r, out / "hardest.png", top_n)
     if open_browser:

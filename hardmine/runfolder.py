@@ -365,6 +365,10 @@ class RunFolder:
         """Round ``r``'s mining summary (counts, threshold, score source)."""
         return self.round_dir(r) / MINING_FILE
 
+    def gallery_path(self, r: int) -> Path:
+        """Round ``r``'s gallery page; its thumbnails and contact sheet sit beside it."""
+        return self.round_dir(r) / "gallery" / "index.html"
+
     def external_preds_path(self, r: int) -> Path:
         """Round ``r``'s model's predictions on an external data set (``hardmine compare --external``)."""
         return self.round_dir(r) / "preds_external.csv"
