@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from hardmine.data import _index_images, load_samples
+from hardmine.data.sources import _index_images, load_samples
 
 
 def main() -> None:

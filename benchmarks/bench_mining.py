@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from hardmine import curriculum
-from hardmine.index import NeighbourIndex, exact_neighbours
-from hardmine.mining import expand, select
+from hardmine.core import curriculum
+from hardmine.core.index import NeighbourIndex, exact_neighbours
+from hardmine.core.mining import expand, select
 
 
 def clustered_embeddings(n: int, dim: int, rng: np.random.Generator, clusters: int = 200) -> np.ndarray:

@@ -5,7 +5,7 @@ measure one option (for example ``--triage networks`` against the default ``head
 the same compare twice into two folders, same data, seeds and recipe, then pair the method's
 runs of folder A with those of folder B: per seed, the model each run handed back (its best
 round on validation, or its budget reference), on the same test images (and the same external
-set), with the two-level bootstrap of :mod:`hardmine.paired`, A minus B.
+set), with the two-level bootstrap of :mod:`hardmine.core.paired`, A minus B.
 
 Usage::
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from hardmine.compare import paired_table
-from hardmine.data import load_samples
-from hardmine.runfolder import RunFolder
+from hardmine.data.sources import load_samples
+from hardmine.record.record import RunFolder
+from hardmine.run.compare import paired_table
 
 
 def handed_back(folder: Path, split: str) -> tuple[pd.DataFrame, float]:

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hardmine.index import NeighbourIndex, normalise
-from hardmine.io import write_csv
-from hardmine.mining import MiningConfig, mine
+from hardmine.core.index import NeighbourIndex, normalise
+from hardmine.core.io import write_csv
+from hardmine.core.mining import MiningConfig, mine
 
 
 def peak_rss_gib() -> float:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hardmine.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
-from hardmine.runfolder import Run
-from hardmine.steps import mine_round, score_round, train_round
-from hardmine.synth import generate_demo, round_planted_recovery
+from hardmine.data.synth import generate_demo, round_planted_recovery
+from hardmine.record.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
+from hardmine.record.record import Run
+from hardmine.run.steps import mine_round, score_round, train_round
 
 
 def planted_metrics(run: Run, source: str, planted: pd.DataFrame) -> dict:

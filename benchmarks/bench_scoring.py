@@ -2,7 +2,7 @@
 
 Both loops see the same already-decoded batches (decoding is not measured):
 the bare loop only calls the model; the scoring pass is
-``hardmine.scoring.score_dataset`` (one forward for logits and embeddings,
+``hardmine.engine.scoring.score_dataset`` (one forward for logits and embeddings,
 the score table, normalised embeddings). Prints images/s of both and their
 ratio (target >= 0.9) at two image sizes: the tiny model on CPU, and
 resnet50 where a GPU is present.
@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from hardmine.models import build_model
-from hardmine.scoring import score_dataset
+from hardmine.engine.models import build_model
+from hardmine.engine.scoring import score_dataset
 
 
 class DecodedImages:

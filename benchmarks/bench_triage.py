@@ -4,7 +4,7 @@ For each data set (demo data seeds at 32 and 64 px, round 0 of 4 epochs and
 of the default 20; optionally the digits benchmark from ``make_digits.py``),
 round 0 is trained and scored once (cached under ``--work``), then:
 
-* hardmine: the default mining step (``hardmine.mining.mine``), which
+* hardmine: the default mining step (``hardmine.core.mining.mine``), which
   quarantines by label suspicion; reported over **all** flipped training
   labels: the share quarantined, the share upweighted (made a seed or a
   neighbour), the quarantine's size against the number of flips, and the lift
@@ -48,13 +48,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from hardmine.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
-from hardmine.mining import MiningConfig, mine
-from hardmine.runfolder import Run
-from hardmine.scoring import mining_inputs
-from hardmine.steps import score_round, train_round
-from hardmine.suspicion import Evidence, at_prior
-from hardmine.synth import generate_demo
+from hardmine.core.mining import MiningConfig, mine
+from hardmine.core.suspicion import Evidence, at_prior
+from hardmine.data.synth import generate_demo
+from hardmine.engine.scoring import mining_inputs
+from hardmine.record.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
+from hardmine.record.record import Run
+from hardmine.run.steps import score_round, train_round
 
 
 def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str) -> Run:

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hardmine.config import ScoringConfig
-from hardmine.mining import MiningConfig, mine
-from hardmine.runfolder import Run
-from hardmine.scoring import mining_inputs
-from hardmine.steps import score_round
-from hardmine.suspicion import Evidence, gather_evidence
+from hardmine.core.mining import MiningConfig, mine
+from hardmine.core.suspicion import Evidence, gather_evidence
+from hardmine.engine.scoring import mining_inputs
+from hardmine.record.config import ScoringConfig
+from hardmine.record.record import Run
+from hardmine.run.steps import score_round
 
 RULES = [(None, 0.55), (0.7, 0.55), (0.6, 0.45)]  # (quarantine at, seed below); None: the evidence's default
 

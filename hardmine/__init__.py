@@ -10,9 +10,9 @@ __version__ = "0.1.0"
 __all__ = ["HardMiner", "MiningConfig", "CurriculumSampler", "__version__"]
 
 _LAZY = {
-    "HardMiner": "hardmine.miner",
-    "MiningConfig": "hardmine.mining",
-    "CurriculumSampler": "hardmine.sampler",
+    "HardMiner": "hardmine.engine.miner",
+    "MiningConfig": "hardmine.core.mining",
+    "CurriculumSampler": "hardmine.engine.sampler",
 }
 
 

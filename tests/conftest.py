@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hardmine.synth import generate_demo
+from hardmine.data.synth import generate_demo
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from hardmine import curriculum
-from hardmine.sampler import CurriculumSampler
+from hardmine.core import curriculum
+from hardmine.engine.sampler import CurriculumSampler
 
 
 def test_weights_mean_one_cap_and_boosts():

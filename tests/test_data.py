@@ -7,14 +7,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.data import (
-    ImageDataset,
-    detect_source,
-    grouped_split,
-    load_samples,
-    make_or_load_split,
-)
-from hardmine.errors import DataError
+from hardmine.core.errors import DataError
+from hardmine.core.splits import grouped_split
+from hardmine.data.sources import detect_source, load_samples
+from hardmine.data.splits import make_or_load_split
+from hardmine.engine.datasets import ImageDataset
 
 runner = CliRunner()
 
@@ -221,7 +218,7 @@ def test_dataset_returns_image_label_index(demo_dir):
 
 
 def test_demo_data_deterministic_with_planted_sidecar(tmp_path):
-    from hardmine.synth import generate_demo
+    from hardmine.data.synth import generate_demo
 
     a = generate_demo(tmp_path / "a", n=120, size=24, seed=5)
     b = generate_demo(tmp_path / "b", n=120, size=24, seed=5)

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.errors import HardmineError
-from hardmine.gallery import SECTIONS, gallery_cards, render_page, section_of, serve_run
+from hardmine.core.errors import HardmineError
+from hardmine.views.gallery import SECTIONS, gallery_cards, render_page, section_of, serve_run
 
 runner = CliRunner()
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -294,7 +294,7 @@ def test_gallery_in_headless_chromium(mined_run, tmp_path):
         relabelled = next(r for r in rows if r["decision"] == "relabel")
         assert relabelled["new_label"] == ("nv" if labels[relabelled["image_id"]] == 1 else "mel")
         # the file feeds `hardmine relabel` as it is
-        from hardmine.relabel import read_decisions
+        from hardmine.views.relabel import read_decisions
 
         assert len(read_decisions(target, pd.read_csv(mined_run / "samples.csv", dtype=str))) == 2
         driver.save_screenshot(str(tmp_path / "gallery.png"))

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hardmine import HardMiner
-from hardmine.sampler import CurriculumSampler
+from hardmine.engine.sampler import CurriculumSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardmine.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
-from hardmine.data import grouped_folds
-from hardmine.errors import HardmineError
-from hardmine.gallery import build_gallery
-from hardmine.mining import MiningConfig
-from hardmine.runfolder import Manifest, Run, RunFolder, Step, round_dir, round_number
-from hardmine.steps import train_round
+from hardmine.core.errors import HardmineError
+from hardmine.core.mining import MiningConfig
+from hardmine.core.splits import grouped_folds
+from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
+from hardmine.record.record import Manifest, Run, RunFolder, Step, round_dir, round_number
+from hardmine.run.steps import train_round
+from hardmine.views.gallery import build_gallery
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hardmine"
 
@@ -25,9 +25,9 @@ def test_numpy_core_never_imports_torch():
     code = """
 import sys
 import numpy as np
-from hardmine.index import normalise
-from hardmine.mining import MiningConfig, mine
-import hardmine.curriculum, hardmine.metrics, hardmine.gallery, hardmine.report, hardmine.runfolder, hardmine.config
+from hardmine.core.index import normalise
+from hardmine.core.mining import MiningConfig, mine
+import hardmine.core.curriculum, hardmine.core.metrics, hardmine.views.gallery, hardmine.views.report, hardmine.record.record, hardmine.record.config
 rng = np.random.default_rng(0)
 labels = (rng.random(300) < 0.2).astype(int)
 result = mine(labels, rng.random(300), normalise(rng.normal(size=(300, 8))), 0.5, MiningConfig(k=5))
@@ -134,7 +134,7 @@ def test_views_refuse_a_round_without_its_threshold(tiny_run):
 def test_command_line_defaults_are_the_configuration_defaults():
     from dataclasses import fields
 
-    from hardmine.cli_options import ALL_GROUPS
+    from hardmine.cli.options import ALL_GROUPS
 
     for group in ALL_GROUPS:
         defaults = {f.name: f.default for f in fields(group.kind)}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from hardmine.metrics import METRIC_KEYS, binary_metrics, choose_threshold
+from hardmine.core.metrics import METRIC_KEYS, binary_metrics, choose_threshold
 
 
 def _random_case(seed, n=300, ties=False):

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hardmine import HardMiner
-from hardmine.miner import forward_collect
+from hardmine.engine.miner import forward_collect
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,7 +163,7 @@ def test_unreadable_batches_and_logits_are_clear_errors():
 
 
 def test_sampler_moves_to_a_new_order_each_epoch_by_itself():
-    from hardmine.sampler import CurriculumSampler
+    from hardmine.engine.sampler import CurriculumSampler
 
     w = np.ones(50)
     s = CurriculumSampler(w, seed=3, num_replicas=1, rank=0)

@@ -3,8 +3,8 @@ import warnings
 import numpy as np
 import pytest
 
-from hardmine.index import NeighbourIndex, exact_neighbours, near_duplicate_pairs, normalise
-from hardmine.mining import MiningConfig, expand, mine, select, triage
+from hardmine.core.index import NeighbourIndex, exact_neighbours, near_duplicate_pairs, normalise
+from hardmine.core.mining import MiningConfig, expand, mine, select, triage
 
 
 def planted_world(n=1500, pos_frac=0.12, flip_frac=0.03, seed=0):
@@ -201,7 +201,7 @@ def test_near_duplicate_pairs_cross_partitions_only():
 
 
 def test_a_quarantine_of_a_large_share_warns_about_the_model():
-    from hardmine.errors import HardmineWarning
+    from hardmine.core.errors import HardmineWarning
 
     labels, prob, emb, groups, _, _ = planted_world()
     with warnings.catch_warnings():

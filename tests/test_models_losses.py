@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hardmine.errors import ModelError
-from hardmine.losses import class_weights, per_sample_loss, weighted_mean
-from hardmine.models import build_model, load_weights
+from hardmine.core.errors import ModelError
+from hardmine.engine.losses import class_weights, per_sample_loss, weighted_mean
+from hardmine.engine.models import build_model, load_weights
 
 
 def test_class_weights_by_hand():
@@ -105,6 +105,6 @@ def test_timm_backbones_by_name():
     assert timm.is_model("test_efficientnet")
     with pytest.raises(ModelError, match="timm has no model 'no_such_net'"):
         build_model("timm:no_such_net")
-    from hardmine.config import TrainConfig
+    from hardmine.record.config import TrainConfig
 
     TrainConfig(model="timm:test_efficientnet", image_size=32).validate()

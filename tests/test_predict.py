@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.data import image_inputs
-from hardmine.errors import DataError
+from hardmine.core.errors import DataError
+from hardmine.data.sources import image_inputs
 
 runner = CliRunner()
 

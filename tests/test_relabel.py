@@ -5,9 +5,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.data import load_samples
-from hardmine.errors import DataError
-from hardmine.relabel import apply_decisions
+from hardmine.core.errors import DataError
+from hardmine.data.sources import load_samples
+from hardmine.views.relabel import apply_decisions
 
 runner = CliRunner()
 

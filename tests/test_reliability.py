@@ -15,9 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.io import write_json
-from hardmine.lock import LOCK_FILE
-from hardmine.runfolder import Manifest
+from hardmine.core.io import write_json
+from hardmine.record.lock import LOCK_FILE
+from hardmine.record.record import Manifest
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]
@@ -190,8 +190,8 @@ def test_empty_lesion_ids_become_their_own_groups_with_a_warning(tmp_path):
     frame = pd.DataFrame({"path": ["a.png", "b.png", "c.png", "d.png"], "label": [1, 0, 0, 0],
                           "group": ["", "", "L2", "L2"]})  # fmt: skip
     frame.to_csv(tmp_path / "manifest.csv", index=False)
-    from hardmine.data import load_samples
-    from hardmine.errors import HardmineWarning
+    from hardmine.core.errors import HardmineWarning
+    from hardmine.data.sources import load_samples
 
     with pytest.warns(HardmineWarning, match="2 image\\(s\\) have no lesion id"):
         table, _ = load_samples(tmp_path)
@@ -278,8 +278,8 @@ def test_reader_refuses_a_damaged_file(finished_run, tmp_path, name, command):
 
 
 def test_damaged_array_without_a_record_is_one_error(tmp_path):
-    from hardmine.errors import HardmineError
-    from hardmine.io import load_array
+    from hardmine.core.errors import HardmineError
+    from hardmine.core.io import load_array
 
     np_path = tmp_path / "x.npy"
     np_path.write_bytes(b"\x93NUMPY garbage")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from hardmine.report import difference_from_round0, verdict_sentence
-from hardmine.runfolder import RunFolder
+from hardmine.record.record import RunFolder
+from hardmine.views.report import difference_from_round0, verdict_sentence
 
 
 def _fake_run(root, prob_round0, prob_best, labels):
@@ -43,7 +43,7 @@ def test_verdict_says_plainly_when_mining_did_not_help():
 
 
 def test_verdict_and_test_columns_name_the_budget_reference():
-    from hardmine.report import columns_on_test
+    from hardmine.views.report import columns_on_test
 
     rounds = [{"round": 0, "val": {"auprc": 0.4}}, {"round": 1, "val": {"auprc": 0.5}}]
     reference = {"epochs": 30, "val": {"auprc": 0.55}, "test": {"auprc": 0.52}}

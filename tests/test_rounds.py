@@ -6,12 +6,13 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
-from hardmine.errors import HardmineError
-from hardmine.metrics import METRIC_KEYS
-from hardmine.mining import MiningConfig
-from hardmine.rounds import mining_round_train_config, run_rounds
-from hardmine.runfolder import Manifest, Run
+from hardmine.core.errors import HardmineError
+from hardmine.core.metrics import METRIC_KEYS
+from hardmine.core.mining import MiningConfig
+from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
+from hardmine.record.record import Manifest, Run
+from hardmine.run.rounds import run_rounds
+from hardmine.strategies import get_strategy
 
 runner = CliRunner()
 ROUND_FILES = ("model.pt", "metrics.json", "scores.csv", "embeddings.npy", "mined.csv", "weights.csv")
@@ -33,6 +34,10 @@ def _validate_report(report: dict, n_rounds: int) -> None:
     for key in ("test", "test_round0"):
         assert set(METRIC_KEYS) <= set(report[key])
         assert 0 <= report[key]["auroc"] <= 1
+
+
+def mining_round_train_config(config: RunConfig) -> TrainConfig:
+    return get_strategy(config.rounds.strategy).train_config(config)
 
 
 def test_mining_rounds_fine_tune_briefly_and_do_not_oversample_twice():
@@ -105,7 +110,7 @@ def test_resume_after_kill_equals_uninterrupted(demo_dir, tmp_path, kill_at, mon
             raise _Kill  # after round 1's first epoch checkpoint, before its second
 
     if kill_at == "mine":
-        import hardmine.rounds as rounds
+        import hardmine.run.rounds as rounds
 
         original = rounds.mine_round
 

@@ -7,8 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.index import normalise
-from hardmine.scoring import SCORE_COLUMNS, dynamics_scores, score_table
+from hardmine.core.index import normalise
+from hardmine.engine.runtime import Engine
+from hardmine.engine.scoring import SCORE_COLUMNS, dynamics_scores, score_table
 
 runner = CliRunner()
 
@@ -132,12 +133,12 @@ def test_cli_score_out_of_fold(trained_run):
 
 def test_streamed_float16_embeddings_equal_in_memory(trained_run, demo_dir):
     """Embeddings streamed through a memory map equal the in-memory path."""
-    from hardmine.data import ImageDataset
-    from hardmine.runfolder import Run
-    from hardmine.scoring import score_dataset
+    from hardmine.engine.datasets import ImageDataset
+    from hardmine.engine.scoring import score_dataset
+    from hardmine.record.record import Run
 
     run = Run.open(trained_run)
-    model = run.load_model(trained_run / "round-000" / "model.pt")
+    model = Engine(run.config.train).load_model(trained_run / "round-000" / "model.pt")
     part = run.part("train")
     ds = ImageDataset(part, run.config.train.image_size)
     table_a, emb_a, center_a = score_dataset(model, ds, part["id"])

@@ -7,12 +7,13 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from hardmine.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
-from hardmine.errors import HardmineError
-from hardmine.head import fit_head
-from hardmine.paired import auroc, average_precision, paired_difference, sens_at_spec, sensitivity
-from hardmine.rounds import run_rounds
-from hardmine.runfolder import Manifest, Run, selection_value
+from hardmine.core.errors import HardmineError
+from hardmine.core.head import fit_head
+from hardmine.core.paired import auroc, average_precision, paired_difference, sens_at_spec, sensitivity
+from hardmine.engine.runtime import Engine
+from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
+from hardmine.record.record import Manifest, Run, selection_value
+from hardmine.run.rounds import run_rounds
 
 
 def _config(data, strategy):
@@ -21,7 +22,7 @@ def _config(data, strategy):
 
 
 def test_round_epochs_per_strategy_and_equal_budget_compare():
-    from hardmine.compare import epoch_budget
+    from hardmine.run.compare import epoch_budget
 
     assert RoundsConfig(strategy="retrain").epochs_per_round(7) == 7
     assert RoundsConfig(strategy="retrain", round_epochs=3).epochs_per_round(7) == 3  # JTT: short round 0
@@ -44,7 +45,8 @@ def test_each_strategy_runs_rounds_end_to_end(strategy, demo_dir, tmp_path):
     reference = 3 if strategy != "head" else 0  # the budget reference: round 0's recipe for 2 + 1 epochs
     assert run.epochs_trained() == 2 + epochs_round1 + reference
     if strategy == "head":
-        a, b = run.load_model(run.model_path(0)), run.load_model(run.model_path(1))
+        engine = Engine(run.config.train)
+        a, b = engine.load_model(run.model_path(0)), engine.load_model(run.model_path(1))
         backbone = [k for k in a.state_dict() if not k.startswith(f"backbone.{a.head_name}.")]
         assert all(np.array_equal(a.state_dict()[k], b.state_dict()[k]) for k in backbone)  # backbone kept
         assert not np.array_equal(a.head.weight.detach(), b.head.weight.detach())  # head refitted
@@ -154,10 +156,10 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
 
 
 def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_path):
-    from hardmine.io import write_json
-    from hardmine.report import verdict_sentence
-    from hardmine.rounds import write_report
-    from hardmine.steps import predict_images
+    from hardmine.core.io import write_json
+    from hardmine.run.rounds import write_report
+    from hardmine.run.steps import predict_images
+    from hardmine.views.report import verdict_sentence
 
     run = Run.create(tmp_path / "run", _config(demo_dir, "finetune"))
     report = run_rounds(run, 1, finish_outputs=False)
@@ -170,7 +172,8 @@ def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_
     plain = Run.create(tmp_path / "plain", RunConfig(plain_config.data, TrainConfig(**{
         **plain_config.train.__dict__, "epochs": 3})))  # fmt: skip
     run_rounds(plain, 0, finish_outputs=False)
-    a, b = run.load_model(reference.model_path(0)), plain.load_model(plain.model_path(0))
+    engine = Engine(run.config.train)
+    a, b = engine.load_model(reference.model_path(0)), engine.load_model(plain.model_path(0))
     assert all(np.array_equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
 
     # the returned model is never worse on validation than the reference; a tie returns the reference
@@ -206,7 +209,7 @@ def test_no_reference_when_round_0_is_its_own(demo_dir, tmp_path):
     head = Run.create(tmp_path / "head", _config(demo_dir, "head"))
     report = run_rounds(head, 1, finish_outputs=False)  # head refits train no epochs: same budget as round 0
     assert "reference" not in report and head.reference() is None and report["returned"] == "round"
-    from hardmine.steps import predict_images
+    from hardmine.run.steps import predict_images
 
     with pytest.raises(HardmineError, match="no budget reference"):
         predict_images(head, list(head.part("test")["path"][:2]), "reference")

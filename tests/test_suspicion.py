@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from test_mining import planted_world
 
-from hardmine.errors import HardmineError
-from hardmine.index import normalise
-from hardmine.mining import MiningConfig, mine
-from hardmine.suspicion import Evidence, gather_evidence, neighbour_prob, suspects
+from hardmine.core.errors import HardmineError
+from hardmine.core.index import normalise
+from hardmine.core.mining import MiningConfig, mine
+from hardmine.core.suspicion import Evidence, gather_evidence, neighbour_prob, suspects
 
 
 def _circle(degrees):
@@ -80,7 +80,7 @@ def test_suspects_keep_no_boost_from_earlier_rounds():
 
 
 def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior():
-    from hardmine.suspicion import at_prior
+    from hardmine.core.suspicion import at_prior
 
     # a 50:50-trained 0.8 at a 10% prior: odds 4 x (1/9) = 4/9 -> 4/13; 0.5 at 50:50 is the prior itself
     assert at_prior(np.array([0.8, 0.5]), 0.5, 0.1) == pytest.approx([4 / 13, 0.1])
@@ -88,7 +88,7 @@ def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior():
     assert at_prior(at_prior(p, 0.2, 0.5), 0.5, 0.2) == pytest.approx(p)  # and back
     with pytest.raises(HardmineError, match="prior 1"):
         at_prior(p, 0.5, 1)
-    from hardmine.config import TrainConfig
+    from hardmine.record.config import TrainConfig
 
     # the prior a fold network's probabilities are at: balanced by oversampling or inverse weights, else the data's
     assert TrainConfig(sampling="oversample").probability_prior(0.1) == 0.5

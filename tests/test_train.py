@@ -6,12 +6,14 @@ import torch
 from typer.testing import CliRunner
 
 from hardmine.cli import app
-from hardmine.config import TrainConfig
-from hardmine.data import ImageDataset, grouped_split, load_samples
-from hardmine.inference import predict
-from hardmine.metrics import softmax
-from hardmine.models import build_model
-from hardmine.train import fit
+from hardmine.core.metrics import softmax
+from hardmine.core.splits import grouped_split
+from hardmine.data.sources import load_samples
+from hardmine.engine.datasets import ImageDataset
+from hardmine.engine.inference import predict
+from hardmine.engine.models import build_model
+from hardmine.engine.train import fit
+from hardmine.record.config import TrainConfig
 
 runner = CliRunner()
 
@@ -156,7 +158,7 @@ def test_progress_says_whether_an_out_of_fold_network_trains():
     from rich.console import Console
     from rich.progress import Progress
 
-    from hardmine.cli_views import ProgressEvents
+    from hardmine.cli.printing import ProgressEvents
 
     bars = Progress(console=Console(record=True, width=200))
     events = ProgressEvents(bars)

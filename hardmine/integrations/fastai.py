@@ -22,9 +22,9 @@ from typing import Any
 import fastai.callback.schedule  # noqa: F401 - adds Learner.fit_one_cycle
 from fastai.callback.core import Callback
 
-from hardmine.errors import HardmineError
+from hardmine.core.errors import HardmineError
+from hardmine.engine.miner import HardMiner
 from hardmine.integrations import mining_due, mining_summary
-from hardmine.miner import HardMiner
 
 
 class HardMiningCallback(Callback):

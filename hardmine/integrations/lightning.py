@@ -10,7 +10,7 @@
 Every ``every_n_epochs`` epochs (from ``start_epoch``), rank 0 scores the
 training set with the module (its ``forward`` returns logits, or ``(logits,
 embedding)``), mines, and broadcasts the new weights to every rank; the shared
-:class:`~hardmine.sampler.CurriculumSampler` draws the following epochs by
+:class:`~hardmine.engine.sampler.CurriculumSampler` draws the following epochs by
 them, so every rank samples the same, disjoint, reweighted sequence.
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from hardmine.errors import HardmineError
+from hardmine.core.errors import HardmineError
+from hardmine.engine.miner import HardMiner
 from hardmine.integrations import mining_due, mining_summary
-from hardmine.miner import HardMiner
 
 
 class HardMiningCallback(pl.Callback):

@@ -1,0 +1,233 @@
+"""Command-line option groups, declared once and mapped onto the configuration dataclasses.
+
+Each :class:`OptionGroup` lists typer options whose names are the fields of one
+section of :class:`hardmine.record.config.RunConfig`; :func:`with_options` adds the
+groups to a command's signature and hands the command a validated
+``RunConfig`` instead of loose option values, so ``train``, ``round`` and
+``compare`` stay in step and nothing is read back by string keys.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, NamedTuple
+
+import typer
+
+from hardmine.core.metrics import THRESHOLD_RULES
+from hardmine.core.mining import EXPAND, HARDNESS, QUARANTINE, MiningConfig
+from hardmine.data.sources import AUGMENTS, SOURCES
+from hardmine.record import config as cfg
+from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, ScoringConfig, ThresholdConfig, TrainConfig
+from hardmine.strategies import STRATEGIES
+
+
+def choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
+    """A str Enum of the valid values, so ``--help`` lists them and shells complete them."""
+    return enum.Enum(name, {value: value for value in values}, type=str)
+
+
+Source = choice("Source", SOURCES)
+Augment = choice("Augment", AUGMENTS)
+Schedule = choice("Schedule", cfg.SCHEDULES)
+Loss = choice("Loss", cfg.LOSSES)
+Weighting = choice("Weighting", cfg.CLASS_WEIGHTING)
+Sampling = choice("Sampling", cfg.SAMPLING)
+Rule = choice("Rule", THRESHOLD_RULES)
+Hardness = choice("Hardness", HARDNESS)
+Quarantine = choice("Quarantine", QUARANTINE)
+Expand = choice("Expand", EXPAND)
+ScoreSource = choice("ScoreSource", cfg.SCORE_SOURCES)
+TriageEvidence = choice("TriageEvidence", cfg.TRIAGE_EVIDENCE)
+Strategy = choice("Strategy", tuple(STRATEGIES))
+SelectBy = choice("SelectBy", cfg.SELECT_BY)
+
+
+@dataclass
+class OptionGroup:
+    """Options of one configuration section, named as its fields unless ``renamed`` says otherwise
+    (parameter names are unique across groups: ``--scores`` sets ``scoring.source``, not ``data.source``)."""
+
+    section: str
+    kind: type
+    panel: str
+    options: dict[str, tuple[Any, Any]]
+    convert: Callable[[dict[str, Any]], dict[str, Any]] = lambda values: values
+    renamed: dict[str, str] = field(default_factory=dict)  # parameter name -> field name
+
+    def build(self, values: dict[str, Any]):
+        values = {self.renamed.get(name, name): value.value if isinstance(value, enum.Enum) else value
+                  for name, value in values.items()}  # fmt: skip
+        return self.kind(**self.convert(values))
+
+
+class Opt(NamedTuple):
+    """An option's default and its typer declaration (flags, help, panel), joined as ``Annotated`` later."""
+
+    default: Any
+    info: Any
+
+
+def _opt(default, *flags: str, help: str, panel: str) -> Opt:  # noqa: A002 - typer's own keyword
+    return Opt(default, typer.Option(*flags, help=help, rich_help_panel=panel))
+
+
+def _data_values(values: dict[str, Any]) -> dict[str, Any]:
+    values = dict(values)
+    if values.get("data") is not None:
+        values["data"] = str(Path(values["data"]).resolve())
+    values["metadata"] = str(values["metadata"]) if values.get("metadata") else None
+    return values
+
+
+DATA = OptionGroup("data", DataConfig, "Data", {
+    "data": (Path, _opt(..., "--data", help="Data folder (HAM10000 layout, manifest CSV or class folders).",
+                        panel="Data")),
+    "source": (Source, _opt("auto", help="Data source kind (auto: detected from the folder).", panel="Data")),
+    "metadata": (Path | None, _opt(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv.",
+                                   panel="Data")),
+    "positive": (str | None, _opt(None, help="Positive class(es), comma list (HAM10000 default: mel).", panel="Data")),
+    "negative": (str | None, _opt(None, help="Negative class(es), comma list or 'rest' (HAM10000 default: nv).",
+                                  panel="Data")),
+    "skip_bad": (bool, _opt(False, "--skip-bad", help="Drop unreadable images instead of failing.", panel="Data")),
+    "split_seed": (int, _opt(0, help="Seed of the grouped train/val/test split.", panel="Data")),
+}, _data_values)  # fmt: skip
+
+_T = "Model and training"
+TRAIN = OptionGroup("train", TrainConfig, _T, {
+    "model": (str, _opt("tiny", help="tiny, resnet18, resnet50, efficientnet_b0, convnext_tiny, ...", panel=_T)),
+    "weights": (str, _opt("none", help="none | imagenet | PATH to a state dict.", panel=_T)),
+    "image_size": (int, _opt(64, help="Images are resized to this square size.", panel=_T)),
+    "augment": (Augment, _opt("dermoscopy", help="Training augmentation: dermoscopy (flips, rotations, colour), "
+                              "light (small shifts; for data with an orientation) or none.", panel=_T)),
+    "epochs": (int, _opt(20, help="Epochs with the whole network trainable.", panel=_T)),
+    "freeze_epochs": (int, _opt(0, help="Epochs training only the head first.", panel=_T)),
+    "batch_size": (int, _opt(64, help="Batch size.", panel=_T)),
+    "lr": (float, _opt(3e-3, help="Peak learning rate (AdamW).", panel=_T)),
+    "weight_decay": (float, _opt(1e-4, help="AdamW weight decay.", panel=_T)),
+    "schedule": (Schedule, _opt("onecycle", help="Learning-rate schedule.", panel=_T)),
+    "loss": (Loss, _opt("ce", help="Training loss.", panel=_T)),
+    "class_weighting": (Weighting, _opt("inverse", help="Class weights for weighted-ce and focal.", panel=_T)),
+    "focal_gamma": (float, _opt(2.0, help="Focal loss gamma.", panel=_T)),
+    "sampling": (Sampling, _opt("oversample", help="oversample: class-balanced sampling.", panel=_T)),
+    "seed": (int, _opt(0, help="Random seed.", panel=_T)),
+    "device": (str, _opt("auto", help="auto | cpu | cuda | cuda:N.", panel=_T)),
+    "workers": (int | None, _opt(None, help="DataLoader workers (default: chosen for the machine).", panel=_T)),
+}, renamed={"workers": "num_workers"})  # fmt: skip
+
+_H = "Threshold"
+THRESHOLD = OptionGroup("threshold", ThresholdConfig, _H, {
+    "threshold_by": (Rule, _opt("cost", help="How the threshold is tuned on validation.", panel=_H)),
+    "cost_fn": (float, _opt(10.0, help="Cost of a missed positive (false negative).", panel=_H)),
+    "cost_fp": (float, _opt(1.0, help="Cost of a false alarm (false positive).", panel=_H)),
+    "target": (float, _opt(0.9, help="Sensitivity target for --threshold-by target-sensitivity.", panel=_H)),
+}, renamed={"threshold_by": "rule"})  # fmt: skip
+
+_M = "Mining"
+MINING = OptionGroup("mining", MiningConfig, _M, {
+    "hardness": (Hardness, _opt("loss", help="Seed ranking (higher = harder).", panel=_M)),
+    "band": (float, _opt(1.0, help="Low-margin band around the threshold, in log-odds.", panel=_M)),
+    "max_frac": (float, _opt(0.2, help="At most this share of each class becomes seeds.", panel=_M)),
+    "quarantine": (Quarantine, _opt("suspicion", help="Label-error triage (suspicion: out-of-sample evidence).",
+                                    panel=_M)),
+    "suspicion_threshold": (float | None, _opt(None, help="Quarantine at this label suspicion (0-1; default 0.7, "
+                                               "or 0.8 with networks' evidence, --triage networks).",
+                                               panel=_M)),  # fmt: skip
+    "seed_suspicion": (float, _opt(0.55, help="Never upweight an image whose label suspicion (or the mean "
+                                   "of its evidence) reaches this.", panel=_M)),  # fmt: skip
+    "k": (int, _opt(10, help="Neighbours per seed.", panel=_M)),
+    "min_sim": (float, _opt(0.5, help="Least cosine similarity for a neighbour.", panel=_M)),
+    "expand": (Expand, _opt("same-label", help="Which neighbours of a seed are boosted.", panel=_M)),
+    "alpha": (float, _opt(1.0, help="Weight boost of seeds (x hardness).", panel=_M)),
+    "beta": (float, _opt(0.5, help="Weight boost of neighbours (x contribution).", panel=_M)),
+    "max_weight": (float, _opt(10.0, help="Weight cap, as a multiple of the mean.", panel=_M)),
+    "ema": (float, _opt(0.5, help="Smoothing of weights across rounds (share of the previous).", panel=_M)),
+    "index_codec": (str, _opt("flat", help="IVF storage for very large sets: flat | sq8 | pqM (e.g. pq64).",
+                              panel=_M)),
+    "balance": (bool, _opt(True, "--balance/--no-balance", help="Class-balance the curriculum weights.", panel=_M)),
+    "trusted": (str, _opt("", help="COLUMN=VALUE[,VALUE]: labels confirmed outside the model (HAM10000: "
+                          "dx_type=histo) are never quarantined.", panel=_M)),
+})  # fmt: skip
+
+_S = "Scoring"
+
+
+def _scoring_values(values: dict[str, Any]) -> dict[str, Any]:
+    values = dict(values)
+    values["embedding_dtype"] = "float16" if values.pop("float16") else "float32"
+    return values
+
+
+SCORING = OptionGroup("scoring", ScoringConfig, _S, {
+    "scores": (ScoreSource, _opt("insample", help="Probabilities that drive mining (seed selection).", panel=_S)),
+    "triage": (TriageEvidence, _opt("head", help="Label-suspicion evidence: head (an out-of-fold head on the round's "
+                                    "embeddings; seconds) or networks (--oof networks trained out of fold once per "
+                                    "run, also with --scores oof; held on weak models and real scans).",
+                                    panel=_S)),  # fmt: skip
+    "oof": (int, _opt(4, help="Folds of the networks trained out of fold (--scores oof, --triage networks).",
+                      panel=_S)),  # fmt: skip
+    "oof_epochs": (int | None, _opt(None, help="Epochs of each out-of-fold network (default: --epochs; train them "
+                                    "to full length: short ones are weak evidence).", panel=_S)),
+    "tta": (bool, _opt(False, "--tta", help="Average with the horizontally flipped image.", panel=_S)),
+    "float16": (bool, _opt(False, "--float16", help="Store embeddings as float16 (half the disk and memory).",
+                           panel=_S)),
+    "audit_sim": (float, _opt(0.98, help="Split audit: list cross-split pairs at least this similar.", panel=_S)),
+}, _scoring_values, renamed={"scores": "source", "oof": "oof_folds"})  # fmt: skip
+
+_R = "Rounds"
+ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
+    "round_epochs": (int | None, _opt(None, help="Epochs of each finetune round (default: --epochs / 4) or "
+                                      "retrain round (default: --epochs).", panel=_R)),
+    "round_lr": (float | None, _opt(None, help="Peak LR when fine-tuning a round (default: --lr / 3).", panel=_R)),
+    "strategy": (Strategy, _opt("head", help="How a mining round trains: " + "; ".join(
+        f"{name} ({kind.description})" for name, kind in STRATEGIES.items()) + ".", panel=_R)),
+    "select_by": (SelectBy, _opt("sens_at_spec90", help="Best round by this validation metric.", panel=_R)),
+    "guard_tol": (float, _opt(0.02, help="A round worse than the best by more than this is marked.", panel=_R)),
+    "budget_guard": (bool, _opt(True, "--budget-guard/--no-budget-guard", help="Also train round 0's recipe for "
+                                "the rounds' whole epoch budget (RUN/reference/) and hand it back when no round "
+                                "beats it on validation.", panel=_R)),
+})  # fmt: skip
+
+ALL_GROUPS = (DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
+
+
+def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
+    """Add the groups' options to a command's signature; the command receives them as
+    ``config``: a :class:`RunConfig` (sections without options keep their defaults),
+    validated, with the mining costs taken from the threshold costs. Options named in
+    ``skip`` are left out (the command supplies them itself)."""
+
+    def decorate(fn):
+        sig = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)  # the command's own Annotated options, resolved
+        own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+               if p.name != "config"]  # fmt: skip
+        extra = [  # typer's Annotated style: the declaration in the annotation, the default as the default
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, option.info],
+                              default=inspect.Parameter.empty if option.default is ... else option.default)
+            for group in groups
+            for name, (annotation, option) in group.options.items()
+            if name not in skip
+        ]  # fmt: skip
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs):
+            sections = {}
+            for group in groups:
+                values = {name: kwargs.pop(name) for name in group.options if name not in skip}
+                sections[group.section] = group.build(values)
+            config = RunConfig(**sections)
+            config.mining.cost_fn, config.mining.cost_fp = config.threshold.cost_fn, config.threshold.cost_fp
+            config.validate()
+            return fn(**kwargs, config=config)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)
+        return wrapper
+
+    return decorate

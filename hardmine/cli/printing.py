@@ -1,0 +1,149 @@
+"""What the command line draws: rich progress bars, metric and round tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from hardmine.run.compare import Comparison
+
+console = Console()
+if not console.is_terminal:  # logs and pipes: wide enough for the round table
+    console = Console(width=130)
+err_console = Console(stderr=True)
+
+
+class ProgressEvents:
+    """Turns library progress events into rich progress bars and one-line notes."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.label = ""
+        self.task = None
+        self.bar: tuple[str, int] | None = None
+        self.fold = ""  # the out-of-fold network about to be fitted, said once fit tells whether it trains
+
+    def _bar(self, kind: str, description: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(description, total=total)
+        self.bar = (kind, total)
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        say = self.progress.console.print
+        if event == "epoch_start":
+            head = " (head)" if info["frozen"] else ""
+            self._bar("epoch", f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}{head}", info["steps"])
+        elif event == "batch" and info.get("phase") == "predict":
+            if self.bar != ("predict", info["total"]):
+                self._bar("predict", f"{self.label}scoring", info["total"])
+            self.progress.update(self.task, completed=info["done"])
+        elif event == "batch" and self.task is not None:
+            self.progress.update(self.task, completed=info["step"])
+        elif event == "epoch_end":
+            val = info["val"]
+            star = "  *" if info["improved"] else ""
+            say(f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
+                f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}{star}")  # fmt: skip
+        elif event == "step":
+            self.label = f"round {info['round']}: "
+            if info["step"] != "train":
+                say(f"round {info['round']}: {info['step']}")
+        elif event == "round_end":
+            val = info["val"]
+            flag = "  (worse than the best: next round starts from the best)" if info.get("worse") else ""
+            say(f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
+                f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}")  # fmt: skip
+        elif event == "fold_start":
+            self.fold = f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}"
+        elif event == "fit_start":
+            start, total = info["start_epoch"], info["total_epochs"]
+            resumed = f" (resumed at epoch {start + 1}/{total})" if 0 < start < total else ""
+            if self.fold:
+                say(self.fold + (": trained before, reused" if start >= total else resumed))
+                self.fold = ""
+            elif resumed:
+                say(f"{self.label}training{resumed}")
+        elif event == "compare_start":
+            self.label = f"{info['method']} seed {info['seed']}: "
+            say(f"[bold]{self.label}[/]")
+
+
+def progress_bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    )  # fmt: skip
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def frame_table(frame: pd.DataFrame, title: str, digits: int = 3) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(fmt(v, digits) for v in row))
+    return table
+
+
+def metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
+    keys = ["auroc", "auprc", "sensitivity", "specificity", "sens_at_spec90", "pauc_sens80",
+            "precision", "f1", "threshold", "n", "n_pos", "tp", "fp", "tn", "fn"]  # fmt: skip
+    cells = {name: [r.get(k) for k in keys] for name, r in rows.items()}
+    for key in ("auroc_ci", "sensitivity_ci"):
+        if any(key in r for r in rows.values()):
+            keys.append(key)
+            for name, r in rows.items():
+                cells[name].append(f"[{fmt(r[key][0])}, {fmt(r[key][1])}]" if key in r else "")
+    return frame_table(pd.DataFrame({"metric": keys} | cells, dtype=object), title, digits=4)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from hardmine.views.report import columns_on_test, round_rows, verdict_sentence
+
+    short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
+             "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
+    rounds = pd.DataFrame(round_rows(report))
+    rounds["round"] = [f"{r}*" if r == report["best_round"] else str(r) for r in rounds["round"]]
+    rounds = rounds.rename(columns=short)
+    console.print(frame_table(rounds.astype(object), f"rounds on validation (best by {report['select_by']}: *)"))
+    if report.get("reference"):
+        ref = report["reference"]
+        console.print(f"budget reference (round 0's recipe, {ref['epochs']} epochs): val AUROC "
+                      f"{fmt(ref['val']['auroc'], 3)}, sens@spec90 {fmt(ref['val']['sens_at_spec90'], 3)}")  # fmt: skip
+    console.print(metrics_table(columns_on_test(report), "test split (thresholds tuned on validation)"))
+    console.print(verdict_sentence(report))
+
+
+def print_comparison(result: Comparison, seeds: int) -> None:
+    """The test metrics of every method (mean ± std over seeds) and the paired differences of a
+    :class:`hardmine.run.compare.Comparison`."""
+    from hardmine.run.compare import REPORTED
+
+    summary = result.summary
+    shown = pd.DataFrame({"method": summary["method"], "epochs": summary["epochs_mean"],
+                          "wall s": summary["wall_s_mean"]} | {
+        key: [f"{m:.3f} ± {fmt(s, 3)}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"], strict=True)]
+        for key in REPORTED
+    })  # fmt: skip
+    console.print(frame_table(shown, f"test metrics, mean ± std over {seeds} seed(s)", digits=0))
+    if len(result.paired):
+        main = result.paired[~result.paired["metric"].str.startswith("sens[")]
+        console.print(frame_table(main, f"paired differences, method minus baseline ({result.best_baseline} is the "
+                                        "best on validation; no-mining-* is the ablation of hardmine-*), 95% "
+                                        "bootstrap over seeds and lesions"))  # fmt: skip

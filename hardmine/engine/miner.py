@@ -1,0 +1,365 @@
+"""``HardMiner``: hard-example mining for a training loop you already have.
+
+>>> miner = HardMiner(labels, groups=lesion_ids)          # doctest: +SKIP
+>>> loader = DataLoader(train_ds, sampler=miner.sampler(), batch_size=64)
+>>> for round in range(3):
+...     train_some_epochs(model, loader)                 # your loop, unchanged
+...     miner.score(model, score_loader)                 # or miner.update(probs=..., embeddings=...)
+...     # the sampler now draws by the new curriculum weights; or use miner.weights
+
+Your model may be any ``nn.Module`` whose forward returns logits ``(B, 2)``,
+``(B, 1)``, or ``(B, C)`` with a chosen positive class (or ``(logits,
+embedding)``): the input of its last ``nn.Linear`` is taken as the embedding,
+from the same forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+
+from hardmine.core import curriculum
+from hardmine.core.errors import HardmineError
+from hardmine.core.index import normalise
+from hardmine.core.metrics import check_binary
+from hardmine.core.mining import MiningConfig, MiningResult, mine
+
+
+class HardMiner:
+    """Stateful mining across rounds for user-owned loops.
+
+    Parameters
+    ----------
+    labels : (N,) 0/1 labels of the training set, in dataset order.
+    groups : (N,) group keys (lesion or patient ids); neighbours in a seed's own group count once.
+    ids : (N,) sample ids for the mined table (default: row numbers).
+    threshold : decision threshold for "misclassified" (update it as you tune it).
+    config : :class:`hardmine.core.mining.MiningConfig`, or keyword overrides via ``**options``.
+    seed : seed of the sampler.
+    trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined.
+    """
+
+    def __init__(
+        self,
+        labels,
+        groups=None,
+        ids=None,
+        threshold: float = 0.5,
+        config: MiningConfig | None = None,
+        seed: int = 0,
+        trusted=None,
+        **options: Any,
+    ):
+        self.labels, _ = check_binary(labels)
+        n = len(self.labels)
+        self.trusted = None if trusted is None else np.asarray(trusted, dtype=bool)
+        if self.trusted is not None and self.trusted.shape != (n,):
+            raise HardmineError(f"trusted has shape {self.trusted.shape}; expected ({n},)")
+        self.groups = None if groups is None else np.asarray(groups)
+        if self.groups is not None and len(self.groups) != n:
+            raise HardmineError(f"{len(self.groups)} groups for {n} labels")
+        self.ids = np.arange(n) if ids is None else np.asarray(ids)
+        if len(self.ids) != n:
+            raise HardmineError(f"{len(self.ids)} ids for {n} labels")
+        config = config or MiningConfig()
+        known = {f.name for f in fields(MiningConfig)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise HardmineError(
+                f"unknown mining option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
+            )
+        for key, value in options.items():
+            setattr(config, key, value)
+        config.validate()
+        self.config = config
+        self.threshold = float(threshold)
+        self.seed = int(seed)
+        self.round = 0
+        self.weights = curriculum.weights(self.labels, max_weight=config.max_weight)
+        self.hard_history: list[np.ndarray] = []
+        self.last: MiningResult | None = None
+        self._sampler = None
+        self._sampler_epoch = 0
+
+    # ------------------------------------------------------------------ mining
+
+    def update(
+        self,
+        probs: np.ndarray,
+        embeddings: np.ndarray,
+        threshold: float | None = None,
+        triage_probs: np.ndarray | None = None,
+        dynamics: np.ndarray | None = None,
+        oof_probs: np.ndarray | None = None,
+        oof_prior: float = 0.5,
+    ) -> MiningResult:
+        """Mine from arrays you computed and refresh :attr:`weights` and the sampler.
+
+        probs : (N,) P(positive), or (N, 2) class probabilities.
+        embeddings : (N, D) embeddings; centred on their mean and L2-normalised here,
+            as ``hardmine score`` does, so that ``min_sim`` means the same in both.
+        oof_probs : (N,) P(positive) from models that never saw the sample (your own
+            cross-validation, grouped by lesion): the label-suspicion evidence, as with
+            ``hardmine score --triage networks`` (quarantine at 0.8 unless the config says otherwise).
+        oof_prior : the positive share those models were trained at (0.5 when oversampled or
+            class-weighted, else your data's share).
+        """
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.ndim == 2:
+            probs = probs[:, 1]
+        if len(probs) != len(self.labels):
+            raise HardmineError(f"probs has {len(probs)} rows but the miner holds {len(self.labels)} labels")
+        if threshold is not None:
+            self.threshold = float(threshold)
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        emb = normalise(embeddings, center=embeddings.mean(axis=0))
+        history = np.array(self.hard_history) if self.hard_history else None
+        result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
+                      triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
+                      previous_weights=self.weights if self.round else None,
+                      oof_prob=None if oof_probs is None else self._balanced(oof_probs, oof_prior),
+                      trusted=self.trusted)  # fmt: skip
+        self.hard_history.append(result.hard_mask())
+        self.last = result
+        self.use_weights(result.weights)
+        return result
+
+    def _balanced(self, oof_probs, oof_prior: float) -> np.ndarray:
+        from hardmine.core.suspicion import at_prior
+
+        oof = np.asarray(oof_probs, dtype=np.float64)
+        if oof.shape != self.labels.shape:
+            raise HardmineError(f"oof_probs has shape {oof.shape}; expected {self.labels.shape}")
+        return at_prior(oof, oof_prior, 0.5)
+
+    def use_weights(self, weights: np.ndarray) -> None:
+        """Take ``weights`` (N,) as the next round's curriculum and keep the sampler in step: what
+        :meth:`update` ends with, and what a rank that did not mine does with the weights it receives."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != self.labels.shape:
+            raise HardmineError(f"{len(weights)} weights but the miner holds {len(self.labels)} labels")
+        self.weights = weights
+        self.round += 1
+        if self._sampler is not None:
+            self._sampler.update_weights(self.weights)
+
+    def score(
+        self, model, loader, device=None, threshold: float | None = None, *, positive_class: int | None = None
+    ) -> MiningResult:
+        """Run ``model`` over ``loader`` (no augmentation) and :meth:`update`.
+
+        The loader yields ``(x, y)``, ``(x, y, index)`` or dicts (``image``,
+        ``label``, ``index`` keys). With an index, rows land by it and any order
+        works; without one the order must be the dataset order, and a shuffling
+        loader is refused. Labels in the batches are checked against the
+        miner's, so a loader in another order fails loudly instead of mining the
+        wrong images. Logits ``(B, 2)``; ``(B,)``/``(B, 1)`` (sigmoid); or
+        ``(B, C)`` with ``positive_class``, the column mined against the rest.
+        """
+        probs, emb = forward_collect(model, loader, len(self.labels), device, positive_class=positive_class,
+                                     labels=self.labels)  # fmt: skip
+        return self.update(probs, emb, threshold)
+
+    # ------------------------------------------------------------------ outputs
+
+    def sampler(self, num_samples: int | None = None, num_replicas: int | None = None, rank: int | None = None):
+        """A :class:`hardmine.engine.sampler.CurriculumSampler` kept in step with :attr:`weights`."""
+        from hardmine.engine.sampler import CurriculumSampler
+
+        if self._sampler is None:
+            self._sampler = CurriculumSampler(
+                self.weights, num_samples=num_samples, seed=self.seed, num_replicas=num_replicas, rank=rank
+            )
+            self._sampler.set_epoch(self._sampler_epoch)  # 0, or where a loaded state left off
+        else:
+            self._sampler.set_num_samples(num_samples)
+        return self._sampler
+
+    def mined(self):
+        """The last round's ``mined.csv`` table (DataFrame)."""
+        if self.last is None:
+            raise HardmineError("nothing mined yet: call update() or score() first")
+        return self.last.frame(self.ids)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain state (tensors, numbers, strings) safe for ``torch.save`` / ``weights_only`` loading."""
+        import torch
+
+        history = np.array(self.hard_history, dtype=bool).reshape(len(self.hard_history), len(self.labels))
+        return {
+            "round": self.round,
+            "threshold": self.threshold,
+            "seed": self.seed,
+            "weights": torch.as_tensor(self.weights),
+            "hard_history": torch.as_tensor(history),
+            "sampler_epoch": self._sampler.next_epoch if self._sampler is not None else 0,
+            "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        weights = np.asarray(state["weights"], dtype=np.float64)
+        if weights.shape != self.labels.shape:
+            raise HardmineError(f"state holds {len(weights)} weights but the miner holds {len(self.labels)} labels")
+        self.round = int(state["round"])
+        self.threshold = float(state["threshold"])
+        self.seed = int(state["seed"])
+        self.weights = weights
+        self.hard_history = list(np.asarray(state["hard_history"], dtype=bool))
+        self.config = MiningConfig(**state["config"])
+        self._sampler_epoch = int(state["sampler_epoch"])
+        if self._sampler is not None:
+            self._sampler.seed = self.seed
+            self._sampler.update_weights(self.weights)
+            self._sampler.set_epoch(self._sampler_epoch)
+
+
+IMAGE_KEYS = ("image", "images", "x", "input", "inputs", "img", "pixel_values")
+LABEL_KEYS = ("label", "labels", "y", "target", "targets")
+INDEX_KEYS = ("index", "indices", "idx")
+
+
+def forward_collect(
+    model, loader, n: int, device=None, *, positive_class: int | None = None, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """P(positive) (N,) and embeddings (N, D) of every sample from one forward per batch.
+
+    Batches are ``(x, y)``, ``(x, y, index)`` or dicts with an image key
+    (``image``, ``x``, ``input``...), optionally a label and an ``index`` key.
+    Rows land by ``index`` when the batch has one, else in loader order, which
+    is refused when the loader shuffles. When batches carry labels and
+    ``labels`` is given, they must match the miner's labels at those rows (a
+    mismatch means probabilities would land on the wrong images).
+
+    Works with models returning logits or ``(logits, embedding)``; for plain
+    logits, the input of the last ``nn.Linear`` is captured as the embedding.
+    Logits may be ``(B,)`` or ``(B, 1)`` (sigmoid), ``(B, 2)``, or ``(B, C)``
+    with ``positive_class`` (one-vs-rest softmax probability).
+    """
+    import torch
+    from torch import nn
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    shuffled = _shuffling_sampler(loader)
+    captured: dict[str, torch.Tensor] = {}
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    hook = None
+    if linears:
+        hook = linears[-1].register_forward_pre_hook(lambda mod, args: captured.__setitem__("emb", args[0]))
+    probs = np.full(n, np.nan)
+    emb_out: np.ndarray | None = None
+    position = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                x, y, index = _unpack(batch)
+                if index is None:
+                    if shuffled:
+                        raise HardmineError(
+                            f"the scoring loader draws with {shuffled} and its batches carry no sample index, so "
+                            "probabilities would land on the wrong images; use shuffle=False or yield "
+                            "(x, y, index)"
+                        )  # fmt: skip
+                    index = np.arange(position, position + len(x))
+                position += len(x)
+                if index.max(initial=-1) >= n or index.min(initial=0) < 0:
+                    raise HardmineError(f"the loader yields sample index {int(index.max())} but the miner holds "
+                                        f"{n} samples (indices 0..{n - 1})")  # fmt: skip
+                if labels is not None and y is not None:
+                    _check_labels(y, labels, index, positive_class)
+                out = model(x.to(device))
+                logits, emb = out if isinstance(out, tuple) else (out, captured.get("emb"))
+                if emb is None:
+                    raise HardmineError(
+                        "cannot find an embedding: the model has no nn.Linear head; return (logits, emb)"
+                    )
+                probs[index] = positive_probability(logits, positive_class)
+                e = torch.flatten(emb, 1).float().cpu().numpy()
+                if emb_out is None:
+                    emb_out = np.zeros((n, e.shape[1]), dtype=np.float32)
+                emb_out[index] = e
+    finally:
+        if hook is not None:
+            hook.remove()
+        model.train(was_training)
+    if np.isnan(probs).any():
+        raise HardmineError(
+            f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; score the whole training set"
+        )
+    return probs, emb_out
+
+
+def positive_probability(logits, positive_class: int | None = None) -> np.ndarray:
+    """(B,) P(positive) from logits ``(B,)``/``(B, 1)`` (sigmoid), ``(B, 2)`` or ``(B, C)`` with ``positive_class``."""
+    import torch
+
+    logits = logits.float()
+    if logits.ndim == 1 or (logits.ndim == 2 and logits.shape[1] == 1):
+        if positive_class not in (None, 1):
+            raise HardmineError(f"positive_class={positive_class} with a single logit; the logit is the positive's")
+        return torch.sigmoid(logits.reshape(-1)).cpu().numpy()
+    if logits.ndim != 2:
+        raise HardmineError(f"the model returns logits of shape {tuple(logits.shape)}; expected (B,), (B, 1) or (B, C)")
+    classes = logits.shape[1]
+    if positive_class is None:
+        if classes != 2:
+            raise HardmineError(f"the model returns {classes} logits per sample; pass positive_class=<column> to "
+                                "mine that class against the rest")  # fmt: skip
+        positive_class = 1
+    if not 0 <= positive_class < classes:
+        raise HardmineError(f"positive_class={positive_class} but the model returns {classes} logits")
+    return torch.softmax(logits, dim=1)[:, positive_class].cpu().numpy()
+
+
+def _shuffling_sampler(loader) -> str | None:
+    """The name of a DataLoader's sampler when it is not sequential (None for sequential or unknown)."""
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    if not isinstance(loader, DataLoader):
+        return None
+    sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
+    sampler = getattr(sampler, "sampler", sampler)  # a BatchSampler wrapped in another
+    return None if isinstance(sampler, SequentialSampler) else type(sampler).__name__
+
+
+def _unpack(batch) -> tuple[Any, Any, np.ndarray | None]:
+    """``(x, y or None, index array or None)`` from a tuple/list or a dict batch."""
+    if isinstance(batch, dict):
+        x = next((batch[k] for k in IMAGE_KEYS if k in batch), None)
+        if x is None:
+            raise HardmineError(f"a dict batch needs an image under one of {', '.join(IMAGE_KEYS)}; "
+                                f"got keys {', '.join(map(str, batch))}")  # fmt: skip
+        y = next((batch[k] for k in LABEL_KEYS if k in batch), None)
+        index = next((batch[k] for k in INDEX_KEYS if k in batch), None)
+    elif isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
+        x, y = batch[0], batch[1]
+        index = batch[2] if len(batch) == 3 else None
+    else:
+        kind = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
+        raise HardmineError(f"cannot read a batch that is {kind}; expected (x, y), (x, y, index) or a dict "
+                            "with image, label and index keys")  # fmt: skip
+    if index is not None:
+        index = np.asarray(index.cpu() if hasattr(index, "cpu") else index).astype(np.int64).reshape(-1)
+    return x, y, index
+
+
+def _check_labels(y, labels: np.ndarray, index: np.ndarray, positive_class: int | None) -> None:
+    y = np.asarray(y.cpu() if hasattr(y, "cpu") else y).reshape(-1)
+    if len(y) != len(index):
+        return  # not per-sample class labels (one-hot, masks...): nothing to compare
+    if positive_class is None and not np.isin(y, (0, 1)).all():
+        return
+    binary = (y == (1 if positive_class is None else positive_class)).astype(np.int64)
+    wrong = np.flatnonzero(binary != labels[index])
+    if len(wrong):
+        raise HardmineError(
+            f"the loader's label at sample {int(index[wrong[0]])} is {y[wrong[0]]} but the miner holds "
+            f"{labels[index[wrong[0]]]} there ({len(wrong)} of {len(index)} in that batch differ): the loader is "
+            "in another order than the miner's labels (shuffled, or another dataset); score with shuffle=False "
+            "or yield (x, y, index)"
+        )

@@ -1,0 +1,287 @@
+"""The configuration schema of a run: one dataclass per concern, validated once.
+
+A :class:`RunConfig` is what ``config.json`` holds: data, training, threshold,
+scoring, mining and round options. Every section validates itself and raises
+:class:`hardmine.core.errors.HardmineError` naming the bad value and the valid
+choices; :meth:`RunConfig.validate` checks them all before anything is written
+or trained. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hardmine.core.errors import HardmineError
+from hardmine.core.metrics import METRIC_KEYS, THRESHOLD_RULES, choose_threshold
+from hardmine.core.mining import MiningConfig
+from hardmine.strategies import STRATEGIES, get_strategy
+
+LOSSES = ("ce", "weighted-ce", "focal")
+CLASS_WEIGHTING = ("inverse", "effective")
+SAMPLING = ("none", "oversample")
+SCHEDULES = ("onecycle", "cosine")
+APPLY = ("sampler", "loss")
+SCORE_SOURCES = ("insample", "oof", "dynamics")
+TRIAGE_EVIDENCE = ("head", "networks")  # what the label suspicion is built from (see hardmine.core.suspicion)
+SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
+# Smallest input a model reduces without error (tiny: four 2x poolings; torchvision models: 32 px).
+MIN_IMAGE_SIZE = {"tiny": 16, "other": 32}
+MAX_IMAGE_SIZE = 4096
+# Options that change nothing about the results: ignored when comparing configurations.
+RUNTIME_ONLY = {"device", "num_workers"}
+
+
+def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    """Raise :class:`HardmineError` unless ``value`` is one of ``valid``."""
+    if value not in valid:
+        raise HardmineError(f"{name}={value!r} is not valid; expected one of {', '.join(valid)}")
+
+
+def check_device(name: str) -> None:
+    """Raise :class:`HardmineError` unless ``name`` is auto, cpu, mps, cuda or cuda:N."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise HardmineError(f"--device {name!r} is not valid; expected auto, cpu, mps, cuda or cuda:N")
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it maps to the binary task."""
+
+    data: str = ""
+    source: str = "auto"
+    metadata: str | None = None
+    positive: str | None = None
+    negative: str | None = None
+    skip_bad: bool = False
+    verify: bool = True
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        from hardmine.data.sources import SOURCES
+
+        check_choice("source", self.source, SOURCES)
+        split = np.asarray(self.split, dtype=float)
+        if split.shape != (3,) or (split < 0).any() or abs(split.sum() - 1) > 1e-6:
+            raise HardmineError(f"split fractions {list(self.split)} must be three values summing to 1")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained (JSON-serialisable)."""
+
+    model: str = "tiny"
+    weights: str = "none"
+    image_size: int = 64
+    augment: str = "dermoscopy"  # dermoscopy | light | none (see hardmine.data.sources.build_transform)
+    epochs: int = 20
+    freeze_epochs: int = 0
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    loss: str = "ce"
+    class_weighting: str = "inverse"
+    focal_gamma: float = 2.0
+    sampling: str = "oversample"
+    apply: str = "sampler"
+    monitor: str = "auroc"
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int | None = None
+    amp: bool = True
+
+    def probability_prior(self, positive_share: float) -> float:
+        """The positive share a model trained this way has its probabilities at: 0.5 when training sees the
+        classes as if 50:50 (oversampling, or inverse class-weighted CE), else the data's ``positive_share``."""
+        balanced = self.sampling == "oversample" or (self.loss == "weighted-ce" and self.class_weighting == "inverse")
+        return 0.5 if balanced else positive_share
+
+    def validate(self) -> None:
+        choices = {
+            "loss": LOSSES, "class_weighting": CLASS_WEIGHTING, "sampling": SAMPLING,
+            "schedule": SCHEDULES, "apply": APPLY, "monitor": METRIC_KEYS,
+        }  # fmt: skip
+        for name, valid in choices.items():
+            check_choice(name, getattr(self, name), valid)
+        from hardmine.data.sources import AUGMENTS
+
+        check_choice("augment", self.augment, AUGMENTS)
+        if self.epochs < 1 or self.freeze_epochs < 0:
+            raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise HardmineError("batch_size must be >= 1 and lr > 0")
+        self._validate_model()
+        smallest = MIN_IMAGE_SIZE["tiny" if self.model == "tiny" else "other"]
+        if not smallest <= self.image_size <= MAX_IMAGE_SIZE:
+            raise HardmineError(f"--image-size {self.image_size} is not valid for model {self.model}; expected "
+                                f"{smallest} to {MAX_IMAGE_SIZE} pixels")  # fmt: skip
+        check_device(self.device)
+        if self.num_workers is not None and self.num_workers < 0:
+            raise HardmineError(f"--workers {self.num_workers} is not valid; expected 0 or more")
+
+    def _validate_model(self) -> None:
+        if self.model != "tiny":
+            from hardmine.engine.models import (
+                check_model_name,  # torchvision's or timm's lists; tiny needs no torch here
+            )
+
+            check_model_name(self.model)
+        if self.weights == "imagenet" and self.model == "tiny":
+            raise HardmineError("--weights imagenet: the tiny model has no ImageNet weights; use none or a PATH")
+        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():
+            raise HardmineError(f"--weights {self.weights}: file not found; expected none, imagenet or a state "
+                                "dict file")  # fmt: skip
+
+
+@dataclass
+class ThresholdConfig:
+    """How the decision threshold is chosen on validation data."""
+
+    rule: str = "cost"
+    cost_fn: float = 10.0
+    cost_fp: float = 1.0
+    target: float = 0.9
+
+    def validate(self) -> None:
+        check_choice("threshold rule", self.rule, THRESHOLD_RULES)
+        if self.cost_fn <= 0 or self.cost_fp <= 0:
+            raise HardmineError(f"costs must be positive; got {self.cost_fn} and {self.cost_fp}")
+        if not 0 < self.target <= 1:
+            raise HardmineError(f"target sensitivity {self.target} must be in (0, 1]")
+
+    def choose(self, labels: np.ndarray, prob_pos: np.ndarray) -> float:
+        return choose_threshold(labels, prob_pos, self.rule, self.cost_fn, self.cost_fp, self.target)
+
+
+@dataclass
+class ScoringConfig:
+    """Where the training-set probabilities that drive mining come from."""
+
+    source: str = "insample"  # insample | oof | dynamics (see hardmine.engine.scoring)
+    # label-suspicion evidence: head (out-of-fold head on the round's embeddings) | networks (trained out of fold)
+    triage: str = "head"
+    oof_folds: int = 4
+    oof_epochs: int | None = None  # epochs of each out-of-fold network (default: round 0's --epochs)
+    tta: bool = False
+    embedding_dtype: str = "float32"
+    audit_sim: float = 0.98  # cosine similarity above which a cross-split pair is listed
+
+    def validate(self) -> None:
+        check_choice("score source", self.source, SCORE_SOURCES)
+        check_choice("triage evidence", self.triage, TRIAGE_EVIDENCE)
+        check_choice("embedding dtype", self.embedding_dtype, ("float32", "float16"))
+        if self.trains_networks() and self.oof_folds < 2:
+            raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
+        if self.oof_epochs is not None and self.oof_epochs < 1:
+            raise HardmineError(f"--oof-epochs must be at least 1; got {self.oof_epochs}")
+        if not 0 < self.audit_sim <= 1:
+            raise HardmineError(f"--audit-sim {self.audit_sim} is not valid; expected a cosine similarity in (0, 1]")
+
+    def trains_networks(self) -> bool:
+        """Whether scoring trains networks out of fold: for the seeds (``oof``) or for the triage (``networks``);
+        either way their probabilities are the label-suspicion evidence."""
+        return self.source == "oof" or self.triage == "networks"
+
+
+@dataclass
+class RoundsConfig:
+    """How rounds follow each other."""
+
+    strategy: str = "head"  # a name in hardmine.strategies.STRATEGIES
+    # epochs of each finetune round (default: a quarter of train.epochs) or retrain round (default: train.epochs)
+    round_epochs: int | None = None
+    round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
+    select_by: str = "sens_at_spec90"
+    guard_tol: float = 0.02
+    # also train round 0's recipe for the rounds' whole epoch budget; hand it back when no round beats it
+    budget_guard: bool = True
+
+    def validate(self) -> None:
+        check_choice("--strategy", self.strategy, tuple(STRATEGIES))
+        check_choice("--select-by", self.select_by, SELECT_BY)
+        if self.round_epochs is not None and self.round_epochs < 1:
+            raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")
+        if self.round_lr is not None and self.round_lr <= 0:
+            raise HardmineError(f"--round-lr must be > 0; got {self.round_lr}")
+
+    def epochs_per_round(self, train_epochs: int) -> int:
+        """Training epochs of each mining round: the strategy's budget (:mod:`hardmine.strategies`) given round
+        0's ``train_epochs``."""
+        return get_strategy(self.strategy).epochs_per_round(self, train_epochs)
+
+    def total_epochs(self, train_epochs: int, n_rounds: int) -> int:
+        """Epochs round 0 and ``n_rounds`` mining rounds train together (the run's budget)."""
+        return train_epochs + n_rounds * self.epochs_per_round(train_epochs)
+
+    def reference_epochs(self, train_epochs: int, n_rounds: int) -> int | None:
+        """Epochs of the budget reference (round 0's recipe trained for the whole budget) of a run aiming
+        at round ``n_rounds``; None when round 0 is its own reference (no mining round, or rounds that
+        train no epochs, i.e. head refits) or the guard is off."""
+        total = self.total_epochs(train_epochs, n_rounds)
+        return total if self.budget_guard and total > train_epochs else None
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "train": TrainConfig, "threshold": ThresholdConfig,
+    "scoring": ScoringConfig, "mining": MiningConfig, "rounds": RoundsConfig,
+}  # fmt: skip
+
+
+@dataclass
+class RunConfig:
+    """The whole configuration of a run, as ``config.json`` holds it."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    rounds: RoundsConfig = field(default_factory=RoundsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: asdict(getattr(self, name)) for name in SECTIONS}
+
+    def validate(self) -> None:
+        """Check every section; the first problem raises :class:`HardmineError`."""
+        for name in SECTIONS:
+            getattr(self, name).validate()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Rebuild from ``config.json`` (unknown keys, e.g. versions, are ignored)."""
+        parts = {}
+        for name, kind in SECTIONS.items():
+            names = {f.name for f in fields(kind)}
+            parts[name] = kind(**{k: v for k, v in (raw.get(name) or {}).items() if k in names})
+        parts["data"].split = tuple(parts["data"].split)
+        return cls(**parts)
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a configuration that decides results (runtime-only options dropped)."""
+    config = json.loads(json.dumps(config))  # as it reads back from config.json (tuples become lists)
+    return {
+        section: {k: v for k, v in values.items() if k not in RUNTIME_ONLY}
+        for section, values in config.items()
+        if section in SECTIONS
+    }
+
+
+def first_difference(a: dict, b: dict, prefix: str = "") -> str:
+    """``"section.key: A then, B now"`` for the first key where two nested dicts differ ('' if none)."""
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            found = first_difference(va, vb, f"{prefix}{key}.")
+            if found:
+                return found
+        elif va != vb:
+            return f"{prefix}{key}: {va!r} then, {vb!r} now"
+    return ""

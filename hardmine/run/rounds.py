@@ -1,0 +1,245 @@
+"""The round loop: round 0, then score, mine and retrain round after round; the report.
+
+:func:`run_rounds` drives the steps of :mod:`hardmine.run.steps` over an opened
+:class:`~hardmine.record.record.Run`, records each in ``manifest.json`` so an
+interrupted run resumes, guards against rounds that make validation worse,
+trains the budget reference (round 0's recipe for the rounds' whole epoch
+budget) so a run never hands back a model worse on validation than the plain
+recipe given the same epochs, and finishes with :func:`finish`:
+``report.json`` (best round by validation, the model handed back, test
+metrics), ``report.html`` and the gallery, for Python callers and the CLI alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hardmine.core.errors import HardmineError, warn
+from hardmine.core.io import copy_file, read_json, write_json
+from hardmine.engine import distributed
+from hardmine.engine.inference import Callback
+from hardmine.record.record import MINED_FILE, REPORT_FILE, Manifest, Run, RunFolder, Step, selection_value
+from hardmine.run.steps import metrics_on_test, mine_round, refit_head_round, score_round, train_round
+from hardmine.strategies import RoundContext, get_strategy
+
+
+def run_rounds(
+    run: Run,
+    n: int,
+    *,
+    resume: bool = False,
+    init_checkpoint: str | os.PathLike | None = None,
+    callback: Callback | None = None,
+    finish_outputs: bool = True,
+) -> dict[str, Any]:
+    """Train round 0 if missing, then ``n`` mining rounds; finish with the report.
+
+    Each mining round r: score and mine round r-1, then build round r on its
+    weights by the run's strategy: ``finetune`` continues from round r-1 (or
+    from the best round when r-1 made the selection metric worse by more than
+    ``guard_tol``), ``retrain`` trains a fresh model, ``head`` refits round 0's
+    last layer on cached embeddings; evaluate on validation. Rounds are
+    compared on validation only, so the best round handed back is never worse
+    there than round 0. Every step is
+    recorded in ``manifest.json`` with checksums of its outputs; a damaged
+    output found when the loop starts is deleted and its step redone (with a
+    warning); an interrupted run continues from the last
+    completed step with ``resume`` (up to the round it was aiming for) or by
+    calling again (which adds ``n`` rounds after the completed ones).
+
+    With ``finish_outputs`` (the default), ``report.html`` and the galleries
+    of the best and the last round are written too (see :func:`finish`).
+
+    Returns the report (also written to ``report.json``).
+    """
+    if n < 0:
+        raise HardmineError(f"--n must be >= 0; got {n}")
+    manifest = _verified_manifest(run)
+    completed = manifest.completed_rounds()
+    target = manifest.target if resume and manifest.target >= 0 else (completed[-1] if completed else 0) + n
+    manifest.target = target
+    distributed.barrier()  # every rank has read the manifest before rank 0 rewrites it
+    manifest.save()
+    note = callback or (lambda event, info: None)
+    cfg = run.config
+
+    def once(step: Step, fn) -> None:
+        if not manifest.done(step):
+            note("step", {"round": step.round, "step": step.name})
+            fn()
+            manifest.mark(step)
+
+    def score_and_mine(q: int) -> None:
+        once(Step(q, "score"), lambda: score_round(run, q, audit=q == 0, callback=callback))
+        once(Step(q, "mine"), lambda: mine_round(run, q))
+
+    for r in range(0, target + 1):
+        if r > 0:
+            score_and_mine(r - 1)
+        if not manifest.done(Step(r, "train")):
+            _train_step(run, r, manifest, init_checkpoint if r == 0 else None, note, callback)
+    score_and_mine(target)  # the last round too, so its gallery exists and a later call can go on
+    reference_epochs = cfg.rounds.reference_epochs(cfg.train.epochs, target)
+    if reference_epochs is not None:
+        _reference_step(run, reference_epochs, init_checkpoint, note, callback)
+    if not manifest.done(Step(target, "report")):
+        note("step", {"round": target, "step": "report"})
+    report = write_report(run, callback)
+    manifest.mark(Step(target, "report"))
+    if finish_outputs:
+        finish(run)
+    return report
+
+
+def _verified_manifest(run: Run) -> Manifest:
+    """The run's manifest after :meth:`Manifest.verify` (on rank 0, each damaged output a warning) has
+    deleted damaged outputs and un-marked their steps."""
+    if distributed.is_main():
+        for problem in Manifest(run.root).verify():
+            warn(problem)
+    distributed.barrier()  # damaged steps are un-marked before any rank reads the manifest
+    return Manifest(run.root)
+
+
+def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, callback) -> None:
+    note("step", {"round": r, "step": "train"})
+    cfg = run.config
+    info: dict[str, Any] = {"worse": False}
+    if r == 0:
+        metrics = train_round(run, 0, init_checkpoint=init_checkpoint, callback=callback)
+    else:
+        strategy = get_strategy(cfg.rounds.strategy)
+        previous = manifest.rounds.get(str(r - 1), {})
+        context = RoundContext(
+            round=r, config=cfg, weights=run.weights(r - 1, run.part("train")["id"]),
+            previous=run.best_round(manifest.completed_rounds()) if previous.get("worse") else r - 1,
+            model_path=run.model_path,
+            train=lambda train_config, **kw: train_round(run, r, train_config=train_config, callback=callback, **kw),
+            refit_head=lambda backbone, **kw: refit_head_round(run, r, backbone_round=backbone, callback=callback,
+                                                               **kw),
+        )  # fmt: skip
+        info["strategy"] = strategy.name
+        metrics, info["init_round"] = strategy.build_round(context)
+        best = run.best_round(manifest.completed_rounds())
+        best_value = selection_value(run.val_metrics(best), cfg.rounds.select_by, cfg.threshold)
+        value = selection_value(metrics, cfg.rounds.select_by, cfg.threshold)
+        info["worse"] = bool(value < best_value - cfg.rounds.guard_tol)
+    manifest.rounds[str(r)] = info
+    manifest.mark(Step(r, "train"))
+    note("round_end", {"round": r, "val": metrics} | info)
+
+
+def _reference_step(run: Run, epochs: int, init_checkpoint, note, callback) -> None:
+    """Train the budget reference when it is missing (:meth:`~hardmine.record.record.Run.reference_run`)."""
+    reference = run.reference_run(epochs)
+    manifest = _verified_manifest(reference)
+    step = Step(0, "train")
+    if manifest.done(step):
+        return
+    label = f"reference ({epochs} epochs)"
+    note("step", {"round": label, "step": "train"})
+    metrics = train_round(reference, 0, init_checkpoint=init_checkpoint, callback=callback)
+    manifest.mark(step)
+    note("round_end", {"round": label, "val": metrics})
+
+
+def adopt_reference(run: Run, n: int, source: RunFolder) -> bool:
+    """Use ``source``'s round 0 as the budget reference of ``run`` aiming at round ``n``, instead of
+    training the same recipe again; only when ``source`` trained exactly the reference's recipe
+    (``hardmine compare``: the baseline run of round 0's recipe and budget, same seed).
+
+    The reference's ``timing.json`` records the source's wall time, so the guard's cost is still
+    counted. Returns whether the reference was adopted (False: it will be trained).
+    """
+    cfg = run.config
+    epochs = cfg.rounds.reference_epochs(cfg.train.epochs, n)
+    ready = all((source.round_dir(0) / name).exists() for name in ("model.pt", "metrics.json"))
+    if epochs is None or not ready or source.run_config().train != replace(cfg.train, epochs=epochs):
+        return False
+    reference = run.reference_run(epochs)
+    manifest = Manifest(reference.root)
+    if not manifest.done(Step(0, "train")) and distributed.is_main():
+        for path in source.round_dir(0).iterdir():
+            if path.is_file() and not path.name.startswith(".") and path.name != "last.pt":
+                copy_file(path, reference.round_dir(0) / path.name)
+        reference.record_wall_time(source.wall_time())
+        manifest.mark(Step(0, "train"))
+    distributed.barrier()
+    return True
+
+
+def budget_reference(run: Run) -> Run | None:
+    """The trained budget reference matching the run's completed rounds (None when there is none)."""
+    rounds = Manifest(run.root).completed_rounds()
+    epochs = run.config.rounds.reference_epochs(run.config.train.epochs, max(rounds, default=0))
+    folder = run.reference()
+    if epochs is None or folder is None or folder.run_config().train.epochs != epochs:
+        return None
+    return run.reference_run(epochs)
+
+
+def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
+    """Choose the best round on validation, evaluate it and round 0 on test, write ``report.json``.
+
+    When the run has a budget reference, the model handed back (``returned``)
+    is the reference unless the best round beats it on validation (a tie
+    returns the reference: the plain recipe wins when mining buys nothing);
+    ``test`` holds the returned model's test metrics.
+    """
+    distributed.barrier()
+    manifest = Manifest(run.root)
+    rounds = manifest.completed_rounds()
+    best = run.best_round(rounds)
+    config = run.config
+    rows = []
+    for r in rounds:
+        row: dict[str, Any] = {"round": r, "val": run.val_metrics(r)}
+        row.update(manifest.rounds.get(str(r), {}))
+        row["mining"] = read_json(run.mining_path(r - 1)) if r > 0 and run.mining_path(r - 1).exists() else None
+        rows.append(row)
+    test = {r: metrics_on_test(run, r, callback=callback) for r in sorted({0, best})}
+    from hardmine.views.report import difference_from_round0
+
+    reference = budget_reference(run)
+    returned = "round"
+    report: dict[str, Any] = {"rounds": rows, "best_round": best, "select_by": config.rounds.select_by}
+    if reference is not None:
+        ref_val = reference.val_metrics(0)
+        value = {name: selection_value(metrics, config.rounds.select_by, config.threshold)
+                 for name, metrics in (("best", run.val_metrics(best)), ("reference", ref_val))}  # fmt: skip
+        returned = "reference" if value["reference"] >= value["best"] else "round"
+        report["reference"] = {"epochs": reference.config.train.epochs, "val": ref_val,
+                               "test": metrics_on_test(reference, 0, callback=callback)}  # fmt: skip
+    report |= {
+        "returned": returned,
+        "test": report["reference"]["test"] if returned == "reference" else test[best],
+        "test_best_round": test[best],
+        "test_round0": test[0],
+        "test_difference": difference_from_round0(run, best) if best != 0 and returned == "round" else {},
+    }
+    if distributed.is_main():
+        write_json(run.root / REPORT_FILE, report)
+    distributed.barrier()
+    return report
+
+
+def finish(run: Run) -> dict[str, Path]:
+    """Write ``report.html`` and the galleries of the last round and of the best round (rank 0 only).
+
+    Returns the paths written (empty on other ranks); ``gallery`` is the best round's page.
+    """
+    if not distributed.is_main():
+        return {}
+    from hardmine.views.gallery import build_gallery
+    from hardmine.views.report import write_html_report
+
+    report = write_html_report(run.root)
+    last = run.latest_round(None, needs=MINED_FILE)
+    if last != run.best_round():
+        build_gallery(run.root, last)
+    return {"report": report, "gallery": build_gallery(run.root)}  # the best round's, linking to the last
+
+

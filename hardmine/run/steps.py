@@ -1,0 +1,355 @@
+"""The steps of a round, each writing into ``round-RRR/`` of an opened :class:`~hardmine.record.record.Run`.
+
+* :func:`train_round`: train a model (round 0, or a mining round on curriculum weights) and tune its threshold;
+* :func:`refit_head_round`: keep a round's backbone, refit its last layer on the curriculum (``head`` strategy);
+* :func:`evaluate`: metrics on validation (threshold tuned) or test (the validation threshold);
+* :func:`score_round`: per-sample scores and embeddings of the training split;
+* :func:`audit_split`: near-duplicate images across train/val/test;
+* :func:`mine_round`: seeds, quarantine, neighbours and the next round's weights.
+
+The algorithms live in their own modules; a step reads its inputs from the run
+folder, calls them, and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hardmine.core.errors import HardmineError
+from hardmine.core.io import atomic_path, load_array, write_csv, write_json, write_parquet_if_available
+from hardmine.core.metrics import binary_metrics, softmax
+from hardmine.core.mining import MiningConfig
+from hardmine.engine import distributed
+from hardmine.engine.inference import Callback
+from hardmine.engine.runtime import Engine
+from hardmine.record.config import ScoringConfig, TrainConfig
+from hardmine.record.record import AUDIT_FILE, Manifest, Run, RunFolder
+
+
+def train_round(
+    run: Run,
+    r: int,
+    *,
+    sample_weights: np.ndarray | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
+    train_config: TrainConfig | None = None,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Train round ``r`` into ``round-RRR/`` and evaluate it on validation.
+
+    ``train_config`` overrides the run's training options for this round (a
+    mining round fine-tunes with fewer epochs). Returns the validation metrics
+    (threshold tuned by the run's rule, plus ``best_epoch``), also written to
+    ``round-RRR/metrics.json``.
+    """
+    from hardmine.engine.train import fit
+
+    config = train_config or run.config.train
+    engine = Engine(run.config.train)
+    model = engine.load_model(init_checkpoint) if init_checkpoint else engine.build_model()
+    result = fit(model, engine.dataset(run.part("train"), train=True), engine.dataset(run.part("val")), config,
+                 run.round_dir(r), sample_weights=sample_weights, callback=callback)  # fmt: skip
+    return evaluate(run, r, "val", callback=callback, extra={"best_epoch": result.best_epoch})
+
+
+def refit_head_round(
+    run: Run,
+    r: int,
+    *,
+    backbone_round: int = 0,
+    sample_weights: np.ndarray | None = None,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Round ``r`` = round ``backbone_round``'s backbone with a refitted last layer (``head`` strategy).
+
+    The raw embeddings of the training and validation splits are computed once
+    per backbone and cached (``features_<split>.npy``); the head is an L2
+    logistic regression on them weighted by ``sample_weights`` (the curriculum),
+    its strength chosen on validation by the run's ``select_by``
+    (:func:`hardmine.core.head.fit_head`). Writes ``round-RRR/model.pt`` and
+    evaluates it on validation like a trained round.
+    """
+    import torch
+
+    from hardmine.core.head import fit_head
+    from hardmine.record.record import selection_value
+
+    cfg = run.config
+    engine = Engine(cfg.train)
+    model = engine.load_model(run.model_path(backbone_round))
+    train_x, val_x = (_features(run, engine, model, backbone_round, name, callback) for name in ("train", "val"))
+
+    def objective(labels: np.ndarray, prob: np.ndarray) -> float:
+        metrics = binary_metrics(labels, prob, cfg.threshold.choose(labels, prob))
+        return selection_value(metrics, cfg.rounds.select_by, cfg.threshold)
+
+    head = fit_head(train_x, run.part("train")["label"].to_numpy(), val_x, run.part("val")["label"].to_numpy(),
+                    objective, sample_weight=sample_weights)  # fmt: skip
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(head.weight, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(head.bias, dtype=model.head.bias.dtype))
+    if distributed.is_main():
+        with atomic_path(run.round_dir(r) / "model.pt", ".pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+    distributed.barrier()
+    return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C})
+
+
+def _features(run: Run, engine: Engine, model, r: int, split: str, callback: Callback | None) -> np.ndarray:
+    """Raw embeddings of ``split`` under round ``r``'s model, cached in its round folder."""
+    path = run.features_path(r, split)
+    if path.exists():
+        try:
+            return load_array(path)
+        except HardmineError:
+            path.unlink()  # a damaged cache is recomputed
+    _, emb = engine.predict(model, run.part(split), callback=callback)
+    if distributed.is_main():
+        with atomic_path(path, ".npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, emb.astype(np.float32))
+    distributed.barrier()
+    return emb
+
+
+def evaluate(
+    run: Run,
+    r: int,
+    split: str = "val",
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    ci: bool = False,
+    plots: bool = False,
+    callback: Callback | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Metrics of round ``r``'s model on ``split``.
+
+    On ``val`` the threshold is tuned by the run's rule and saved in
+    ``round-RRR/metrics.json``; on ``test`` that saved threshold is used (never
+    tuned on test) and the result goes to ``round-RRR/metrics_test.json``.
+    Per-sample probabilities go to ``round-RRR/preds_<split>.csv``.
+    With ``plots``, ROC, PR and confusion-matrix PNGs are written beside them.
+    """
+    if split not in ("val", "test"):
+        raise HardmineError(f"split {split!r} is not valid; expected val or test")
+    out = run.round_dir(r)
+    checkpoint = Path(checkpoint) if checkpoint else run.model_path(r)
+    if not checkpoint.exists():
+        raise HardmineError(f"checkpoint {checkpoint} not found")
+    engine = Engine(run.config.train)
+    part = run.part(split)
+    logits, _ = engine.predict(engine.load_model(checkpoint), part, callback=callback)
+    prob = softmax(logits)[:, 1]
+    labels = part["label"].to_numpy()
+    threshold = run.config.threshold.choose(labels, prob) if split == "val" else run.threshold(r)
+    metrics = binary_metrics(labels, prob, threshold, ci=ci)
+    metrics["threshold_rule"] = run.config.threshold.rule
+    metrics.update(extra or {})
+    if distributed.is_main():
+        write_csv(run.preds_path(r, split), pd.DataFrame({"id": part["id"], "label": labels, "prob_pos": prob}))
+        write_json(run.metrics_path(r, split), metrics)
+        if plots:
+            from hardmine.views.plots import evaluation_plots
+
+            names = run.class_names()
+            evaluation_plots(labels, prob, threshold, out, split, class_names=(names[0], names[1]))
+        Manifest(run.root).refresh()
+    distributed.barrier()
+    return metrics
+
+
+def metrics_on_test(run: Run, r: int, *, callback: Callback | None = None) -> dict[str, Any]:
+    """Round ``r``'s test metrics: the saved ones when ``metrics_test.json`` and ``preds_test.csv`` were
+    written after its model, else :func:`evaluate` on test (which writes both)."""
+    from hardmine.core.io import read_json
+
+    saved = [run.metrics_path(r, "test"), run.preds_path(r, "test")]
+    model_time = run.model_path(r).stat().st_mtime_ns
+    if all(p.exists() and p.stat().st_mtime_ns >= model_time for p in saved):
+        return read_json(saved[0])
+    return evaluate(run, r, "test", callback=callback)
+
+
+def score_round(
+    run: Run,
+    r: int,
+    scoring: ScoringConfig | None = None,
+    *,
+    audit: bool = False,
+    callback: Callback | None = None,
+) -> dict[str, Any]:
+    """Score the training split with round ``r``'s model.
+
+    Writes ``round-RRR/scores.csv`` (training rows in split order; the score
+    columns, plus ``confidence, variability, forgetting, dynamics`` from the
+    recorded training dynamics, ``prob_pos_oof`` when networks are trained out of
+    fold (``--scores oof`` or ``--triage networks``), and the label-suspicion evidence)
+    and ``round-RRR/embeddings.npy`` (same row order, L2-normalised). With
+    ``audit``, also :func:`audit_split`. Returns a summary (rows, embedding
+    width, source, audit pair count).
+    """
+    from hardmine.engine.scoring import dynamics_scores, out_of_fold_logits, score_table
+
+    scoring = scoring or run.config.scoring
+    scoring.validate()
+    out = run.round_dir(r)
+    cfg = run.config.train
+    engine = Engine(cfg)
+    model = engine.load_model(run.model_path(r))
+    threshold = run.threshold(r)
+    train_part = run.part("train")
+    labels = train_part["label"].to_numpy()
+    table, emb, center = engine.score(model, train_part, threshold=threshold, tta=scoring.tta,
+                                      embedding_dtype=scoring.embedding_dtype, callback=callback,
+                                      embeddings_path=run.embeddings_path(r))  # fmt: skip
+    dynamics_path = out / "dynamics.npz"
+    if dynamics_path.exists():
+        with np.load(dynamics_path, allow_pickle=False) as data:
+            if data["loss"].shape[1] == len(table):
+                table = pd.concat([table, dynamics_scores(data["loss"], data["p_true"])], axis=1)
+    oof_prob = None
+    if scoring.trains_networks():
+        fold_config = replace(cfg, epochs=scoring.oof_epochs or cfg.epochs)
+        # The fold networks depend on the split and round 0's recipe, not on the round: every round reuses round 0's.
+        logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, run.round_dir(0) / "oof",
+                                    seed=cfg.seed, callback=callback)  # fmt: skip
+        oof_prob = score_table(train_part["id"], labels, logits, threshold)["prob_pos"].to_numpy()
+    if run.config.mining.quarantine == "suspicion":
+        from hardmine.core.suspicion import at_prior, gather_evidence
+
+        confidence = table["confidence"].to_numpy() if "confidence" in table else None
+        balanced_oof = None
+        if oof_prob is not None:  # the evidence is class-balanced: fold networks' odds at a 50:50 prior
+            balanced_oof = at_prior(oof_prob, cfg.probability_prior(float(np.mean(labels))), 0.5)
+        evidence = distributed.on_main(lambda: gather_evidence(
+            labels, train_part["group"].to_numpy(), np.asarray(emb), confidence=confidence,
+            k=run.config.mining.k, seed=cfg.seed, oof_prob=balanced_oof))  # fmt: skip
+        table = table.assign(**evidence.columns())
+    if oof_prob is not None:
+        table["prob_pos_oof"] = oof_prob
+    table["path"] = train_part["path"].to_numpy()  # so pandas and FiftyOne users can open the images directly
+    if distributed.is_main():
+        write_csv(run.scores_path(r), table)
+        write_parquet_if_available(run.scores_path(r).with_suffix(".parquet"), table)
+    summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
+    if audit:
+        summary["audit_pairs"] = audit_split(run, engine, model, emb, center, scoring.audit_sim)
+    if distributed.is_main():
+        Manifest(run.root).refresh()
+    distributed.barrier()
+    return summary
+
+
+def audit_split(run: Run, engine: Engine, model, train_embeddings: np.ndarray, center: np.ndarray,
+                min_sim: float) -> int:
+    """List image pairs across splits at least ``min_sim`` similar in ``RUN/split_audit.csv``.
+
+    Val and test are embedded with ``model`` in the training set's space
+    (centred on ``center``). Returns the number of pairs.
+    """
+    from hardmine.core.index import near_duplicate_pairs
+
+    parts, ids, embs = [], [], []
+    for name in ("train", "val", "test"):
+        part = run.part(name)
+        if name == "train":
+            part_emb = train_embeddings
+        else:
+            _, part_emb, _ = engine.score(model, part, center=center)
+        parts.append(np.full(len(part), name, dtype=object))
+        ids.append(part["id"].to_numpy())
+        embs.append(np.asarray(part_emb, dtype=np.float32))
+
+    def write_pairs() -> int:
+        pairs = near_duplicate_pairs(np.concatenate(embs), np.concatenate(ids), np.concatenate(parts), min_sim)
+        write_csv(run.root / AUDIT_FILE, pairs)
+        return len(pairs)
+
+    return distributed.on_main(write_pairs)
+
+
+def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str | None = None) -> dict[str, Any]:
+    """Mine round ``r``'s scores: writes ``mined.csv``, ``weights.csv`` and ``mining.json``.
+
+    The weights are the curriculum for training round ``r + 1``; they are
+    smoothed with round ``r - 1``'s weights and "persistent" triage looks at
+    the seeds of earlier rounds. Under torchrun, rank 0 mines (faiss) and the
+    others receive the summary.
+    """
+    mining = mining or run.config.mining
+    mining.validate()
+    return distributed.on_main(lambda: _mine_round(run, r, mining, source or run.config.scoring.source))
+
+
+def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str, Any]:
+    from hardmine.core.mining import mine
+    from hardmine.engine.scoring import mining_inputs
+
+    scores = run.scores(r)
+    emb = run.embeddings(r)
+    train_part = run.part("train")
+    ids = train_part["id"]
+    if len(scores) != len(emb) or len(scores) != len(train_part) or (scores["id"].to_numpy() != ids.to_numpy()).any():
+        raise HardmineError(
+            f"{run.scores_path(r)} ({len(scores)} rows) does not match embeddings ({len(emb)}) "
+            f"or the training split ({len(train_part)})"
+        )
+    from hardmine.core.suspicion import Evidence
+
+    prob, dynamics = mining_inputs(scores, source)
+    masks = [m for m in (run.seed_mask(q, ids) for q in range(r)) if m is not None]
+    threshold = run.threshold(r)
+    result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, groups=train_part["group"].to_numpy(),
+                  triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
+                  previous_weights=run.weights(r - 1, ids) if r > 0 else None,
+                  evidence=Evidence.from_columns(scores), trusted=mining.trusted_mask(train_part))  # fmt: skip
+    mined = result.frame(ids.to_numpy())
+    mined["path"] = mined["id"].map(dict(zip(ids, train_part["path"], strict=True)))
+    write_csv(run.mined_path(r), mined)
+    write_parquet_if_available(run.mined_path(r).with_suffix(".parquet"),
+                               mined.assign(reasons=mined["reasons"].str.split("|")))  # fmt: skip
+    write_csv(run.weights_path(r), pd.DataFrame({"id": ids, "weight": result.weights}))
+    summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
+    write_json(run.mining_path(r), summary)
+    Manifest(run.root).refresh()
+    return summary
+
+
+def predict_images(
+    folder: RunFolder, paths: list[str], r: int | str | None = None, *, device: str | None = None,
+    callback: Callback | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Probabilities and decisions of round ``r``'s model for image files; by default of the model
+    the run hands back (the best round, or the budget reference when no round beat it), with
+    ``r="reference"`` of the budget reference.
+
+    Reads the run without locking it (a run may go on training meanwhile).
+    Returns one row per path: ``path, prob_pos`` (P(positive), higher = more
+    likely positive), ``prediction`` (class name at the model's validation-tuned
+    threshold), ``threshold, round`` (a number, or ``reference``).
+    """
+    if r == "reference":
+        source, r = folder.reference(), 0
+        if source is None:
+            raise HardmineError(f"{folder.root} has no budget reference (only rounds that train epochs, "
+                                "--strategy finetune or retrain, have one); use --round best or a number")  # fmt: skip
+    else:
+        source, r = folder.returned() if r is None else (folder, r)
+    label = "reference" if source is not folder else r
+    folder = source
+    config = folder.run_config()
+    threshold = folder.threshold(r)
+    engine = Engine(config.train, device)
+    logits, _ = engine.predict(engine.load_model(folder.model_path(r)), pd.DataFrame({"path": paths, "label": 0}),
+                               callback=callback)  # fmt: skip
+    prob = softmax(logits)[:, 1]
+    names = folder.class_names()
+    return pd.DataFrame({"path": paths, "prob_pos": prob,
+                         "prediction": np.where(prob >= threshold, names[1], names[0]),
+                         "threshold": threshold, "round": label})  # fmt: skip

@@ -1,0 +1,322 @@
+"""Static HTML galleries (and PNG contact sheets) of what a round mined and why.
+
+``build_gallery(run_dir, r)`` writes ``RUN/round-RRR/gallery/index.html``: one
+page, no server, no network, usable from ``file://``. Thumbnails are written
+beside it (``thumbs/``) or inlined as data URIs. Card data travels as a JSON
+block that the page's own script renders with ``textContent`` (never
+``innerHTML``), so every string from data is inert; the few strings placed in
+HTML directly are escaped.
+
+``serve_run(run_dir)`` serves a run's folder on 127.0.0.1 (``hardmine gallery --serve``):
+the page is the same, but the browser keeps the review decisions reliably, which
+Chromium does not do for every reload of a ``file://`` page.
+
+Sections mirror ``mined.csv``: missed positives and false alarms (seeds
+misclassified at the round's threshold), low-margin seeds, neighbour
+expansions (one strip per seed), quarantined suspected label errors, plus the
+persistently hard (a seed in every round so far). No torch here.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import webbrowser
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hardmine.core.errors import HardmineError
+from hardmine.core.io import write_bytes
+from hardmine.record.record import MINED_FILE, RunFolder
+
+THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
+META_COLUMNS = ("dx_type", "localization", "age", "sex")
+SECTIONS = (
+    ("fn", "Missed positives (false negatives)"),
+    ("fp", "False alarms (false positives)"),
+    ("low-margin", "Low margin (near the threshold)"),
+    ("neighbour", "Neighbour expansions"),
+    ("quarantined", "Quarantined: suspected label errors"),
+    ("persistent", "Persistently hard (a seed in every round so far)"),
+)
+_NEIGHBOUR_REASON = re.compile(r"neighbour-of:(?P<seed>.+)@(?P<sim>-?[0-9.]+)$")
+
+
+def section_of(row: pd.Series) -> str:
+    """The gallery section of one ``mined.csv`` row."""
+    if row["role"] == "quarantined":
+        return "quarantined"
+    if row["role"] == "neighbour":
+        return "neighbour"
+    if "misclassified" in str(row["reasons"]).split("|"):
+        return "fn" if int(row["label"]) == 1 else "fp"
+    return "low-margin"
+
+
+def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Card records for round ``r`` (one per mined row, plus persistent ones) and page facts."""
+    folder = RunFolder(run_dir)
+    mined = folder.mined(r)
+    scores = folder.scores(r).set_index("id")
+    threshold = folder.threshold(r)
+    table = folder.samples().set_index("id")
+    history = _score_history(folder, r)
+    names = folder.class_names()
+    cards = []
+    for row in mined.itertuples(index=False):
+        section = section_of(pd.Series(row._asdict()))
+        seed_of, sim = "", None
+        if section == "neighbour":
+            match = _NEIGHBOUR_REASON.match(str(row.reasons).split("|")[0])
+            if match:
+                seed_of, sim = match["seed"], float(match["sim"])
+        cards.append(_card(row.id, section, row.role, row.reasons, row.hardness, row.weight, seed_of, sim,
+                           table, scores, history, names))  # fmt: skip
+    persistent = _persistent_ids(folder, r)
+    hardness = dict(zip(mined["id"], mined["hardness"], strict=True))
+    weight = dict(zip(mined["id"], mined["weight"], strict=True))
+    for sample_id in persistent:
+        cards.append(_card(sample_id, "persistent", "seed", f"seed in rounds 0-{r}", hardness.get(sample_id, 0.0),
+                           weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
+    facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name,
+             "best_round": _best_round(folder), "rounds": folder.rounds_with(MINED_FILE)}  # fmt: skip
+    return cards, facts
+
+
+def _best_round(folder: RunFolder) -> int | None:
+    """The best round on validation as the report chose it (None before a report exists)."""
+    try:
+        return int(folder.report()["best_round"])
+    except HardmineError:
+        return None
+
+
+def default_round(folder: RunFolder) -> int:
+    """The round a gallery opens on: the best on validation when it was mined, else the latest mined."""
+    best = _best_round(folder)
+    return best if best is not None and best in folder.rounds_with(MINED_FILE) else folder.latest_round(
+        None, needs=MINED_FILE)  # fmt: skip
+
+
+def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, table, scores, history, names) -> dict:
+    meta = table.loc[sample_id] if sample_id in table.index else None
+    score = scores.loc[sample_id] if sample_id in scores.index else None
+    label = int(meta["label"]) if meta is not None else int(score["label"])
+    prob = float(score["prob_pos"]) if score is not None else float("nan")
+    pred = int(score["pred"]) if score is not None else -1
+    return {
+        "id": str(sample_id),
+        "section": section,
+        "role": role,
+        "reasons": str(reasons),
+        "group": str(meta["group"]) if meta is not None else "",
+        "label": names[label],
+        "label01": label,
+        "pred": names.get(pred, "?"),
+        "prob_pos": _num(prob),
+        "loss": _num(score["loss"]) if score is not None else None,
+        "margin": _num(score["logit_margin"]) if score is not None else None,
+        "hardness": _num(hardness),
+        "suspicion": _num(score["suspicion"]) if score is not None and "suspicion" in score else None,
+        "weight": _num(weight),
+        "seed_of": seed_of,
+        "sim": _num(sim) if sim is not None else None,
+        "history": [_num(v) for v in history.get(str(sample_id), [])],
+        # how the diagnosis was made (HAM10000: histo, follow_up, consensus, confocal) and where
+        "meta": {k: str(meta[k]) for k in META_COLUMNS if meta is not None and k in meta and pd.notna(meta[k])},
+        "path": str(meta["path"]) if meta is not None else "",
+    }
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return None if not np.isfinite(value) else round(value, 4)
+
+
+def _score_history(folder: RunFolder, r: int) -> dict[str, list[float]]:
+    """P(positive) of each training sample in rounds 0..r (NaN where not scored)."""
+    history: dict[str, list[float]] = {}
+    for q in range(r + 1):
+        if not folder.scores_path(q).exists():
+            continue
+        frame = folder.scores(q)
+        for sample_id, prob in zip(frame["id"], frame["prob_pos"], strict=True):
+            history.setdefault(sample_id, [float("nan")] * q).append(float(prob))
+        for values in history.values():
+            values.extend([float("nan")] * (q + 1 - len(values)))
+    return history
+
+
+def _persistent_ids(folder: RunFolder, r: int) -> list[str]:
+    """Seeds of every round 0..r (empty before two rounds exist)."""
+    if r < 1 or any(not folder.mined_path(q).exists() for q in range(r + 1)):
+        return []
+    seeds = None
+    for q in range(r + 1):
+        mined = folder.mined(q)
+        ids = set(mined.loc[mined["role"] == "seed", "id"])
+        seeds = ids if seeds is None else seeds & ids
+    return sorted(seeds or [])
+
+
+def _thumbnail(path: str, size: int = THUMB_SIZE) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.draft("RGB", (size, size))
+        img = img.convert("RGB")
+        img.thumbnail((size, size))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def build_gallery(
+    run_dir: str | os.PathLike,
+    r: int | None = None,
+    inline: bool = False,
+    png: bool = False,
+    top_n: int = 48,
+    open_browser: bool = False,
+) -> Path:
+    """Write ``round-RRR/gallery/index.html`` (and ``hardest.png`` with ``png``); return the page path.
+
+    ``r`` defaults to the best round on validation (the latest mined round before a report exists).
+    """
+    if top_n < 1:
+        raise HardmineError(f"--top-n {top_n} is not valid; expected 1 or more seeds on the contact sheet")
+    folder = RunFolder(run_dir)
+    r = default_round(folder) if r is None else r
+    if not folder.mined_path(r).exists():
+        raise HardmineError(f"{folder.mined_path(r)} not found: round {r} was not mined; mined rounds: "
+                            f"{', '.join(map(str, folder.rounds_with(MINED_FILE))) or 'none'}")  # fmt: skip
+    cards, facts = gallery_cards(folder.root, r)
+    built = [q for q in facts["rounds"] if folder.gallery_path(q).exists()]
+    facts["galleries"] = sorted({r, *built})  # the page links only to galleries that exist
+    paths = {card["id"]: card["path"] for card in cards}
+    out = folder.gallery_path(r).parent
+    thumbs = out / "thumbs"
+    thumbs.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
+    for number, card in enumerate(cards):
+        path = card.pop("path")
+        if not path:
+            card["src"] = ""
+            continue
+        if path not in written:
+            data = _thumbnail(path)
+            if inline:
+                written[path] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+            else:
+                name = f"thumbs/{number:06d}.jpg"
+                write_bytes(out / name, data)
+                written[path] = name
+        card["src"] = written[path]
+    page = render_page(cards, facts)
+    index = write_bytes(folder.gallery_path(r), page.encode())
+    if png:
+        contact_sheet(cards, paths, r, out / "hardest.png", top_n)
+    if open_browser:
+        webbrowser.open(index.resolve().as_uri())
+    return index
+
+
+class _RunFolderHandler(SimpleHTTPRequestHandler):
+    """Files under the run folder only: no directory listings, no request log on the console."""
+
+    def list_directory(self, path):
+        self.send_error(404, "no listing")
+        return None
+
+    def log_message(self, format, *args):  # noqa: A002 - the standard library's signature
+        pass
+
+
+def serve_run(run_dir: str | os.PathLike, port: int = 0) -> ThreadingHTTPServer:
+    """An http server for ``run_dir``'s galleries on 127.0.0.1, not yet serving.
+
+    Call ``serve_forever()`` on it (``shutdown()`` from another thread stops it).
+    ``port`` 0 takes any free port; the bound one is ``server.server_address[1]``.
+    Only the loopback interface is bound, and the standard handler keeps requests
+    inside the folder (``..`` is normalised away).
+    """
+    if not 0 <= port <= 65535:
+        raise HardmineError(f"--port {port} is not valid; expected 0 (any free port) to 65535")
+    root = RunFolder(run_dir).root
+    handler = partial(_RunFolderHandler, directory=str(root))
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise HardmineError(f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                            "choose another --port, or 0 for any free port") from None  # fmt: skip
+
+
+def served_url(server: ThreadingHTTPServer, run_dir: str | os.PathLike, page: Path) -> str:
+    """The http address of ``page`` (a file inside ``run_dir``) on ``server``."""
+    relative = Path(page).resolve().relative_to(RunFolder(run_dir).root.resolve())
+    return f"http://127.0.0.1:{server.server_address[1]}/{relative.as_posix()}"
+
+
+def contact_sheet(cards: list[dict], paths: dict[str, str], r: int, out_path: Path, top_n: int = 48) -> Path:
+    """PNG grid of the top-N hardest seeds (``paths``: id -> image file), titled with true
+    label, P(positive) and loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hardmine.core.io import atomic_path
+
+    seeds = [c for c in cards if c["role"] == "seed" and c["section"] != "persistent"]
+    seeds = sorted(seeds, key=lambda c: -(c["loss"] or 0))[:top_n]
+    cols = 8
+    rows = max(1, -(-len(seeds) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0, rows * 2.3), squeeze=False)
+    from PIL import Image
+
+    for ax, card in zip(axes.ravel(), seeds + [None] * (rows * cols - len(seeds)), strict=True):
+        ax.axis("off")
+        if card is None:
+            continue
+        with Image.open(paths[card["id"]]) as img:
+            ax.imshow(img.convert("RGB"))
+        ax.set_title(f"{card['id']}\ntrue {card['label']} | P(pos) {card['prob_pos']:.2f}\nloss {card['loss']:.2f}",
+                     fontsize=7)  # fmt: skip
+    fig.suptitle(f"round {r}: hardest {len(seeds)} seeds by loss (P(pos) = probability of the positive class)")
+    with atomic_path(out_path, ".png") as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return out_path
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON safe to embed in a <script> block: no '</script>' or '<!--' can close it."""
+    text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
+    """The page: a jinja2 template with autoescape on; card data as a script-safe JSON block."""
+    from hardmine.views.templates import render
+
+    counts = {key: sum(c["section"] == key for c in cards) for key, _ in SECTIONS}
+    return render(
+        "gallery.html",
+        facts=facts, sections=SECTIONS, counts=counts, short={k: n.split(" (")[0].split(":")[0] for k, n in SECTIONS},
+        data=_script_json({"cards": cards, "facts": facts}),
+    )
+
+
+def _script_json(obj: Any):
+    """:func:`_json_for_script` marked safe for the template (it cannot close the script block)."""
+    from markupsafe import Markup
+
+    return Markup(_json_for_script(obj))

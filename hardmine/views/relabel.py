@@ -1,0 +1,104 @@
+"""Apply review decisions from the gallery to a new manifest; the user's metadata is never rewritten.
+
+The gallery's "download decisions" button writes ``decisions.csv``::
+
+    image_id,current_label,decision,new_label
+    ISIC_0024306,nv,relabel,mel
+    ISIC_0024999,mel,exclude,
+
+:func:`apply_decisions` validates it against the run's sample table and writes
+a manifest CSV (``path,label,group`` and the metadata columns, paths relative to
+the manifest) inside the data root, so the next run reads it with
+``--data MANIFEST`` and trains on the corrected labels. ``relabelled_from``
+records each change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from hardmine.core.errors import DataError
+from hardmine.core.io import write_csv
+from hardmine.record.record import RunFolder
+
+DECISIONS = ("relabel", "exclude", "keep")
+
+
+def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFrame:
+    """The decisions of ``path`` checked against ``samples`` (the run's sample table).
+
+    Returns ``image_id, decision, new_label`` (``keep`` rows dropped). Raises
+    :class:`DataError` naming the row for unknown ids, decisions or labels.
+    """
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a malformed file
+        raise DataError(f"cannot read decisions {path}: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("image_id", "decision") if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected image_id, decision, new_label")
+    if "new_label" not in frame:
+        frame["new_label"] = ""
+    frame["decision"] = frame["decision"].str.strip().str.lower()
+    frame["new_label"] = frame["new_label"].str.strip()
+    known_ids, classes = set(samples["id"]), sorted(set(samples["class_name"]))
+    rows = zip(frame["image_id"], frame["decision"], frame["new_label"], strict=True)
+    for row, (image_id, decision, new_label) in enumerate(rows, start=2):  # row 1 is the header
+        if image_id not in known_ids:
+            raise DataError(f"{path} row {row}: image_id {image_id!r} is not in the run's data")
+        if decision not in DECISIONS:
+            raise DataError(f"{path} row {row}: decision {decision!r} is not valid; expected {', '.join(DECISIONS)}")
+        if decision == "relabel" and new_label not in classes:
+            raise DataError(f"{path} row {row}: new_label {new_label!r} is not a class of the run; expected one of "
+                            f"{', '.join(classes)}")  # fmt: skip
+    dup = frame["image_id"][frame["image_id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{path}: image_id {dup.iloc[0]!r} has more than one decision")
+    return frame.loc[frame["decision"] != "keep", ["image_id", "decision", "new_label"]].reset_index(drop=True)
+
+
+def apply_decisions(
+    run_dir: str | os.PathLike, decisions: str | os.PathLike, out: str | os.PathLike | None = None
+) -> tuple[Path, dict[str, int]]:
+    """Write the run's samples with ``decisions`` applied as a manifest CSV; return its path and counts.
+
+    ``out`` defaults to ``DATA_ROOT/relabelled-<run name>.csv``; it must lie in the
+    data root (manifest paths may not leave their folder). Counts: ``relabelled``,
+    ``excluded``, ``rows`` written.
+    """
+    folder = RunFolder(run_dir)
+    samples = folder.samples()
+    chosen = read_decisions(decisions, samples)
+    data = Path(folder.run_config().data.data)
+    root = (data if data.is_dir() else data.parent).resolve()
+    out_path = Path(out) if out is not None else root / f"relabelled-{folder.root.name}.csv"
+    if not out_path.resolve().parent.is_relative_to(root):
+        raise DataError(f"--out {out_path} must be inside the data root {root} (manifest paths may not leave it)")
+    new_label = dict(zip(chosen.loc[chosen["decision"] == "relabel", "image_id"],
+                         chosen.loc[chosen["decision"] == "relabel", "new_label"], strict=True))  # fmt: skip
+    excluded = set(chosen.loc[chosen["decision"] == "exclude", "image_id"])
+    kept = samples[~samples["id"].isin(excluded)].reset_index(drop=True)
+    base = out_path.resolve().parent
+    manifest = pd.DataFrame({
+        "path": [Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p in kept["path"]],
+        "label": [new_label.get(i, c) for i, c in zip(kept["id"], kept["class_name"], strict=True)],
+        "group": kept["group"],
+        "relabelled_from": [kept["class_name"][k] if i in new_label else "" for k, i in enumerate(kept["id"])],
+    })  # fmt: skip
+    extra = [c for c in kept.columns if c not in ("id", "path", "label", "group", "class_name", *manifest.columns)]
+    for column in extra:
+        manifest[column] = kept[column].to_numpy()
+    write_csv(out_path, manifest)
+    counts = {"relabelled": len(new_label), "excluded": len(excluded), "rows": len(manifest)}
+    return out_path, counts
+
+
+def next_round_command(run_dir: str | os.PathLike, manifest: str | os.PathLike) -> str:
+    """The ``hardmine round`` command that trains on ``manifest`` with the run's class mapping."""
+    classes = RunFolder(run_dir).config_dict().get("classes") or {}
+    task = "".join(f" --{side} {','.join(names)}" for side, names in classes.items() if names)
+    return f"hardmine round --data {manifest}{task} --out NEW_RUN ..."

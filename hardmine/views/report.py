@@ -1,0 +1,189 @@
+"""The run report: per-round rows, PNG plots and a self-contained ``report.html``.
+
+Reads the files a run wrote (``report.json``, ``preds_*.csv``); no torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from hardmine.core.io import write_bytes
+from hardmine.record.record import REPORT_HTML, RunFolder
+from hardmine.strategies import get_strategy
+
+COMPARED = ("sens_at_spec90", "auprc", "auroc")
+
+ROUND_COLUMNS = ("round", "auroc", "auprc", "sens_at_spec90", "sensitivity", "specificity", "threshold",
+                 "seeds", "neighbours", "quarantined", "eff_class_ratio", "init", "worse")  # fmt: skip
+
+
+def round_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per round: validation metrics and the mining that fed the round."""
+    rows = []
+    for row in report["rounds"]:
+        val, mining = row["val"], row.get("mining") or {}
+        rows.append(
+            {
+                "round": row["round"],
+                **{
+                    k: val.get(k)
+                    for k in ("auroc", "auprc", "sens_at_spec90", "sensitivity", "specificity", "threshold")
+                },
+                "seeds": mining.get("n_seeds"),
+                "neighbours": mining.get("n_neighbours"),
+                "quarantined": mining.get("n_quarantined"),
+                "eff_class_ratio": mining.get("effective_class_ratio"),
+                "init": _init_text(row),
+                "worse": row.get("worse", False),
+            }
+        )
+    return rows
+
+
+def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> dict[str, dict[str, Any]]:
+    """Best round minus round 0 on the test split, per metric of ``COMPARED``, with a 95% bootstrap
+    over test lesions: ``{metric: {difference, low, high, verdict}}`` (empty when a prediction file is missing)."""
+    from hardmine.core.paired import METRICS, paired_difference
+
+    paths = [folder.preds_path(r, "test") for r in (best, 0)]
+    if not all(p.exists() for p in paths):
+        return {}
+    best_preds, first = (pd.read_csv(p, dtype={"id": str}) for p in paths)
+    groups = folder.samples().set_index("id").loc[first["id"], "group"].to_numpy()
+    labels = first["label"].to_numpy()
+    out = {}
+    for metric in COMPARED:
+        result = paired_difference(labels, groups, best_preds["prob_pos"].to_numpy()[None],
+                                   first["prob_pos"].to_numpy()[None], METRICS[metric], n_boot=n_boot)  # fmt: skip
+        out[metric] = {"difference": result.estimate, "low": result.low, "high": result.high,
+                       "verdict": result.verdict}  # fmt: skip
+    return out
+
+
+class EvaluatedModel(NamedTuple):
+    """A model a report has test metrics of: round ``round`` of the run, or of its budget reference."""
+
+    name: str
+    in_reference: bool
+    round: int
+    metrics: dict[str, Any]
+    returned: bool
+
+
+def evaluated_models(report: dict[str, Any]) -> list[EvaluatedModel]:
+    """Round 0, the best round (when not round 0) and the budget reference (when trained), in that order."""
+    best, reference = report["best_round"], report.get("reference")
+    returned = report.get("returned", "round")
+    models = [EvaluatedModel("round 0", False, 0, report["test_round0"], best == 0 and returned == "round")]
+    if best != 0:
+        models.append(EvaluatedModel(f"best (round {best})", False, best, report.get("test_best_round", report["test"]),
+                                  returned == "round"))  # fmt: skip
+    if reference:
+        models.append(EvaluatedModel(f"reference ({reference['epochs']} epochs)", True, 0, reference["test"],
+                                  returned == "reference"))  # fmt: skip
+    return models
+
+
+def columns_on_test(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Test metrics by column name, one column per :func:`evaluated_models`; the one handed back is marked."""
+    return {m.name + (" (returned)" if m.returned else ""): m.metrics for m in evaluated_models(report)}
+
+
+def verdict_sentence(report: dict[str, Any]) -> str:
+    """One plain sentence on what mining bought on test (from ``report.json``)."""
+    best, select_by = report["best_round"], report["select_by"]
+    reference = report.get("reference")
+    if reference and report.get("returned") == "reference":
+        best_val = next(row["val"] for row in report["rounds"] if row["round"] == best)
+        values = ""
+        if select_by in best_val:
+            values = f": round {best} {_fmt(best_val[select_by])}, reference {_fmt(reference['val'][select_by])}"
+        return (f"No round beat the budget reference (round 0's recipe trained for all {reference['epochs']} "
+                f"epochs) on validation ({select_by}{values}), so the run hands back the reference: mining did "
+                "not help here.")  # fmt: skip
+    if reference:
+        return (f"Round {best} beat the budget reference ({reference['epochs']} epochs) on validation and is "
+                f"handed back. " + verdict_sentence({k: v for k, v in report.items() if k != "reference"}))
+    if best == 0:
+        return (f"No mining round beat round 0 on validation ({select_by}), so the run hands back round 0: "
+                "mining did not help here.")  # fmt: skip
+    diff = report.get("test_difference") or {}
+    if not diff:
+        return f"Round {best} was best on validation ({select_by})."
+    parts = ", ".join(f"{m} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for m, d in diff.items())
+    verdicts = {d["verdict"] for d in diff.values()}
+    if verdicts == {"level"}:
+        outcome = "level with round 0 within the 95% intervals: mining did not measurably help on test"
+    elif "worse" in verdicts and "better" not in verdicts:
+        outcome = "worse than round 0 on test: mining hurt here"
+    elif "better" in verdicts and "worse" not in verdicts:
+        outcome = "better than round 0 on test"
+    else:
+        outcome = "better than round 0 on some metrics and worse on others"
+    return f"Round {best} (best on validation) against round 0 on test: {parts}; {outcome}."
+
+
+def _init_text(row: dict[str, Any]) -> str:
+    """Where a round started: ``-`` (round 0), else as its strategy says (``rN``, ``scratch``, ``head rN``)."""
+    if row["round"] == 0:
+        return "-"
+    return get_strategy(row.get("strategy", "finetune")).init_text(row.get("init_round"))
+
+
+def write_html_report(run_dir: str | os.PathLike) -> Path:
+    """Plots and ``report.html`` (images inlined) for a finished run."""
+    from hardmine.views import plots
+
+    folder = RunFolder(run_dir)
+    root = folder.root
+    report = folder.report()
+    best = report["best_round"]
+    images = [plots.rounds_plot(report, root / "rounds.png")]
+    reference = folder.reference()
+    curves, returned = {}, None
+    for model in evaluated_models(report):
+        source = reference if model.in_reference else folder
+        path = source.preds_path(model.round, "test") if source is not None else None
+        if path is not None and path.exists():
+            preds = pd.read_csv(path)
+            curves[model.name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())
+            returned = curves[model.name] if model.returned else returned
+    if curves:
+        images += plots.curves_compare(curves, root, "test")
+    if returned is not None:
+        labels, prob = returned
+        images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / "scores_test.png"))
+    from hardmine.views.templates import render
+
+    names = folder.class_names()
+    t = report["test"]
+    columns = columns_on_test(report)
+    keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "pauc_sens80", "sensitivity", "specificity",
+            "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
+    page = render(
+        "report.html", filters={"cell": _fmt},
+        run=root.name, select_by=report["select_by"], best=best, verdict=verdict_sentence(report),
+        reference=report.get("reference"), returned=report.get("returned", "round"),
+        round_header=ROUND_COLUMNS, round_rows=[[row[c] for c in ROUND_COLUMNS] for row in round_rows(report)],
+        test_header=["metric", *columns], test_rows=[[k, *(c.get(k) for c in columns.values())] for k in keys],
+        confusion_header=[f"the returned model on test (threshold {t['threshold']:.3f})", f"called {names[1]}",
+                          f"called {names[0]}"],
+        confusion_rows=[[f"true {names[1]}", t["tp"], t["fn"]], [f"true {names[0]}", t["fp"], t["tn"]]],
+        figures=[(p.name, base64.b64encode(p.read_bytes()).decode()) for p in images],
+    )  # fmt: skip
+    return write_bytes(root / REPORT_HTML, page.encode())
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
