@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from hardmine.data.synth import generate_demo, round_planted_recovery
+from hardmine.data.synth import generate_demo
 from hardmine.record.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
 from hardmine.record.record import Run
 from hardmine.run.steps import mine_round, score_round, train_round
+from hardmine.views.planted import round_planted_recovery
 
 
 def planted_metrics(run: Run, source: str, planted: pd.DataFrame) -> dict:

@@ -49,9 +49,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from hardmine.core.mining import MiningConfig, mine
+from hardmine.core.scores import mining_inputs
 from hardmine.core.suspicion import Evidence, at_prior
 from hardmine.data.synth import generate_demo
-from hardmine.engine.scoring import mining_inputs
 from hardmine.record.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
 from hardmine.record.record import Run
 from hardmine.run.steps import score_round, train_round

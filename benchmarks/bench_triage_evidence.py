@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hardmine.core.evidence import gather_evidence
 from hardmine.core.mining import MiningConfig, mine
-from hardmine.core.suspicion import Evidence, gather_evidence
-from hardmine.engine.scoring import mining_inputs
+from hardmine.core.scores import mining_inputs
+from hardmine.core.suspicion import Evidence
 from hardmine.record.config import ScoringConfig
 from hardmine.record.record import Run
 from hardmine.run.steps import score_round
@@ -46,7 +47,7 @@ RULES = [(None, 0.55), (0.7, 0.55), (0.6, 0.45)]  # (quarantine at, seed below);
 
 def _with_oof(evidence: Evidence, oof_wrong: np.ndarray) -> Evidence:
     """The evidence with networks trained out of fold in place of the head (their evidence is the suspicion)."""
-    return Evidence(oof_wrong, evidence.neighbours, evidence.dynamics, evidence.neighbours_other,
+    return Evidence.of(oof_wrong, evidence.neighbours, evidence.dynamics, evidence.neighbours_other,
                     evidence.neighbours_seen, networks=True)  # fmt: skip
 
 
@@ -58,9 +59,9 @@ def variants(run: Run, scores: pd.DataFrame, labels, groups, emb) -> dict[str, E
     out = {
         "balanced": balanced,
         "prior": prior,
-        "mix": Evidence((balanced.oof + prior.oof) / 2, (balanced.neighbours + prior.neighbours) / 2,
+        "mix": Evidence.of((balanced.oof + prior.oof) / 2, (balanced.neighbours + prior.neighbours) / 2,
                         balanced.dynamics, balanced.neighbours_other, balanced.neighbours_seen),  # fmt: skip
-        "per class": Evidence(np.where(pos, prior.oof, balanced.oof), np.where(pos, prior.neighbours,
+        "per class": Evidence.of(np.where(pos, prior.oof, balanced.oof), np.where(pos, prior.neighbours,
                               balanced.neighbours), balanced.dynamics, balanced.neighbours_other,
                               balanced.neighbours_seen),  # fmt: skip
     }

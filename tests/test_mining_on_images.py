@@ -5,10 +5,11 @@ test of the suite (one 20-epoch training)."""
 
 import pandas as pd
 
-from hardmine.data.synth import generate_demo, round_planted_recovery
+from hardmine.data.synth import generate_demo
 from hardmine.record.config import DataConfig, RunConfig, TrainConfig
 from hardmine.record.record import Run
 from hardmine.run.steps import mine_round, score_round, train_round
+from hardmine.views.planted import round_planted_recovery
 
 
 def test_default_pipeline_mines_planted_hard_cases_and_quarantines_flips(tmp_path):

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from hardmine.cli import app
 from hardmine.core.index import normalise
+from hardmine.core.scores import SCORE_COLUMNS, dynamics_scores, score_table
 from hardmine.engine.runtime import Engine
-from hardmine.engine.scoring import SCORE_COLUMNS, dynamics_scores, score_table
 
 runner = CliRunner()
 

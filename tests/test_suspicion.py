@@ -6,9 +6,10 @@ import pytest
 from test_mining import planted_world
 
 from hardmine.core.errors import HardmineError
+from hardmine.core.evidence import gather_evidence, neighbour_prob
 from hardmine.core.index import normalise
 from hardmine.core.mining import MiningConfig, mine
-from hardmine.core.suspicion import Evidence, gather_evidence, neighbour_prob, suspects
+from hardmine.core.suspicion import Evidence, suspects
 
 
 def _circle(degrees):
@@ -30,12 +31,12 @@ def test_neighbour_probability_by_hand():
 
 
 def test_suspicion_score_and_rule_by_hand():
-    evidence = Evidence(oof=np.array([0.9, 0.9, 0.4, 0.7]), neighbours=np.array([0.8, 0.3, 0.9, 0.6]),
+    evidence = Evidence.of(oof=np.array([0.9, 0.9, 0.4, 0.7]), neighbours=np.array([0.8, 0.3, 0.9, 0.6]),
                         dynamics=np.array([0.7, 0.9, 0.9, 0.2]))  # fmt: skip
     assert evidence.score() == pytest.approx([0.8, 0.7, 2.2 / 3, 0.5])
     assert suspects(evidence, 0.7).tolist() == [True, True, True, False]
     assert suspects(evidence, 0.75).tolist() == [True, False, False, False]
-    assert Evidence(evidence.oof, evidence.neighbours).score() == pytest.approx([0.85, 0.6, 0.65, 0.65])
+    assert Evidence.of(evidence.oof, evidence.neighbours).score() == pytest.approx([0.85, 0.6, 0.65, 0.65])
     with pytest.raises(HardmineError, match="suspicion threshold 0"):
         suspects(evidence, 0)
 
@@ -104,13 +105,13 @@ def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior():
 
 
 def test_networks_evidence_is_the_suspicion_and_every_reading_bars_a_seed_by_hand():
-    evidence = Evidence(oof=np.array([0.9, 0.3, 0.85, 0.5]), neighbours=np.array([0.8, 0.9, 0.2, 0.5]),
+    evidence = Evidence.of(oof=np.array([0.9, 0.3, 0.85, 0.5]), neighbours=np.array([0.8, 0.9, 0.2, 0.5]),
                         dynamics=np.array([0.7, 0.9, 0.2, 0.5]), networks=True)  # fmt: skip
     assert evidence.score() == pytest.approx([0.9, 0.3, 0.85, 0.5])  # the fold networks' evidence alone
     assert evidence.mean() == pytest.approx([0.8, 0.7, 1.25 / 3, 0.5])
     assert evidence.doubt() == pytest.approx([0.9, 0.7, 0.85, 0.5])  # the larger reading
     assert suspects(evidence).tolist() == [True, False, True, False]  # networks' default: 0.8
-    head = Evidence(evidence.oof, evidence.neighbours, evidence.dynamics)
+    head = Evidence.of(evidence.oof, evidence.neighbours, evidence.dynamics)
     assert suspects(head).tolist() == [True, True, False, False]  # the head's default: 0.7 on the mean
     assert head.doubt() == pytest.approx(head.score())
     # the scores.csv columns say which evidence it was, and read back as the same evidence
@@ -135,7 +136,7 @@ def test_with_out_of_fold_networks_planted_flips_are_quarantined_and_doubt_never
     # a label the networks trust but the round's own evidence doubts is not upweighted: make the round's
     # neighbours and dynamics say "wrong" for every image the first pass upweighted
     doubted = np.where(upweighted, 1.0, 0.0)
-    contested = Evidence(evidence.oof, np.maximum(evidence.neighbours, doubted), doubted, networks=True)
+    contested = Evidence.of(evidence.oof, np.maximum(evidence.neighbours, doubted), doubted, networks=True)
     assert (contested.score() == evidence.score()).all() and (contested.doubt()[upweighted] >= 0.55).all()
     again = mine(labels, prob, emb, 0.5, MiningConfig(), groups=groups, evidence=contested)
     assert (again.quarantined == result.quarantined).all()

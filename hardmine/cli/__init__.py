@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -214,9 +213,7 @@ def mine_cmd(
 
     run = Run.open(run_dir)
     r = run.latest_round(round_)
-    costs = run.config.threshold
-    summary = mine_round(run, r, replace(config.mining, cost_fn=costs.cost_fn, cost_fp=costs.cost_fp),
-                         config.scoring.source)  # fmt: skip
+    summary = mine_round(run, r, config.mining, config.scoring.source)
     if summary["message"]:
         console.print(summary["message"])
     console.print(

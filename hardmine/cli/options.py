@@ -141,7 +141,8 @@ MINING = OptionGroup("mining", MiningConfig, _M, {
                                                panel=_M)),  # fmt: skip
     "seed_suspicion": (float, _opt(0.55, help="Never upweight an image whose label suspicion (or the mean "
                                    "of its evidence) reaches this.", panel=_M)),  # fmt: skip
-    "k": (int, _opt(10, help="Neighbours per seed.", panel=_M)),
+    "k": (int, _opt(10, help="Neighbours each seed spreads its weight to.", panel=_M)),
+    "triage_k": (int, _opt(10, help="Other-lesion neighbours in the label-suspicion vote.", panel=_M)),
     "min_sim": (float, _opt(0.5, help="Least cosine similarity for a neighbour.", panel=_M)),
     "expand": (Expand, _opt("same-label", help="Which neighbours of a seed are boosted.", panel=_M)),
     "alpha": (float, _opt(1.0, help="Weight boost of seeds (x hardness).", panel=_M)),
@@ -223,7 +224,6 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
                 values = {name: kwargs.pop(name) for name in group.options if name not in skip}
                 sections[group.section] = group.build(values)
             config = RunConfig(**sections)
-            config.mining.cost_fn, config.mining.cost_fp = config.threshold.cost_fn, config.threshold.cost_fp
             config.validate()
             return fn(**kwargs, config=config)
 

@@ -12,13 +12,11 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.io import atomic_path
 
 EXACT_MAX = 200_000
 CHUNK = 262_144  # rows converted and added at a time
@@ -192,25 +190,6 @@ class NeighbourIndex:
                 s, i = _rerank(q[start : start + batch_size], i, self._vectors, k)
             sims[start : start + batch_size], ids[start : start + batch_size] = s, i
         return sims, ids
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the index with faiss's own format (atomically)."""
-        faiss = _faiss()
-        index = self.index
-        if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
-            index = faiss.index_gpu_to_cpu(index)
-        with atomic_path(path, ".faiss") as tmp:
-            faiss.write_index(index, str(tmp))
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, threads: int | None = None) -> NeighbourIndex:
-        faiss = _faiss()
-        obj = cls(threads=threads)
-        obj.index = faiss.read_index(str(path))
-        obj.ntotal = obj.index.ntotal
-        obj.kind = "exact" if isinstance(obj.index, faiss.IndexFlat) else "ivf"
-        return obj
 
 
 def _rerank(queries: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,12 +27,13 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import HardmineError, warn
+from hardmine.core.evidence import gather_evidence
 from hardmine.core.index import NeighbourIndex, check_codec
 from hardmine.core.metrics import check_binary
-from hardmine.core.suspicion import DEFAULT_SEED_SUSPICION, Evidence, gather_evidence
+from hardmine.core.scores import HARDNESS, hardness_scores, logit
+from hardmine.core.suspicion import DEFAULT_SEED_SUSPICION, Evidence
 from hardmine.core.suspicion import suspects as suspects_of
 
-HARDNESS = ("loss", "margin", "el2n", "dynamics")
 EXPAND = ("same-label", "opposite-label", "both")
 QUARANTINE = ("suspicion", "confident", "persistent", "both", "none")
 ROLES = ("seed", "neighbour", "quarantined")
@@ -47,14 +48,13 @@ class MiningConfig:
     hardness: str = "loss"
     band: float = 1.0  # low-margin band, in log-odds around the threshold
     max_frac: float = 0.2  # per-class quota, as a share of the class
-    cost_fn: float = 10.0
-    cost_fp: float = 1.0
     quarantine: str = "suspicion"
     # quarantine at this label suspicion; None: the measured default of the evidence (suspicion.default_threshold)
     suspicion_threshold: float | None = None
     seed_suspicion: float = DEFAULT_SEED_SUSPICION  # a seed or neighbour must have less doubt than this
     persistent_rounds: int = 3
-    k: int = 10
+    k: int = 10  # neighbours each seed spreads its weight to
+    triage_k: int = 10  # other-lesion neighbours in the label-suspicion vote
     min_sim: float = 0.5
     expand: str = "same-label"
     seed_cap: float = 3.0  # most total neighbour contribution one seed hands out
@@ -78,12 +78,12 @@ class MiningConfig:
             (self.band >= 0, f"band={self.band} must be >= 0"),
             (-1 <= self.min_sim <= 1, f"min_sim={self.min_sim} must be a cosine similarity in [-1, 1]"),
             (self.k >= 1, f"k={self.k} must be at least 1"),
+            (self.triage_k >= 1, f"triage_k={self.triage_k} must be at least 1"),
             (self.alpha >= 0 and self.beta >= 0, f"alpha={self.alpha} and beta={self.beta} must be >= 0"),
             (self.max_weight >= 1, f"max_weight={self.max_weight} must be >= 1 (it is a multiple of the mean)"),
             (0 <= self.ema < 1, f"ema={self.ema} must be in [0, 1)"),
             (self.seed_cap > 0, f"seed_cap={self.seed_cap} must be > 0"),
             (self.persistent_rounds >= 1, f"persistent_rounds={self.persistent_rounds} must be at least 1"),
-            (self.cost_fn > 0 and self.cost_fp > 0, f"costs must be positive; got {self.cost_fn} and {self.cost_fp}"),
             (self.suspicion_threshold is None or 0 < self.suspicion_threshold <= 1,
              f"suspicion_threshold={self.suspicion_threshold} must be in (0, 1]"),
             (0 < self.seed_suspicion <= 1, f"seed_suspicion={self.seed_suspicion} must be in (0, 1]"),
@@ -123,44 +123,10 @@ class MiningConfig:
 # --------------------------------------------------------------------------- inputs
 
 
-def _labels_probs(labels, prob_pos) -> tuple[np.ndarray, np.ndarray]:
-    return check_binary(labels, prob_pos)
-
-
 def check_k(k: int, n: int) -> None:
     """k neighbours need more than k samples."""
     if k >= n:
         raise HardmineError(f"k={k} neighbours asked for but only {n} samples (k must be < N)")
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(p) - np.log1p(-p)
-
-
-def hardness_scores(kind: str, labels, prob_pos, dynamics: np.ndarray | None = None) -> np.ndarray:
-    """Hardness of each sample (higher = harder), (N,) float64.
-
-    ``loss``: -log p(true label). ``margin``: minus the log-odds toward the true
-    label. ``el2n``: L2 norm of (softmax - one-hot). ``dynamics``: the given
-    ``dynamics`` array (1 - mean training confidence).
-    """
-    y, p = _labels_probs(labels, prob_pos)
-    p_true = np.where(y == 1, p, 1 - p)
-    if kind == "loss":
-        return -np.log(np.clip(p_true, 1e-12, 1))
-    if kind == "margin":
-        return -_logit(p_true)
-    if kind == "el2n":
-        return np.sqrt(2.0) * (1 - p_true)
-    if kind == "dynamics":
-        if dynamics is None:
-            raise HardmineError("hardness 'dynamics' needs the training-dynamics scores (train with dynamics recorded)")
-        d = np.asarray(dynamics, dtype=np.float64)
-        if d.shape != y.shape:
-            raise HardmineError(f"dynamics has shape {d.shape}; expected {y.shape}")
-        return d
-    raise HardmineError(f"unknown hardness {kind!r}; expected one of {', '.join(HARDNESS)}")
 
 
 def rank01(values: np.ndarray) -> np.ndarray:
@@ -201,6 +167,7 @@ def select(
     cost_fp: float = 1.0,
     exclude: np.ndarray | None = None,
     dynamics: np.ndarray | None = None,
+    forgetting: np.ndarray | None = None,
 ) -> Selection:
     """Seeds: misclassified and low-margin samples, hardest first, per-class quotas.
 
@@ -213,20 +180,27 @@ def select(
     max_frac : at most this share of each class becomes seeds.
     cost_fn, cost_fp : false negatives rank ahead by ``cost_fn / cost_fp``.
     exclude : (N,) bool, samples never chosen (e.g. quarantined).
+    dynamics, forgetting : (N,) training-dynamics columns, for the hardness signals of the same names.
     """
-    y, p = _labels_probs(labels, prob_pos)
-    MiningConfig(band=band, max_frac=max_frac, cost_fn=cost_fn, cost_fp=cost_fp).validate()
-    return _select(y, p, threshold, scores, band, max_frac, cost_fn / cost_fp, exclude, dynamics)
+    y, p = check_binary(labels, prob_pos)
+    MiningConfig(band=band, max_frac=max_frac).validate()
+    _check_costs(cost_fn, cost_fp)
+    return _select(y, p, threshold, scores, band, max_frac, cost_fn / cost_fp, exclude, dynamics, forgetting)
 
 
-def _select(y, p, threshold, scores, band, max_frac, cost_ratio, exclude, dynamics) -> Selection:
-    raw = hardness_scores(scores, y, p, dynamics) if isinstance(scores, str) else np.asarray(scores, float)
+def _check_costs(cost_fn: float, cost_fp: float) -> None:
+    if not (cost_fn > 0 and cost_fp > 0):
+        raise HardmineError(f"costs must be positive; got {cost_fn} and {cost_fp}")
+
+
+def _select(y, p, threshold, scores, band, max_frac, cost_ratio, exclude, dynamics, forgetting) -> Selection:
+    raw = hardness_scores(scores, y, p, dynamics, forgetting) if isinstance(scores, str) else np.asarray(scores, float)
     if raw.shape != y.shape or not np.isfinite(raw).all():
         raise HardmineError(f"hardness scores must be {y.shape} finite values")
     hardness = rank01(raw)
     pred = p >= threshold
     misclassified = pred != (y == 1)
-    low_margin = ~misclassified & (np.abs(_logit(p) - _logit(np.clip(threshold, 1e-7, 1 - 1e-7))) < band)
+    low_margin = ~misclassified & (np.abs(logit(p) - logit(np.clip(threshold, 1e-7, 1 - 1e-7))) < band)
     candidates = misclassified | low_margin
     eligible = candidates if exclude is None else candidates & ~np.asarray(exclude, dtype=bool)
     priority = hardness * np.where(misclassified & (y == 1), cost_ratio, 1.0)
@@ -267,9 +241,12 @@ def triage(
     mask : (N,) bool, suspected label errors.
     why : (N,) object, the reason text ('' where not suspected).
     """
+    if method == "suspicion":
+        raise HardmineError("quarantine 'suspicion' reads label-suspicion evidence, not probabilities: use "
+                            "hardmine.core.evidence.gather_evidence and hardmine.core.suspicion.suspects (or mine)")
     if method not in QUARANTINE:
         raise HardmineError(f"unknown quarantine method {method!r}; expected one of {', '.join(QUARANTINE)}")
-    y, p = _labels_probs(labels, prob_pos)
+    y, p = check_binary(labels, prob_pos)
     return _triage(y, p, method, hard_history, persistent_rounds)
 
 
@@ -477,6 +454,10 @@ def mine(
     oof_prob: np.ndarray | None = None,
     trusted: np.ndarray | None = None,
     index=None,
+    forgetting: np.ndarray | None = None,
+    cost_fn: float = 10.0,
+    cost_fp: float = 1.0,
+    seed: int = 0,
 ) -> MiningResult:
     """One mining step: triage, select, expand, curriculum weights.
 
@@ -497,20 +478,25 @@ def mine(
         ``evidence`` is given.
     trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined,
         and free to be seeds or neighbours whatever their suspicion.
+    forgetting : (N,) forgetting events recorded in training, for ``hardness="forgetting"``.
+    cost_fn, cost_fp : what a missed positive and a false alarm cost (the run's threshold costs): missed
+        positives rank ahead of other seeds by their ratio.
+    seed : seed of the evidence's out-of-fold folds (the run's seed), when evidence is gathered here.
     """
     from hardmine.core import curriculum
 
     config = config or MiningConfig()
     config.validate()
-    y, p = _labels_probs(labels, prob_pos)
+    y, p = check_binary(labels, prob_pos)
     emb = _check_embeddings(embeddings, len(y))
     check_k(config.k, len(y))
+    _check_costs(cost_fn, cost_fp)
     tp = p if triage_prob is None else check_binary(y, triage_prob, prob_name="triage_prob")[1]
     if config.quarantine == "suspicion" and evidence is None:
         index = index or NeighbourIndex(codec=config.index_codec).build(emb)
         confidence = None if dynamics is None else 1 - np.asarray(dynamics, dtype=np.float64)
         evidence = gather_evidence(y, np.arange(len(y)) if groups is None else groups, emb, confidence=confidence,
-                                   k=config.k, index=index, oof_prob=oof_prob)  # fmt: skip
+                                   k=config.triage_k, seed=seed, index=index, oof_prob=oof_prob)  # fmt: skip
     if config.quarantine == "suspicion":
         suspects, why = _suspicion_triage(evidence, config.suspicion_threshold)
         # Doubtful labels (any reading of the evidence at the seed bar, short of quarantine) are not upweighted.
@@ -525,7 +511,7 @@ def mine(
         suspects, unsafe = suspects & ~confirmed, unsafe & ~confirmed
         why = np.where(confirmed, "", why)
     selection = _select(y, p, threshold, config.hardness, config.band, config.max_frac,
-                        config.cost_fn / config.cost_fp, unsafe, dynamics)  # fmt: skip
+                        cost_fn / cost_fp, unsafe, dynamics, forgetting)  # fmt: skip
     # A suspect is never upweighted: not a seed (select excluded it), not a neighbour, no boost carried over.
     quarantined = suspects
     seeds = selection.index

@@ -20,7 +20,7 @@ the minority class is not suspect merely for being rare):
   over training epochs; low confidence with low variability is the
   label-error signature (dataset cartography), high variability the hard one.
 
-:func:`label_suspicion` is the documented score (higher = more suspect, in
+:meth:`Evidence.score` is the documented score (higher = more suspect, in
 [0, 1]). With the out-of-fold *head* it is the mean of the available evidence;
 with out-of-fold *networks* it is their evidence alone: the neighbours and the
 dynamics come from the mined model's backbone, which saw (and, given epochs,
@@ -46,7 +46,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.metrics import check_binary
 
 DEFAULT_THRESHOLD = 0.7  # quarantine, evidence from the out-of-fold head (measured: benchmarks/bench_triage.py)
 NETWORKS_THRESHOLD = 0.8  # quarantine, evidence from networks trained out of fold (same benchmark, --oof-epochs)
@@ -55,22 +54,51 @@ DEFAULT_SEED_SUSPICION = 0.55  # a seed or neighbour must have less doubt than t
 
 @dataclass
 class Evidence:
-    """Per-sample evidence that the given label is wrong, each (N,) in [0, 1] (None when not available)."""
+    """Per-sample evidence that the given label is wrong.
 
-    oof: np.ndarray
-    neighbours: np.ndarray
-    dynamics: np.ndarray | None = None
-    neighbours_other: np.ndarray | None = None  # (N,) how many of the k other-lesion neighbours carry the other label
-    neighbours_seen: np.ndarray | None = None  # (N,) how many other-lesion neighbours were found (up to k)
-    networks: bool = False  # ``oof`` comes from networks trained out of fold, not from the out-of-fold head
+    ``parts`` maps each piece's name in :data:`hardmine.core.evidence.EVIDENCE` (``oof``: the out-of-fold
+    head; ``networks``: networks trained out of fold; ``neighbours``; ``dynamics``) to an (N,) P(the given
+    label is wrong) in [0, 1], in registry order; a piece that could not be gathered is absent.
+    ``neighbours_other`` / ``neighbours_seen``: (N,) how many of the other-lesion neighbours carry the
+    other label, and how many were found (the quarantine reason and the gallery show them).
+    """
+
+    parts: dict[str, np.ndarray]
+    neighbours_other: np.ndarray | None = None
+    neighbours_seen: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, oof: np.ndarray, neighbours: np.ndarray, dynamics: np.ndarray | None = None,
+           neighbours_other: np.ndarray | None = None, neighbours_seen: np.ndarray | None = None,
+           networks: bool = False) -> Evidence:  # fmt: skip
+        """The built-in pieces by position: ``oof`` is the networks' evidence when ``networks``, else the head's."""
+        parts = {"networks" if networks else "oof": oof, "neighbours": neighbours}
+        if dynamics is not None:
+            parts["dynamics"] = dynamics
+        return cls(parts, neighbours_other, neighbours_seen)
+
+    @property
+    def networks(self) -> bool:
+        """Whether the out-of-fold evidence comes from networks trained out of fold (not the out-of-fold head)."""
+        return "networks" in self.parts
+
+    @property
+    def oof(self) -> np.ndarray | None:
+        """The out-of-fold piece: the networks' when there is one, else the out-of-fold head's."""
+        return self.parts.get("networks", self.parts.get("oof"))
+
+    @property
+    def neighbours(self) -> np.ndarray | None:
+        return self.parts.get("neighbours")
+
+    @property
+    def dynamics(self) -> np.ndarray | None:
+        return self.parts.get("dynamics")
 
     def columns(self) -> dict[str, np.ndarray]:
-        """The evidence as ``scores.csv`` columns (``suspicion`` plus its parts; the out-of-fold part is
-        ``suspicion_networks`` when it comes from networks trained out of fold, else ``suspicion_oof``)."""
-        oof_column = "suspicion_networks" if self.networks else "suspicion_oof"
-        cols = {"suspicion": self.score(), oof_column: self.oof, "suspicion_neighbours": self.neighbours}
-        if self.dynamics is not None:
-            cols["suspicion_dynamics"] = self.dynamics
+        """The evidence as ``scores.csv`` columns: ``suspicion`` and ``suspicion_<piece>`` for each piece,
+        ``neighbours_other_label`` and ``neighbours_seen`` when counted."""
+        cols = {"suspicion": self.score(), **{f"suspicion_{name}": value for name, value in self.parts.items()}}
         if self.neighbours_other is not None:
             cols["neighbours_other_label"] = self.neighbours_other
             cols["neighbours_seen"] = self.neighbours_seen
@@ -78,142 +106,26 @@ class Evidence:
 
     @classmethod
     def from_columns(cls, frame) -> Evidence | None:
-        """Rebuild from ``scores.csv`` columns written by :meth:`columns` (None when absent)."""
-        networks = "suspicion_networks" in frame
-        if not networks and "suspicion_oof" not in frame:
+        """Rebuild from ``scores.csv`` columns written by :meth:`columns` (None when it holds no out-of-fold piece)."""
+        if "suspicion_networks" not in frame and "suspicion_oof" not in frame:
             return None
+        names = [column.removeprefix("suspicion_") for column in frame.columns if column.startswith("suspicion_")]
         get = lambda name: frame[name].to_numpy() if name in frame else None  # noqa: E731
-        return cls(get("suspicion_networks" if networks else "suspicion_oof"), get("suspicion_neighbours"),
-                   get("suspicion_dynamics"), get("neighbours_other_label"), get("neighbours_seen"),
-                   networks=networks)  # fmt: skip
+        return cls({name: frame[f"suspicion_{name}"].to_numpy() for name in names},
+                   get("neighbours_other_label"), get("neighbours_seen"))  # fmt: skip
 
     def mean(self) -> np.ndarray:
         """(N,) the mean of the available evidence."""
-        parts = [e for e in (self.oof, self.neighbours, self.dynamics) if e is not None]
-        return np.mean(parts, axis=0)
+        return np.mean(list(self.parts.values()), axis=0)
 
     def score(self) -> np.ndarray:
         """The label-suspicion score, (N,) in [0, 1], higher = more suspect: the out-of-fold networks'
         evidence when there is some (``networks``), else the mean of the available evidence."""
-        return np.asarray(self.oof, dtype=np.float64) if self.networks else self.mean()
+        return np.asarray(self.parts["networks"], dtype=np.float64) if self.networks else self.mean()
 
     def doubt(self) -> np.ndarray:
         """(N,) the larger of :meth:`score` and :meth:`mean`: what a seed or neighbour must stay below."""
         return np.maximum(self.score(), self.mean())
-
-
-def oof_head_prob(
-    embeddings: np.ndarray, labels, groups, *, folds: int = 5, C: float = 0.1, seed: int = 0, balanced: bool = True
-) -> np.ndarray:
-    """(N,) class-balanced P(positive) of each sample from a linear head that never saw its lesion.
-
-    ``embeddings`` (N, D) are the round's embeddings (raw or normalised); the head
-    is an L2 logistic regression on standardised features with balanced class
-    weights (unweighted, at the data's own prior, with ``balanced=False``).
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    from hardmine.core.splits import grouped_folds
-
-    y, _ = check_binary(labels)
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2 or len(x) != len(y):
-        raise HardmineError(f"embeddings have shape {x.shape}; expected ({len(y)}, D)")
-    fold_of = grouped_folds(y, np.asarray(groups), [1 / folds] * folds, seed)
-    prob = np.full(len(y), np.nan)
-    for fold in range(folds):
-        held = fold_of == fold
-        fit = ~held
-        if not held.any() or len(np.unique(y[fit])) < 2:
-            continue
-        mean, std = x[fit].mean(0), x[fit].std(0) + 1e-6
-        model = LogisticRegression(C=C, class_weight="balanced" if balanced else None, max_iter=2000)
-        model.fit((x[fit] - mean) / std, y[fit])
-        prob[held] = model.predict_proba((x[held] - mean) / std)[:, 1]
-    return np.where(np.isnan(prob), y.mean(), prob)
-
-
-def neighbour_prob(
-    embeddings: np.ndarray, labels, groups, *, k: int = 10, index=None, balanced: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Class-balanced P(positive) from the labels of the ``k`` nearest images of other lesions.
-
-    ``embeddings`` must be L2-normalised (cosine similarity). Each class's
-    neighbour count is divided by the class's share of the data, so a sample
-    whose neighbours look like the data as a whole gets 0.5 (with
-    ``balanced=False``: the plain share of positive neighbours).
-
-    Returns
-    -------
-    prob_pos : (N,) that probability. positives, seen : (N,) int, positive neighbours and neighbours found.
-    """
-    from hardmine.core.index import NeighbourIndex
-
-    y, _ = check_binary(labels)
-    emb = np.asarray(embeddings)
-    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
-    if len(codes) != len(y) or emb.shape[0] != len(y):
-        raise HardmineError(f"embeddings ({emb.shape[0]}) and groups ({len(codes)}) must match labels ({len(y)})")
-    depth = min(len(y), k + int(np.bincount(codes).max()))
-    index = index or NeighbourIndex().build(emb)
-    _, nbrs = index.search(emb, depth)
-    valid = (nbrs >= 0) & (codes[np.where(nbrs >= 0, nbrs, 0)] != codes[:, None])
-    valid &= np.cumsum(valid, axis=1) <= k
-    pos = (valid & (y[np.where(nbrs >= 0, nbrs, 0)] == 1)).sum(1)
-    neg = valid.sum(1) - pos
-    prior = y.mean() if balanced else 0.5  # 0.5 for both classes leaves the plain vote
-    pos_rate, neg_rate = pos / max(prior, 1e-12), neg / max(1 - prior, 1e-12)
-    total = pos_rate + neg_rate
-    return np.where(total > 0, pos_rate / np.maximum(total, 1e-12), 0.5), pos, valid.sum(1)
-
-
-def gather_evidence(
-    labels,
-    groups,
-    embeddings: np.ndarray,
-    *,
-    confidence: np.ndarray | None = None,
-    k: int = 10,
-    folds: int = 5,
-    seed: int = 0,
-    index=None,
-    balanced: bool = True,
-    oof_prob: np.ndarray | None = None,
-) -> Evidence:
-    """All evidence for one round: out-of-fold head, other-lesion neighbours, training dynamics.
-
-    Parameters
-    ----------
-    labels : (N,) 0/1. groups : (N,) lesion ids.
-    embeddings : (N, D) L2-normalised embeddings of the round's model.
-    confidence : (N,) mean probability of the given label over training epochs, if recorded.
-    balanced : class-balanced head and neighbour vote (the default), or both at the data's prior.
-    oof_prob : (N,) P(positive) from networks trained out of fold, at the same class balance as
-        ``balanced`` (see :func:`at_prior`); used instead of the out-of-fold head when given, and
-        then the suspicion is theirs alone (``Evidence.networks``).
-    """
-    y, _ = check_binary(labels)
-    if oof_prob is not None:
-        oof_prob = np.asarray(oof_prob, dtype=np.float64)
-        if oof_prob.shape != y.shape:
-            raise HardmineError(f"oof_prob has shape {oof_prob.shape}; expected {y.shape}")
-    wrong = lambda prob_pos: np.where(y == 1, 1 - prob_pos, prob_pos)  # noqa: E731 - P(the other class)
-    dynamics = None
-    if confidence is not None:
-        c = np.asarray(confidence, dtype=np.float64)
-        if c.shape != y.shape:
-            raise HardmineError(f"confidence has shape {c.shape}; expected {y.shape}")
-        dynamics = np.clip(1 - c, 0, 1)
-    nbr_prob, nbr_pos, seen = neighbour_prob(embeddings, y, groups, k=k, index=index, balanced=balanced)
-    return Evidence(
-        oof=wrong(oof_prob if oof_prob is not None
-                  else oof_head_prob(embeddings, y, groups, folds=folds, seed=seed, balanced=balanced)),
-        neighbours=wrong(nbr_prob),
-        dynamics=dynamics,
-        neighbours_other=np.where(y == 1, seen - nbr_pos, nbr_pos),
-        neighbours_seen=seen,
-        networks=oof_prob is not None,
-    )
 
 
 def at_prior(prob_pos: np.ndarray, trained_prior: float, prior: float) -> np.ndarray:
@@ -226,11 +138,6 @@ def at_prior(prob_pos: np.ndarray, trained_prior: float, prior: float) -> np.nda
     p = np.clip(np.asarray(prob_pos, dtype=np.float64), 1e-9, 1 - 1e-9)
     odds = p / (1 - p) * (prior / (1 - prior)) / (trained_prior / (1 - trained_prior))
     return odds / (1 + odds)
-
-
-def label_suspicion(evidence: Evidence) -> np.ndarray:
-    """The documented per-image label-suspicion score (:meth:`Evidence.score`)."""
-    return evidence.score()
 
 
 def default_threshold(evidence: Evidence) -> float:

@@ -237,6 +237,9 @@ def planted_recovery(
     mined: pd.DataFrame,
     config: MiningConfig | None = None,
     dynamics: np.ndarray | None = None,
+    *,
+    cost_fn: float = 10.0,
+    cost_fp: float = 1.0,
 ) -> dict[str, float]:
     """How one mining step treated a demo set's planted cases.
 
@@ -248,6 +251,7 @@ def planted_recovery(
     mined : the step's ``mined.csv`` table (``id, role, ...``).
     config : the :class:`hardmine.core.mining.MiningConfig` it ran with (default options if None).
     dynamics : (N,) training-dynamics hardness, for ``hardness="dynamics"``.
+    cost_fn, cost_fp : the costs it ranked missed positives by (the run's threshold costs).
 
     Returns
     -------
@@ -269,7 +273,7 @@ def planted_recovery(
     quarantined = roles == "quarantined"
     would_seed = np.zeros(len(ids), dtype=bool)
     would_seed[select(labels, prob_pos, threshold, scores=config.hardness, band=config.band, max_frac=config.max_frac,
-                      cost_fn=config.cost_fn, cost_fp=config.cost_fp, dynamics=dynamics).index] = True  # fmt: skip
+                      cost_fn=cost_fn, cost_fp=cost_fp, dynamics=dynamics).index] = True  # fmt: skip
     worthy = would_seed & flipped
     return {
         "hard_recall": float(is_mined[hard].mean()),
@@ -282,17 +286,3 @@ def planted_recovery(
         "quarantined": int(quarantined.sum()),
         "quarantine_precision": float(flipped[quarantined].mean()) if quarantined.any() else float("nan"),
     }
-
-
-def round_planted_recovery(run_dir: str | os.PathLike, r: int, planted: pd.DataFrame) -> dict[str, float]:
-    """:func:`planted_recovery` of round ``r`` of a run on demo data, once it is mined: its
-    ``scores.csv``, ``mined.csv``, threshold, and the score source ``mining.json`` records."""
-    from hardmine.core.io import read_json
-    from hardmine.engine.scoring import mining_inputs
-    from hardmine.record.record import RunFolder
-
-    folder = RunFolder(run_dir)
-    scores = folder.scores(r)
-    prob, dynamics = mining_inputs(scores, read_json(folder.mining_path(r))["source"])
-    return planted_recovery(planted, scores["id"], scores["label"].to_numpy(), prob, folder.threshold(r),
-                            folder.mined(r), folder.run_config().mining, dynamics)  # fmt: skip

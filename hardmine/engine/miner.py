@@ -15,7 +15,7 @@ from the same forward.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
@@ -36,8 +36,11 @@ class HardMiner:
     groups : (N,) group keys (lesion or patient ids); neighbours in a seed's own group count once.
     ids : (N,) sample ids for the mined table (default: row numbers).
     threshold : decision threshold for "misclassified" (update it as you tune it).
-    config : :class:`hardmine.core.mining.MiningConfig`, or keyword overrides via ``**options``.
-    seed : seed of the sampler.
+    config : :class:`hardmine.core.mining.MiningConfig`, or keyword overrides via ``**options`` (the
+        given config is copied, never changed).
+    seed : seed of the sampler and of the label-suspicion evidence's folds.
+    cost_fn, cost_fp : what a missed positive and a false alarm cost; missed positives rank ahead of
+        other seeds by their ratio.
     trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined.
     """
 
@@ -50,6 +53,8 @@ class HardMiner:
         config: MiningConfig | None = None,
         seed: int = 0,
         trusted=None,
+        cost_fn: float = 10.0,
+        cost_fp: float = 1.0,
         **options: Any,
     ):
         self.labels, _ = check_binary(labels)
@@ -63,21 +68,22 @@ class HardMiner:
         self.ids = np.arange(n) if ids is None else np.asarray(ids)
         if len(self.ids) != n:
             raise HardmineError(f"{len(self.ids)} ids for {n} labels")
-        config = config or MiningConfig()
         known = {f.name for f in fields(MiningConfig)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise HardmineError(
                 f"unknown mining option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
             )
-        for key, value in options.items():
-            setattr(config, key, value)
+        config = replace(config or MiningConfig(), **options)
         config.validate()
+        if not (cost_fn > 0 and cost_fp > 0):
+            raise HardmineError(f"costs must be positive; got {cost_fn} and {cost_fp}")
+        self.costs = (float(cost_fn), float(cost_fp))
         self.config = config
         self.threshold = float(threshold)
         self.seed = int(seed)
         self.round = 0
-        self.weights = curriculum.weights(self.labels, max_weight=config.max_weight)
+        self.weights = curriculum.weights(self.labels, max_weight=config.max_weight, balance=config.balance)
         self.hard_history: list[np.ndarray] = []
         self.last: MiningResult | None = None
         self._sampler = None
@@ -105,7 +111,12 @@ class HardMiner:
             ``hardmine score --triage networks`` (quarantine at 0.8 unless the config says otherwise).
         oof_prior : the positive share those models were trained at (0.5 when oversampled or
             class-weighted, else your data's share).
+        triage_probs : (N,) P(positive) for the probability-based quarantines (``confident``,
+            ``both``); refused under ``suspicion`` (the default), whose out-of-fold input is ``oof_probs``.
         """
+        if triage_probs is not None and self.config.quarantine == "suspicion":
+            raise HardmineError("triage_probs is read by quarantine 'confident' or 'both'; under 'suspicion' (the "
+                                "default) give probabilities from models that never saw the image as oof_probs")
         probs = np.asarray(probs, dtype=np.float64)
         if probs.ndim == 2:
             probs = probs[:, 1]
@@ -120,7 +131,8 @@ class HardMiner:
                       triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
                       previous_weights=self.weights if self.round else None,
                       oof_prob=None if oof_probs is None else self._balanced(oof_probs, oof_prior),
-                      trusted=self.trusted)  # fmt: skip
+                      trusted=self.trusted, cost_fn=self.costs[0], cost_fp=self.costs[1],
+                      seed=self.seed)  # fmt: skip
         self.hard_history.append(result.hard_mask())
         self.last = result
         self.use_weights(result.weights)
@@ -198,6 +210,7 @@ class HardMiner:
             "hard_history": torch.as_tensor(history),
             "sampler_epoch": self._sampler.next_epoch if self._sampler is not None else 0,
             "config": self.config.to_dict(),
+            "costs": list(self.costs),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -210,6 +223,7 @@ class HardMiner:
         self.weights = weights
         self.hard_history = list(np.asarray(state["hard_history"], dtype=bool))
         self.config = MiningConfig(**state["config"])
+        self.costs = tuple(float(c) for c in state.get("costs", self.costs))
         self._sampler_epoch = int(state["sampler_epoch"])
         if self._sampler is not None:
             self._sampler.seed = self.seed

@@ -60,6 +60,7 @@ EMBEDDINGS_FILE = "embeddings.npy"
 MINED_FILE = "mined.csv"
 WEIGHTS_FILE = "weights.csv"
 MINING_FILE = "mining.json"
+SCORING_FILE = "scoring.json"
 STEPS = ("train", "score", "mine", "report")
 RUN_FILES = (CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE)  # made once with the run; no step can redo them
 # Round files that later steps read back; plots, pages and the mid-training resume point are not.
@@ -360,6 +361,10 @@ class RunFolder:
     def weights_path(self, r: int) -> Path:
         """Round ``r``'s curriculum weights: what round ``r + 1`` trains with."""
         return self.round_dir(r) / WEIGHTS_FILE
+
+    def scoring_path(self, r: int) -> Path:
+        """Round ``r``'s scoring record: the scoring options and evidence settings the step ran with."""
+        return self.round_dir(r) / SCORING_FILE
 
     def mining_path(self, r: int) -> Path:
         """Round ``r``'s mining summary (counts, threshold, score source)."""

@@ -14,7 +14,7 @@ folder, calls them, and writes its outputs atomically.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +194,8 @@ def score_round(
     ``audit``, also :func:`audit_split`. Returns a summary (rows, embedding
     width, source, audit pair count).
     """
-    from hardmine.engine.scoring import dynamics_scores, out_of_fold_logits, score_table
+    from hardmine.core.scores import dynamics_scores, score_table
+    from hardmine.engine.scoring import out_of_fold_logits
 
     scoring = scoring or run.config.scoring
     scoring.validate()
@@ -221,7 +222,8 @@ def score_round(
                                     seed=cfg.seed, callback=callback)  # fmt: skip
         oof_prob = score_table(train_part["id"], labels, logits, threshold)["prob_pos"].to_numpy()
     if run.config.mining.quarantine == "suspicion":
-        from hardmine.core.suspicion import at_prior, gather_evidence
+        from hardmine.core.evidence import gather_evidence
+        from hardmine.core.suspicion import at_prior
 
         confidence = table["confidence"].to_numpy() if "confidence" in table else None
         balanced_oof = None
@@ -229,7 +231,7 @@ def score_round(
             balanced_oof = at_prior(oof_prob, cfg.probability_prior(float(np.mean(labels))), 0.5)
         evidence = distributed.on_main(lambda: gather_evidence(
             labels, train_part["group"].to_numpy(), np.asarray(emb), confidence=confidence,
-            k=run.config.mining.k, seed=cfg.seed, oof_prob=balanced_oof))  # fmt: skip
+            k=run.config.mining.triage_k, seed=cfg.seed, oof_prob=balanced_oof))  # fmt: skip
         table = table.assign(**evidence.columns())
     if oof_prob is not None:
         table["prob_pos_oof"] = oof_prob
@@ -237,6 +239,10 @@ def score_round(
     if distributed.is_main():
         write_csv(run.scores_path(r), table)
         write_parquet_if_available(run.scores_path(r).with_suffix(".parquet"), table)
+        # what this step ran with: `hardmine score` options may differ from config.json
+        evidence = {"gathered": run.config.mining.quarantine == "suspicion", "triage_k": run.config.mining.triage_k,
+                    "seed": cfg.seed}  # fmt: skip
+        write_json(run.scoring_path(r), {"scoring": asdict(scoring), "evidence": evidence})
     summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
     if audit:
         summary["audit_pairs"] = audit_split(run, engine, model, emb, center, scoring.audit_sim)
@@ -289,7 +295,7 @@ def mine_round(run: Run, r: int, mining: MiningConfig | None = None, source: str
 
 def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str, Any]:
     from hardmine.core.mining import mine
-    from hardmine.engine.scoring import mining_inputs
+    from hardmine.core.scores import mining_inputs
 
     scores = run.scores(r)
     emb = run.embeddings(r)
@@ -303,12 +309,16 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     from hardmine.core.suspicion import Evidence
 
     prob, dynamics = mining_inputs(scores, source)
+    forgetting = scores["forgetting"].to_numpy() if "forgetting" in scores else None
+    costs = run.config.threshold
     masks = [m for m in (run.seed_mask(q, ids) for q in range(r)) if m is not None]
     threshold = run.threshold(r)
     result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, groups=train_part["group"].to_numpy(),
                   triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
                   previous_weights=run.weights(r - 1, ids) if r > 0 else None,
-                  evidence=Evidence.from_columns(scores), trusted=mining.trusted_mask(train_part))  # fmt: skip
+                  evidence=Evidence.from_columns(scores), trusted=mining.trusted_mask(train_part),
+                  forgetting=forgetting, cost_fn=costs.cost_fn, cost_fp=costs.cost_fp,
+                  seed=run.config.train.seed)  # fmt: skip
     mined = result.frame(ids.to_numpy())
     mined["path"] = mined["id"].map(dict(zip(ids, train_part["path"], strict=True)))
     write_csv(run.mined_path(r), mined)
@@ -316,7 +326,8 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
                                mined.assign(reasons=mined["reasons"].str.split("|")))  # fmt: skip
     write_csv(run.weights_path(r), pd.DataFrame({"id": ids, "weight": result.weights}))
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
-    write_json(run.mining_path(r), summary)
+    # what this step ran with: `hardmine mine` options may differ from config.json
+    write_json(run.mining_path(r), summary | {"settings": mining.to_dict()})
     Manifest(run.root).refresh()
     return summary
 
