@@ -19,7 +19,7 @@ import pandas as pd
 
 from hardmine.data.synth import generate_demo
 from hardmine.record.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
-from hardmine.record.record import Run
+from hardmine.run.opened import Run
 from hardmine.run.steps import mine_round, score_round, train_round
 from hardmine.views.planted import round_planted_recovery
 

@@ -53,7 +53,7 @@ from hardmine.core.scores import mining_inputs
 from hardmine.core.suspicion import Evidence, at_prior
 from hardmine.data.synth import generate_demo
 from hardmine.record.config import DataConfig, RunConfig, ScoringConfig, TrainConfig
-from hardmine.record.record import Run
+from hardmine.run.opened import Run
 from hardmine.run.steps import score_round, train_round
 
 

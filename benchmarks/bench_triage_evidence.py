@@ -39,7 +39,7 @@ from hardmine.core.mining import MiningConfig, mine
 from hardmine.core.scores import mining_inputs
 from hardmine.core.suspicion import Evidence
 from hardmine.record.config import ScoringConfig
-from hardmine.record.record import Run
+from hardmine.run.opened import Run
 from hardmine.run.steps import score_round
 
 RULES = [(None, 0.55), (0.7, 0.55), (0.6, 0.45)]  # (quarantine at, seed below); None: the evidence's default

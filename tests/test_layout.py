@@ -1,10 +1,9 @@
 """The module structure holds: a torch-free numpy core, one module that knows the run folder,
 validation once with one error type."""
 
+import ast
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,40 +13,50 @@ from hardmine.core.errors import HardmineError
 from hardmine.core.mining import MiningConfig
 from hardmine.core.splits import grouped_folds
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
-from hardmine.record.record import Manifest, Run, RunFolder, Step, round_dir, round_number
+from hardmine.record.record import Manifest, RunFolder, Step, round_dir, round_number
+from hardmine.run.opened import Run
 from hardmine.run.steps import train_round
 from hardmine.views.gallery import build_gallery
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hardmine"
 
 
-def test_numpy_core_never_imports_torch():
-    code = """
-import sys
-import numpy as np
-from hardmine.core.index import normalise
-from hardmine.core.mining import MiningConfig, mine
-import hardmine.core.curriculum, hardmine.core.metrics, hardmine.views.gallery, hardmine.views.report, hardmine.record.record, hardmine.record.config
-rng = np.random.default_rng(0)
-labels = (rng.random(300) < 0.2).astype(int)
-result = mine(labels, rng.random(300), normalise(rng.normal(size=(300, 8))), 0.5, MiningConfig(k=5))
-assert len(result.seeds) > 0
-print("torch" in sys.modules)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+def layout_names() -> set[str]:
+    """Every file name the run record spells (its module-level string constants with a suffix)."""
+    tree = ast.parse((PACKAGE / "record" / "record.py").read_text())
+    return {node.value.value for node in tree.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            and re.fullmatch(r"[\w.]+\.\w+", node.value.value)}  # fmt: skip
 
 
-def test_layout_strings_live_in_the_run_folder_module():
-    patterns = [r"""f["']round-\{""", r"r\{\w+:03d\}:", r"""["']manifest\.json["']""", r"""["']config\.json["']""",
-                r"""["']split\.csv["']""", r"""["']report\.json["']""", r"""\.split\(["']-["']\)"""]  # fmt: skip
-    for path in PACKAGE.glob("*.py"):
-        if path.name == "runfolder.py":
-            continue
-        code = path.read_text()
-        for pattern in patterns:
-            assert not re.search(pattern, code), f"{path.name} knows the run folder layout: {pattern}"
+def spelled_layout(path: Path, names: set[str]) -> list[str]:
+    """String literals (docstrings aside) of ``path`` that spell a run file name or a round folder."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)}  # fmt: skip
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words = set(re.findall(r"[\w.]+", node.value))
+            found += [f"{path.name}:{node.lineno} {name}" for name in sorted(names & words)]
+            if re.search(r"round-\d|^round-$|r\d{3}:", node.value):
+                found.append(f"{path.name}:{node.lineno} {node.value!r}")
+    return found
+
+
+def test_the_checker_sees_a_spelled_file_name(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text('"""Docstrings may say model.pt."""\nPATH = "round-001"\nx = root / "last.pt"\n')
+    assert spelled_layout(probe, layout_names()) == ["probe.py:2 'round-001'", "probe.py:3 last.pt"]
+
+
+def test_file_names_are_spelled_in_the_run_record_only():
+    names = layout_names()
+    assert {"model.pt", "last.pt", "metrics.json", "dynamics.npz", "history.jsonl", "scores.csv"} <= names
+    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "record" / "record.py"
+             for hit in spelled_layout(path, names)]  # fmt: skip
+    assert not found, "\n".join(found)
 
 
 def test_round_paths_and_manifest_steps_round_trip(tmp_path):

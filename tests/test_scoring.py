@@ -135,7 +135,7 @@ def test_streamed_float16_embeddings_equal_in_memory(trained_run, demo_dir):
     """Embeddings streamed through a memory map equal the in-memory path."""
     from hardmine.engine.datasets import ImageDataset
     from hardmine.engine.scoring import score_dataset
-    from hardmine.record.record import Run
+    from hardmine.run.opened import Run
 
     run = Run.open(trained_run)
     model = Engine(run.config.train).load_model(trained_run / "round-000" / "model.pt")

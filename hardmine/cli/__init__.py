@@ -145,7 +145,7 @@ def train_cmd(
     config: RunConfig = None,
 ) -> None:
     """Train the initial model (round 0) and tune its threshold on validation."""
-    from hardmine.record.record import Run
+    from hardmine.run.opened import Run
     from hardmine.run.steps import train_round
 
     run = Run.create(out, config, overwrite=overwrite)
@@ -160,11 +160,11 @@ def evaluate_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     split: Annotated[str, typer.Option(help="val (tunes the threshold) | test (uses the val threshold).")] = "val",
     round_: Annotated[int | None, typer.Option("--round", help="Round to evaluate (default: the latest).")] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Model file (default: the round's model.pt).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Model file (default: the round's model).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Bootstrap 95% intervals for AUROC and sensitivity.")] = False,
 ) -> None:
     """Metrics table, metrics JSON and ROC / PR / confusion PNGs for a round."""
-    from hardmine.record.record import Run
+    from hardmine.run.opened import Run
     from hardmine.run.steps import evaluate
 
     run = Run.open(run_dir)
@@ -185,7 +185,8 @@ def score_cmd(
     config: RunConfig = None,
 ) -> None:
     """Score the training set: scores.csv and embeddings.npy, plus the split audit."""
-    from hardmine.record.record import AUDIT_FILE, Run
+    from hardmine.record.record import AUDIT_FILE
+    from hardmine.run.opened import Run
     from hardmine.run.steps import score_round
 
     run = Run.open(run_dir)
@@ -208,7 +209,7 @@ def mine_cmd(
     config: RunConfig = None,
 ) -> None:
     """Mine seeds, quarantine suspected label errors, expand to neighbours, write weights."""
-    from hardmine.record.record import Run
+    from hardmine.run.opened import Run
     from hardmine.run.steps import mine_round
 
     run = Run.open(run_dir)
@@ -241,7 +242,8 @@ def round_cmd(
     config: RunConfig = None,
 ) -> None:
     """Train, then mine and retrain round after round; report the best round on test."""
-    from hardmine.record.record import MINED_FILE, REPORT_FILE, REPORT_HTML, Run
+    from hardmine.record.record import MINED_FILE, REPORT_FILE, REPORT_HTML
+    from hardmine.run.opened import Run
     from hardmine.run.rounds import run_rounds
 
     run = Run.create(out, config, overwrite=overwrite)

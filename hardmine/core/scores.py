@@ -154,11 +154,11 @@ def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, np.nda
     dynamics = scores["dynamics"].to_numpy() if "dynamics" in scores else None
     if source == "oof":
         if "prob_pos_oof" not in scores:
-            raise HardmineError("scores.csv has no prob_pos_oof column: score with --scores oof first")
+            raise HardmineError("the scores have no prob_pos_oof column: score with --scores oof first")
         return scores["prob_pos_oof"].to_numpy(), dynamics
     if source == "dynamics":
         if "confidence" not in scores:
-            raise HardmineError("scores.csv has no training-dynamics columns (dynamics.npz missing)")
+            raise HardmineError("the scores have no training-dynamics columns (the round recorded no training dynamics)")
         conf = scores["confidence"].to_numpy()
         return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf), dynamics
     return scores["prob_pos"].to_numpy(), dynamics

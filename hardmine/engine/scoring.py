@@ -163,6 +163,7 @@ def out_of_fold_logits(
     from hardmine.core.splits import grouped_folds
     from hardmine.engine.runtime import Engine
     from hardmine.engine.train import fit
+    from hardmine.record.record import CHECKPOINT_FILE
 
     if k < 2:
         raise HardmineError(f"out-of-fold scoring needs k >= 2 folds; got {k}")
@@ -187,5 +188,5 @@ def out_of_fold_logits(
         if callback:
             callback("fold_start", {"fold": fold, "folds": k})
         fit(model, engine.dataset(table.iloc[fit_idx], train=True), held_ds, config, out, callback=callback)
-        logits[held_idx] = engine.predict(engine.load_model(out / "last.pt"), held_ds)[0]
+        logits[held_idx] = engine.predict(engine.load_model(out / CHECKPOINT_FILE), held_ds)[0]
     return logits

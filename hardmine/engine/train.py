@@ -36,6 +36,7 @@ from hardmine.engine.losses import class_weights, per_sample_loss, weighted_mean
 from hardmine.engine.runtime import Engine
 from hardmine.engine.sampler import CurriculumSampler
 from hardmine.record.config import TrainConfig
+from hardmine.record.record import CHECKPOINT_FILE, DYNAMICS_FILE, HISTORY_FILE, MODEL_FILE
 
 
 @dataclass
@@ -101,8 +102,8 @@ def fit(
     total_epochs = config.freeze_epochs + config.epochs
     state = _TrainState(total_epochs, n_train)
     optimizer = scheduler = net = None
-    if resume and (out / "last.pt").exists():
-        ckpt = _read_checkpoint(out / "last.pt")
+    if resume and (out / CHECKPOINT_FILE).exists():
+        ckpt = _read_checkpoint(out / CHECKPOINT_FILE)
         model.load_state_dict(ckpt["model"])
         state.load(ckpt, out)
     if callback:
@@ -147,9 +148,9 @@ def fit(
         state.next_epoch = epoch + 1
         if distributed.is_main():
             if improved:
-                _save(out / "model.pt", model.state_dict())
-            _append_history(out / "history.jsonl", state.history)
-            _save_dynamics(out / "dynamics.npz", state)
+                _save(out / MODEL_FILE, model.state_dict())
+            _append_history(out / HISTORY_FILE, state.history)
+            _save_dynamics(out / DYNAMICS_FILE, state)
             best_value = float("nan") if state.best_value is None else state.best_value
             checkpoint = {
                 "model": model.state_dict(),
@@ -159,16 +160,16 @@ def fit(
                 "best_epoch": state.best_epoch,
                 "best_value": best_value,
             }
-            _save(out / "last.pt", checkpoint)
+            _save(out / CHECKPOINT_FILE, checkpoint)
         distributed.barrier()
         if callback:
             callback("epoch_end", record | {"improved": improved})
     if state.best_epoch is None:  # every epoch's monitor was NaN: keep the last model
         if distributed.is_main():
-            _save(out / "model.pt", model.state_dict())
+            _save(out / MODEL_FILE, model.state_dict())
         distributed.barrier()
         state.best_epoch, state.best_value = total_epochs - 1, float("nan")
-    return FitResult(state.best_epoch, state.best_value, state.history, out / "model.pt")
+    return FitResult(state.best_epoch, state.best_value, state.history, out / MODEL_FILE)
 
 
 def _draw_weights(labels, config: TrainConfig, sample_weights) -> np.ndarray | None:
@@ -206,11 +207,11 @@ class _TrainState:
         best = float(ckpt["best_value"])
         self.best_value = None if math.isnan(best) else best
         self.optim_state, self.sched_state = ckpt["optimizer"], ckpt["scheduler"]
-        history_path = out / "history.jsonl"
+        history_path = out / HISTORY_FILE
         if history_path.exists():
             lines = history_path.read_text().splitlines()
             self.history = [json.loads(line) for line in lines][: self.next_epoch]
-        dyn = out / "dynamics.npz"
+        dyn = out / DYNAMICS_FILE
         if dyn.exists():
             with np.load(dyn, allow_pickle=False) as data:
                 rows = min(self.next_epoch, len(data["loss"]), len(self.losses))

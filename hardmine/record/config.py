@@ -127,12 +127,6 @@ class TrainConfig:
             raise HardmineError(f"--workers {self.num_workers} is not valid; expected 0 or more")
 
     def _validate_model(self) -> None:
-        if self.model != "tiny":
-            from hardmine.engine.models import (
-                check_model_name,  # torchvision's or timm's lists; tiny needs no torch here
-            )
-
-            check_model_name(self.model)
         if self.weights == "imagenet" and self.model == "tiny":
             raise HardmineError("--weights imagenet: the tiny model has no ImageNet weights; use none or a PATH")
         if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():

@@ -13,37 +13,34 @@
                       budget, itself a run folder (config, samples, split, manifest, round-000/)
 
 :class:`RunFolder` reads these files (no torch): thresholds, weights, scores,
-the latest and best round, the saved sample table. :class:`Run` is an opened
-run with its configuration, created or re-opened here; the steps that write
-into it live in :mod:`hardmine.run.steps`.
+the latest and best round, the saved sample table. Every file name of a run is
+spelled here and nowhere else. A run opened for writing, with its
+configuration, sample table and split, is :class:`hardmine.run.opened.Run`;
+the steps that write into it live in :mod:`hardmine.run.steps`.
 
 Integrity: when a step is marked done, the manifest records the size and
 SHA-256 of the files it wrote; :meth:`Manifest.verify` (run on every resume)
 finds a damaged or missing output, deletes it and un-marks its step and every
 later one so they are redone. The files a run starts with (config, sample
 table, split) cannot be redone: damage there is one error naming the file.
-Opening a run for writing takes the run folder's lock (:mod:`hardmine.record.lock`)
-and removes temporary files a killed process left behind.
+Opening a run for writing (:mod:`hardmine.run.opened`) takes the run folder's
+lock (:mod:`hardmine.record.lock`) and removes temporary files a killed process left behind.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hardmine import __version__
 from hardmine.core.errors import HardmineError
-from hardmine.core.io import TMP_SUFFIX, copy_file, file_digest, load_array, read_json, write_csv, write_json
-from hardmine.record.config import RunConfig, ThresholdConfig, comparable, first_difference
-from hardmine.record.lock import LOCK_FILE, lock_run, unlock_run
+from hardmine.core.io import file_digest, load_array, read_json, write_json
+from hardmine.record.config import RunConfig, ThresholdConfig
 
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.csv"
@@ -54,6 +51,13 @@ TIMING_FILE = "timing.json"
 REPORT_HTML = "report.html"
 REFERENCE_DIR = "reference"
 AUDIT_FILE = "split_audit.csv"
+# a fit folder (a round, or an out-of-fold network), as hardmine.engine.train.fit writes it
+MODEL_FILE = "model.pt"  # state dict of the best epoch on validation
+CHECKPOINT_FILE = "last.pt"  # model, optimiser and scheduler after the latest epoch: the resume point
+HISTORY_FILE = "history.jsonl"
+DYNAMICS_FILE = "dynamics.npz"
+METRICS_FILE = "metrics.json"  # validation metrics and the threshold tuned on them
+OOF_DIR = "oof"  # round 0's networks trained out of fold, fold-K/ each a fit folder
 # a round's scoring and mining outputs
 SCORES_FILE = "scores.csv"
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -65,7 +69,7 @@ STEPS = ("train", "score", "mine", "report")
 RUN_FILES = (CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE)  # made once with the run; no step can redo them
 # Round files that later steps read back; plots, pages and the mid-training resume point are not.
 CHECKED_SUFFIXES = (".pt", ".npy", ".npz", ".csv", ".json", ".jsonl", ".parquet")
-UNCHECKED = {"last.pt"}
+UNCHECKED = {CHECKPOINT_FILE}
 _ROUND_DIR = re.compile(r"round-(\d{3})$")
 
 
@@ -217,7 +221,7 @@ class Manifest:
             del self.files[name]
         for step in redo:
             if step.name == "train":  # training restarts from scratch, not from the damaged round's last epoch
-                (round_dir(self.root, step.round) / "last.pt").unlink(missing_ok=True)
+                (round_dir(self.root, step.round) / CHECKPOINT_FILE).unlink(missing_ok=True)
         self.save()
         return [f"{self.root / name} is damaged ({problem}); redoing round {step.round}'s {step.name} step "
                 "and the steps after it" for name, (problem, step) in damaged.items()]  # fmt: skip
@@ -257,7 +261,7 @@ class RunFolder:
         found = (round_number(p.parent) for p in self.root.glob(f"round-[0-9][0-9][0-9]/{name}"))
         return sorted(r for r in found if r is not None)
 
-    def latest_round(self, requested: int | None = None, needs: str = "metrics.json") -> int:
+    def latest_round(self, requested: int | None = None, needs: str = METRICS_FILE) -> int:
         """``requested`` if given, else the latest round holding ``needs``."""
         if requested is not None:
             return requested
@@ -318,8 +322,8 @@ class RunFolder:
     def epochs_trained(self) -> int:
         """Training epochs over all rounds and the budget reference (``history.jsonl`` lines; a head refit
         trains none)."""
-        histories = [*self.root.glob("round-[0-9][0-9][0-9]/history.jsonl"),
-                     *self.root.glob(f"{REFERENCE_DIR}/round-[0-9][0-9][0-9]/history.jsonl")]  # fmt: skip
+        histories = [*self.root.glob(f"round-[0-9][0-9][0-9]/{HISTORY_FILE}"),
+                     *self.root.glob(f"{REFERENCE_DIR}/round-[0-9][0-9][0-9]/{HISTORY_FILE}")]  # fmt: skip
         return sum(len(p.read_text().splitlines()) for p in histories)
 
     def report(self) -> dict[str, Any]:
@@ -331,7 +335,19 @@ class RunFolder:
     # ------------------------------------------------------------------ per-round files
 
     def model_path(self, r: int) -> Path:
-        return self._file(r, "model.pt", f"train round {r} first")
+        return self._file(r, MODEL_FILE, f"train round {r} first")
+
+    def dynamics_path(self, r: int) -> Path:
+        """Round ``r``'s training dynamics (per-epoch loss and p(true label) of every training image)."""
+        return self.round_dir(r) / DYNAMICS_FILE
+
+    def oof_dir(self) -> Path:
+        """Where round 0's networks trained out of fold live (every round reuses them)."""
+        return self.round_dir(0) / OOF_DIR
+
+    def is_trained(self, r: int) -> bool:
+        """Whether round ``r`` holds a model and its validation metrics."""
+        return all((self.round_dir(r) / name).exists() for name in (MODEL_FILE, METRICS_FILE))
 
     def features_path(self, r: int, split: str) -> Path:
         """Cached raw embeddings (input of the last layer) of round ``r``'s model on ``split``."""
@@ -340,7 +356,7 @@ class RunFolder:
     def metrics_path(self, r: int, split: str = "val") -> Path:
         """Round ``r``'s metrics on ``split``: ``metrics.json`` on validation (where its threshold is tuned),
         ``metrics_<split>.json`` otherwise."""
-        return self.round_dir(r) / ("metrics.json" if split == "val" else f"metrics_{split}.json")
+        return self.round_dir(r) / (METRICS_FILE if split == "val" else f"metrics_{split}.json")
 
     def preds_path(self, r: int, split: str) -> Path:
         """Round ``r``'s model's predictions on ``split`` (``id, label, prob_pos``)."""
@@ -383,7 +399,7 @@ class RunFolder:
         return load_array(self._file(r, EMBEDDINGS_FILE, f"run `hardmine score` for round {r} first"), mmap=True)
 
     def val_metrics(self, r: int) -> dict[str, Any]:
-        return read_json(self._file(r, "metrics.json", f"evaluate round {r} on val first"))
+        return read_json(self._file(r, METRICS_FILE, f"evaluate round {r} on val first"))
 
     def threshold(self, r: int) -> float:
         """The decision threshold round ``r`` tuned on validation (from its metrics.json)."""
@@ -443,165 +459,4 @@ class RunFolder:
         reference = self.reference() if report.get("returned") == "reference" else None
         if reference is not None:
             return reference, 0
-        return self, self.best_round(self.rounds_with("metrics.json"))
-
-
-# ---------------------------------------------------------------------- an opened run
-
-
-def _claim(root: Path, again: bool = False) -> None:
-    """Take the run folder's lock; then no other process can be writing, so leftover temp files are orphans."""
-    if again:
-        unlock_run(root)
-    lock_run(root)
-    for orphan in root.rglob(f".*{TMP_SUFFIX}"):
-        orphan.unlink(missing_ok=True)
-
-
-def data_fingerprint(table: pd.DataFrame) -> str:
-    """Hash of ids, labels and groups: changes when the data a run was made on changes."""
-    digest = hashlib.sha256()
-    for col in ("id", "label", "group"):
-        digest.update("\x1f".join(table[col].astype(str)).encode())
-    return digest.hexdigest()[:16]
-
-
-def _versions() -> dict[str, str]:
-    return {"hardmine": __version__, "torch": _build_version("torch"), "torchvision": _build_version("torchvision"),
-            "numpy": np.__version__}  # fmt: skip
-
-
-def _build_version(package: str) -> str:
-    """``package.__version__`` with its build tag (``2.14.1+cu130``), read from the installed ``version.py``
-    instead of importing the package (the record stays torch-free); the distribution's version without it."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        dist = distribution(package)
-    except PackageNotFoundError:
-        return "not installed"
-    try:
-        text = Path(dist.locate_file(f"{package}/version.py")).read_text()
-        return re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)[1]
-    except (OSError, TypeError):
-        return dist.version
-
-
-class Run(RunFolder):
-    """An opened run directory with its configuration, sample table and split."""
-
-    def __init__(self, root: Path, config: RunConfig, table: pd.DataFrame, split: pd.Series):
-        super().__init__(root)
-        self.config = config
-        self.table = table
-        self.split = split
-
-    @classmethod
-    def create(cls, root: str | os.PathLike, config: RunConfig, overwrite: bool = False) -> Run:
-        """Open ``root`` for ``config``: a new run, or an existing one with the same config.
-
-        The configuration is validated before anything is written. An existing
-        run with a different configuration is refused unless ``overwrite``,
-        which deletes it first (only if it looks like a hardmine run). Under
-        torchrun, rank 0 does this and the others receive the result.
-        """
-        from hardmine.core import ranks
-
-        config.validate()
-        return ranks.on_main(lambda: cls._create(Path(root), config, overwrite))
-
-    @classmethod
-    def _create(cls, root: Path, config: RunConfig, overwrite: bool) -> Run:
-        from hardmine.data.sources import load_samples
-        from hardmine.data.splits import make_or_load_split
-
-        config_path = root / CONFIG_FILE
-        if root.exists() and not root.is_dir():
-            raise HardmineError(f"--out {root} is a file; expected a run folder (new or existing)")
-        if (root / LOCK_FILE).exists():
-            _claim(root)  # a run folder, maybe being created by another process right now
-        existing = RunFolder(root).config_dict() if config_path.exists() else None
-        if existing is not None:
-            # read back through the schema: an option added since the run was made counts at its default
-            saved = comparable(RunConfig.from_dict(existing).to_dict())
-            wanted = comparable(config.to_dict())
-            if saved != wanted and not overwrite:
-                raise HardmineError(
-                    f"{root} holds a run with a different configuration ({first_difference(saved, wanted)}); "
-                    "use --overwrite to replace it or choose another --out"
-                )
-        elif root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
-            raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
-        data = config.data
-        table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
-                                     verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
-        config.mining.trusted_mask(table)  # a --trusted column the data lacks fails before anything is written
-        fingerprint = data_fingerprint(table)
-        root.mkdir(parents=True, exist_ok=True)
-        _claim(root)
-        if config_path.exists() and overwrite:
-            shutil.rmtree(root)
-            root.mkdir()
-            _claim(root, again=True)
-        if config_path.exists():
-            Manifest(root).check_run_files()
-            if existing.get("data_fingerprint") != fingerprint:
-                raise HardmineError(
-                    f"the data in {data.data} changed since {root} was made "
-                    "(fingerprint differs); use --overwrite or another --out"
-                )
-        else:
-            write_csv(root / SAMPLES_FILE, table)
-            facts = {"versions": _versions(), "seed": config.train.seed, "data_fingerprint": fingerprint,
-                     "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
-            write_json(config_path, config.to_dict() | facts)
-        split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed)
-        return cls(root, config, table, split)
-
-    @classmethod
-    def open(cls, root: str | os.PathLike) -> Run:
-        """Re-open an existing run directory from its saved config, sample table and split."""
-        from hardmine.data.splits import make_or_load_split
-
-        folder = RunFolder(root)
-        config = folder.run_config()
-        if not (folder.root / SPLIT_FILE).exists():
-            raise HardmineError(f"{folder.root / SPLIT_FILE} is missing; the run is incomplete")
-        _claim(folder.root)
-        Manifest(folder.root).check_run_files()
-        table = folder.samples()
-        return cls(folder.root, config, table, make_or_load_split(table, folder.root / SPLIT_FILE))
-
-    def run_config(self) -> RunConfig:
-        return self.config
-
-    def reference_run(self, epochs: int) -> Run:
-        """The budget reference of this run, opened for writing: round 0's recipe (same seed, same
-        start) trained for ``epochs`` in ``RUN/reference/``, a run folder of its own on this run's
-        sample table and split. A reference made for another budget or configuration, or damaged,
-        is deleted first (it can always be retrained)."""
-        from hardmine.core import ranks
-
-        root = self.root / REFERENCE_DIR
-        config = replace(self.config, train=replace(self.config.train, epochs=epochs))
-
-        def make() -> None:
-            try:
-                same = comparable(RunFolder(root).run_config().to_dict()) == comparable(config.to_dict())
-                Manifest(root).check_run_files()
-            except HardmineError:
-                same = False
-            if not same and root.exists():
-                shutil.rmtree(root)
-            if not root.exists():
-                for name in (SAMPLES_FILE, SPLIT_FILE):
-                    copy_file(self.root / name, root / name)
-                facts = {k: v for k, v in self.config_dict().items() if k not in config.to_dict()}
-                write_json(root / CONFIG_FILE, config.to_dict() | facts)
-
-        ranks.on_main(make)
-        return Run(root, config, self.table, self.split)
-
-    def part(self, name: str) -> pd.DataFrame:
-        """The rows of split ``name`` (train, val or test), index reset."""
-        return self.table[self.split == name].reset_index(drop=True)
+        return self, self.best_round(self.rounds_with(METRICS_FILE))

@@ -34,7 +34,8 @@ from hardmine.core.io import write_csv
 from hardmine.core.paired import METRICS, paired_difference, sensitivity
 from hardmine.engine.inference import Callback
 from hardmine.record.config import MiningConfig, RoundsConfig, RunConfig
-from hardmine.record.record import Run, RunFolder
+from hardmine.record.record import METRICS_FILE, RunFolder
+from hardmine.run.opened import Run
 from hardmine.run.rounds import adopt_reference, budget_reference, run_rounds
 from hardmine.run.steps import metrics_on_test, train_round
 from hardmine.strategies import STRATEGIES
@@ -173,7 +174,7 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
         # other strategies or mining settings reuse the baseline runs instead of refusing them.
         train_cfg = replace(train_cfg, epochs=budget, **BASELINES[method])
         run = Run.create(root, replace(config, train=train_cfg, mining=MiningConfig(), rounds=RoundsConfig()))
-        if not (run.round_dir(0) / "metrics.json").exists():
+        if not run.is_trained(0):
             train_round(run, 0, callback=callback)
             run.record_wall_time(time.perf_counter() - start)
         return run, run, 0
@@ -184,9 +185,9 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
     for baseline in BASELINES:  # the budget reference is the baseline of round 0's recipe, when it ran
         if adopt_reference(run, n_rounds, RunFolder(root.parent.parent / baseline / root.name)):
             break
-    done = run.rounds_with("metrics.json")
+    done = run.rounds_with(METRICS_FILE)
     report = run_rounds(run, n_rounds, resume=True, callback=callback, finish_outputs=False)
-    if done != run.rounds_with("metrics.json"):
+    if done != run.rounds_with(METRICS_FILE):
         run.record_wall_time(time.perf_counter() - start)
     if report.get("returned") == "reference":
         return run, budget_reference(run), 0

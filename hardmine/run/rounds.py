@@ -21,7 +21,8 @@ from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import copy_file, read_json, write_json
 from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
-from hardmine.record.record import MINED_FILE, REPORT_FILE, Manifest, Run, RunFolder, Step, selection_value
+from hardmine.record.record import CHECKPOINT_FILE, MINED_FILE, REPORT_FILE, Manifest, RunFolder, Step, selection_value
+from hardmine.run.opened import Run
 from hardmine.run.steps import metrics_on_test, mine_round, refit_head_round, score_round, train_round
 from hardmine.strategies import RoundContext, get_strategy
 
@@ -156,14 +157,13 @@ def adopt_reference(run: Run, n: int, source: RunFolder) -> bool:
     """
     cfg = run.config
     epochs = cfg.rounds.reference_epochs(cfg.train.epochs, n)
-    ready = all((source.round_dir(0) / name).exists() for name in ("model.pt", "metrics.json"))
-    if epochs is None or not ready or source.run_config().train != replace(cfg.train, epochs=epochs):
+    if epochs is None or not source.is_trained(0) or source.run_config().train != replace(cfg.train, epochs=epochs):
         return False
     reference = run.reference_run(epochs)
     manifest = Manifest(reference.root)
     if not manifest.done(Step(0, "train")) and distributed.is_main():
         for path in source.round_dir(0).iterdir():
-            if path.is_file() and not path.name.startswith(".") and path.name != "last.pt":
+            if path.is_file() and not path.name.startswith(".") and path.name != CHECKPOINT_FILE:
                 copy_file(path, reference.round_dir(0) / path.name)
         reference.record_wall_time(source.wall_time())
         manifest.mark(Step(0, "train"))

@@ -29,7 +29,8 @@ from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
 from hardmine.engine.runtime import Engine
 from hardmine.record.config import ScoringConfig, TrainConfig
-from hardmine.record.record import AUDIT_FILE, Manifest, Run, RunFolder
+from hardmine.record.record import AUDIT_FILE, MODEL_FILE, Manifest, RunFolder
+from hardmine.run.opened import Run
 
 
 def train_round(
@@ -95,7 +96,7 @@ def refit_head_round(
         model.head.weight.copy_(torch.as_tensor(head.weight, dtype=model.head.weight.dtype))
         model.head.bias.copy_(torch.as_tensor(head.bias, dtype=model.head.bias.dtype))
     if distributed.is_main():
-        with atomic_path(run.round_dir(r) / "model.pt", ".pt") as tmp:
+        with atomic_path(run.round_dir(r) / MODEL_FILE, ".pt") as tmp:
             torch.save(model.state_dict(), tmp)
     distributed.barrier()
     return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C})
@@ -199,7 +200,6 @@ def score_round(
 
     scoring = scoring or run.config.scoring
     scoring.validate()
-    out = run.round_dir(r)
     cfg = run.config.train
     engine = Engine(cfg)
     model = engine.load_model(run.model_path(r))
@@ -209,7 +209,7 @@ def score_round(
     table, emb, center = engine.score(model, train_part, threshold=threshold, tta=scoring.tta,
                                       embedding_dtype=scoring.embedding_dtype, callback=callback,
                                       embeddings_path=run.embeddings_path(r))  # fmt: skip
-    dynamics_path = out / "dynamics.npz"
+    dynamics_path = run.dynamics_path(r)
     if dynamics_path.exists():
         with np.load(dynamics_path, allow_pickle=False) as data:
             if data["loss"].shape[1] == len(table):
@@ -218,7 +218,7 @@ def score_round(
     if scoring.trains_networks():
         fold_config = replace(cfg, epochs=scoring.oof_epochs or cfg.epochs)
         # The fold networks depend on the split and round 0's recipe, not on the round: every round reuses round 0's.
-        logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, run.round_dir(0) / "oof",
+        logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, run.oof_dir(),
                                     seed=cfg.seed, callback=callback)  # fmt: skip
         oof_prob = score_table(train_part["id"], labels, logits, threshold)["prob_pos"].to_numpy()
     if run.config.mining.quarantine == "suspicion":

@@ -309,7 +309,7 @@ def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
 
     counts = {key: sum(c["section"] == key for c in cards) for key, _ in SECTIONS}
     return render(
-        "gallery.html",
+        "gallery.html.jinja",
         facts=facts, sections=SECTIONS, counts=counts, short={k: n.split(" (")[0].split(":")[0] for k, n in SECTIONS},
         data=_script_json({"cards": cards, "facts": facts}),
     )

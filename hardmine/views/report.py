@@ -166,7 +166,7 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "pauc_sens80", "sensitivity", "specificity",
             "precision", "threshold", "tp", "fp", "tn", "fn")  # fmt: skip
     page = render(
-        "report.html", filters={"cell": _fmt},
+        "report.html.jinja", filters={"cell": _fmt},
         run=root.name, select_by=report["select_by"], best=best, verdict=verdict_sentence(report),
         reference=report.get("reference"), returned=report.get("returned", "round"),
         round_header=ROUND_COLUMNS, round_rows=[[row[c] for c in ROUND_COLUMNS] for row in round_rows(report)],

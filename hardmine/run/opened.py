@@ -1,0 +1,168 @@
+"""A run opened for writing: its configuration, sample table and split, created or re-opened.
+
+:meth:`Run.create` validates the configuration (the model name against
+torchvision's and timm's lists too), loads the data, and writes
+``config.json``, ``samples.csv`` and ``split.csv`` once; :meth:`Run.open`
+re-opens a run from them. Either takes the run folder's lock. Reading a run
+needs none of this: :class:`~hardmine.record.record.RunFolder`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hardmine import __version__
+from hardmine.core import ranks
+from hardmine.core.errors import HardmineError
+from hardmine.core.io import TMP_SUFFIX, copy_file, write_csv, write_json
+from hardmine.data.sources import load_samples
+from hardmine.data.splits import make_or_load_split
+from hardmine.engine.models import check_model_name
+from hardmine.record.config import RunConfig, comparable, first_difference
+from hardmine.record.lock import LOCK_FILE, lock_run, unlock_run
+from hardmine.record.record import CONFIG_FILE, REFERENCE_DIR, SAMPLES_FILE, SPLIT_FILE, Manifest, RunFolder
+
+
+def _claim(root: Path, again: bool = False) -> None:
+    """Take the run folder's lock; then no other process can be writing, so leftover temp files are orphans."""
+    if again:
+        unlock_run(root)
+    lock_run(root)
+    for orphan in root.rglob(f".*{TMP_SUFFIX}"):
+        orphan.unlink(missing_ok=True)
+
+
+def data_fingerprint(table: pd.DataFrame) -> str:
+    """Hash of ids, labels and groups: changes when the data a run was made on changes."""
+    digest = hashlib.sha256()
+    for col in ("id", "label", "group"):
+        digest.update("\x1f".join(table[col].astype(str)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import torchvision
+
+    return {"hardmine": __version__, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": np.__version__}  # fmt: skip
+
+
+class Run(RunFolder):
+    """An opened run directory with its configuration, sample table and split."""
+
+    def __init__(self, root: Path, config: RunConfig, table: pd.DataFrame, split: pd.Series):
+        super().__init__(root)
+        self.config = config
+        self.table = table
+        self.split = split
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, config: RunConfig, overwrite: bool = False) -> Run:
+        """Open ``root`` for ``config``: a new run, or an existing one with the same config.
+
+        The configuration is validated before anything is written. An existing
+        run with a different configuration is refused unless ``overwrite``,
+        which deletes it first (only if it looks like a hardmine run). Under
+        torchrun, rank 0 does this and the others receive the result.
+        """
+        config.validate()
+        if config.train.model != "tiny":  # torchvision's or timm's lists (the record's validation is torch-free)
+            check_model_name(config.train.model)
+        return ranks.on_main(lambda: cls._create(Path(root), config, overwrite))
+
+    @classmethod
+    def _create(cls, root: Path, config: RunConfig, overwrite: bool) -> Run:
+        config_path = root / CONFIG_FILE
+        if root.exists() and not root.is_dir():
+            raise HardmineError(f"--out {root} is a file; expected a run folder (new or existing)")
+        if (root / LOCK_FILE).exists():
+            _claim(root)  # a run folder, maybe being created by another process right now
+        existing = RunFolder(root).config_dict() if config_path.exists() else None
+        if existing is not None:
+            # read back through the schema: an option added since the run was made counts at its default
+            saved = comparable(RunConfig.from_dict(existing).to_dict())
+            wanted = comparable(config.to_dict())
+            if saved != wanted and not overwrite:
+                raise HardmineError(
+                    f"{root} holds a run with a different configuration ({first_difference(saved, wanted)}); "
+                    "use --overwrite to replace it or choose another --out"
+                )
+        elif root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
+            raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
+        data = config.data
+        table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
+                                     verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
+        config.mining.trusted_mask(table)  # a --trusted column the data lacks fails before anything is written
+        fingerprint = data_fingerprint(table)
+        root.mkdir(parents=True, exist_ok=True)
+        _claim(root)
+        if config_path.exists() and overwrite:
+            shutil.rmtree(root)
+            root.mkdir()
+            _claim(root, again=True)
+        if config_path.exists():
+            Manifest(root).check_run_files()
+            if existing.get("data_fingerprint") != fingerprint:
+                raise HardmineError(
+                    f"the data in {data.data} changed since {root} was made "
+                    "(fingerprint differs); use --overwrite or another --out"
+                )
+        else:
+            write_csv(root / SAMPLES_FILE, table)
+            facts = {"versions": _versions(), "seed": config.train.seed, "data_fingerprint": fingerprint,
+                     "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
+            write_json(config_path, config.to_dict() | facts)
+        split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed)
+        return cls(root, config, table, split)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> Run:
+        """Re-open an existing run directory from its saved config, sample table and split."""
+        folder = RunFolder(root)
+        config = folder.run_config()
+        if not (folder.root / SPLIT_FILE).exists():
+            raise HardmineError(f"{folder.root / SPLIT_FILE} is missing; the run is incomplete")
+        _claim(folder.root)
+        Manifest(folder.root).check_run_files()
+        table = folder.samples()
+        return cls(folder.root, config, table, make_or_load_split(table, folder.root / SPLIT_FILE))
+
+    def run_config(self) -> RunConfig:
+        return self.config
+
+    def reference_run(self, epochs: int) -> Run:
+        """The budget reference of this run, opened for writing: round 0's recipe (same seed, same
+        start) trained for ``epochs`` in ``RUN/reference/``, a run folder of its own on this run's
+        sample table and split. A reference made for another budget or configuration, or damaged,
+        is deleted first (it can always be retrained)."""
+        root = self.root / REFERENCE_DIR
+        config = replace(self.config, train=replace(self.config.train, epochs=epochs))
+
+        def make() -> None:
+            try:
+                same = comparable(RunFolder(root).run_config().to_dict()) == comparable(config.to_dict())
+                Manifest(root).check_run_files()
+            except HardmineError:
+                same = False
+            if not same and root.exists():
+                shutil.rmtree(root)
+            if not root.exists():
+                for name in (SAMPLES_FILE, SPLIT_FILE):
+                    copy_file(self.root / name, root / name)
+                facts = {k: v for k, v in self.config_dict().items() if k not in config.to_dict()}
+                write_json(root / CONFIG_FILE, config.to_dict() | facts)
+
+        ranks.on_main(make)
+        return Run(root, config, self.table, self.split)
+
+    def part(self, name: str) -> pd.DataFrame:
+        """The rows of split ``name`` (train, val or test), index reset."""
+        return self.table[self.split == name].reset_index(drop=True)

@@ -1,0 +1,102 @@
+"""The tree shows the floors, and imports only run downward.
+
+Floors, lowest first (``docs/architecture.md``): ``core`` (numpy), ``data``
+(sample tables), ``strategies`` (round plug-ins), ``record`` (the run folder),
+``views`` (pages), ``engine`` (torch), ``run`` (steps and loops),
+``integrations``, ``cli``. A module may import its own floor and the floors
+below it, lazily or not; only the floors from ``engine`` up may import torch.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hardmine"
+FLOORS = ("core", "data", "strategies", "record", "views", "engine", "run", "integrations", "cli")
+TORCH_FREE = FLOORS[: FLOORS.index("engine")]
+TORCH = ("torch", "torchvision", "timm", "lightning", "fastai")
+
+
+def floor_of(module: str) -> str | None:
+    """``hardmine.core.mining`` -> ``core``; None for the package's entry files."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in FLOORS else None
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """Every module ``path`` imports, at any depth (lazy imports too), except under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text())
+    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+               and getattr(block.test, "id", "") == "TYPE_CHECKING" for node in ast.walk(block)}  # fmt: skip
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            found.append((node.lineno, module))
+            # `from hardmine.core import ranks` imports hardmine.core.ranks
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names
+                      if (PACKAGE.parent / f"{module}.{alias.name}".replace(".", "/")).with_suffix(".py").exists()]
+    return found
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+def test_every_module_stands_on_a_floor():
+    loose = [module_name(p) for p in modules() if floor_of(module_name(p)) is None]
+    assert sorted(loose) == ["hardmine", "hardmine.__main__"]  # the lazy public names and `python -m hardmine`
+
+
+def test_imports_only_run_down():
+    upward = []
+    for path in modules():
+        me = floor_of(module_name(path))
+        if me is None:
+            continue
+        for line, target in imports_of(path):
+            top = target.split(".")[0]
+            if top in TORCH and me in TORCH_FREE:
+                upward.append(f"{module_name(path)}:{line} imports {target} (floor {me} is torch-free)")
+            other = floor_of(target) if top == "hardmine" else None
+            if other is not None and FLOORS.index(other) > FLOORS.index(me):
+                upward.append(f"{module_name(path)}:{line} imports {target} ({me} below {other})")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_floor_rule_test_sees_lazy_and_relative_imports(tmp_path):
+    # the checker itself must catch what it guards against, or the test above cannot fail
+    probe = PACKAGE / "core" / "_probe_for_test.py"
+    probe.write_text("def f():\n    from hardmine.run import steps\n    import torch\n")
+    try:
+        found = {target for _, target in imports_of(probe)}
+    finally:
+        probe.unlink()
+    assert {"hardmine.run", "hardmine.run.steps", "torch"} <= found
+
+
+@pytest.mark.parametrize("floor", TORCH_FREE)
+def test_torch_free_floors_import_no_torch(floor):
+    names = [module_name(p) for p in modules() if floor_of(module_name(p)) == floor]
+    code = "import sys\n" + "".join(f"import {name}\n" for name in names) + \
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"{floor} pulled in torch"
