@@ -1,7 +1,9 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from hardmine.core.index import normalise
 from hardmine.data.synth import generate_demo
 
 
@@ -21,3 +23,31 @@ def demo_copy(demo_dir, tmp_path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(demo_dir, dst)
     return dst
+
+
+def _planted_world(n=1500, pos_frac=0.12, flip_frac=0.03, seed=0):
+    """A model's-eye view of data with planted hard cases and label flips.
+
+    Latent malignancy m drives both the true class and what a reasonable model
+    outputs; hard cases sit near m = 0.5; flips are clear cases with the
+    wrong label. Embeddings encode m (plus nuisance), as a trained network's would.
+    """
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < pos_frac).astype(int)
+    m = np.clip(rng.normal(np.where(truth == 1, 0.74, 0.26), 0.14), 0, 1)
+    hard = np.abs(m - 0.5) < 0.1
+    clear = np.flatnonzero(np.abs(m - 0.5) >= 0.22)
+    flipped = np.zeros(n, bool)
+    flipped[rng.choice(clear, int(flip_frac * n), replace=False)] = True
+    labels = np.where(flipped, 1 - truth, truth)
+    prob = 1 / (1 + np.exp(-12 * (m - 0.5) + rng.normal(0, 0.5, n)))
+    emb = np.column_stack([np.cos(3 * m), np.sin(3 * m), 0.15 * rng.normal(size=(n, 6))])
+    groups = np.arange(n) // 2  # two images per lesion
+    return labels, prob, normalise(emb), groups, hard, flipped
+
+
+@pytest.fixture
+def planted_world():
+    """``planted_world(n, pos_frac, flip_frac, seed) -> labels, prob, emb, groups, hard, flipped``: a model's-eye
+    view of data with planted hard cases and label flips (numpy, no images)."""
+    return _planted_world

@@ -72,4 +72,5 @@ def test_sampler_update_weights_and_bad_input():
         s.update_weights(np.zeros(5))
     with pytest.raises(ValueError, match="rank 2 must be in \\[0, 2\\)"):
         CurriculumSampler(np.ones(5), num_replicas=2, rank=2)
-    assert isinstance(s, torch.utils.data.Sampler)
+    # a DataLoader draws with it: every draw lands on the one weighted sample
+    assert list(torch.utils.data.DataLoader(list(range(10, 15)), sampler=s, batch_size=None)) == [12] * 5

@@ -60,6 +60,15 @@ def test_lightning_callback_feeds_the_curriculum_to_the_training_loader(tmp_path
     assert not np.allclose(weights[0], weights[0].mean())  # the mined curriculum is not uniform
     for epoch in (1, 2):  # every epoch after a mining draws by that mining's weights
         assert module.drawn[epoch] == _curriculum_draw(weights[epoch - 1], 1, epoch, 120)
+    # the sampler check before training keeps the draws per epoch the loader was built with
+    miner = HardMiner(y.numpy(), k=5, seed=1)
+    module = Module(str(tmp_path))
+    pl.Trainer(max_epochs=1, callbacks=[HardMiningCallback(miner, DataLoader(TensorDataset(x, y), batch_size=64))],
+               accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False).fit(module, DataLoader(TensorDataset(x, y, idx),
+                                                                   sampler=miner.sampler(num_samples=48),
+                                                                   batch_size=16))  # fmt: skip
+    assert len(module.drawn[0]) == 48
     # a loader that ignores the miner's sampler is refused before training
     plain = DataLoader(TensorDataset(x, y, idx), batch_size=32)
     with pytest.raises(ValueError, match="does not draw with miner.sampler"):
@@ -146,5 +155,9 @@ def test_framework_examples_run(example, demo_dir, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [f"{example}.py"])
     module = runpy.run_path(str(ROOT / "examples" / f"{example}.py"))
     mining = module["main"](["--data", str(demo_dir), "--epochs", "2", "--size", "24"])
-    assert [row["epoch"] for row in mining.history] == [1, 2]
-    assert "epoch 2:" in capsys.readouterr().out
+    assert [row["epoch"] for row in mining.history] == [1, 2] and mining.miner.round == 2
+    out = capsys.readouterr().out
+    for row in mining.history:  # what the example prints is what its miner found
+        assert (f"epoch {row['epoch']}: {row['n_seeds']} seeds, {row['n_neighbours']} neighbours, "
+                f"{row['n_quarantined']} quarantined") in out
+    assert mining.history[-1]["n_seeds"] > 0 and len(set(np.round(mining.miner.weights, 9))) > 2  # mined, not flat

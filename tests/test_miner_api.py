@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -39,8 +40,7 @@ def test_update_weights_and_sampler_follow():
         HardMiner(labels, kk=3)
 
 
-def test_your_own_out_of_fold_probabilities_are_the_label_suspicion():
-    from test_mining import planted_world
+def test_your_own_out_of_fold_probabilities_are_the_label_suspicion(planted_world):
 
     labels, prob, emb, groups, _, flipped = planted_world()
     miner = HardMiner(labels, groups=groups)
@@ -91,7 +91,21 @@ def test_plain_pytorch_loop_example_runs(demo_dir, monkeypatch, capsys):
     module = runpy.run_path(str(ROOT / "examples" / "plain_pytorch_loop.py"))
     miner = module["main"](["--data", str(demo_dir), "--rounds", "2", "--epochs", "1", "--size", "24"])
     assert miner.round == 2
-    assert "round 1:" in capsys.readouterr().out
+    stats = miner.last.stats
+    assert (f"round 1: {stats['n_seeds']} seeds, {stats['n_neighbours']} neighbours, {stats['n_quarantined']} "
+            f"quarantined, max weight {miner.weights.max():.2f}") in capsys.readouterr().out
+    # the mined table names the demo's images, and the curriculum upweights its seeds class by class
+    mined = miner.mined()
+    assert set(mined["id"]) <= set(pd.read_csv(demo_dir / "HAM10000_metadata.csv")["image_id"])
+    seed_ids = set(mined.loc[mined["role"] == "seed", "id"])
+    assert len(seed_ids) == stats["n_seeds"] > 0
+    weights = pd.Series(miner.weights, index=miner.ids)
+    untouched = ~weights.index.isin(set(mined["id"]))
+    for label in (0, 1):
+        in_class = miner.labels == label
+        seeds = weights.index.isin(seed_ids) & in_class
+        if seeds.any():
+            assert weights[seeds].min() > weights[untouched & in_class].median()
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -181,7 +195,8 @@ def test_miner_sampler_honours_num_samples_and_resumes_the_epoch(tmp_path):
     labels, _, _ = _arrays()
     miner = HardMiner(labels)
     assert len(miner.sampler()) == 200 and len(miner.sampler(num_samples=50)) == 50
-    assert len(list(miner.sampler())) == 200
+    assert len(list(miner.sampler())) == 50  # asking for the sampler again keeps its draws per epoch
+    assert len(list(miner.sampler(num_samples=200))) == 200
     list(miner.sampler())
     resumed = HardMiner(labels)
     resumed.load_state_dict(miner.state_dict())

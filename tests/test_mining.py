@@ -7,28 +7,7 @@ from hardmine.core.index import NeighbourIndex, exact_neighbours, near_duplicate
 from hardmine.core.mining import MiningConfig, expand, mine, select, triage
 
 
-def planted_world(n=1500, pos_frac=0.12, flip_frac=0.03, seed=0):
-    """A model's-eye view of data with planted hard cases and label flips.
-
-    Latent malignancy m drives both the true class and what a reasonable model
-    outputs; hard cases sit near m = 0.5; flips are clear cases with the
-    wrong label. Embeddings encode m (plus nuisance), as a trained network's would.
-    """
-    rng = np.random.default_rng(seed)
-    truth = (rng.random(n) < pos_frac).astype(int)
-    m = np.clip(rng.normal(np.where(truth == 1, 0.74, 0.26), 0.14), 0, 1)
-    hard = np.abs(m - 0.5) < 0.1
-    clear = np.flatnonzero(np.abs(m - 0.5) >= 0.22)
-    flipped = np.zeros(n, bool)
-    flipped[rng.choice(clear, int(flip_frac * n), replace=False)] = True
-    labels = np.where(flipped, 1 - truth, truth)
-    prob = 1 / (1 + np.exp(-12 * (m - 0.5) + rng.normal(0, 0.5, n)))
-    emb = np.column_stack([np.cos(3 * m), np.sin(3 * m), 0.15 * rng.normal(size=(n, 6))])
-    groups = np.arange(n) // 2  # two images per lesion
-    return labels, prob, normalise(emb), groups, hard, flipped
-
-
-def test_mining_finds_planted_hard_cases_and_quarantines_flips():
+def test_mining_finds_planted_hard_cases_and_quarantines_flips(planted_world):
     labels, prob, emb, groups, hard, flipped = planted_world()
     result = mine(labels, prob, emb, threshold=0.5, config=MiningConfig(max_frac=0.2), groups=groups)
     mined = result.hard_mask() | (result.neighbour > 0)
@@ -115,7 +94,7 @@ def test_triage_confident_learning_and_persistent():
     assert not mask.any()
 
 
-def test_mined_frame_contract():
+def test_mined_frame_contract(planted_world):
     labels, prob, emb, groups, _, _ = planted_world(n=400)
     ids = np.array([f"img{i}" for i in range(400)], dtype=object)
     result = mine(labels, prob, emb, 0.5, MiningConfig(k=5), groups=groups)
@@ -131,7 +110,7 @@ def test_mined_frame_contract():
     assert result.weights.mean() == pytest.approx(1.0)
 
 
-def test_bad_input_is_rejected_or_a_clean_noop():
+def test_bad_input_is_rejected_or_a_clean_noop(planted_world):
     labels, prob, emb, groups, _, _ = planted_world(n=100)
     with pytest.raises(ValueError, match="embeddings have 99 rows but there are 100 labels"):
         mine(labels, prob, emb[:99])
@@ -148,7 +127,8 @@ def test_bad_input_is_rejected_or_a_clean_noop():
     previous = np.linspace(0.5, 1.5, 100)
     result = mine(labels, perfect, emb, 0.5, previous_weights=previous)
     assert np.array_equal(result.weights, previous)
-    with pytest.raises(ValueError, match="hardness='sharpness' is not valid; expected one of loss, margin, el2n, dynamics, entropy, forgetting"):
+    with pytest.raises(ValueError, match="hardness='sharpness' is not valid; expected one of loss, margin, el2n, "
+                                         "dynamics, entropy, forgetting"):
         MiningConfig(hardness="sharpness").validate()
 
 
@@ -192,7 +172,7 @@ def test_near_duplicate_pairs_cross_partitions_only():
     assert list(pairs.columns) == ["id_a", "part_a", "id_b", "part_b", "similarity"] and row.similarity >= 0.999
 
 
-def test_a_quarantine_of_a_large_share_warns_about_the_model():
+def test_a_quarantine_of_a_large_share_warns_about_the_model(planted_world):
     from hardmine.core.errors import HardmineWarning
 
     labels, prob, emb, groups, _, _ = planted_world()
@@ -205,7 +185,7 @@ def test_a_quarantine_of_a_large_share_warns_about_the_model():
     assert result.quarantined.mean() > 0.2
 
 
-def test_trusted_labels_are_never_quarantined_and_may_be_seeds():
+def test_trusted_labels_are_never_quarantined_and_may_be_seeds(planted_world):
     labels, prob, emb, groups, hard, flipped = planted_world()
     config = MiningConfig(max_frac=0.2)
     plain = mine(labels, prob, emb, threshold=0.5, config=config, groups=groups)

@@ -1,7 +1,7 @@
 """The mining bar on demo images: the default pipeline (tiny model, default training,
-in-sample scores, default mining options with label-suspicion triage) finds the planted
-hard cases, quarantines the planted label flips and upweights none of them. The slowest
-test of the suite (one 20-epoch training)."""
+in-sample scores, default mining options with label-suspicion triage) quarantines the
+planted label flips and upweights none of them. The slowest test of the suite (one
+20-epoch training)."""
 
 import pandas as pd
 
@@ -23,8 +23,10 @@ def test_default_pipeline_mines_planted_hard_cases_and_quarantines_flips(tmp_pat
 
     found = round_planted_recovery(run.root, 0, pd.read_csv(data / "planted.csv"))
 
-    # measured on this setting: lift 1.48, 25 of 26 flips quarantined, none upweighted, 152 quarantined
-    assert found["hard_lift"] > 1.3, found  # planted hard cases are mined above their base rate
+    # measured on this setting: 25 of 26 flips quarantined, none upweighted, 152-154 quarantined. The planted
+    # hard cases' lift is not asserted here: from one 20-epoch tiny model it is noise (0.78-2.25 across data
+    # seeds in benchmarks/RESULTS.md; 1.48 here once, 0.99 with the packages of 2026-11-30 on the same code);
+    # test_mining asserts it on a model's-eye world, bench_triage.py measures it across seeds.
     assert found["flips"] >= 20, found
     assert found["flips_quarantined"] >= 0.8 * found["flips"], found  # of all flipped labels
     assert found["flips_upweighted"] <= 0.05 * found["flips"], found  # never amplify a label error

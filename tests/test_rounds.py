@@ -80,7 +80,6 @@ def test_round_run_produces_the_contract(demo_dir, tmp_path):
     reference = report["reference"]
     assert reference["epochs"] == 3 and (run_dir / "reference" / "round-000" / "model.pt").exists()
     assert reference["test"]["threshold"] == reference["val"]["threshold"]
-    assert report["test"] == (reference["test"] if report["returned"] == "reference" else report["test_best_round"])
     assert "budget reference" in result.output
     assert "rnd" in result.output and "test split" in result.output
     # another call adds rounds

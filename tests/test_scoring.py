@@ -88,6 +88,17 @@ def test_cli_score_and_mine(trained_run):
     assert set(mined["role"]) <= {"seed", "neighbour", "quarantined"} and len(mined) > 0
     summary = json.loads((r0 / "mining.json").read_text())
     assert summary["n_seeds"] == (mined.role == "seed").sum()
+    # each step records what it ran with: the options given to `mine`, the run's costs, the scoring settings
+    assert (summary["settings"]["k"], summary["settings"]["triage_k"]) == (5, 10)
+    assert summary["costs"] == {"cost_fn": 10.0, "cost_fp": 1.0}
+    scoring = json.loads((r0 / "scoring.json").read_text())
+    assert scoring["scoring"]["source"] == "insample" and scoring["evidence"] == {"gathered": True, "triage_k": 10,
+                                                                                  "seed": 0}  # fmt: skip
+    result = runner.invoke(app, ["mine", str(trained_run), "--k", "5", "--triage-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert summary["evidence"] == "scores"  # gathered once, when scoring
+    resummary = json.loads((r0 / "mining.json").read_text())  # another vote than scored: gathered again, recorded
+    assert resummary["settings"]["triage_k"] == 3 and resummary["evidence"] == "gathered at mining (triage_k=3)"
     result = runner.invoke(app, ["mine", str(trained_run), "--k", "100000"])
     assert result.exit_code == 2 and "k=100000" in result.output
 

@@ -209,7 +209,8 @@ def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_
 def test_no_reference_when_round_0_is_its_own(demo_dir, tmp_path):
     head = Run.create(tmp_path / "head", _config(demo_dir, "head"))
     report = run_rounds(head, 1, finish_outputs=False)  # head refits train no epochs: same budget as round 0
-    assert "reference" not in report and head.reference() is None and report["returned"] == "round"
+    assert "reference" not in report and report["returned"] == "round"
+    assert not (head.root / "reference").exists() and head.epochs_trained() == 2  # nothing trained beyond round 0
     from hardmine.run.steps import predict_images
 
     with pytest.raises(HardmineError, match="no budget reference"):
@@ -219,3 +220,25 @@ def test_no_reference_when_round_0_is_its_own(demo_dir, tmp_path):
         strategy="finetune", round_epochs=1, budget_guard=False)))  # fmt: skip
     report = run_rounds(off, 1, finish_outputs=False)
     assert "reference" not in report and not (off.root / "reference").exists()
+
+
+def test_a_toy_strategy_is_one_file_and_one_registry_line(demo_dir, tmp_path, monkeypatch):
+    from toy_strategy import Polish
+
+    from hardmine.run.compare import epoch_budget, resolve_methods
+    from hardmine.strategies import STRATEGIES
+    from hardmine.views.report import round_rows
+
+    with pytest.raises(HardmineError, match="--strategy='polish' is not valid; expected one of finetune"):
+        RoundsConfig(strategy="polish").validate()
+    monkeypatch.setitem(STRATEGIES, "polish", Polish)  # the registry line
+    config = _config(demo_dir, "polish")
+    config.validate()
+    assert epoch_budget(config, 2, resolve_methods(["hardmine", "rounds-no-mining", "ce"], "polish")) == 4
+    run = Run.create(tmp_path / "run", config)
+    report = run_rounds(run, 1, finish_outputs=False)
+    assert report["rounds"][1]["strategy"] == "polish" and report["rounds"][1]["init_round"] == 0
+    assert (run.round_dir(1) / "history.jsonl").read_text().count("\n") == 1
+    assert Polish().train_config(config).lr == config.train.lr / 10
+    assert report["reference"]["epochs"] == 3  # the budget guard follows the toy's epoch budget: 2 + 1
+    assert [row["init"] for row in round_rows(report)[:2]] == ["-", "r0"]

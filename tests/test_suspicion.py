@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from test_mining import planted_world
 
 from hardmine.core.errors import HardmineError
 from hardmine.core.evidence import gather_evidence, neighbour_prob
@@ -41,7 +40,7 @@ def test_suspicion_score_and_rule_by_hand():
         suspects(evidence, 0)
 
 
-def test_evidence_flags_planted_flips_far_above_clean_images():
+def test_evidence_flags_planted_flips_far_above_clean_images(planted_world):
     labels, _, emb, groups, _, flipped = planted_world()
     evidence = gather_evidence(labels, groups, emb)
     score = evidence.score()
@@ -50,7 +49,7 @@ def test_evidence_flags_planted_flips_far_above_clean_images():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_planted_flips_are_quarantined_and_never_upweighted(seed):
+def test_planted_flips_are_quarantined_and_never_upweighted(seed, planted_world):
     labels, prob, emb, groups, hard, flipped = planted_world(seed=seed)
     result = mine(labels, prob, emb, 0.5, MiningConfig(), groups=groups)
     upweighted = result.hard_mask() | (result.neighbour > 0)
@@ -68,7 +67,7 @@ def test_planted_flips_are_quarantined_and_never_upweighted(seed):
     assert "suspicion(" in result.frame(np.arange(len(labels))).query("role == 'quarantined'")["reasons"].iloc[0]
 
 
-def test_suspects_keep_no_boost_from_earlier_rounds():
+def test_suspects_keep_no_boost_from_earlier_rounds(planted_world):
     labels, prob, emb, groups, _, flipped = planted_world(seed=4)
     previous = np.where(flipped, 8.0, 1.0)  # a flip that an earlier round upweighted
     result = mine(labels, prob, emb, 0.5, MiningConfig(), groups=groups, previous_weights=previous / previous.mean())
@@ -80,7 +79,7 @@ def test_suspects_keep_no_boost_from_earlier_rounds():
 
 
 
-def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior():
+def test_out_of_fold_networks_replace_the_head_at_the_balanced_prior(planted_world):
     from hardmine.core.suspicion import at_prior
 
     # a 50:50-trained 0.8 at a 10% prior: odds 4 x (1/9) = 4/9 -> 4/13; 0.5 at 50:50 is the prior itself
@@ -123,7 +122,7 @@ def test_networks_evidence_is_the_suspicion_and_every_reading_bars_a_seed_by_han
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_with_out_of_fold_networks_planted_flips_are_quarantined_and_doubt_never_upweighted(seed):
+def test_with_out_of_fold_networks_planted_flips_are_quarantined_and_doubt_never_upweighted(seed, planted_world):
     labels, prob, emb, groups, hard, flipped = planted_world(seed=seed)
     # a network that never saw an image sees its latent malignancy, not its label: the world's own prob
     evidence = gather_evidence(labels, groups, emb, oof_prob=prob)

@@ -224,7 +224,9 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
                 values = {name: kwargs.pop(name) for name in group.options if name not in skip}
                 sections[group.section] = group.build(values)
             config = RunConfig(**sections)
-            config.validate()
+            from hardmine.run.opened import validate
+
+            validate(config)
             return fn(**kwargs, config=config)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)

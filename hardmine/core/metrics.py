@@ -243,15 +243,16 @@ def choose_threshold(
         sensitive operating point), since a missed positive is the costly error.
     """
     if rule not in (*_OBJECTIVES, "target-sensitivity"):
-        raise ValueError(f"unknown threshold rule {rule!r}; expected one of {', '.join(THRESHOLD_RULES)}")
+        raise HardmineError(f"unknown threshold rule {rule!r}; expected one of {', '.join(THRESHOLD_RULES)}")
     if cost_fn <= 0 or cost_fp <= 0:
-        raise ValueError(f"costs must be positive; got cost_fn={cost_fn}, cost_fp={cost_fp}")
+        raise HardmineError(f"costs must be positive; got cost_fn={cost_fn}, cost_fp={cost_fp}")
     if not 0 < target <= 1:
-        raise ValueError(f"target sensitivity {target} must be in (0, 1]")
+        raise HardmineError(f"target sensitivity {target} must be in (0, 1]")
     y, p = check_binary(y_true, prob_pos, "y_true")
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     if n_pos == 0 or n_neg == 0:
-        raise ValueError("cannot tune a threshold: validation data hold only one class")
+        raise HardmineError(f"cannot tune a threshold: the validation data hold only one class ({n_pos} positive, "
+                            f"{n_neg} negative images)")
     fpr, tpr, thresholds = roc_points(y, p)
     thresholds = thresholds.copy()
     thresholds[0] = np.nextafter(1.0, 2.0)  # "predict nothing positive"

@@ -158,7 +158,7 @@ def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, np.nda
         return scores["prob_pos_oof"].to_numpy(), dynamics
     if source == "dynamics":
         if "confidence" not in scores:
-            raise HardmineError("the scores have no training-dynamics columns (the round recorded no training dynamics)")
+            raise HardmineError("the scores have no training-dynamics columns (no training dynamics recorded)")
         conf = scores["confidence"].to_numpy()
         return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf), dynamics
     return scores["prob_pos"].to_numpy(), dynamics

@@ -177,7 +177,9 @@ class HardMiner:
     # ------------------------------------------------------------------ outputs
 
     def sampler(self, num_samples: int | None = None, num_replicas: int | None = None, rank: int | None = None):
-        """A :class:`hardmine.engine.sampler.CurriculumSampler` kept in step with :attr:`weights`."""
+        """The :class:`hardmine.engine.sampler.CurriculumSampler` kept in step with :attr:`weights`, made on the
+        first call; ``num_samples``: draws per epoch over all replicas (None: one per sample when made, and
+        unchanged on later calls)."""
         from hardmine.engine.sampler import CurriculumSampler
 
         if self._sampler is None:
@@ -185,7 +187,7 @@ class HardMiner:
                 self.weights, num_samples=num_samples, seed=self.seed, num_replicas=num_replicas, rank=rank
             )
             self._sampler.set_epoch(self._sampler_epoch)  # 0, or where a loaded state left off
-        else:
+        elif num_samples is not None:
             self._sampler.set_num_samples(num_samples)
         return self._sampler
 

@@ -35,7 +35,7 @@ from hardmine.core.paired import METRICS, paired_difference, sensitivity
 from hardmine.engine.inference import Callback
 from hardmine.record.config import MiningConfig, RoundsConfig, RunConfig
 from hardmine.record.record import METRICS_FILE, RunFolder
-from hardmine.run.opened import Run
+from hardmine.run.opened import Run, validate
 from hardmine.run.rounds import adopt_reference, budget_reference, run_rounds
 from hardmine.run.steps import metrics_on_test, train_round
 from hardmine.strategies import STRATEGIES
@@ -48,12 +48,15 @@ BASELINES: dict[str, dict[str, str]] = {
 }
 # The same rounds with every mining effect switched off: no hardness or neighbour boost, no quarantine.
 NO_MINING = {"alpha": 0.0, "beta": 0.0, "quarantine": "none"}
-# method name -> (kind, strategy): the baselines, then each registered strategy with and without mining
-METHODS: dict[str, tuple[str, str | None]] = {
-    **{name: ("baseline", None) for name in BASELINES},
-    **{f"hardmine-{s}": ("hardmine", s) for s in STRATEGIES},
-    **{f"no-mining-{s}": ("no-mining", s) for s in STRATEGIES},
-}
+
+
+def method_table() -> dict[str, tuple[str, str | None]]:
+    """Method name -> (kind, strategy): the baselines, then each registered strategy with and without mining."""
+    return {**{name: ("baseline", None) for name in BASELINES},
+            **{f"hardmine-{s}": ("hardmine", s) for s in STRATEGIES},
+            **{f"no-mining-{s}": ("no-mining", s) for s in STRATEGIES}}  # fmt: skip
+
+
 REPORTED = ("auroc", "auprc", "sens_at_spec90", "pauc_sens80", "sensitivity", "specificity")
 
 
@@ -63,7 +66,8 @@ def epoch_budget(config: RunConfig, n_rounds: int, methods: list[str] | None = N
 
     Raises :class:`HardmineError` when the strategies among ``methods`` train different budgets.
     """
-    strategies = {METHODS[m][1] for m in methods or () if m not in BASELINES} or {config.rounds.strategy}
+    table = method_table()
+    strategies = {table[m][1] for m in methods or () if m not in BASELINES} or {config.rounds.strategy}
     budgets = {s: replace(config.rounds, strategy=s).total_epochs(config.train.epochs, n_rounds)
                for s in sorted(strategies)}  # fmt: skip
     if len(set(budgets.values())) > 1:
@@ -78,10 +82,11 @@ def resolve_methods(methods: list[str] | None, strategy: str) -> list[str]:
     aliases = {"hardmine": f"hardmine-{strategy}", "rounds-no-mining": f"no-mining-{strategy}"}
     chosen = [*BASELINES, aliases["rounds-no-mining"], aliases["hardmine"]] if methods is None else methods
     resolved = [aliases.get(m, m) for m in chosen]
-    unknown = [m for m in resolved if m not in METHODS]
+    known = method_table()
+    unknown = [m for m in resolved if m not in known]
     if not resolved or unknown:
         raise HardmineError(f"methods {', '.join(unknown) or '(none)'}: expected some of "
-                            f"{', '.join((*METHODS, *aliases))}")  # fmt: skip
+                            f"{', '.join((*known, *aliases))}")  # fmt: skip
     return list(dict.fromkeys(resolved))
 
 
@@ -113,7 +118,7 @@ def compare(
     Writes ``out/compare_runs.csv``, ``out/compare.csv``, ``out/compare_paired.csv``
     and ``out/compare_paired.png``.
     """
-    config.validate()
+    validate(config)
     out = Path(out)
     methods = resolve_methods(methods, config.rounds.strategy)
     budget = epoch_budget(config, n_rounds, methods)
@@ -178,7 +183,7 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
             train_round(run, 0, callback=callback)
             run.record_wall_time(time.perf_counter() - start)
         return run, run, 0
-    kind, strategy = METHODS[method]
+    kind, strategy = method_table()[method]
     mining = config.mining if kind == "hardmine" else replace(config.mining, **NO_MINING)
     rounds = replace(config.rounds, strategy=strategy)
     run = Run.create(root, replace(config, train=train_cfg, mining=mining, rounds=rounds))

@@ -30,6 +30,14 @@ from hardmine.record.lock import LOCK_FILE, lock_run, unlock_run
 from hardmine.record.record import CONFIG_FILE, REFERENCE_DIR, SAMPLES_FILE, SPLIT_FILE, Manifest, RunFolder
 
 
+def validate(config: RunConfig) -> None:
+    """:meth:`RunConfig.validate` with the model name checked first, against torchvision's and timm's lists
+    (the configuration's own validation is torch-free); the first problem raises :class:`HardmineError`."""
+    if config.train.model != "tiny":
+        check_model_name(config.train.model)
+    config.validate()
+
+
 def _claim(root: Path, again: bool = False) -> None:
     """Take the run folder's lock; then no other process can be writing, so leftover temp files are orphans."""
     if again:
@@ -73,9 +81,7 @@ class Run(RunFolder):
         which deletes it first (only if it looks like a hardmine run). Under
         torchrun, rank 0 does this and the others receive the result.
         """
-        config.validate()
-        if config.train.model != "tiny":  # torchvision's or timm's lists (the record's validation is torch-free)
-            check_model_name(config.train.model)
+        validate(config)
         return ranks.on_main(lambda: cls._create(Path(root), config, overwrite))
 
     @classmethod

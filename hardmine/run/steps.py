@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.io import atomic_path, load_array, write_csv, write_json, write_parquet_if_available
+from hardmine.core.io import atomic_path, load_array, read_json, write_csv, write_json, write_parquet_if_available
 from hardmine.core.metrics import binary_metrics, softmax
 from hardmine.core.mining import MiningConfig
 from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
 from hardmine.engine.runtime import Engine
 from hardmine.record.config import ScoringConfig, TrainConfig
-from hardmine.record.record import AUDIT_FILE, MODEL_FILE, Manifest, RunFolder
+from hardmine.record.record import AUDIT_FILE, MODEL_FILE, SPLIT_FILE, Manifest, RunFolder
 from hardmine.run.opened import Run
 
 
@@ -51,12 +51,22 @@ def train_round(
     """
     from hardmine.engine.train import fit
 
+    _check_both_classes(run, "val")
     config = train_config or run.config.train
     engine = Engine(run.config.train)
     model = engine.load_model(init_checkpoint) if init_checkpoint else engine.build_model()
     result = fit(model, engine.dataset(run.part("train"), train=True), engine.dataset(run.part("val")), config,
                  run.round_dir(r), sample_weights=sample_weights, callback=callback)  # fmt: skip
     return evaluate(run, r, "val", callback=callback, extra={"best_epoch": result.best_epoch})
+
+
+def _check_both_classes(run: Run, split: str) -> None:
+    """A threshold is tuned on validation: refuse a split of one class before training for it."""
+    labels = run.part(split)["label"]
+    if labels.nunique() < 2:
+        raise HardmineError(f"the {split} split of {run.root / SPLIT_FILE} holds only one class ({int(labels.sum())} "
+                            f"positive, {int((labels == 0).sum())} negative images), so no threshold can be tuned on "
+                            "it: use more data, or larger --split fractions for val")  # fmt: skip
 
 
 def refit_head_round(
@@ -168,7 +178,6 @@ def evaluate(
 def metrics_on_test(run: Run, r: int, *, callback: Callback | None = None) -> dict[str, Any]:
     """Round ``r``'s test metrics: the saved ones when ``metrics_test.json`` and ``preds_test.csv`` were
     written after its model, else :func:`evaluate` on test (which writes both)."""
-    from hardmine.core.io import read_json
 
     saved = [run.metrics_path(r, "test"), run.preds_path(r, "test")]
     model_time = run.model_path(r).stat().st_mtime_ns
@@ -221,28 +230,20 @@ def score_round(
         logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, run.oof_dir(),
                                     seed=cfg.seed, callback=callback)  # fmt: skip
         oof_prob = score_table(train_part["id"], labels, logits, threshold)["prob_pos"].to_numpy()
-    if run.config.mining.quarantine == "suspicion":
-        from hardmine.core.evidence import gather_evidence
-        from hardmine.core.suspicion import at_prior
-
-        confidence = table["confidence"].to_numpy() if "confidence" in table else None
-        balanced_oof = None
-        if oof_prob is not None:  # the evidence is class-balanced: fold networks' odds at a 50:50 prior
-            balanced_oof = at_prior(oof_prob, cfg.probability_prior(float(np.mean(labels))), 0.5)
-        evidence = distributed.on_main(lambda: gather_evidence(
-            labels, train_part["group"].to_numpy(), np.asarray(emb), confidence=confidence,
-            k=run.config.mining.triage_k, seed=cfg.seed, oof_prob=balanced_oof))  # fmt: skip
-        table = table.assign(**evidence.columns())
     if oof_prob is not None:
         table["prob_pos_oof"] = oof_prob
+    gathered = run.config.mining.quarantine == "suspicion"
+    if gathered:
+        evidence = distributed.on_main(lambda: _evidence(run, table, emb, run.config.mining.triage_k))
+        table = pd.concat([table.drop(columns="prob_pos_oof", errors="ignore"),
+                           pd.DataFrame(evidence.columns()), table.filter(["prob_pos_oof"])], axis=1)  # fmt: skip
     table["path"] = train_part["path"].to_numpy()  # so pandas and FiftyOne users can open the images directly
     if distributed.is_main():
         write_csv(run.scores_path(r), table)
         write_parquet_if_available(run.scores_path(r).with_suffix(".parquet"), table)
         # what this step ran with: `hardmine score` options may differ from config.json
-        evidence = {"gathered": run.config.mining.quarantine == "suspicion", "triage_k": run.config.mining.triage_k,
-                    "seed": cfg.seed}  # fmt: skip
-        write_json(run.scoring_path(r), {"scoring": asdict(scoring), "evidence": evidence})
+        settings = {"gathered": gathered, "triage_k": run.config.mining.triage_k, "seed": cfg.seed}
+        write_json(run.scoring_path(r), {"scoring": asdict(scoring), "evidence": settings})
     summary: dict[str, Any] = {"rows": len(table), "embedding_dim": int(emb.shape[1]), "source": scoring.source}
     if audit:
         summary["audit_pairs"] = audit_split(run, engine, model, emb, center, scoring.audit_sim)
@@ -250,6 +251,23 @@ def score_round(
         Manifest(run.root).refresh()
     distributed.barrier()
     return summary
+
+
+def _evidence(run: Run, scores: pd.DataFrame, emb: np.ndarray, triage_k: int):
+    """The round's label-suspicion evidence (:func:`hardmine.core.evidence.gather_evidence`) from its score table
+    (training dynamics, the out-of-fold networks' probabilities when trained) and embeddings, with the run's seed."""
+    from hardmine.core.evidence import gather_evidence
+    from hardmine.core.suspicion import at_prior
+
+    train_part = run.part("train")
+    labels = train_part["label"].to_numpy()
+    confidence = scores["confidence"].to_numpy() if "confidence" in scores else None
+    balanced_oof = None
+    if "prob_pos_oof" in scores:  # the evidence is class-balanced: fold networks' odds at a 50:50 prior
+        prior = run.config.train.probability_prior(float(np.mean(labels)))
+        balanced_oof = at_prior(scores["prob_pos_oof"].to_numpy(), prior, 0.5)
+    return gather_evidence(labels, train_part["group"].to_numpy(), np.asarray(emb), confidence=confidence,
+                           k=triage_k, seed=run.config.train.seed, oof_prob=balanced_oof)  # fmt: skip
 
 
 def audit_split(run: Run, engine: Engine, model, train_embeddings: np.ndarray, center: np.ndarray,
@@ -313,10 +331,17 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     costs = run.config.threshold
     masks = [m for m in (run.seed_mask(q, ids) for q in range(r)) if m is not None]
     threshold = run.threshold(r)
+    evidence, evidence_from = None, "none"
+    if mining.quarantine == "suspicion":
+        recorded = read_json(run.scoring_path(r))["evidence"] if run.scoring_path(r).exists() else {}
+        evidence = Evidence.from_columns(scores) if recorded.get("triage_k") == mining.triage_k else None
+        evidence_from = "scores" if evidence is not None else f"gathered at mining (triage_k={mining.triage_k})"
+        if evidence is None:  # none scored, or scored with another vote: gathered again, once, with these options
+            evidence = _evidence(run, scores, emb, mining.triage_k)
     result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, groups=train_part["group"].to_numpy(),
                   triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
                   previous_weights=run.weights(r - 1, ids) if r > 0 else None,
-                  evidence=Evidence.from_columns(scores), trusted=mining.trusted_mask(train_part),
+                  evidence=evidence, trusted=mining.trusted_mask(train_part),
                   forgetting=forgetting, cost_fn=costs.cost_fn, cost_fp=costs.cost_fp,
                   seed=run.config.train.seed)  # fmt: skip
     mined = result.frame(ids.to_numpy())
@@ -327,7 +352,8 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     write_csv(run.weights_path(r), pd.DataFrame({"id": ids, "weight": result.weights}))
     summary = result.stats | {"message": result.message, "threshold": threshold, "source": source}
     # what this step ran with: `hardmine mine` options may differ from config.json
-    write_json(run.mining_path(r), summary | {"settings": mining.to_dict()})
+    write_json(run.mining_path(r), summary | {"settings": mining.to_dict(), "evidence": evidence_from,
+                                              "costs": {"cost_fn": costs.cost_fn, "cost_fp": costs.cost_fp}})
     Manifest(run.root).refresh()
     return summary
 
