@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hardmine.cli import app
 from hardmine.core.errors import HardmineError
-from hardmine.views.gallery import SECTIONS, gallery_cards, render_page, section_of, serve_run
+from hardmine.views.gallery import SECTIONS, gallery_cards, render_page, serve_run
 
 runner = CliRunner()
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -42,9 +42,8 @@ def mined_run(demo_dir, tmp_path_factory):
 def test_cards_match_mined_csv(mined_run):
     cards, facts = gallery_cards(mined_run, 1)
     mined = pd.read_csv(mined_run / "round-001" / "mined.csv", dtype={"id": str}, keep_default_na=False)
-    expected = mined.apply(section_of, axis=1).value_counts().to_dict()
     got = pd.Series([c["section"] for c in cards if c["section"] != "persistent"]).value_counts().to_dict()
-    assert got == expected
+    assert got == {key: n for key, n in _expected_sections(mined_run).items() if n}
     seeds0 = set(pd.read_csv(mined_run / "round-000" / "mined.csv", dtype={"id": str}).query("role == 'seed'").id)
     seeds1 = set(mined.query("role == 'seed'").id)
     assert {c["id"] for c in cards if c["section"] == "persistent"} == seeds0 & seeds1
@@ -169,142 +168,213 @@ def _driver(download_dir: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
-def test_gallery_in_headless_chromium(mined_run, tmp_path):
+
+
+def browser_test(fn):
+    """Marks a test that drives headless Chromium (skipped without Debian's chromium and chromium-driver)."""
+    skip = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
+    return pytest.mark.browser(skip(fn))
+
+
+SHOWN = ("return Object.fromEntries([...document.querySelectorAll('section')]"
+         ".map(s => [s.dataset.section, +s.dataset.shown]))")  # fmt: skip
+DECIDED = ("return Object.fromEntries([...document.querySelectorAll('.card select.decision')]"
+           ".filter(s => s.value).map(s => [s.parentElement.dataset.id, s.value]))")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for the module's browser tests; downloads land in ``browser.download_dir``."""
     pytest.importorskip("selenium")
+    download_dir = tmp_path_factory.mktemp("downloads")
+    driver = _driver(download_dir)
+    driver.download_dir = download_dir
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def round1_page(mined_run, browser):
+    """Round 1's gallery opened from disk, its cards in the page."""
+    from selenium.webdriver.common.by import By
+
+    assert runner.invoke(app, ["gallery", str(mined_run), "--round", "1"]).exit_code == 0
+    browser.get((mined_run / "round-001" / "gallery" / "index.html").as_uri())
+    browser.find_element(By.CSS_SELECTOR, ".card")
+    return browser
+
+
+def _expected_sections(mined_run: Path) -> dict[str, int]:
+    """Cards per section, from mined.csv's roles, reasons and labels (written out here, not the gallery's rule)."""
+    mined = pd.read_csv(mined_run / "round-001" / "mined.csv", dtype={"id": str}, keep_default_na=False)
+    misclassified = mined["reasons"].str.split("|").apply(lambda reasons: "misclassified" in reasons)
+    seed = mined["role"] == "seed"
+    return {"fn": int((seed & misclassified & (mined["label"] == 1)).sum()),
+            "fp": int((seed & misclassified & (mined["label"] == 0)).sum()),
+            "low-margin": int((seed & ~misclassified).sum()),
+            "neighbour": int((mined["role"] == "neighbour").sum()),
+            "quarantined": int((mined["role"] == "quarantined").sum())}  # fmt: skip
+
+
+def _render_all(driver) -> None:
+    for _ in range(40):  # cards render as they scroll into view
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        if driver.execute_script(
+            "return [...document.querySelectorAll('section')].every(s => +s.dataset.rendered === +s.dataset.shown)"
+        ):
+            return
+        time.sleep(0.05)
+
+
+@browser_test
+def test_browser_page_loads_without_errors_and_data_stays_inert(round1_page):
+    errors = [e for e in round1_page.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+    assert round1_page.execute_script("return window.pwned") is None  # planted markup stayed inert
+
+
+@browser_test
+def test_browser_sections_hold_the_mined_rows(round1_page, mined_run):
+    from selenium.webdriver.common.by import By
+
+    expected = _expected_sections(mined_run)
+    assert sum(expected.values()) > 0
+    shown = round1_page.execute_script(SHOWN)
+    assert {key: shown[key] for key in expected} == expected
+    _render_all(round1_page)
+    for key, count in expected.items():
+        assert len(round1_page.find_elements(By.CSS_SELECTOR, f"#sec-{key} .card")) == count, key
+
+
+@browser_test
+def test_browser_cards_show_seed_strips_and_metadata(round1_page):
+    from selenium.webdriver.common.by import By
+
+    _render_all(round1_page)
+    strips = round1_page.find_elements(By.CSS_SELECTOR, "#sec-neighbour .strip")
+    assert strips and all(s.find_elements(By.CSS_SELECTOR, ".seedref img") for s in strips)  # the seed comes first
+    assert "diagnosed by" in round1_page.find_element(By.CSS_SELECTOR, ".card dl").text  # HAM10000's dx_type
+
+
+@browser_test
+def test_browser_filter_by_class_and_sort(round1_page):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    assert runner.invoke(app, ["gallery", str(mined_run), "--round", "1"]).exit_code == 0
-    page = mined_run / "round-001" / "gallery" / "index.html"
+    Select(round1_page.find_element(By.ID, "cls")).select_by_value("1")
+    shown_pos = round1_page.execute_script("return [...document.querySelectorAll('.card dd.pos')].length")
+    cards = round1_page.execute_script("return document.querySelectorAll('.card').length")
+    assert 0 < cards == shown_pos  # only positives, and the section counts follow
+    assert round1_page.execute_script("return document.querySelector('#sec-fp').dataset.shown") == "0"
+    assert round1_page.execute_script("return document.querySelector('#sec-fp .count').dataset.count") == "0"
+    Select(round1_page.find_element(By.ID, "cls")).select_by_value("all")
+    first_card = "return document.querySelector('#sec-low-margin .card, #sec-fp .card').dataset.id"
+    first = round1_page.execute_script(first_card)
+    Select(round1_page.find_element(By.ID, "order")).select_by_value("asc")
+    assert round1_page.execute_script(first_card) != first
+
+
+@browser_test
+def test_browser_zoom_opens_and_closes(round1_page):
+    from selenium.webdriver.common.by import By
+
+    image = round1_page.find_element(By.CSS_SELECTOR, ".card img")
+    round1_page.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
+    image.click()
+    assert round1_page.find_element(By.ID, "zoom").is_displayed()
+    assert round1_page.execute_script("return document.getElementById('zoom-img').getBoundingClientRect().width") > 300
+    round1_page.find_element(By.ID, "zoom").click()
+    assert not round1_page.find_element(By.ID, "zoom").is_displayed()
+
+
+@browser_test
+def test_browser_gallery_opens_on_the_best_round_and_says_so(mined_run, browser):
+    from selenium.webdriver.common.by import By
+
+    best = json.loads((mined_run / "report.json").read_text())["best_round"]
+    assert runner.invoke(app, ["gallery", str(mined_run)]).exit_code == 0
+    browser.get((mined_run / f"round-{best:03d}" / "gallery" / "index.html").as_uri())
+    shown_round = "return JSON.parse(document.getElementById('data').textContent).facts.round"
+    assert browser.execute_script(shown_round) == best
+    assert "best on validation" in browser.find_element(By.TAG_NAME, "header").text
+
+
+def _decide(driver, base: str, choices: dict[int, str]) -> list[str]:
+    """On the served round-1 page with a cleared store, set card ``i``'s decision to ``choices[i]``; their ids."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(f"{base}/round-001/gallery/index.html")
+    driver.execute_script("localStorage.clear()")
+    driver.refresh()
+    picks = driver.find_elements(By.CSS_SELECTOR, ".card select.decision")
+    for i, value in choices.items():
+        Select(picks[i]).select_by_value(value)
+    return [picks[i].find_element(By.XPATH, "..").get_attribute("data-id") for i in choices]
+
+
+@browser_test
+def test_browser_decisions_survive_a_reload_and_download_for_relabel(mined_run, browser):
+    # served as `gallery --serve` does: Chromium loses localStorage on some reloads of a file:// page and none
+    # over http (benchmarks/bench_gallery_storage.py)
+    from selenium.webdriver.common.by import By
+
+    from hardmine.views.relabel import read_decisions
+
+    with _served(mined_run) as base:
+        ids = _decide(browser, base, {0: "relabel", 1: "exclude"})
+        assert browser.find_element(By.ID, "nsel").text == "2"
+        browser.refresh()
+        browser.find_element(By.CSS_SELECTOR, ".card")
+        assert browser.find_element(By.ID, "nsel").text == "2"
+        assert browser.execute_script(DECIDED) == {ids[0]: "relabel", ids[1]: "exclude"}
+        target = browser.download_dir / "decisions.csv"
+        target.unlink(missing_ok=True)
+        browser.find_element(By.ID, "download").click()
+    for _ in range(50):
+        if target.exists():
+            break
+        time.sleep(0.1)
+    rows = list(csv.DictReader(target.open()))
+    assert {r["image_id"]: r["decision"] for r in rows} == {ids[0]: "relabel", ids[1]: "exclude"}
     mined = pd.read_csv(mined_run / "round-001" / "mined.csv", dtype={"id": str}, keep_default_na=False)
-    expected = mined.apply(section_of, axis=1).value_counts().to_dict()
-    driver = _driver(tmp_path)
-    try:
-        start = time.perf_counter()
-        driver.get(page.as_uri())
-        driver.find_element(By.CSS_SELECTOR, ".card")
-        print(f"gallery of {len(mined)} cards usable after {time.perf_counter() - start:.2f}s")
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors == []
-        assert driver.execute_script("return window.pwned") is None  # planted markup stayed inert
-        shown = driver.execute_script(
-            "return Object.fromEntries([...document.querySelectorAll('section')]"
-            ".map(s => [s.dataset.section, +s.dataset.shown]))"
-        )
-        for key, _ in SECTIONS:
-            if key != "persistent":
-                assert shown[key] == expected.get(key, 0), key
-        # render everything by scrolling, then count the cards per section
-        for _ in range(40):
-            driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
-            if driver.execute_script(
-                "return [...document.querySelectorAll('section')].every(s => +s.dataset.rendered === +s.dataset.shown)"
-            ):
-                break
-            time.sleep(0.05)
-        for key, count in expected.items():
-            assert len(driver.find_elements(By.CSS_SELECTOR, f"#sec-{key} .card")) == count, key
-        # every neighbour strip starts with its seed's own image
-        strips = driver.find_elements(By.CSS_SELECTOR, "#sec-neighbour .strip")
-        assert strips and all(s.find_elements(By.CSS_SELECTOR, ".seedref img") for s in strips)
-        # HAM10000's dx_type is on the card
-        assert "diagnosed by" in driver.find_element(By.CSS_SELECTOR, ".card dl").text
-        # filtering by class changes what is shown, and the section counts follow
-        Select(driver.find_element(By.ID, "cls")).select_by_value("1")
-        shown_pos = driver.execute_script("return [...document.querySelectorAll('.card dd.pos')].length")
-        cards = driver.execute_script("return document.querySelectorAll('.card').length")
-        assert 0 < cards == shown_pos
-        assert driver.execute_script("return document.querySelector('#sec-fp').dataset.shown") == "0"
-        assert driver.execute_script("return document.querySelector('#sec-fp .count').dataset.count") == "0"
-        # sorting changes the order
-        Select(driver.find_element(By.ID, "cls")).select_by_value("all")
-        first = driver.execute_script(
-            "return document.querySelector('#sec-low-margin .card, #sec-fp .card').dataset.id"
-        )
-        Select(driver.find_element(By.ID, "order")).select_by_value("asc")
-        again = driver.execute_script(
-            "return document.querySelector('#sec-low-margin .card, #sec-fp .card').dataset.id"
-        )
-        assert first != again
-        # without --round the gallery opens on the best round on validation, and says so
-        best = json.loads((mined_run / "report.json").read_text())["best_round"]
-        assert runner.invoke(app, ["gallery", str(mined_run)]).exit_code == 0
-        driver.get((mined_run / f"round-{best:03d}" / "gallery" / "index.html").as_uri())
-        shown_round = "return JSON.parse(document.getElementById('data').textContent).facts.round"
-        assert driver.execute_script(shown_round) == best
-        assert "best on validation" in driver.find_element(By.TAG_NAME, "header").text
-        driver.get(page.as_uri())
-        driver.find_element(By.CSS_SELECTOR, ".card")
-        # a card enlarges, and closes again
-        image = driver.find_element(By.CSS_SELECTOR, ".card img")
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
-        image.click()
-        assert driver.find_element(By.ID, "zoom").is_displayed()
-        assert driver.execute_script("return document.getElementById('zoom-img').getBoundingClientRect().width") > 300
-        driver.find_element(By.ID, "zoom").click()
-        assert not driver.find_element(By.ID, "zoom").is_displayed()
-        # decide on two cards; the decisions survive a reload and download in the relabel format.
-        # Served as `gallery --serve` does: Chromium loses localStorage on some reloads of a file:// page
-        # and none over http (benchmarks/bench_gallery_storage.py).
-        with _served(mined_run) as base:
-            driver.get(f"{base}/round-001/gallery/index.html")
-            picks = driver.find_elements(By.CSS_SELECTOR, ".card select.decision")[:2]
-            ids = [p.find_element(By.XPATH, "..").get_attribute("data-id") for p in picks]
-            Select(picks[0]).select_by_value("relabel")
-            Select(picks[1]).select_by_value("exclude")
-            assert driver.find_element(By.ID, "nsel").text == "2"
-            driver.refresh()
-            driver.find_element(By.CSS_SELECTOR, ".card")
-            assert driver.find_element(By.ID, "nsel").text == "2"
-            decided = (
-                "return Object.fromEntries([...document.querySelectorAll('.card select.decision')]"
-                ".filter(s => s.value).map(s => [s.parentElement.dataset.id, s.value]))"
-            )
-            assert driver.execute_script(decided) == {ids[0]: "relabel", ids[1]: "exclude"}
-            driver.find_element(By.ID, "download").click()
-            # a decision taken in another tab (another round's gallery of the run) shows here, and nothing is lost
-            first_tab = driver.current_window_handle
-            driver.switch_to.new_window("tab")
-            driver.get(f"{base}/round-{best:03d}/gallery/index.html")
-            assert driver.find_element(By.ID, "nsel").text == "2"
-            third = next(p for p in driver.find_elements(By.CSS_SELECTOR, ".card select.decision")
-                         if p.find_element(By.XPATH, "..").get_attribute("data-id") not in ids)
-            third_id = third.find_element(By.XPATH, "..").get_attribute("data-id")
-            Select(third).select_by_value("keep")
-            driver.close()
-            driver.switch_to.window(first_tab)
-            for _ in range(50):
-                if driver.find_element(By.ID, "nsel").text == "3":
-                    break
-                time.sleep(0.1)
-            assert driver.find_element(By.ID, "nsel").text == "3"
-            shown = driver.execute_script(decided)
-            assert {ids[0]: "relabel", ids[1]: "exclude"}.items() <= shown.items()
-            assert shown.get(third_id, "keep") == "keep"
-        target = tmp_path / "decisions.csv"
+    labels = dict(zip(mined["id"], mined["label"], strict=True))
+    relabelled = next(r for r in rows if r["decision"] == "relabel")
+    assert relabelled["new_label"] == ("nv" if labels[relabelled["image_id"]] == 1 else "mel")
+    assert len(read_decisions(target, pd.read_csv(mined_run / "samples.csv", dtype=str))) == 2  # relabel reads it
+
+
+@browser_test
+def test_browser_a_decision_in_another_tab_shows_and_loses_nothing(mined_run, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    best = json.loads((mined_run / "report.json").read_text())["best_round"]
+    with _served(mined_run) as base:
+        ids = _decide(browser, base, {0: "relabel", 1: "exclude"})
+        first_tab = browser.current_window_handle
+        browser.switch_to.new_window("tab")  # another round's gallery of the same run
+        browser.get(f"{base}/round-{best:03d}/gallery/index.html")
+        assert browser.find_element(By.ID, "nsel").text == "2"
+        third = next(p for p in browser.find_elements(By.CSS_SELECTOR, ".card select.decision")
+                     if p.find_element(By.XPATH, "..").get_attribute("data-id") not in ids)  # fmt: skip
+        third_id = third.find_element(By.XPATH, "..").get_attribute("data-id")
+        Select(third).select_by_value("keep")
+        browser.close()
+        browser.switch_to.window(first_tab)
         for _ in range(50):
-            if target.exists():
+            if browser.find_element(By.ID, "nsel").text == "3":
                 break
             time.sleep(0.1)
-        rows = list(csv.DictReader(target.open()))
-        assert {r["image_id"]: r["decision"] for r in rows} == {ids[0]: "relabel", ids[1]: "exclude"}
-        labels = dict(zip(mined["id"], mined["label"], strict=True))
-        relabelled = next(r for r in rows if r["decision"] == "relabel")
-        assert relabelled["new_label"] == ("nv" if labels[relabelled["image_id"]] == 1 else "mel")
-        # the file feeds `hardmine relabel` as it is
-        from hardmine.views.relabel import read_decisions
-
-        assert len(read_decisions(target, pd.read_csv(mined_run / "samples.csv", dtype=str))) == 2
-        driver.save_screenshot(str(tmp_path / "gallery.png"))
-    finally:
-        driver.quit()
+        assert browser.find_element(By.ID, "nsel").text == "3"
+        shown = browser.execute_script(DECIDED)
+        assert {ids[0]: "relabel", ids[1]: "exclude"}.items() <= shown.items()
+        assert shown.get(third_id, "keep") == "keep"
 
 
 @pytest.mark.browser
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
-def test_gallery_of_10000_cards_opens_quickly(tmp_path):
+def test_gallery_of_10000_cards_builds_cards_as_they_come_into_view(tmp_path):
     pytest.importorskip("selenium")
     from selenium.webdriver.common.by import By
 
@@ -322,16 +392,15 @@ def test_gallery_of_10000_cards_opens_quickly(tmp_path):
     )
     driver = _driver(tmp_path)
     try:
-        start = time.perf_counter()
         driver.get(page.as_uri())
         driver.find_element(By.CSS_SELECTOR, ".card")
-        seconds = time.perf_counter() - start
-        print(f"10,000-card gallery usable after {seconds:.2f}s")
-        assert seconds < 5.0
         total = driver.execute_script(
             "return [...document.querySelectorAll('section')].reduce((a, s) => a + +s.dataset.shown, 0)"
         )
-        assert total == 10_000
-        (tmp_path / "timing.json").write_text(json.dumps({"seconds": seconds}))
+        assert total == 10_000  # every card is counted and reachable...
+        in_page = driver.execute_script("return document.querySelectorAll('.card').length")
+        assert 0 < in_page <= 1_000  # ...but the page builds only what is in view: it opens at any size
+        _render_all(driver)
+        assert driver.execute_script("return document.querySelectorAll('.card').length") == 10_000
     finally:
         driver.quit()

@@ -2,13 +2,13 @@
 
 import ast
 import sys
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 from PIL import Image
 from typer.testing import CliRunner
 
