@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from hardmine.data.sources import _index_images, load_samples
+from hardmine.data.images import index_images
+from hardmine.data.sources import load_samples
 
 
 def main() -> None:
@@ -40,9 +41,9 @@ def main() -> None:
                          "dx_type": "histo", "age": 50.0, "sex": "male", "localization": "back"})  # fmt: skip
         os.remove(pixel)
         pd.DataFrame(rows).to_csv(root / "HAM10000_metadata.csv", index=False)
-        _index_images(root, (".jpg",))  # warm the file-system cache for both timings
+        index_images(root, (".jpg",))  # warm the file-system cache for both timings
         start = time.perf_counter()
-        _index_images(root, (".jpg",))
+        index_images(root, (".jpg",))
         walk = time.perf_counter() - start
         start = time.perf_counter()
         table, _ = load_samples(root)

@@ -269,3 +269,24 @@ def test_version_and_help():
         assert panel in round_help, panel
     for choices in ("finetune|retrain|head", "ce|weighted-ce|focal", "dermoscopy|light|none"):
         assert choices in round_help, choices  # typer lists the valid values and completes them
+
+
+def test_a_data_source_is_one_file_and_one_registry_line(tmp_path, monkeypatch):
+    from toy_source import GROUND_TRUTH, Isic2020
+
+    from hardmine.data.sources import DATA_SOURCES
+    from hardmine.record.config import DataConfig
+
+    rows = []
+    for i in range(12):
+        _write_image(tmp_path / "train" / f"ISIC_{i:07d}.jpg", (30 + 10 * i, 80, 60))
+        rows.append({"image_name": f"ISIC_{i:07d}", "patient_id": f"IP_{i // 2}", "target": int(i < 4)})
+    pd.DataFrame(rows).to_csv(tmp_path / GROUND_TRUTH, index=False)
+    assert detect_source(tmp_path) == "folders"  # unknown, the layout reads as one class folder
+    monkeypatch.setitem(DATA_SOURCES, "isic2020", Isic2020)  # the registry line
+    DataConfig(data=str(tmp_path), source="isic2020").validate()
+    assert detect_source(tmp_path) == "isic2020"
+    table, report = load_samples(tmp_path, verify_images=True)
+    assert report.source == "isic2020" and report.positive == ["1"] and report.negative == ["0"]
+    assert table["label"].sum() == 4 and table["group"].nunique() == 6  # patients keep their images together
+    assert table["id"].str.startswith("ISIC_").all() and table["path"].map(os.path.isfile).all()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from hardmine.cli import app
 from hardmine.core.errors import DataError
-from hardmine.data.sources import image_inputs
+from hardmine.data.images import image_inputs
 
 runner = CliRunner()
 

@@ -320,7 +320,7 @@ def predict_cmd(
 ) -> None:
     """Probabilities and decisions at the run's validation-tuned threshold for new images."""
     from hardmine.core.io import write_csv
-    from hardmine.data.sources import image_inputs
+    from hardmine.data.images import image_inputs
     from hardmine.record.record import RunFolder
     from hardmine.run.steps import predict_images
 

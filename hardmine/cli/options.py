@@ -22,7 +22,8 @@ import typer
 
 from hardmine.core.metrics import THRESHOLD_RULES
 from hardmine.core.mining import EXPAND, HARDNESS, QUARANTINE, MiningConfig
-from hardmine.data.sources import AUGMENTS, SOURCES
+from hardmine.data.images import AUGMENTS
+from hardmine.data.sources import source_names
 from hardmine.record import config as cfg
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, ScoringConfig, ThresholdConfig, TrainConfig
 from hardmine.strategies import STRATEGIES
@@ -33,7 +34,7 @@ def choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
     return enum.Enum(name, {value: value for value in values}, type=str)
 
 
-Source = choice("Source", SOURCES)
+Source = choice("Source", source_names())
 Augment = choice("Augment", AUGMENTS)
 Schedule = choice("Schedule", cfg.SCHEDULES)
 Loss = choice("Loss", cfg.LOSSES)

@@ -11,7 +11,7 @@ import pandas as pd
 from hardmine.core.errors import DataError
 from hardmine.core.io import write_csv
 from hardmine.core.splits import SPLITS, grouped_split
-from hardmine.data.sources import _read_csv, _require_columns
+from hardmine.data.images import read_csv, require_columns
 
 
 def make_or_load_split(
@@ -26,8 +26,8 @@ def make_or_load_split(
     """
     path = Path(path)
     if path.exists():
-        saved = _read_csv(path)
-        _require_columns(saved, ("id", "group", "split"), path)
+        saved = read_csv(path)
+        require_columns(saved, ("id", "group", "split"), path)
         lookup = dict(zip(saved["id"], saved["split"], strict=True))
         split = table["id"].map(lookup)
         if split.isna().any():

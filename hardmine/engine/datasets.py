@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.data.sources import AUGMENTS, load_image
+from hardmine.data.images import AUGMENTS, load_image
 
 
 def build_transform(image_size: int, train: bool, augment: str = "dermoscopy"):

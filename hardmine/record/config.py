@@ -20,6 +20,8 @@ import numpy as np
 from hardmine.core.errors import HardmineError
 from hardmine.core.metrics import METRIC_KEYS, THRESHOLD_RULES, choose_threshold
 from hardmine.core.mining import MiningConfig
+from hardmine.data.images import AUGMENTS
+from hardmine.data.sources import source_names
 from hardmine.strategies import STRATEGIES, get_strategy
 
 LOSSES = ("ce", "weighted-ce", "focal")
@@ -64,9 +66,7 @@ class DataConfig:
     split_seed: int = 0
 
     def validate(self) -> None:
-        from hardmine.data.sources import SOURCES
-
-        check_choice("source", self.source, SOURCES)
+        check_choice("source", self.source, source_names())
         split = np.asarray(self.split, dtype=float)
         if split.shape != (3,) or (split < 0).any() or abs(split.sum() - 1) > 1e-6:
             raise HardmineError(f"split fractions {list(self.split)} must be three values summing to 1")
@@ -110,8 +110,6 @@ class TrainConfig:
         }  # fmt: skip
         for name, valid in choices.items():
             check_choice(name, getattr(self, name), valid)
-        from hardmine.data.sources import AUGMENTS
-
         check_choice("augment", self.augment, AUGMENTS)
         if self.epochs < 1 or self.freeze_epochs < 0:
             raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")

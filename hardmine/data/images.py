@@ -1,0 +1,161 @@
+"""Image files: finding them, checking and decoding them, and keeping every path inside its data root.
+
+Shared by the data sources (:mod:`hardmine.data.sources`), ``hardmine predict``
+and the engine's dataset. Numpy, pandas and PIL only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from hardmine.core.errors import DataError, warn
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+AUGMENTS = ("dermoscopy", "light", "none")  # training augmentations by name (hardmine.engine.datasets)
+
+
+def image_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Image paths from image files, folders (searched recursively) and CSVs with a ``path`` column.
+
+    Relative CSV paths are relative to the CSV's folder and may not leave it;
+    absolute ones are taken as given (a list of files the user names). The order
+    is that of ``inputs`` (folders sorted). Raises :class:`DataError` naming an
+    input that does not exist, is not an image, or yields no image.
+    """
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))  # fmt: skip
+            if not images:
+                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+            found += images
+        elif path.is_file() and path.suffix.lower() == ".csv":
+            frame = read_csv(path)
+            require_columns(frame, ("path",), path)
+            # absolute paths: the user's own list of files, named in full
+            found += [str(p) for p in csv_paths(path, frame["path"], allow_absolute=True)]
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(str(path))
+        elif path.exists():
+            raise DataError(f"{path} is not an image ({', '.join(IMAGE_SUFFIXES)}), a folder or a CSV of paths")
+        else:
+            raise DataError(f"{path} does not exist")
+    missing = [p for p in found if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} listed image(s) not found, first: {missing[0]}")
+    return found
+
+
+def find_unreadable(paths: Sequence[str] | pd.Series) -> list[str]:
+    """Return the paths that PIL cannot decode (checked at reduced scale for speed)."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img.draft("RGB", (32, 32))  # JPEG decodes at 1/8 scale: fast, still full read
+                img.load()
+        except Exception:  # noqa: BLE001 - any decoder failure means unreadable
+            bad.append(str(path))
+    return bad
+
+
+def load_image(path: str | os.PathLike, size: int | None = None):
+    """Open an image as RGB, decoding JPEGs at a reduced scale when ``size`` allows."""
+    from PIL import Image
+
+    try:
+        img = Image.open(path)
+        if size is not None:
+            img.draft("RGB", (size, size))
+        return img.convert("RGB")
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """Join ``relative`` to ``root`` and refuse results outside ``root``."""
+    root_resolved = root.resolve()
+    candidate = (root_resolved / relative).resolve()
+    if not candidate.is_relative_to(root_resolved):
+        raise DataError(f"path {relative!r} resolves outside the data root {root_resolved}")
+    return candidate
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV as strings (no NA guessing); an unreadable one is one :class:`DataError` naming it."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"cannot read CSV {path}: {exc}".splitlines()[0]) from None
+
+
+def csv_paths(csv_path: Path, paths: Sequence[str], allow_absolute: bool = False) -> list[Path]:
+    """A CSV's paths, relative to its folder and never outside it (absolute ones as given when allowed)."""
+    base = csv_path.parent.resolve()
+    resolved = []
+    for row, rel in enumerate(paths, start=2):  # row 1 is the header
+        if allow_absolute and Path(rel).is_absolute():
+            resolved.append(Path(rel))
+            continue
+        try:
+            resolved.append(resolve_inside(base, rel))
+        except DataError:
+            raise DataError(f"{csv_path} row {row}: path {rel!r} resolves outside the data root {base}") from None
+    return resolved
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    """Raise :class:`DataError` naming the columns of ``columns`` that ``frame`` (read from ``path``) lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: required column(s) {', '.join(missing)} missing; found {', '.join(frame.columns) or 'none'}"
+        )
+
+
+def index_images(root: Path, suffixes: Sequence[str]) -> dict[str, str]:
+    """Map file stem -> path for every image below ``root`` in one walk.
+
+    Symlinked folders are not followed, and a symlinked image that points
+    outside the root is refused, so nothing outside the root is read. Two
+    different images with the same stem are refused (the metadata could not tell
+    them apart); a second copy of the same size (some downloads ship each image
+    folder twice) is skipped with a warning.
+    """
+    base = root.resolve()
+    found: dict[str, str] = {}
+    copies: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # pruned and in a stable order
+        for name in sorted(filenames):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in suffixes:
+                continue
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                check_inside(base, Path(path))
+            if stem in found:
+                if os.path.getsize(path) != os.path.getsize(found[stem]):
+                    raise DataError(f"two different images named {stem}: {found[stem]} and {path}; "
+                                    "image ids must be unique")  # fmt: skip
+                copies.append(path)
+                continue
+            found[stem] = path
+    if copies:
+        warn(f"{len(copies)} image(s) found twice (same name and size), first: {copies[0]}; the first copy is used")
+    return found
+
+
+def check_inside(base: Path, path: Path) -> None:
+    """Refuse ``path`` when it (through a symlink) lies outside the resolved data root ``base``."""
+    if path.is_symlink() and not path.resolve().is_relative_to(base):
+        raise DataError(f"{path} is a symlink to {path.resolve()}, outside the data root {base}; "
+                        "copy the file into the data folder instead")  # fmt: skip

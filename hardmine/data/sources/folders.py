@@ -1,0 +1,48 @@
+"""Class folders: ``root/<class>/*.jpg|png``, one lesion per image."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from hardmine.core.errors import DataError
+from hardmine.data.images import IMAGE_SUFFIXES, check_inside
+from hardmine.data.sources.base import DataSource
+from hardmine.data.sources.ham10000 import HAM_FOLDER, HAM_METADATA
+
+
+class Folders(DataSource):
+    """id = ``<class>/<stem>``; group = the file stem."""
+
+    name = "folders"
+    fallback = True
+
+    def detect(self, root: Path, metadata: str | os.PathLike | None) -> bool:
+        return root.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in root.iterdir())
+
+    def read(self, root: Path, metadata: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
+        return _read_folders(root)
+
+
+def _read_folders(root: Path) -> tuple[pd.DataFrame, Path]:
+    if not root.is_dir():
+        raise DataError(f"{root} is a file; the folders source expects a folder with one sub-folder per class")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    release = [p.name for p in class_dirs if HAM_FOLDER.match(p.name)]
+    if release:
+        raise DataError(f"{HAM_METADATA} not found in {root}: {', '.join(release)} are HAM10000 image folders, "
+                        f"not classes; put {HAM_METADATA} there or pass --metadata")  # fmt: skip
+    base = root.resolve()
+    rows = []
+    for class_dir in class_dirs:
+        check_inside(base, class_dir)
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                check_inside(base, path)
+                rows.append((f"{class_dir.name}/{path.stem}", str(path), class_dir.name, path.stem))
+    if not rows:
+        raise DataError(f"no images (*.jpg, *.png) in the class folders of {root}")
+    table = pd.DataFrame(rows, columns=["id", "path", "class_name", "group"])
+    return table, base

@@ -1,0 +1,62 @@
+"""A manifest CSV: ``path,label[,group]``, paths relative to the CSV's folder and never outside it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hardmine.core.errors import DataError
+from hardmine.data.images import csv_paths, read_csv, require_columns
+from hardmine.data.sources.base import DataSource
+
+MANIFEST_NAMES = ("manifest.csv", "labels.csv")
+_SHOW = 5
+
+
+class Manifest(DataSource):
+    """id = the path without its suffix; group = the ``group`` column, else the image itself."""
+
+    name = "manifest"
+
+    def detect(self, root: Path, metadata: str | os.PathLike | None) -> bool:
+        if root.is_file():
+            return root.suffix.lower() == ".csv"
+        return any((root / name).exists() for name in MANIFEST_NAMES)
+
+    def read(self, root: Path, metadata: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
+        return _read_manifest(root)
+
+
+def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
+    if root.is_dir():
+        candidates = [root / n for n in MANIFEST_NAMES if (root / n).exists()]
+        if not candidates:
+            raise DataError(f"no manifest ({' or '.join(MANIFEST_NAMES)}) in {root}")
+        csv_path = candidates[0]
+    else:
+        csv_path = root
+    frame = read_csv(csv_path)
+    require_columns(frame, ("path", "label"), csv_path)
+    base = csv_path.parent.resolve()
+    paths = csv_paths(csv_path, frame["path"].astype(str))
+    exists = np.array([p.is_file() for p in paths])
+    if not exists.all():
+        missing = [str(frame["path"].iloc[i]) for i in np.flatnonzero(~exists)]
+        raise DataError(f"{len(missing)} image(s) listed in {csv_path} not found, first: {', '.join(missing[:_SHOW])}")
+    rel_ids = frame["path"].astype(str).map(lambda s: Path(s).with_suffix("").as_posix())
+    groups = frame["group"].astype(str) if "group" in frame else rel_ids
+    table = pd.DataFrame(
+        {
+            "id": rel_ids,
+            "path": [str(p) for p in paths],
+            "class_name": frame["label"].astype(str),
+            "group": groups,
+        }
+    )
+    for col in frame.columns:
+        if col not in ("path", "label", "group"):
+            table[col] = frame[col].values
+    return table, base
