@@ -24,7 +24,6 @@ from hardmine.core.errors import HardmineError
 from hardmine.core.io import TMP_SUFFIX, copy_file, write_csv, write_json
 from hardmine.data.sources import load_samples
 from hardmine.data.splits import make_or_load_split
-from hardmine.engine.models import check_model_name
 from hardmine.record.config import RunConfig, comparable, first_difference
 from hardmine.record.lock import LOCK_FILE, lock_run, unlock_run
 from hardmine.record.record import CONFIG_FILE, REFERENCE_DIR, SAMPLES_FILE, SPLIT_FILE, Manifest, RunFolder
@@ -33,7 +32,9 @@ from hardmine.record.record import CONFIG_FILE, REFERENCE_DIR, SAMPLES_FILE, SPL
 def validate(config: RunConfig) -> None:
     """:meth:`RunConfig.validate` with the model name checked first, against torchvision's and timm's lists
     (the configuration's own validation is torch-free); the first problem raises :class:`HardmineError`."""
-    if config.train.model != "tiny":
+    if config.train.model != "tiny":  # torchvision's lists need torch: not loaded for the tiny model
+        from hardmine.engine.models import check_model_name
+
         check_model_name(config.train.model)
     config.validate()
 
