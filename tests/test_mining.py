@@ -199,3 +199,21 @@ def test_trusted_labels_are_never_quarantined_and_may_be_seeds(planted_world):
     assert seeds[trusted & plain.quarantined].any()  # a confirmed label the model gets wrong is worth upweighting
     with pytest.raises(ValueError, match="--trusted 'dx_type' is not valid; expected COLUMN=VALUE"):
         MiningConfig(trusted="dx_type").validate()
+
+
+def test_hardness_signals_by_hand_and_their_registry():
+    from hardmine.core.scores import HARDNESS, hardness_scores
+
+    labels, prob = np.array([1, 1, 0, 0]), np.array([0.5, 0.9, 0.5, 0.9])  # p(true label) 0.5, 0.9, 0.5, 0.1
+    p_true = np.array([0.5, 0.9, 0.5, 0.1])
+    assert hardness_scores("loss", labels, prob) == pytest.approx(-np.log(p_true))
+    assert hardness_scores("margin", labels, prob) == pytest.approx(-np.log(p_true / (1 - p_true)), abs=1e-6)
+    assert hardness_scores("el2n", labels, prob) == pytest.approx(np.sqrt(2) * (1 - p_true))
+    entropy = hardness_scores("entropy", labels, prob)
+    assert entropy == pytest.approx([np.log(2), 0.325083, np.log(2), 0.325083], abs=1e-6)  # uncertainty, either side
+    assert hardness_scores("forgetting", labels, prob, forgetting=np.array([3, 0, 1, 2])).tolist() == [3, 0, 1, 2]
+    with pytest.raises(ValueError, match="hardness 'forgetting' needs the training-dynamics scores"):
+        hardness_scores("forgetting", labels, prob)
+    # seeds rank by the chosen signal: with forgetting, the most-forgotten misclassified image leads
+    seeds = select(labels, prob, 0.5, scores="forgetting", max_frac=1.0, forgetting=np.array([0, 0, 1, 5]))
+    assert seeds.index[0] == 3 and set(HARDNESS) == {"loss", "margin", "el2n", "dynamics", "entropy", "forgetting"}
