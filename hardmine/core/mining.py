@@ -474,7 +474,7 @@ def mine(
     evidence : label-suspicion evidence (:mod:`hardmine.core.suspicion`) for ``quarantine="suspicion"``;
         gathered here from the embeddings, groups and dynamics when None.
     oof_prob : (N,) class-balanced P(positive) from networks trained out of fold, the gathered
-        evidence's out-of-fold part (:func:`hardmine.core.suspicion.gather_evidence`); ignored when
+        evidence's out-of-fold part (:func:`hardmine.core.evidence.gather_evidence`); ignored when
         ``evidence`` is given.
     trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined,
         and free to be seeds or neighbours whatever their suspicion.

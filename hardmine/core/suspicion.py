@@ -2,9 +2,10 @@
 
 A flipped label is exactly what a model gets "most wrong", so mining must not
 trust the in-sample probabilities of the model being mined to tell a label
-error from a hard case. Three pieces of out-of-sample evidence, each turned
+error from a hard case. The pieces of out-of-sample evidence, each turned
 into a *class-balanced* probability that the given label is wrong (so that
-the minority class is not suspect merely for being rare):
+the minority class is not suspect merely for being rare), are plug-ins in
+:data:`hardmine.core.evidence.EVIDENCE`; the built-in ones:
 
 * ``oof``: a linear head refitted out of fold (grouped folds: no lesion in
   two folds) on the round's embeddings, class-balanced L2 logistic regression;
@@ -12,7 +13,7 @@ the minority class is not suspect merely for being rare):
   the network did (cleanlab's and SELF's out-of-sample idea at head cost).
   When whole networks were trained out of fold (``--triage networks``), their
   probabilities replace the head's: their backbones never saw the image
-  either, which the round's embeddings cannot claim (``oof_prob``).
+  either, which the round's embeddings cannot claim (piece ``networks``).
 * ``neighbours``: the labels of the nearest images from *other* lesions in
   embedding space, each class's count divided by its prior; other images of
   the same lesion are left out since they carry the same (possibly wrong) label.
@@ -36,7 +37,7 @@ evidence, and a doubtful label keeps its base weight without being listed for
 review. Requiring the out-of-fold head and the neighbours to agree before a
 quarantine was tried: it lost flips into the minority class, whose few
 minority-class neighbours weigh heavily once counts are divided by the class
-prior. Numpy and scikit-learn only.
+prior. Numpy only.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The round loop: round 0, then score, mine and retrain round after round; the report.
 
 :func:`run_rounds` drives the steps of :mod:`hardmine.run.steps` over an opened
-:class:`~hardmine.record.record.Run`, records each in ``manifest.json`` so an
+:class:`~hardmine.run.opened.Run`, records each in ``manifest.json`` so an
 interrupted run resumes, guards against rounds that make validation worse,
 trains the budget reference (round 0's recipe for the rounds' whole epoch
 budget) so a run never hands back a model worse on validation than the plain
@@ -134,7 +134,7 @@ def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, cal
 
 
 def _reference_step(run: Run, epochs: int, init_checkpoint, note, callback) -> None:
-    """Train the budget reference when it is missing (:meth:`~hardmine.record.record.Run.reference_run`)."""
+    """Train the budget reference when it is missing (:meth:`~hardmine.run.opened.Run.reference_run`)."""
     reference = run.reference_run(epochs)
     manifest = _verified_manifest(reference)
     step = Step(0, "train")

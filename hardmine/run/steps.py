@@ -1,4 +1,4 @@
-"""The steps of a round, each writing into ``round-RRR/`` of an opened :class:`~hardmine.record.record.Run`.
+"""The steps of a round, each writing into ``round-RRR/`` of an opened :class:`~hardmine.run.opened.Run`.
 
 * :func:`train_round`: train a model (round 0, or a mining round on curriculum weights) and tune its threshold;
 * :func:`refit_head_round`: keep a round's backbone, refit its last layer on the curriculum (``head`` strategy);
