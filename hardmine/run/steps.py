@@ -230,13 +230,13 @@ def score_round(
         logits = out_of_fold_logits(train_part, fold_config, scoring.oof_folds, run.oof_dir(),
                                     seed=cfg.seed, callback=callback)  # fmt: skip
         oof_prob = score_table(train_part["id"], labels, logits, threshold)["prob_pos"].to_numpy()
-    if oof_prob is not None:
-        table["prob_pos_oof"] = oof_prob
     gathered = run.config.mining.quarantine == "suspicion"
     if gathered:
-        evidence = distributed.on_main(lambda: _evidence(run, table, emb, run.config.mining.triage_k))
-        table = pd.concat([table.drop(columns="prob_pos_oof", errors="ignore"),
-                           pd.DataFrame(evidence.columns()), table.filter(["prob_pos_oof"])], axis=1)  # fmt: skip
+        scored = table if oof_prob is None else table.assign(prob_pos_oof=oof_prob)
+        evidence = distributed.on_main(lambda: _evidence(run, scored, emb, run.config.mining.triage_k))
+        table = table.assign(**evidence.columns())
+    if oof_prob is not None:
+        table["prob_pos_oof"] = oof_prob
     table["path"] = train_part["path"].to_numpy()  # so pandas and FiftyOne users can open the images directly
     if distributed.is_main():
         write_csv(run.scores_path(r), table)
