@@ -57,13 +57,12 @@ class Engine:
         return model
 
     def predict(
-        self, model, data: ImageDataset | pd.DataFrame, *, tta: bool = False, callback: Callback | None = None,
-        embedding_sink=None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+        self, model, data: ImageDataset | pd.DataFrame, *, tta: bool = False, callback: Callback | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Logits (N, 2) and raw embeddings (N, D) of every row of ``data`` (a dataset, or a sample table
         made into one), in row order; see :func:`hardmine.engine.inference.predict`."""
         dataset = data if isinstance(data, ImageDataset) else self.dataset(data)
-        return predict(model, dataset, **self._inference(), tta=tta, callback=callback, embedding_sink=embedding_sink)
+        return predict(model, dataset, **self._inference(), tta=tta, callback=callback)
 
     def score(self, model, table: pd.DataFrame, **options: Any):
         """:func:`hardmine.engine.scoring.score_dataset` of ``table``'s images with this engine's inference
