@@ -13,7 +13,9 @@ from hardmine.core.errors import HardmineError
 from hardmine.core.mining import MiningConfig
 from hardmine.core.splits import grouped_folds
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
-from hardmine.record.record import Manifest, RunFolder, Step, round_dir, round_number
+from hardmine.record.layout import round_dir, round_number
+from hardmine.record.manifest import Manifest, Step
+from hardmine.record.record import RunFolder
 from hardmine.run.opened import Run
 from hardmine.run.steps import train_round
 from hardmine.views.gallery import build_gallery
@@ -22,8 +24,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hardmine"
 
 
 def layout_names() -> set[str]:
-    """Every file name the run record spells (its module-level string constants with a suffix)."""
-    tree = ast.parse((PACKAGE / "record" / "record.py").read_text())
+    """Every file name the run layout spells (its module-level string constants with a suffix)."""
+    tree = ast.parse((PACKAGE / "record" / "layout.py").read_text())
     return {node.value.value for node in tree.body if isinstance(node, ast.Assign)
             and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
             and re.fullmatch(r"[\w.]+\.\w+", node.value.value)}  # fmt: skip
@@ -51,10 +53,10 @@ def test_the_checker_sees_a_spelled_file_name(tmp_path):
     assert spelled_layout(probe, layout_names()) == ["probe.py:2 'round-001'", "probe.py:3 last.pt"]
 
 
-def test_file_names_are_spelled_in_the_run_record_only():
+def test_file_names_are_spelled_in_the_run_layout_only():
     names = layout_names()
     assert {"model.pt", "last.pt", "metrics.json", "dynamics.npz", "history.jsonl", "scores.csv"} <= names
-    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "record" / "record.py"
+    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "record" / "layout.py"
              for hit in spelled_layout(path, names)]  # fmt: skip
     assert not found, "\n".join(found)
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from hardmine.cli import app
 from hardmine.core.io import write_json
 from hardmine.record.lock import LOCK_FILE
-from hardmine.record.record import Manifest
+from hardmine.record.manifest import Manifest
 
 runner = CliRunner()
 FAST = ["--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]

@@ -10,7 +10,7 @@ from hardmine.core.errors import HardmineError
 from hardmine.core.metrics import METRIC_KEYS
 from hardmine.core.mining import MiningConfig
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
-from hardmine.record.record import Manifest
+from hardmine.record.manifest import Manifest
 from hardmine.run.opened import Run
 from hardmine.run.rounds import run_rounds
 from hardmine.strategies import get_strategy

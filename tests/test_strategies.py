@@ -12,7 +12,8 @@ from hardmine.core.head import fit_head
 from hardmine.core.paired import auroc, average_precision, paired_difference, sens_at_spec, sensitivity
 from hardmine.engine.runtime import Engine
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
-from hardmine.record.record import Manifest, selection_value
+from hardmine.record.manifest import Manifest
+from hardmine.record.record import selection_value
 from hardmine.run.opened import Run
 from hardmine.run.rounds import run_rounds
 

@@ -185,7 +185,7 @@ def score_cmd(
     config: RunConfig = None,
 ) -> None:
     """Score the training set: scores.csv and embeddings.npy, plus the split audit."""
-    from hardmine.record.record import AUDIT_FILE
+    from hardmine.record.layout import AUDIT_FILE
     from hardmine.run.opened import Run
     from hardmine.run.steps import score_round
 
@@ -242,7 +242,7 @@ def round_cmd(
     config: RunConfig = None,
 ) -> None:
     """Train, then mine and retrain round after round; report the best round on test."""
-    from hardmine.record.record import MINED_FILE, REPORT_FILE, REPORT_HTML
+    from hardmine.record.layout import MINED_FILE, REPORT_FILE, REPORT_HTML
     from hardmine.run.opened import Run
     from hardmine.run.rounds import run_rounds
 

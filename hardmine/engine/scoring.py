@@ -163,7 +163,7 @@ def out_of_fold_logits(
     from hardmine.core.splits import grouped_folds
     from hardmine.engine.runtime import Engine
     from hardmine.engine.train import fit
-    from hardmine.record.record import CHECKPOINT_FILE
+    from hardmine.record.layout import CHECKPOINT_FILE
 
     if k < 2:
         raise HardmineError(f"out-of-fold scoring needs k >= 2 folds; got {k}")

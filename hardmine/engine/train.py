@@ -36,7 +36,7 @@ from hardmine.engine.losses import class_weights, per_sample_loss, weighted_mean
 from hardmine.engine.runtime import Engine
 from hardmine.engine.sampler import CurriculumSampler
 from hardmine.record.config import TrainConfig
-from hardmine.record.record import CHECKPOINT_FILE, DYNAMICS_FILE, HISTORY_FILE, MODEL_FILE
+from hardmine.record.layout import CHECKPOINT_FILE, DYNAMICS_FILE, HISTORY_FILE, MODEL_FILE
 
 
 @dataclass

@@ -34,7 +34,8 @@ from hardmine.core.io import write_csv
 from hardmine.core.paired import METRICS, paired_difference, sensitivity
 from hardmine.engine.inference import Callback
 from hardmine.record.config import MiningConfig, RoundsConfig, RunConfig
-from hardmine.record.record import METRICS_FILE, RunFolder
+from hardmine.record.layout import METRICS_FILE
+from hardmine.record.record import RunFolder
 from hardmine.run.opened import Run, validate
 from hardmine.run.rounds import adopt_reference, budget_reference, run_rounds
 from hardmine.run.steps import metrics_on_test, train_round

@@ -25,8 +25,10 @@ from hardmine.core.io import TMP_SUFFIX, copy_file, write_csv, write_json
 from hardmine.data.sources import load_samples
 from hardmine.data.splits import make_or_load_split
 from hardmine.record.config import RunConfig, comparable, first_difference
+from hardmine.record.layout import CONFIG_FILE, REFERENCE_DIR, SAMPLES_FILE, SPLIT_FILE
 from hardmine.record.lock import LOCK_FILE, lock_run, unlock_run
-from hardmine.record.record import CONFIG_FILE, REFERENCE_DIR, SAMPLES_FILE, SPLIT_FILE, Manifest, RunFolder
+from hardmine.record.manifest import Manifest
+from hardmine.record.record import RunFolder
 
 
 def validate(config: RunConfig) -> None:

@@ -21,7 +21,9 @@ from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import copy_file, read_json, write_json
 from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
-from hardmine.record.record import CHECKPOINT_FILE, MINED_FILE, REPORT_FILE, Manifest, RunFolder, Step, selection_value
+from hardmine.record.layout import CHECKPOINT_FILE, MINED_FILE, REPORT_FILE
+from hardmine.record.manifest import Manifest, Step
+from hardmine.record.record import RunFolder, selection_value
 from hardmine.run.opened import Run
 from hardmine.run.steps import metrics_on_test, mine_round, refit_head_round, score_round, train_round
 from hardmine.strategies import RoundContext, get_strategy

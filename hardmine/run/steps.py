@@ -29,7 +29,9 @@ from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
 from hardmine.engine.runtime import Engine
 from hardmine.record.config import ScoringConfig, TrainConfig
-from hardmine.record.record import AUDIT_FILE, MODEL_FILE, SPLIT_FILE, Manifest, RunFolder
+from hardmine.record.layout import AUDIT_FILE, MODEL_FILE, SPLIT_FILE
+from hardmine.record.manifest import Manifest
+from hardmine.record.record import RunFolder
 from hardmine.run.opened import Run
 
 

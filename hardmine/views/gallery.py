@@ -35,7 +35,8 @@ import pandas as pd
 
 from hardmine.core.errors import HardmineError
 from hardmine.core.io import write_bytes
-from hardmine.record.record import MINED_FILE, RunFolder
+from hardmine.record.layout import MINED_FILE
+from hardmine.record.record import RunFolder
 
 THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
 META_COLUMNS = ("dx_type", "localization", "age", "sex")

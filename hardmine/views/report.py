@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from hardmine.core.io import write_bytes
-from hardmine.record.record import REPORT_HTML, RunFolder
+from hardmine.record.layout import REPORT_HTML
+from hardmine.record.record import RunFolder
 from hardmine.strategies import get_strategy
 
 COMPARED = ("sens_at_spec90", "auprc", "auroc")

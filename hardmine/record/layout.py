@@ -1,0 +1,83 @@
+"""The run folder's layout: every file and folder name of a run, spelled here and nowhere else.
+
+::
+
+    RUN/
+      config.json     resolved configuration, versions, seed, data fingerprint, class names
+      samples.csv     the sample table the run was made on (views never re-read the data source)
+      split.csv       sample id, group, split
+      manifest.json   steps completed (what resume reads), size and SHA-256 of every step's outputs
+      report.json     rounds on validation, best round, the model handed back, test metrics
+      round-RRR/      model.pt metrics.json scores.csv embeddings.npy mined.csv weights.csv gallery/ ...
+      reference/      the budget reference: round 0's recipe trained for the rounds' whole epoch
+                      budget, itself a run folder (config, samples, split, manifest, round-000/)
+
+The integrity records are :mod:`hardmine.record.manifest`; the readers are
+:class:`hardmine.record.record.RunFolder`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+CONFIG_FILE = "config.json"
+SAMPLES_FILE = "samples.csv"
+SPLIT_FILE = "split.csv"
+MANIFEST_FILE = "manifest.json"
+REPORT_FILE = "report.json"
+TIMING_FILE = "timing.json"
+REPORT_HTML = "report.html"
+REFERENCE_DIR = "reference"
+AUDIT_FILE = "split_audit.csv"
+# a fit folder (a round, or an out-of-fold network), as hardmine.engine.train.fit writes it
+MODEL_FILE = "model.pt"  # state dict of the best epoch on validation
+CHECKPOINT_FILE = "last.pt"  # model, optimiser and scheduler after the latest epoch: the resume point
+HISTORY_FILE = "history.jsonl"
+DYNAMICS_FILE = "dynamics.npz"
+METRICS_FILE = "metrics.json"  # validation metrics and the threshold tuned on them
+OOF_DIR = "oof"  # round 0's networks trained out of fold, fold-K/ each a fit folder
+# a round's scoring and mining outputs
+SCORES_FILE = "scores.csv"
+EMBEDDINGS_FILE = "embeddings.npy"
+MINED_FILE = "mined.csv"
+WEIGHTS_FILE = "weights.csv"
+MINING_FILE = "mining.json"
+SCORING_FILE = "scoring.json"
+STEPS = ("train", "score", "mine", "report")
+RUN_FILES = (CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE)  # made once with the run; no step can redo them
+# Round files that later steps read back; plots, pages and the mid-training resume point are not.
+CHECKED_SUFFIXES = (".pt", ".npy", ".npz", ".csv", ".json", ".jsonl", ".parquet")
+UNCHECKED = {CHECKPOINT_FILE}
+_ROUND_DIR = re.compile(r"round-(\d{3})$")
+
+
+def round_dir(root: str | os.PathLike, r: int) -> Path:
+    """``root/round-RRR``."""
+    return Path(root) / f"round-{r:03d}"
+
+
+def round_number(path: str | os.PathLike) -> int | None:
+    """The round a ``round-RRR`` folder holds (None for any other name)."""
+    match = _ROUND_DIR.match(Path(path).name)
+    return int(match[1]) if match else None
+
+
+def metrics_file(split: str) -> str:
+    """A round's metrics on ``split``: ``metrics.json`` on validation (where its threshold is tuned)."""
+    return METRICS_FILE if split == "val" else f"metrics_{split}.json"
+
+
+def preds_file(split: str) -> str:
+    """A round's model's predictions on ``split`` (``external``: another data set, ``hardmine compare``)."""
+    return f"preds_{split}.csv"
+
+
+def features_file(split: str) -> str:
+    """A round's cached raw embeddings of ``split`` (head refits)."""
+    return f"features_{split}.npy"
+
+
+GALLERY_DIR = "gallery"
+GALLERY_PAGE = "index.html"
