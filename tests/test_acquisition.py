@@ -1,0 +1,84 @@
+"""Acquisition functions against hand-checked pools: what each must pick, and the rules every batch keeps."""
+
+import numpy as np
+import pytest
+
+from hardmine.core.acquisition import ACQUISITION, acquire
+from hardmine.core.errors import HardmineError
+from hardmine.core.index import normalise
+
+
+def _circle(degrees) -> np.ndarray:
+    radians = np.radians(np.asarray(degrees, dtype=float))
+    return np.column_stack([np.cos(radians), np.sin(radians)]).astype(np.float32)
+
+
+def test_uncertainty_and_positive_rank_by_hand():
+    prob = np.array([0.05, 0.28, 0.31, 0.9, 0.5])
+    emb = _circle([0, 60, 120, 180, 240])
+    rows, reasons = acquire("margin", prob, emb, 2, threshold=0.3)  # nearest the tuned threshold, not 0.5
+    assert rows.tolist() == [2, 1] and "at threshold 0.30" in reasons[0]
+    assert acquire("entropy", prob, emb, 2, threshold=0.3)[0].tolist() == [2, 1]
+    assert acquire("positive", prob, emb, 2)[0].tolist() == [3, 4]
+    picked = acquire("random", prob, emb, 5, seed=1)[0].tolist()
+    assert sorted(picked) == [0, 1, 2, 3, 4] and picked == acquire("random", prob, emb, 5, seed=1)[0].tolist()
+
+
+def test_coreset_picks_the_farthest_point_then_the_next_farthest():
+    emb = _circle([0, 10, 20, 90, 180])
+    labeled = _circle([0])
+    rows, reasons = acquire("coreset", np.full(5, 0.5), emb, 2, labeled_embeddings=labeled, labeled_labels=[1])
+    assert rows.tolist() == [4, 3]  # 180 degrees from the labeled image, then 90 from both it and the pick
+    assert "cosine distance 2.00" in reasons[0]
+
+
+def test_seals_never_proposes_outside_the_labeled_positives_neighbourhood():
+    rng = np.random.default_rng(0)
+    near = normalise(np.array([1.0, 0, 0]) + 0.05 * rng.normal(size=(20, 3)))
+    far = normalise(np.array([-1.0, 0, 0]) + 0.05 * rng.normal(size=(80, 3)))
+    emb = np.vstack([near, far]).astype(np.float32)
+    prob = np.concatenate([np.full(20, 0.9), np.full(80, 0.5)])  # the far images are the most uncertain
+    rows, _ = acquire("seals", prob, emb, 30, labeled_embeddings=np.array([[1.0, 0, 0]], np.float32),
+                      labeled_labels=[1], k=8)  # fmt: skip
+    assert len(rows) == 8 and set(rows) <= set(range(20))  # short of the budget rather than outside the pool
+    with pytest.raises(HardmineError, match="needs labeled positives"):
+        acquire("seals", prob, emb, 5)
+
+
+def test_hardmine_keeps_its_positive_quota_skips_duplicates_and_reaches_missed_positives():
+    rng = np.random.default_rng(1)
+    emb = normalise(rng.normal(size=(200, 8))).astype(np.float32)
+    emb[1] = emb[0]  # a second view of the most likely positive
+    prob = rng.uniform(0, 0.4, 200)
+    prob[[0, 1, 2, 3]] = [0.99, 0.98, 0.97, 0.96]
+    missed = emb[150:151] + 0.01  # a labeled melanoma the model calls benign sits next to pool image 150
+    rows, reasons = acquire("hardmine", prob, emb, 10, threshold=0.5, labeled_embeddings=normalise(missed),
+                            labeled_labels=[1], labeled_prob=[0.1], k=3, positive_share=0.3)  # fmt: skip
+    assert rows[:3].tolist() == [0, 2, 3] and 1 not in rows  # the quota, without the duplicate view
+    assert all(r.startswith("positive quota") for r in reasons[:3])
+    assert 150 in rows and reasons[rows.tolist().index(150)].startswith("near a missed positive")
+    assert len(rows) == 10 and len(set(rows.tolist())) == 10
+
+
+@pytest.mark.parametrize("name", sorted(ACQUISITION))
+def test_a_lesions_images_are_asked_together_and_every_pick_says_why(name):
+    rng = np.random.default_rng(2)
+    emb = normalise(rng.normal(size=(60, 6))).astype(np.float32)
+    prob = rng.uniform(0, 1, 60)
+    groups = np.arange(60) // 3  # three images per lesion
+    labeled = normalise(rng.normal(size=(5, 6))).astype(np.float32)
+    rows, reasons = acquire(name, prob, emb, 9, groups=groups, labeled_embeddings=labeled,
+                            labeled_labels=[1, 0, 1, 0, 0], k=20)  # fmt: skip
+    assert len(rows) == 9 and len(set(rows.tolist())) == 9 and all(reasons)
+    for lesion in set(groups[rows]):
+        assert set(np.flatnonzero(groups == lesion)) <= set(rows.tolist())
+
+
+def test_bad_input_is_one_clear_error():
+    emb = _circle([0, 90, 180])
+    with pytest.raises(HardmineError, match="budget 4 must be between 1 and the pool's 3 images"):
+        acquire("margin", [0.1, 0.5, 0.9], emb, 4)
+    with pytest.raises(HardmineError, match="acquisition 'uncertain' is not valid; expected one of random"):
+        acquire("uncertain", [0.1, 0.5, 0.9], emb, 1)
+    with pytest.raises(HardmineError, match="pool embeddings have shape"):
+        acquire("margin", [0.1, 0.5], emb, 1)
