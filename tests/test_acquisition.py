@@ -82,3 +82,25 @@ def test_bad_input_is_one_clear_error():
         acquire("uncertain", [0.1, 0.5, 0.9], emb, 1)
     with pytest.raises(HardmineError, match="pool embeddings have shape"):
         acquire("margin", [0.1, 0.5], emb, 1)
+
+
+def test_hard_miner_queries_the_pool_in_its_training_space(planted_world):
+    from hardmine import HardMiner
+
+    labels, prob, emb, groups, _, _ = planted_world(n=600)
+    train, pool = np.arange(400), np.arange(400, 600)
+    miner = HardMiner(labels[train], groups=groups[train])
+    miner.update(prob[train], emb[train])
+    picked = miner.query(prob[pool], emb[pool], 20, pool_ids=[f"P{i}" for i in pool], pool_groups=groups[pool],
+                         positive_share=0.5)  # fmt: skip
+    assert len(picked) == 20 and picked["id"].str.startswith("P").all() and picked["reason"].str.len().min() > 0
+    rows = picked["id"].str[1:].astype(int).to_numpy()
+    quota = rows[picked["reason"].str.startswith("positive quota").to_numpy()]
+    assert len(quota) >= 5 and set(quota) <= set(pool[np.argsort(-prob[pool])[:15]])  # the most likely positives
+    assert picked["reason"].str.startswith("same lesion as").sum() == len(rows) - len(set(groups[rows]))
+    for lesion in set(groups[rows]):  # lesions asked whole
+        assert set(np.flatnonzero(groups[pool] == lesion) + 400) <= set(rows)
+    positives_found = labels[rows].mean()
+    assert positives_found >= 2 * labels[pool].mean()  # far more melanomas per label than the pool's rate
+    random = miner.query(prob[pool], emb[pool], 20, method="random")
+    assert set(random.columns) == {"id", "prob_pos", "reason"} and (random["reason"] == "random").all()

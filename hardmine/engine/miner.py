@@ -88,6 +88,8 @@ class HardMiner:
         self.last: MiningResult | None = None
         self._sampler = None
         self._sampler_epoch = 0
+        self._center: np.ndarray | None = None
+        self._labeled: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ mining
 
@@ -125,7 +127,9 @@ class HardMiner:
         if threshold is not None:
             self.threshold = float(threshold)
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        emb = normalise(embeddings, center=embeddings.mean(axis=0))
+        self._center = embeddings.mean(axis=0)
+        emb = normalise(embeddings, center=self._center)
+        self._labeled = (emb, probs)  # the space and probabilities a later query compares the pool with
         history = np.array(self.hard_history) if self.hard_history else None
         result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
                       triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
@@ -173,6 +177,39 @@ class HardMiner:
         probs, emb = forward_collect(model, loader, len(self.labels), device, positive_class=positive_class,
                                      labels=self.labels)  # fmt: skip
         return self.update(probs, emb, threshold)
+
+    def query(
+        self, pool_probs, pool_embeddings, budget: int, *, pool_ids=None, pool_groups=None, method: str = "hardmine",
+        k: int = 10, positive_share: float = 0.5,
+    ):  # fmt: skip
+        """Which unlabeled images to label next (:mod:`hardmine.core.acquisition`), numpy in.
+
+        pool_probs : (P,) P(positive), or (P, 2) class probabilities, of the unlabeled images.
+        pool_embeddings : (P, D) their embeddings from the same model; centred and normalised in the
+            training set's space of the last :meth:`update` (their own mean before any).
+        budget : images to pick; a lesion's images (``pool_groups``) are asked together.
+        method : a name in :data:`hardmine.core.acquisition.ACQUISITION`; ``seals`` and ``hardmine`` use
+            the labeled set of the last update (its positives, and those the model misses).
+
+        Returns a DataFrame ``id, prob_pos, reason``, in pick order (``id``: ``pool_ids`` or row numbers).
+        """
+        import pandas as pd
+
+        from hardmine.core.acquisition import acquire
+
+        probs = np.asarray(pool_probs, dtype=np.float64)
+        probs = probs[:, 1] if probs.ndim == 2 else probs
+        embeddings = np.asarray(pool_embeddings, dtype=np.float32)
+        emb = normalise(embeddings, center=embeddings.mean(axis=0) if self._center is None else self._center)
+        labeled_emb, labeled_prob = self._labeled if self._labeled is not None else (None, None)
+        rows, reasons = acquire(method, probs, emb, budget, groups=pool_groups, threshold=self.threshold,
+                                labeled_embeddings=labeled_emb, labeled_labels=None if labeled_emb is None else
+                                self.labels, labeled_prob=labeled_prob, k=k, positive_share=positive_share,
+                                seed=self.seed + self.round)  # fmt: skip
+        ids = np.arange(len(probs)) if pool_ids is None else np.asarray(pool_ids)
+        if len(ids) != len(probs):
+            raise HardmineError(f"{len(ids)} pool ids for {len(probs)} pool images")
+        return pd.DataFrame({"id": ids[rows], "prob_pos": probs[rows], "reason": reasons})
 
     # ------------------------------------------------------------------ outputs
 
