@@ -1,5 +1,7 @@
 """Acquisition functions against hand-checked pools: what each must pick, and the rules every batch keeps."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,42 @@ def test_hard_miner_queries_the_pool_in_its_training_space(planted_world):
     assert positives_found >= 2 * labels[pool].mean()  # far more melanomas per label than the pool's rate
     random = miner.query(prob[pool], emb[pool], 20, method="random")
     assert set(random.columns) == {"id", "prob_pos", "reason"} and (random["reason"] == "random").all()
+
+
+def test_query_command_picks_from_the_pool_and_refuses_bad_pools(demo_dir, tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from hardmine.cli import app
+    from hardmine.data.synth import generate_demo
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(demo_dir), "--out", str(run), "--epochs", "1",
+                                 "--image-size", "24", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    generate_demo(tmp_path / "unlabeled", n=60, positive_frac=0.2, size=24, seed=9)
+    meta = pd.read_csv(tmp_path / "unlabeled" / "HAM10000_metadata.csv")
+    paths = {p.stem: p.relative_to(tmp_path / "unlabeled") for p in (tmp_path / "unlabeled").rglob("*.jpg")}
+    pool = pd.DataFrame({"path": [str(paths[i]) for i in meta["image_id"]], "id": "POOL_" + meta["image_id"],
+                         "group": "PL_" + meta["lesion_id"]})  # fmt: skip
+    pool.to_csv(tmp_path / "unlabeled" / "pool.csv", index=False)
+    result = runner.invoke(app, ["query", str(run), "--pool", str(tmp_path / "unlabeled" / "pool.csv"),
+                                 "--budget", "12"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    picked = pd.read_csv(run / "query.csv", keep_default_na=False)
+    assert len(picked) <= 12 and picked["id"].str.startswith("POOL_").all() and picked["reason"].str.len().min() > 0
+    for lesion in set(picked["group"]):  # lesions asked whole
+        assert set(pool.loc[pool["group"] == lesion, "id"]) <= set(picked["id"])
+    result = runner.invoke(app, ["query", str(run), "--pool", str(tmp_path / "unlabeled" / "pool.csv"),
+                                 "--budget", "1000"])  # fmt: skip
+    assert result.exit_code == 2 and "budget 1000 must be between 1 and the pool's 60 images" in result.output
+    labeled = pd.read_csv(run / "samples.csv").iloc[0]  # a labeled image copied into the pool under its id
+    shutil.copy(labeled["path"], tmp_path / "unlabeled" / "copy.jpg")
+    pd.concat([pool, pd.DataFrame({"path": ["copy.jpg"], "id": [labeled["id"]], "group": ["X"]})]).to_csv(
+        tmp_path / "unlabeled" / "mixed.csv", index=False)
+    result = runner.invoke(app, ["query", str(run), "--pool", str(tmp_path / "unlabeled" / "mixed.csv"),
+                                 "--budget", "5"])  # fmt: skip
+    assert result.exit_code == 2 and f"{labeled['id']} (" in result.output
+    assert "already in the labeled data" in result.output
+    assert pd.read_csv(run / "query.csv", keep_default_na=False).equals(picked)  # the last query is kept

@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 
 from hardmine import __version__
-from hardmine.cli.options import DATA, MINING, ROUNDS, SCORING, THRESHOLD, TRAIN, with_options
+from hardmine.cli.options import DATA, MINING, ROUNDS, SCORING, THRESHOLD, TRAIN, Acquisition, with_options
 from hardmine.cli.printing import (
     ProgressEvents,
     console,
@@ -340,6 +340,34 @@ def predict_cmd(
         + ", ".join(f"{n} {name}" for name, n in counts.items())
         + f" -> {out}"
     )
+
+
+@command("query")
+def query_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    pool: Annotated[Path, typer.Option("--pool", help="Unlabeled images: a folder, or a CSV with a path column "
+                                       "(and id, group).")],
+    budget: Annotated[int, typer.Option("--budget", help="Images to pick; a lesion's images come together.")],
+    method: Annotated[Acquisition, typer.Option("--method", help="Acquisition function.")] = "hardmine",
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the run's).")
+    ] = None,
+) -> None:
+    """Which unlabeled images a dermatologist should label next, and why (RUN/query.csv)."""
+    from hardmine.data.pool import load_pool
+    from hardmine.run.opened import Run
+    from hardmine.run.query import query_pool
+
+    if device is not None:
+        check_device(device)
+    run = Run.open(run_dir)
+    images = load_pool(pool, labeled=run.table)
+    with progress_bars() as progress:
+        picked = query_pool(run, images, budget, method=getattr(method, "value", method), device=device,
+                            callback=ProgressEvents(progress))  # fmt: skip
+    likely = int((picked["prob_pos"] >= 0.5).sum())
+    console.print(f"{len(picked)} of {len(images)} pool images to label ({picked['group'].nunique()} lesions, "
+                  f"{likely} with P(positive) >= 0.5) -> {run.query_path()}")
 
 
 @command("relabel")

@@ -20,6 +20,7 @@ from typing import Annotated, Any, NamedTuple
 
 import typer
 
+from hardmine.core.acquisition import ACQUISITION
 from hardmine.core.metrics import THRESHOLD_RULES
 from hardmine.core.mining import EXPAND, HARDNESS, QUARANTINE, MiningConfig
 from hardmine.data.images import AUGMENTS
@@ -36,6 +37,7 @@ def choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
 
 Source = choice("Source", source_names())
 Augment = choice("Augment", AUGMENTS)
+Acquisition = choice("Acquisition", tuple(ACQUISITION))
 Schedule = choice("Schedule", cfg.SCHEDULES)
 Loss = choice("Loss", cfg.LOSSES)
 Weighting = choice("Weighting", cfg.CLASS_WEIGHTING)

@@ -81,3 +81,4 @@ def features_file(split: str) -> str:
 
 GALLERY_DIR = "gallery"
 GALLERY_PAGE = "index.html"
+QUERY_FILE = "query.csv"  # the latest query: pool images to label next, in pick order

@@ -33,6 +33,7 @@ from hardmine.record.layout import (
     MINING_FILE,
     MODEL_FILE,
     OOF_DIR,
+    QUERY_FILE,
     REFERENCE_DIR,
     REPORT_FILE,
     SAMPLES_FILE,
@@ -201,6 +202,10 @@ class RunFolder:
     def gallery_path(self, r: int) -> Path:
         """Round ``r``'s gallery page; its thumbnails and contact sheet sit beside it."""
         return self.round_dir(r) / GALLERY_DIR / GALLERY_PAGE
+
+    def query_path(self) -> Path:
+        """The latest query (``hardmine query``): ``id, path, group, prob_pos, reason``, in pick order."""
+        return self.root / QUERY_FILE
 
     def external_preds_path(self, r: int) -> Path:
         """Round ``r``'s model's predictions on an external data set (``hardmine compare --external``)."""

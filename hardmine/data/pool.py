@@ -1,0 +1,66 @@
+"""The unlabeled pool: images a dermatologist may be asked to label, as a table ``id, path, group``.
+
+A pool is a folder (searched recursively; id = the file stem, group = the id) or
+a CSV with a ``path`` column, relative to the CSV's folder and never outside
+it, and optional ``id`` and ``group`` (or HAM10000's ``image_id`` and
+``lesion_id``) columns: a lesion's images are asked together. Ids are the
+labeled data's kind (``ISIC_…``), so an answer joins the labeled set under the
+same id. The same image checks as labeled data apply, and an image already in
+the labeled set is refused by name: it cannot be asked for, nor reach val or test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from hardmine.core.errors import DataError
+from hardmine.data.images import IMAGE_SUFFIXES, csv_paths, find_unreadable, image_inputs, read_csv, require_columns
+
+
+def load_pool(source: str | os.PathLike, labeled: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The pool at ``source`` (folder or CSV) as ``id, path, group``, in a stable order.
+
+    ``labeled`` (a run's sample table, ``id`` and ``path`` columns) is checked against: a pool image
+    with a labeled id or path raises :class:`DataError` naming it.
+    """
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        frame = read_csv(path)
+        require_columns(frame, ("path",), path)
+        frame = frame.rename(columns={"image_id": "id", "lesion_id": "group"})
+        paths = [str(p) for p in csv_paths(path, frame["path"])]
+        ids = frame["id"] if "id" in frame else pd.Series([Path(p).stem for p in frame["path"]])
+        groups = frame["group"] if "group" in frame else ids
+        pool = pd.DataFrame({"id": ids.astype(str).to_numpy(), "path": paths,
+                             "group": groups.astype(str).to_numpy()})  # fmt: skip
+        missing = [p for p in pool["path"] if not Path(p).is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} pool image(s) listed in {path} not found, first: {missing[0]}")
+    elif path.is_dir():
+        paths = image_inputs([path])
+        pool = pd.DataFrame({"id": [Path(p).stem for p in paths], "path": paths})
+        pool["group"] = pool["id"]
+    else:
+        raise DataError(f"--pool {path}: expected a folder of images ({', '.join(IMAGE_SUFFIXES)}) or a CSV with a "
+                        "path column")  # fmt: skip
+    duplicated = pool["id"][pool["id"].duplicated()]
+    if len(duplicated):
+        raise DataError(f"--pool {path}: image id {duplicated.iloc[0]!r} appears more than once")
+    bad = find_unreadable(pool["path"])
+    if bad:
+        raise DataError(f"--pool {path}: {len(bad)} unreadable image(s), first: {bad[0]}")
+    if labeled is not None:
+        _check_not_labeled(pool, labeled, path)
+    return pool.reset_index(drop=True)
+
+
+def _check_not_labeled(pool: pd.DataFrame, labeled: pd.DataFrame, source: Path) -> None:
+    known_ids = set(labeled["id"].astype(str))
+    known_paths = {os.path.realpath(p) for p in labeled["path"]}
+    for image_id, image_path in zip(pool["id"], pool["path"], strict=True):
+        if image_id in known_ids or os.path.realpath(image_path) in known_paths:
+            raise DataError(f"--pool {source}: {image_id} ({image_path}) is already in the labeled data; a pool "
+                            "holds only images without a label")  # fmt: skip
