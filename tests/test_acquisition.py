@@ -145,3 +145,22 @@ def test_query_command_picks_from_the_pool_and_refuses_bad_pools(demo_dir, tmp_p
     assert result.exit_code == 2 and f"{labeled['id']} (" in result.output
     assert "already in the labeled data" in result.output
     assert pd.read_csv(run / "query.csv", keep_default_na=False).equals(picked)  # the last query is kept
+
+
+def test_the_active_learning_benchmark_loop_labels_what_each_function_picks(planted_world):
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_active.py"))
+    labels, _, emb, groups, _, _ = planted_world(n=900, flip_frac=0.0)
+    train, val, test = np.arange(600), np.arange(600, 750), np.arange(750, 900)
+    start = np.arange(60)
+    splits = (emb[train], emb[val], emb[test])
+    ys = (labels[train], labels[val], labels[test])
+    rows = {name: bench["run_method"](name, 0, splits, ys, groups[train], start, 30, 3, 0.0)
+            for name in ("random", "positive")}  # fmt: skip
+    for name, history in rows.items():
+        assert [row["labels"] for row in history] == [0, 30, 60, 90], name  # whole lesions of two fill 30 exactly
+        assert all(len(row["test"]) == len(test) for row in history)
+    # on embeddings that encode the class, the positive-seeking batch finds more melanomas than random
+    assert rows["positive"][-1]["found"] > 2 * rows["random"][-1]["found"]
