@@ -50,9 +50,13 @@ class Pool:
     positive_share: float = 0.5
     seed: int = 0
 
+    def log_odds(self) -> np.ndarray:
+        """(N,) log-odds of P(pos) re-centred on the threshold: 0 on it, positive above it."""
+        return logit(self.prob_pos) - logit(self.threshold)
+
     def uncertainty(self) -> np.ndarray:
         """(N,) closeness to the decision threshold, in log-odds: higher = more uncertain."""
-        return -np.abs(logit(self.prob_pos) - logit(np.clip(self.threshold, 1e-7, 1 - 1e-7)))
+        return -np.abs(self.log_odds())
 
     def _index(self) -> NeighbourIndex:
         return NeighbourIndex().build(np.ascontiguousarray(self.embeddings, dtype=np.float32))
@@ -75,8 +79,7 @@ def margin(pool: Pool, budget: int) -> Picks:
 
 def entropy(pool: Pool, budget: int) -> Picks:
     """Highest entropy of P(pos) re-centred on the threshold (so the threshold reads as 0.5)."""
-    q = 1 / (1 + np.exp(-(logit(pool.prob_pos) - logit(np.clip(pool.threshold, 1e-7, 1 - 1e-7)))))
-    q = np.clip(q, 1e-12, 1 - 1e-12)
+    q = np.clip(1 / (1 + np.exp(-pool.log_odds())), 1e-12, 1 - 1e-12)
     h = -(q * np.log(q) + (1 - q) * np.log(1 - q))
     order = np.argsort(-h, kind="stable")[:budget]
     return order, [f"entropy {h[i]:.2f} at the threshold" for i in order]

@@ -217,6 +217,12 @@ _OBJECTIVES: dict[str, Callable] = {
 }
 
 
+def check_costs(cost_fn: float, cost_fp: float) -> None:
+    """Raise :class:`HardmineError` unless what a missed positive and a false alarm cost are both positive."""
+    if not (cost_fn > 0 and cost_fp > 0):
+        raise HardmineError(f"costs must be positive; got cost_fn={cost_fn}, cost_fp={cost_fp}")
+
+
 def choose_threshold(
     y_true,
     prob_pos,
@@ -244,8 +250,7 @@ def choose_threshold(
     """
     if rule not in (*_OBJECTIVES, "target-sensitivity"):
         raise HardmineError(f"unknown threshold rule {rule!r}; expected one of {', '.join(THRESHOLD_RULES)}")
-    if cost_fn <= 0 or cost_fp <= 0:
-        raise HardmineError(f"costs must be positive; got cost_fn={cost_fn}, cost_fp={cost_fp}")
+    check_costs(cost_fn, cost_fp)
     if not 0 < target <= 1:
         raise HardmineError(f"target sensitivity {target} must be in (0, 1]")
     y, p = check_binary(y_true, prob_pos, "y_true")

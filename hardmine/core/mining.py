@@ -29,7 +29,7 @@ import pandas as pd
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.evidence import gather_evidence
 from hardmine.core.index import NeighbourIndex, check_codec
-from hardmine.core.metrics import check_binary
+from hardmine.core.metrics import check_binary, check_costs
 from hardmine.core.scores import HARDNESS, hardness_scores, logit
 from hardmine.core.suspicion import DEFAULT_SEED_SUSPICION, Evidence
 from hardmine.core.suspicion import suspects as suspects_of
@@ -184,13 +184,8 @@ def select(
     """
     y, p = check_binary(labels, prob_pos)
     MiningConfig(band=band, max_frac=max_frac).validate()
-    _check_costs(cost_fn, cost_fp)
+    check_costs(cost_fn, cost_fp)
     return _select(y, p, threshold, scores, band, max_frac, cost_fn / cost_fp, exclude, dynamics, forgetting)
-
-
-def _check_costs(cost_fn: float, cost_fp: float) -> None:
-    if not (cost_fn > 0 and cost_fp > 0):
-        raise HardmineError(f"costs must be positive; got {cost_fn} and {cost_fp}")
 
 
 def _select(y, p, threshold, scores, band, max_frac, cost_ratio, exclude, dynamics, forgetting) -> Selection:
@@ -200,7 +195,7 @@ def _select(y, p, threshold, scores, band, max_frac, cost_ratio, exclude, dynami
     hardness = rank01(raw)
     pred = p >= threshold
     misclassified = pred != (y == 1)
-    low_margin = ~misclassified & (np.abs(logit(p) - logit(np.clip(threshold, 1e-7, 1 - 1e-7))) < band)
+    low_margin = ~misclassified & (np.abs(logit(p) - logit(threshold)) < band)
     candidates = misclassified | low_margin
     eligible = candidates if exclude is None else candidates & ~np.asarray(exclude, dtype=bool)
     priority = hardness * np.where(misclassified & (y == 1), cost_ratio, 1.0)
@@ -490,7 +485,7 @@ def mine(
     y, p = check_binary(labels, prob_pos)
     emb = _check_embeddings(embeddings, len(y))
     check_k(config.k, len(y))
-    _check_costs(cost_fn, cost_fp)
+    check_costs(cost_fn, cost_fp)
     tp = p if triage_prob is None else check_binary(y, triage_prob, prob_name="triage_prob")[1]
     if config.quarantine == "suspicion" and evidence is None:
         index = index or NeighbourIndex(codec=config.index_codec).build(emb)

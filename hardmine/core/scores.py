@@ -25,6 +25,7 @@ Signals = Mapping[str, "np.ndarray | None"]
 
 
 def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities, clipped to [1e-7, 1 - 1e-7] first (finite at 0 and 1)."""
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return np.log(p) - np.log1p(-p)
 
@@ -144,8 +145,8 @@ def score_table(ids: Sequence, labels: np.ndarray, logits: np.ndarray, threshold
 
 def logits_from_probs(prob_pos: np.ndarray) -> np.ndarray:
     """(N,) positive-class probabilities to (N, 2) logits ``[0, log-odds]``."""
-    p = np.clip(np.asarray(prob_pos, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return np.stack([np.zeros_like(p), np.log(p) - np.log1p(-p)], axis=1)
+    odds = logit(np.asarray(prob_pos, dtype=np.float64))
+    return np.stack([np.zeros_like(odds), odds], axis=1)
 
 
 def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -23,7 +23,7 @@ import numpy as np
 from hardmine.core import curriculum
 from hardmine.core.errors import HardmineError
 from hardmine.core.index import normalise
-from hardmine.core.metrics import check_binary
+from hardmine.core.metrics import check_binary, check_costs
 from hardmine.core.mining import MiningConfig, MiningResult, mine
 
 
@@ -76,8 +76,7 @@ class HardMiner:
             )
         config = replace(config or MiningConfig(), **options)
         config.validate()
-        if not (cost_fn > 0 and cost_fp > 0):
-            raise HardmineError(f"costs must be positive; got {cost_fn} and {cost_fp}")
+        check_costs(cost_fn, cost_fp)
         self.costs = (float(cost_fn), float(cost_fp))
         self.config = config
         self.threshold = float(threshold)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.metrics import METRIC_KEYS, THRESHOLD_RULES, choose_threshold
+from hardmine.core.metrics import METRIC_KEYS, THRESHOLD_RULES, check_costs, choose_threshold
 from hardmine.core.mining import MiningConfig
 from hardmine.data.images import AUGMENTS
 from hardmine.data.sources import source_names
@@ -143,8 +143,7 @@ class ThresholdConfig:
 
     def validate(self) -> None:
         check_choice("threshold rule", self.rule, THRESHOLD_RULES)
-        if self.cost_fn <= 0 or self.cost_fp <= 0:
-            raise HardmineError(f"costs must be positive; got {self.cost_fn} and {self.cost_fp}")
+        check_costs(self.cost_fn, self.cost_fp)
         if not 0 < self.target <= 1:
             raise HardmineError(f"target sensitivity {self.target} must be in (0, 1]")
 
