@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from hardmine.core.acquisition import ACQUISITION, acquire
+from hardmine.core import acquisition
+from hardmine.core.acquisition import ACQUISITION, Picks, Pool, acquire
 from hardmine.core.paired import METRICS, paired_difference
 from hardmine.core.splits import grouped_split
 from hardmine.data.sources import load_samples
@@ -38,6 +39,25 @@ from hardmine.data.synth import generate_demo
 from hardmine.engine.runtime import Engine
 from hardmine.engine.train import fit
 from hardmine.record.config import ThresholdConfig, TrainConfig
+
+
+def quota_then_diverse(pool: Pool, budget: int, *, uncertain_first: bool) -> Picks:
+    """Candidate defaults: the positive quota, then k-center greedy over the pool (or over its most uncertain)."""
+    batch = acquisition.Batch(pool)
+    batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: "quota", int(round(pool.positive_share * budget)))
+    candidates = np.flatnonzero(~batch.taken)
+    if uncertain_first:
+        candidates = candidates[np.argsort(-pool.uncertainty()[candidates], kind="stable")][: 10 * budget]
+    rest, _ = acquisition._k_center(pool, candidates, batch.rows, budget - len(batch.rows))
+    batch.take(rest, lambda i: "diverse", budget)
+    return batch.picks()
+
+
+VARIANTS = {
+    "hm-coreset": lambda pool, budget: quota_then_diverse(pool, budget, uncertain_first=False),
+    "hm-cluster-margin": lambda pool, budget: quota_then_diverse(pool, budget, uncertain_first=True),
+}
+ACQUISITION.update(VARIANTS)  # measured beside the registered functions, never registered in hardmine itself
 
 
 def seed_set(train: pd.DataFrame, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -81,10 +101,10 @@ def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, s
     for r in range(rounds + 1):
         head = refit(train_emb[labeled], answers[labeled])
         threshold = threshold_rule.choose(val_y, head.predict_proba(val_emb)[:, 1])
-        test_prob = head.predict_proba(test_emb)[:, 1]
         rows.append({"method": name, "seed": seed, "labels": int(labeled.sum() - len(start)),
                      "found": int(train_y[labeled & ~np.isin(np.arange(len(train_y)), start)].sum()),
-                     "test": test_prob, "threshold": threshold})  # fmt: skip
+                     "val": head.predict_proba(val_emb)[:, 1], "test": head.predict_proba(test_emb)[:, 1],
+                     "threshold": threshold})  # fmt: skip
         if r == rounds:
             break
         pool = np.flatnonzero(~labeled)
@@ -109,52 +129,75 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the backbone on the seed set")
     parser.add_argument("--oracle-error", type=float, default=0.0)
     parser.add_argument("--methods", nargs="+", default=list(ACQUISITION))
+    parser.add_argument("--data", type=Path, help="a labeled folder (HAM10000 layout) instead of generated demo data")
+    parser.add_argument("--augment", default="dermoscopy")
     args = parser.parse_args(argv)
 
-    data = args.work / f"demo-{args.n}-{args.size}"
-    if not (data / "HAM10000_metadata.csv").exists():
+    data = args.data or args.work / f"demo-{args.n}-{args.size}"
+    if args.data is None and not (data / "HAM10000_metadata.csv").exists():
         generate_demo(data, n=args.n, size=args.size, seed=0)
     table, _ = load_samples(data)
     split = grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), seed=0)
     parts = [table[split == name].reset_index(drop=True) for name in ("train", "val", "test")]
     train, val, test = parts
     y = tuple(p["label"].to_numpy() for p in parts)
-    config = TrainConfig(image_size=args.size, epochs=args.epochs, batch_size=64, device="cpu", sampling="oversample")
+    config = TrainConfig(image_size=args.size, epochs=args.epochs, batch_size=64, device="cpu", sampling="oversample",
+                         augment=args.augment)  # fmt: skip
     rows = []
     for seed in args.seeds:
         start = seed_set(train, args.seed_set, np.random.default_rng(seed))
-        emb = embed(train, val, test, start, replace(config, seed=seed), args.work / f"backbone-{args.n}-{seed}")
+        emb = embed(train, val, test, start, replace(config, seed=seed), args.work / f"backbone-{data.name}-{seed}")
         for name in args.methods:
             rows += run_method(name, seed, emb, y, train["group"].to_numpy(), start, args.budget, args.rounds,
                                args.oracle_error)  # fmt: skip
-    report(pd.DataFrame(rows), y[2], test["group"].to_numpy(), train["label"].mean(), args)
+    report(pd.DataFrame(rows), y, test["group"].to_numpy(), train["label"].mean(), args)
 
 
-def report(frame: pd.DataFrame, test_y: np.ndarray, test_groups: np.ndarray, base_rate: float, args) -> None:
+def report(frame: pd.DataFrame, y: tuple, test_groups: np.ndarray, base_rate: float, args,
+           default: str = "hardmine") -> None:  # fmt: skip
+    """Per budget: means, then the default's paired difference against random and against the best other.
+
+    The best other acquisition at a budget is chosen on validation (mean sens@spec90), never on test.
+    """
+    _, val_y, test_y = y
+    sens = METRICS["sens_at_spec90"]
     seeds = sorted(frame["seed"].unique())
     print(f"pool base rate {base_rate:.3f}; {len(seeds)} seeds; seed set {args.seed_set}; batches of {args.budget}; "
-          f"oracle error {args.oracle_error}")  # fmt: skip
-    print("method      labels  found  sens@spec90  auprc  auroc  d sens@spec90 vs random [95%]")
-    final = {}
-    for (name, labels), group in frame.groupby(["method", "labels"], sort=False):
-        group = group.sort_values("seed")
-        scores = np.stack(group["test"].to_numpy())
-        means = {m: np.mean([METRICS[m](test_y, s) for s in scores]) for m in METRICS}
-        base = frame[(frame["method"] == "random") & (frame["labels"] == labels)].sort_values("seed")
-        diff = ""
-        if name != "random" and len(base) == len(group):
-            result = paired_difference(test_y, test_groups, scores, np.stack(base["test"].to_numpy()),
-                                       METRICS["sens_at_spec90"], n_boot=1000)  # fmt: skip
-            diff = f"{result.estimate:+.3f} [{result.low:+.3f}, {result.high:+.3f}] {result.verdict}"
-        print(f"{name:11s} {labels:6d} {group['found'].mean():6.1f}  {means['sens_at_spec90']:11.3f}  "
-              f"{means['auprc']:.3f}  {means['auroc']:.3f}  {diff}")  # fmt: skip
-        final.setdefault(name, []).append((labels, means["sens_at_spec90"]))
-    target = final["random"][-1][1] if "random" in final else None
-    if target is not None:
-        print(f"labels needed to reach random's final sens@spec90 ({target:.3f}):")
-        for name, curve in final.items():
-            reached = next((labels for labels, value in curve if value >= target), None)
-            print(f"  {name:11s} {reached if reached is not None else 'not reached'}")
+          f"oracle error {args.oracle_error}; data {args.data or f'demo n={args.n}'}")  # fmt: skip
+    frame = frame.sort_values(["method", "labels", "seed"], kind="stable")
+    frame["val_sens"] = [sens(val_y, p) for p in frame["val"]]
+    frame["test_sens"] = [sens(test_y, p) for p in frame["test"]]
+    frame["auprc"] = [METRICS["auprc"](test_y, p) for p in frame["test"]]
+    frame["auroc"] = [METRICS["auroc"](test_y, p) for p in frame["test"]]
+
+    def scores(name: str, labels: int) -> np.ndarray:
+        return np.stack(frame[(frame["method"] == name) & (frame["labels"] == labels)]["test"].to_numpy())
+
+    def versus(name: str, other: str, labels: int) -> str:
+        result = paired_difference(test_y, test_groups, scores(name, labels), scores(other, labels), sens,
+                                   n_boot=1000)  # fmt: skip
+        return f"{result.estimate:+.3f} [{result.low:+.3f}, {result.high:+.3f}] {result.verdict}"
+
+    means = frame.groupby(["method", "labels"], sort=False)[["found", "val_sens", "test_sens", "auprc", "auroc"]].mean()
+    print("method             labels  found  val s@s90  test s@s90  auprc  auroc  vs random [95%]")
+    for (name, labels), row in means.iterrows():
+        diff = versus(name, "random", labels) if name != "random" and "random" in args.methods else ""
+        print(f"{name:18s} {labels:6d} {row['found']:6.1f}  {row['val_sens']:9.3f}  {row['test_sens']:10.3f}  "
+              f"{row['auprc']:.3f}  {row['auroc']:.3f}  {diff}")  # fmt: skip
+    if default in args.methods:
+        print(f"{default} against the best other acquisition at each budget (chosen on validation):")
+        for labels in sorted(frame["labels"].unique()):
+            others = means.xs(labels, level="labels").drop(index=default)["val_sens"]
+            best = str(others.idxmax())
+            print(f"  {labels:6d}  best other {best:18s} {versus(default, best, labels)}")
+    if "random" in args.methods:
+        target = means.loc[("random", frame["labels"].max()), "test_sens"]
+        print(f"labels needed to reach random's final test sens@spec90 ({target:.3f}): first reached / held from")
+        for name in means.index.get_level_values("method").unique():
+            curve = means.loc[name, "test_sens"]
+            reached = curve.index[curve.to_numpy() >= target]
+            held = [b for b in curve.index if (curve.loc[b:] >= target).all()]
+            print(f"  {name:18s} {reached[0] if len(reached) else 'not reached'} / {held[0] if held else 'not held'}")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Pool:
     k : pool neighbours per labeled image (``seals``, ``hardmine``).
     positive_share : the share of a ``hardmine`` batch kept for the most likely positives.
     seed : random seed (``random``, ties).
+    lesions : (N,) integer lesion code of each pool image, or None (each image its own lesion).
     """
 
     prob_pos: np.ndarray
@@ -49,6 +50,20 @@ class Pool:
     k: int = 10
     positive_share: float = 0.5
     seed: int = 0
+    lesions: np.ndarray | None = None
+
+    def members(self, row: int) -> np.ndarray:
+        """Pool rows of ``row``'s lesion, ``row`` first."""
+        if self.lesions is None:
+            return np.array([row])
+        if not hasattr(self, "_by_lesion"):
+            order = np.argsort(self.lesions, kind="stable")
+            starts = np.searchsorted(self.lesions[order], np.arange(self.lesions.max() + 2))
+            self._by_lesion = (order, starts)
+        order, starts = self._by_lesion
+        lesion = self.lesions[row]
+        others = order[starts[lesion] : starts[lesion + 1]]
+        return np.concatenate([[row], others[others != row]])
 
     def log_odds(self) -> np.ndarray:
         """(N,) log-odds of P(pos) re-centred on the threshold: 0 on it, positive above it."""
@@ -93,22 +108,39 @@ def positive(pool: Pool, budget: int) -> Picks:
 
 def coreset(pool: Pool, budget: int) -> Picks:
     """k-center greedy: each pick is the pool image farthest (cosine) from the labeled set and earlier picks."""
+    picks, distances = _k_center(pool, np.arange(len(pool.prob_pos)), [], budget)
+    reasons = ["coreset: farthest from everything labeled" if np.isinf(d)
+               else f"coreset: cosine distance {d:.2f} to the nearest labeled or picked" for d in distances]  # fmt: skip
+    return picks, reasons
+
+
+def _k_center(pool: Pool, candidates: np.ndarray, chosen: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` k-center greedy picks among pool rows ``candidates``, away from the labeled set and ``chosen``.
+
+    Returns the picked rows in order and the cosine distance of each to its nearest labeled or earlier pick
+    (inf when nothing is labeled yet).
+    """
     emb = np.asarray(pool.embeddings, dtype=np.float32)
+    own = np.ascontiguousarray(emb[candidates])
     if pool.labeled_embeddings is not None and len(pool.labeled_embeddings):
         labeled = np.ascontiguousarray(pool.labeled_embeddings, dtype=np.float32)
-        sims, _ = NeighbourIndex().build(labeled).search(emb, 1)
+        sims, _ = NeighbourIndex().build(labeled).search(own, 1)
         distance = 1 - sims[:, 0].astype(np.float64)
     else:
-        distance = np.full(len(emb), np.inf)
-    picks, reasons = [], []
-    for _ in range(min(budget, len(emb))):
-        i = int(np.argmax(distance))
-        reasons.append("coreset: farthest from everything labeled" if np.isinf(distance[i])
-                       else f"coreset: cosine distance {distance[i]:.2f} to the nearest labeled or picked")  # fmt: skip
-        picks.append(i)
-        distance = np.minimum(distance, 1 - emb @ emb[i])
-        distance[i] = -np.inf
-    return np.array(picks, dtype=np.int64), reasons
+        distance = np.full(len(candidates), np.inf)
+    for i in chosen:
+        distance = np.minimum(distance, 1 - own @ emb[i])
+    distance[np.isin(candidates, chosen)] = -np.inf
+    picks, distances = [], []
+    for _ in range(min(n, len(candidates) - len(chosen))):
+        j = int(np.argmax(distance))
+        if distance[j] == -np.inf:
+            break
+        picks.append(int(candidates[j]))
+        distances.append(float(distance[j]))
+        distance = np.minimum(distance, 1 - own @ own[j])
+        distance[j] = -np.inf
+    return np.array(picks, dtype=np.int64), np.array(distances)
 
 
 def _neighbours_of(pool: Pool, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,33 +169,54 @@ def hardmine(pool: Pool, budget: int) -> Picks:
     closest to the cost-tuned threshold. A pick nearly identical (cosine >= 0.95) to one already in the
     batch is passed over, so one batch is not many views of one thing.
     """
-    emb = np.asarray(pool.embeddings, dtype=np.float32)
-    chosen: list[int] = []
-    reasons: list[str] = []
-    taken = np.zeros(len(emb), dtype=bool)
-
-    def take(rows, why, limit: int) -> None:
-        for i in rows:
-            if len(chosen) >= limit:
-                return
-            i = int(i)
-            if taken[i] or (chosen and float(np.max(emb[chosen] @ emb[i])) >= DUPLICATE_SIM):
-                continue
-            taken[i] = True
-            chosen.append(i)
-            reasons.append(why(i))
-
-    quota = int(round(pool.positive_share * budget))
-    take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: f"positive quota: P(pos) {pool.prob_pos[i]:.2f}", quota)
+    batch = Batch(pool)
+    batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: f"positive quota: P(pos) {pool.prob_pos[i]:.2f}",
+               int(round(pool.positive_share * budget)))  # fmt: skip
     missed = _missed_positives(pool)
     if len(missed):
         sims, rows = _neighbours_of(pool, pool.labeled_embeddings[missed])
-        by_similarity = np.argsort(-sims, axis=None, kind="stable")
-        take(rows.ravel()[by_similarity][rows.ravel()[by_similarity] >= 0],
-             lambda i: f"near a missed positive: P(pos) {pool.prob_pos[i]:.2f}", budget)  # fmt: skip
-    take(np.argsort(-pool.uncertainty(), kind="stable"),
-         lambda i: f"uncertain: P(pos) {pool.prob_pos[i]:.2f} at threshold {pool.threshold:.2f}", budget)  # fmt: skip
-    return np.array(chosen, dtype=np.int64), reasons
+        by_similarity = rows.ravel()[np.argsort(-sims, axis=None, kind="stable")]
+        batch.take(by_similarity[by_similarity >= 0], lambda i: f"near a missed positive: P(pos) {pool.prob_pos[i]:.2f}",
+                   budget)  # fmt: skip
+    batch.take(np.argsort(-pool.uncertainty(), kind="stable"),
+               lambda i: f"uncertain: P(pos) {pool.prob_pos[i]:.2f} at threshold {pool.threshold:.2f}", budget)  # fmt: skip
+    return batch.picks()
+
+
+class Batch:
+    """A batch filled in order, a lesion at a time, passing over near-duplicates of earlier picks.
+
+    A pick brings its lesion's other pool images, which count against the limit (so a share of the
+    batch is a share of the images asked); a lesion that would not fit whole is passed over, and an
+    image nearly identical (cosine >= DUPLICATE_SIM) to one already picked from another lesion too.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.embeddings = np.asarray(pool.embeddings, dtype=np.float32)
+        self.taken = np.zeros(len(self.embeddings), dtype=bool)
+        self.rows: list[int] = []
+        self.reasons: list[str] = []
+
+    def take(self, rows, why: Callable[[int], str], limit: int) -> None:
+        """Add ``rows`` in order (with their lesions), each with reason ``why(row)``, while the batch has room."""
+        for i in rows:
+            if len(self.rows) >= limit:
+                return
+            i = int(i)
+            if self.taken[i]:
+                continue
+            whole = self.pool.members(i)
+            if len(self.rows) + len(whole) > limit or (
+                self.rows and float(np.max(self.embeddings[self.rows] @ self.embeddings[i])) >= DUPLICATE_SIM
+            ):
+                continue
+            self.taken[whole] = True
+            self.rows += whole.tolist()
+            self.reasons += [why(i), *[f"same lesion as {i}"] * (len(whole) - 1)]
+
+    def picks(self) -> Picks:
+        return np.array(self.rows, dtype=np.int64), self.reasons
 
 
 def _labeled_positives(pool: Pool) -> np.ndarray:
@@ -234,30 +287,30 @@ def acquire(
     if labeled_embeddings is not None and np.shape(labeled_embeddings)[1:] != emb.shape[1:]:
         raise HardmineError(f"labeled embeddings have shape {np.shape(labeled_embeddings)}; "
                             f"expected (M, {emb.shape[1]})")
+    lesions = None if groups is None else np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
+    if lesions is not None and len(lesions) != n:
+        raise HardmineError(f"{len(lesions)} lesion ids for a pool of {n} images")
     pool = Pool(prob, emb, threshold, labeled_embeddings, None if labeled_labels is None else
-                check_binary(labeled_labels)[0], labeled_prob, k, positive_share, seed)  # fmt: skip
+                check_binary(labeled_labels)[0], labeled_prob, k, positive_share, seed, lesions)  # fmt: skip
     # each pick brings at least one image, so `budget` picks fill the batch (a lesion that would not fit whole is
     # passed over, and the batch then comes back short by less than that lesion)
     order, why = ACQUISITION[name](pool, budget)
-    return _whole_lesions(order, why, groups, budget)
+    return _whole_lesions(pool, order, why, budget)
 
 
-def _whole_lesions(order: np.ndarray, why: list[str], groups, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    if groups is None:
-        return order[:budget], np.array(why[:budget], dtype=object)
-    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
-    members = {c: np.flatnonzero(codes == c) for c in np.unique(codes[order])}
-    rows, reasons, seen = [], [], set()
+def _whole_lesions(pool: Pool, order: np.ndarray, why: list[str], budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """The picks with their lesions, in order, up to ``budget`` images (a ``Batch`` passes already whole)."""
+    rows, reasons = [], []
+    taken = np.zeros(len(pool.prob_pos), dtype=bool)
     for i, reason in zip(order, why, strict=True):
-        lesion = codes[i]
-        if lesion in seen:
-            continue
-        whole = members[lesion]
+        if taken[i]:
+            continue  # already here as part of its lesion (the reason given with it stands)
+        whole = pool.members(int(i))
         if len(rows) + len(whole) > budget:
             continue  # a lesion is asked whole or not at all; a smaller one may still fit
-        seen.add(lesion)
-        rows += [i, *[j for j in whole if j != i]]
-        reasons += [reason, *[f"same lesion as {i}" for j in whole if j != i]]
+        taken[whole] = True
+        rows += whole.tolist()
+        reasons += [reason, *[f"same lesion as {i}"] * (len(whole) - 1)]
         if len(rows) == budget:
             break
     return np.array(rows, dtype=np.int64), np.array(reasons, dtype=object)
