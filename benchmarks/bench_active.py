@@ -70,7 +70,15 @@ def seed_set(train: pd.DataFrame, size: int, rng: np.random.Generator) -> np.nda
 
 def embed(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, labeled: np.ndarray, config: TrainConfig,
           out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Train a backbone on the labeled seed set once; normalised embeddings of every split in its space."""
+    """Train a backbone on the labeled seed set once; normalised embeddings of every split in its space.
+
+    Kept in ``out/embeddings.npz`` and reused by a later call with the same seed set.
+    """
+    cache = out / "embeddings.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        if np.array_equal(saved["labeled"], labeled):
+            return saved["train"], saved["val"], saved["test"]
     engine = Engine(config)
     model = engine.build_model()
     fit(model, engine.dataset(train.iloc[labeled], train=True), engine.dataset(val), config, out)
@@ -78,6 +86,7 @@ def embed(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, labeled: n
     _, train_emb, center = engine.score(model, train)
     _, val_emb, _ = engine.score(model, val, center=center)
     _, test_emb, _ = engine.score(model, test, center=center)
+    np.savez(cache, labeled=labeled, train=train_emb, val=val_emb, test=test_emb)
     return np.asarray(train_emb), np.asarray(val_emb), np.asarray(test_emb)
 
 
@@ -101,7 +110,7 @@ def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, s
     for r in range(rounds + 1):
         head = refit(train_emb[labeled], answers[labeled])
         threshold = threshold_rule.choose(val_y, head.predict_proba(val_emb)[:, 1])
-        rows.append({"method": name, "seed": seed, "labels": int(labeled.sum() - len(start)),
+        rows.append({"method": name, "seed": seed, "round": r, "labels": int(labeled.sum() - len(start)),
                      "found": int(train_y[labeled & ~np.isin(np.arange(len(train_y)), start)].sum()),
                      "val": head.predict_proba(val_emb)[:, 1], "test": head.predict_proba(test_emb)[:, 1],
                      "threshold": threshold})  # fmt: skip
@@ -150,7 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.methods:
             rows += run_method(name, seed, emb, y, train["group"].to_numpy(), start, args.budget, args.rounds,
                                args.oracle_error)  # fmt: skip
-    report(pd.DataFrame(rows), y, test["group"].to_numpy(), train["label"].mean(), args)
+    frame = pd.DataFrame(rows)
+    frame.to_pickle(args.work / f"rows-{data.name}-err{args.oracle_error}.pkl")  # to report again without rerunning
+    report(frame, y, test["group"].to_numpy(), train["label"].mean(), args)
 
 
 def report(frame: pd.DataFrame, y: tuple, test_groups: np.ndarray, base_rate: float, args,
@@ -164,40 +175,44 @@ def report(frame: pd.DataFrame, y: tuple, test_groups: np.ndarray, base_rate: fl
     seeds = sorted(frame["seed"].unique())
     print(f"pool base rate {base_rate:.3f}; {len(seeds)} seeds; seed set {args.seed_set}; batches of {args.budget}; "
           f"oracle error {args.oracle_error}; data {args.data or f'demo n={args.n}'}")  # fmt: skip
-    frame = frame.sort_values(["method", "labels", "seed"], kind="stable")
+    frame = frame.sort_values(["method", "round", "seed"], kind="stable")
     frame["val_sens"] = [sens(val_y, p) for p in frame["val"]]
     frame["test_sens"] = [sens(test_y, p) for p in frame["test"]]
     frame["auprc"] = [METRICS["auprc"](test_y, p) for p in frame["test"]]
     frame["auroc"] = [METRICS["auroc"](test_y, p) for p in frame["test"]]
 
-    def scores(name: str, labels: int) -> np.ndarray:
-        return np.stack(frame[(frame["method"] == name) & (frame["labels"] == labels)]["test"].to_numpy())
+    def scores(name: str, r: int) -> np.ndarray:
+        return np.stack(frame[(frame["method"] == name) & (frame["round"] == r)]["test"].to_numpy())
 
-    def versus(name: str, other: str, labels: int) -> str:
-        result = paired_difference(test_y, test_groups, scores(name, labels), scores(other, labels), sens,
-                                   n_boot=1000)  # fmt: skip
+    def versus(name: str, other: str, r: int) -> str:
+        result = paired_difference(test_y, test_groups, scores(name, r), scores(other, r), sens, n_boot=1000)
         return f"{result.estimate:+.3f} [{result.low:+.3f}, {result.high:+.3f}] {result.verdict}"
 
-    means = frame.groupby(["method", "labels"], sort=False)[["found", "val_sens", "test_sens", "auprc", "auroc"]].mean()
+    # rounds, not label counts, pair the methods: a batch that keeps lesions whole can come back a few images short
+    columns = ["labels", "found", "val_sens", "test_sens", "auprc", "auroc"]
+    means = frame.groupby(["method", "round"], sort=False)[columns].mean()
     print("method             labels  found  val s@s90  test s@s90  auprc  auroc  vs random [95%]")
-    for (name, labels), row in means.iterrows():
-        diff = versus(name, "random", labels) if name != "random" and "random" in args.methods else ""
-        print(f"{name:18s} {labels:6d} {row['found']:6.1f}  {row['val_sens']:9.3f}  {row['test_sens']:10.3f}  "
+    for (name, r), row in means.iterrows():
+        diff = versus(name, "random", r) if name != "random" and "random" in args.methods and r else ""
+        print(f"{name:18s} {row['labels']:6.0f} {row['found']:6.1f}  {row['val_sens']:9.3f}  {row['test_sens']:10.3f}  "
               f"{row['auprc']:.3f}  {row['auroc']:.3f}  {diff}")  # fmt: skip
     if default in args.methods:
         print(f"{default} against the best other acquisition at each budget (chosen on validation):")
-        for labels in sorted(frame["labels"].unique()):
-            others = means.xs(labels, level="labels").drop(index=default)["val_sens"]
+        for r in sorted(frame["round"].unique())[1:]:
+            others = means.xs(r, level="round").drop(index=default)["val_sens"]
             best = str(others.idxmax())
-            print(f"  {labels:6d}  best other {best:18s} {versus(default, best, labels)}")
+            print(f"  round {r} ({r * args.budget} labels)  best other {best:18s} {versus(default, best, r)}")
     if "random" in args.methods:
-        target = means.loc[("random", frame["labels"].max()), "test_sens"]
+        last = frame["round"].max()
+        target = means.loc[("random", last), "test_sens"]
         print(f"labels needed to reach random's final test sens@spec90 ({target:.3f}): first reached / held from")
         for name in means.index.get_level_values("method").unique():
-            curve = means.loc[name, "test_sens"]
-            reached = curve.index[curve.to_numpy() >= target]
-            held = [b for b in curve.index if (curve.loc[b:] >= target).all()]
-            print(f"  {name:18s} {reached[0] if len(reached) else 'not reached'} / {held[0] if held else 'not held'}")
+            curve = means.loc[name]
+            reached = curve.index[curve["test_sens"].to_numpy() >= target]
+            held = [r for r in curve.index if (curve.loc[r:, "test_sens"] >= target).all()]
+            first = f"{curve.loc[reached[0], 'labels']:.0f}" if len(reached) else "not reached"
+            since = f"{curve.loc[held[0], 'labels']:.0f}" if held else "not held"
+            print(f"  {name:18s} {first} / {since}")
 
 
 if __name__ == "__main__":

@@ -97,16 +97,21 @@ def demo_data(
     positive_frac: Annotated[float, typer.Option(help="Share of melanoma images.")] = 0.10,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+    pool: Annotated[int, typer.Option(help="Also about this many unlabeled images in OUT-pool/ (pool.csv; its "
+                                      "dx column is for a simulated oracle only).")] = 0,
 ) -> None:
     """Write a HAM10000-layout demo set with planted hard cases and label flips."""
     from hardmine.data.synth import generate_demo
 
-    meta = generate_demo(out, n=n, positive_frac=positive_frac, size=size, seed=seed)
+    meta = generate_demo(out, n=n, positive_frac=positive_frac, size=size, seed=seed, pool=pool)
     n_mel = int((meta["dx"] == "mel").sum())
     console.print(
         f"wrote {len(meta)} images ({n_mel} mel, {len(meta) - n_mel} nv, "
         f"{meta['lesion_id'].nunique()} lesions) to {out}; planted cases in {out / 'planted.csv'}"
     )
+    if pool:
+        pool_csv = out.parent / f"{out.name}-pool" / "pool.csv"
+        console.print(f"unlabeled pool: {len(pd.read_csv(pool_csv))} images listed in {pool_csv}")
 
 
 @command("check-data")
@@ -239,6 +244,14 @@ def round_cmd(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run with another configuration.")] = False,
     init_checkpoint: Annotated[Path | None, typer.Option(help="Start round 0 from this state dict.")] = None,
+    pool: Annotated[Path | None, typer.Option("--pool", help="Unlabeled images (folder or CSV): end with a query "
+                                              "of --budget images to label and its labeling page.")] = None,
+    budget: Annotated[int, typer.Option("--budget", help="Images per query (with --pool).")] = 50,
+    method: Annotated[Acquisition, typer.Option("--method", help="Acquisition function (with --pool).")] = "hardmine",
+    oracle: Annotated[str | None, typer.Option("--oracle", help="Benchmarks only: answer each query from this column "
+                                               "of the pool CSV and run --n query rounds.")] = None,
+    oracle_error: Annotated[float, typer.Option("--oracle-error", help="Benchmarks only: share of the oracle's "
+                                                "answers given wrong.")] = 0.0,
     config: RunConfig = None,
 ) -> None:
     """Train, then mine and retrain round after round; report the best round on test."""
@@ -246,10 +259,25 @@ def round_cmd(
     from hardmine.run.opened import Run
     from hardmine.run.rounds import run_rounds
 
+    if pool is None and oracle is not None:
+        raise HardmineError("--oracle answers queries of a pool: give --pool too")
     run = Run.create(out, config, overwrite=overwrite)
     with progress_bars() as progress:
-        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=ProgressEvents(progress))
+        if pool is None:
+            report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint,
+                                callback=ProgressEvents(progress))  # fmt: skip
+        else:
+            from hardmine.run.active import active_rounds
+
+            report, picked, labeled = active_rounds(
+                run, n, pool, budget, method=getattr(method, "value", method), oracle=oracle,
+                oracle_error=oracle_error, resume=resume, init_checkpoint=init_checkpoint,
+                callback=ProgressEvents(progress))  # fmt: skip
     print_report(report)
+    if pool is not None:
+        for q, done in enumerate(labeled):
+            console.print(f"query {q + 1}: oracle answered {_counts(done.counts)}; training split now {done.train_size}")
+        _print_query(run, picked, answered=bool(labeled))
     console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
     console.print(f"mined tables: {run.root}/round-*/{MINED_FILE}; gallery of the best round: "
                   f"{run.gallery_path(report['best_round'])}")  # fmt: skip
@@ -354,20 +382,58 @@ def query_cmd(
     ] = None,
 ) -> None:
     """Which unlabeled images a dermatologist should label next, and why (RUN/query.csv)."""
-    from hardmine.data.pool import load_pool
     from hardmine.run.opened import Run
-    from hardmine.run.query import query_pool
+    from hardmine.run.query import open_pool, query_pool
+    from hardmine.views.labeling import build_label_page
 
     if device is not None:
         check_device(device)
     run = Run.open(run_dir)
-    images = load_pool(pool, labeled=run.table)
+    images = open_pool(run, pool)
     with progress_bars() as progress:
         picked = query_pool(run, images, budget, method=getattr(method, "value", method), device=device,
-                            callback=ProgressEvents(progress))  # fmt: skip
+                            callback=ProgressEvents(progress), pool_source=pool)  # fmt: skip
+    build_label_page(run.root)
+    _print_query(run, picked, pool_size=len(images), answered_before=images.attrs.get("answered", 0))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+
+
+def _print_query(run, picked: pd.DataFrame, pool_size: int | None = None, answered_before: int = 0,
+                 answered: bool = False) -> None:  # fmt: skip
+    """The query's one-line summary and where to label it."""
+    if answered:
+        console.print(f"last query ({len(picked)} images) answered by the oracle; {run.query_path()}")
+        return
     likely = int((picked["prob_pos"] >= 0.5).sum())
-    console.print(f"{len(picked)} of {len(images)} pool images to label ({picked['group'].nunique()} lesions, "
-                  f"{likely} with P(positive) >= 0.5) -> {run.query_path()}")
+    of = f" of {pool_size} pool images" if pool_size is not None else ""
+    skipped = f" ({answered_before} answered before, not asked again)" if answered_before else ""
+    console.print(f"{len(picked)}{of} to label{skipped}: {picked['group'].nunique()} lesions, {likely} with "
+                  f"P(positive) >= 0.5 -> {run.query_path()}")  # fmt: skip
+    console.print(f"label them: {run.label_page_path()} (or `hardmine gallery {run.root} --label --serve`), "
+                  f"then `hardmine label {run.root} answers.csv`")  # fmt: skip
+
+
+@command("label")
+def label_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    answers: Annotated[Path, typer.Argument(help="answers.csv from the labeling page (image_id, label).")],
+) -> None:
+    """Add answers to the latest query to the labeled set: beside the data, and to the run's training split."""
+    from hardmine.run.label import apply_answers
+    from hardmine.run.opened import Run
+
+    run = Run.open(run_dir)
+    done = apply_answers(run, answers)
+    console.print(f"answers: {_counts(done.counts)}; {done.added} image(s) joined the training split "
+                  f"(now {done.train_size}); kept in {done.kept_in}")  # fmt: skip
+    if done.disagreements:
+        console.print(f"{len(done.disagreements)} answer(s) disagree with the model at its threshold (first: "
+                      f"{done.disagreements[0]}); the next round's mining triages them like any label")  # fmt: skip
+    console.print("next: the same `hardmine round` command (same --data, --out and options) with --n 1 trains on "
+                  "them; with --pool and --budget it queries again")  # fmt: skip
 
 
 @command("relabel")
@@ -407,14 +473,22 @@ def gallery_cmd(
                      "keeps review decisions reliably (Chromium loses some on reloads of file:// pages)."),
     ] = False,  # fmt: skip
     port: Annotated[int, typer.Option(help="Port for --serve (0: any free port).")] = 0,
+    label: Annotated[bool, typer.Option("--label", help="The labeling page of the latest query instead.")] = False,
 ) -> None:
     """Static HTML gallery of what a round mined and why (works offline, from file://)."""
     import webbrowser
 
     from hardmine.views.gallery import build_gallery, serve_run, served_url
 
-    path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n, open_browser=open_ and not serve)
-    console.print(f"gallery: {path}")
+    if label:
+        from hardmine.views.labeling import build_label_page
+
+        path = build_label_page(run_dir)
+        if open_ and not serve:
+            webbrowser.open(path.resolve().as_uri())
+    else:
+        path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n, open_browser=open_ and not serve)
+    console.print(f"{'labeling page' if label else 'gallery'}: {path}")
     if png:
         console.print(f"contact sheet: {path.parent / 'hardest.png'}")
     if not serve:

@@ -20,11 +20,15 @@ from hardmine.core.errors import DataError
 from hardmine.data.images import IMAGE_SUFFIXES, csv_paths, find_unreadable, image_inputs, read_csv, require_columns
 
 
-def load_pool(source: str | os.PathLike, labeled: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_pool(
+    source: str | os.PathLike, labeled: pd.DataFrame | None = None, answered: set[str] | None = None
+) -> pd.DataFrame:
     """The pool at ``source`` (folder or CSV) as ``id, path, group``, in a stable order.
 
-    ``labeled`` (a run's sample table, ``id`` and ``path`` columns) is checked against: a pool image
-    with a labeled id or path raises :class:`DataError` naming it.
+    Images whose id is in ``answered`` (labeled or ``unsure`` on the labeling page) leave the pool
+    and are never asked again; how many is ``pool.attrs["answered"]``. ``labeled`` (a run's sample
+    table, ``id`` and ``path`` columns) is checked against: any other pool image with a labeled id or
+    path raises :class:`DataError` naming it.
     """
     path = Path(source)
     if path.is_file() and path.suffix.lower() == ".csv":
@@ -46,6 +50,8 @@ def load_pool(source: str | os.PathLike, labeled: pd.DataFrame | None = None) ->
     else:
         raise DataError(f"--pool {path}: expected a folder of images ({', '.join(IMAGE_SUFFIXES)}) or a CSV with a "
                         "path column")  # fmt: skip
+    asked = pool["id"].isin(answered or set())
+    pool = pool[~asked]
     duplicated = pool["id"][pool["id"].duplicated()]
     if len(duplicated):
         raise DataError(f"--pool {path}: image id {duplicated.iloc[0]!r} appears more than once")
@@ -54,7 +60,9 @@ def load_pool(source: str | os.PathLike, labeled: pd.DataFrame | None = None) ->
         raise DataError(f"--pool {path}: {len(bad)} unreadable image(s), first: {bad[0]}")
     if labeled is not None:
         _check_not_labeled(pool, labeled, path)
-    return pool.reset_index(drop=True)
+    pool = pool.reset_index(drop=True)
+    pool.attrs["answered"] = int(asked.sum())
+    return pool
 
 
 def _check_not_labeled(pool: pd.DataFrame, labeled: pd.DataFrame, source: Path) -> None:

@@ -51,8 +51,15 @@ def generate_demo(
     size: int = 64,
     seed: int = 0,
     flip_frac: float = 0.02,
+    pool: int = 0,
+    pool_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Write a HAM10000-layout demo folder and return its metadata table.
+
+    With ``pool`` > 0, about that many more images (whole lesions, the same prior) form an unlabeled
+    pool in ``pool_dir`` (default ``OUT-pool`` beside ``out``): ``images/<image_id>.jpg`` and
+    ``pool.csv`` (``path, id, group`` and ``dx``, the true class, hidden from hardmine unless a
+    simulated oracle is asked to answer from it).
 
     Writes ``HAM10000_metadata.csv`` (HAM10000's columns plus ``pigment``: ``pink`` for
     amelanotic melanomas and pink nevi, ``pigmented`` otherwise, the subgroup that
@@ -75,7 +82,7 @@ def generate_demo(
     for part in parts:
         part.mkdir(parents=True, exist_ok=True)
 
-    lesions = _plan_lesions(rng, n, positive_frac, flip_frac)
+    lesions = _plan_lesions(rng, n + pool, positive_frac, flip_frac)
     grid = _Grid(size)
     rows, planted = [], []
     image_number = 24306  # HAM10000's image ids start at ISIC_0024306
@@ -102,9 +109,33 @@ def generate_demo(
             if lesion["kind"]:
                 planted.append({"image_id": image_id, "kind": lesion["kind"], "detail": lesion["detail"]})
     metadata = pd.DataFrame(rows)
+    planted = pd.DataFrame(planted, columns=["image_id", "kind", "detail"])
+    if pool:
+        metadata = _move_pool(metadata, planted, out, Path(pool_dir or out.parent / f"{out.name}-pool"), pool, rng)
+        planted = planted[planted["image_id"].isin(set(metadata["image_id"]))]
     write_csv(out / "HAM10000_metadata.csv", metadata)
-    write_csv(out / "planted.csv", pd.DataFrame(planted, columns=["image_id", "kind", "detail"]))
+    write_csv(out / "planted.csv", planted)
     return metadata
+
+
+def _move_pool(metadata: pd.DataFrame, planted: pd.DataFrame, out: Path, pool_dir: Path, size: int,
+               rng: np.random.Generator) -> pd.DataFrame:  # fmt: skip
+    """Move whole random lesions (about ``size`` images) out of the labeled set into an unlabeled pool folder."""
+    per_lesion = metadata.groupby("lesion_id", sort=False).size()
+    order = rng.permutation(per_lesion.index.to_numpy())
+    chosen = set(order[np.cumsum(per_lesion[order].to_numpy()) <= size])
+    moved = metadata[metadata["lesion_id"].isin(chosen)]
+    flipped = set(planted.loc[planted["kind"] == "flipped", "image_id"])
+    (pool_dir / "images").mkdir(parents=True, exist_ok=True)
+    for image_id in moved["image_id"]:
+        source = next(out.glob(f"HAM10000_images_part_*/{image_id}.jpg"))
+        os.replace(source, pool_dir / "images" / f"{image_id}.jpg")
+    truth = [("nv" if dx == "mel" else "mel") if i in flipped else dx for i, dx in zip(moved["image_id"], moved["dx"],
+             strict=True)]  # fmt: skip
+    write_csv(pool_dir / "pool.csv", pd.DataFrame({"path": [f"images/{i}.jpg" for i in moved["image_id"]],
+                                                   "id": moved["image_id"].to_numpy(),
+                                                   "group": moved["lesion_id"].to_numpy(), "dx": truth}))  # fmt: skip
+    return metadata[~metadata["lesion_id"].isin(chosen)].reset_index(drop=True)
 
 
 def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_frac: float) -> list[dict]:

@@ -103,6 +103,13 @@ class Manifest:
                     owner = next((s.key for s in self.steps if s.round == r), owner)
                 self.files[rel] = _file_record(path, owner)
 
+    def rerecord_run_files(self) -> None:
+        """Record config, sample table and split as they are now, after a command changed them on purpose
+        (``hardmine label`` adds answered images to the training split), and save."""
+        for name in RUN_FILES:
+            self.files[name] = _file_record(self.root / name, None)
+        self.save()
+
     def refresh(self) -> None:
         """Re-record the outputs a command rewrote outside the round loop, and save (a later resume trusts them)."""
         self.record()

@@ -25,6 +25,7 @@ from hardmine.record.layout import (
     CONFIG_FILE,
     DYNAMICS_FILE,
     EMBEDDINGS_FILE,
+    ANSWERS_FILE,
     GALLERY_DIR,
     GALLERY_PAGE,
     HISTORY_FILE,
@@ -33,7 +34,9 @@ from hardmine.record.layout import (
     MINING_FILE,
     MODEL_FILE,
     OOF_DIR,
+    LABEL_DIR,
     QUERY_FILE,
+    QUERY_INFO,
     REFERENCE_DIR,
     REPORT_FILE,
     SAMPLES_FILE,
@@ -207,6 +210,31 @@ class RunFolder:
         """The latest query (``hardmine query``): ``id, path, group, prob_pos, reason``, in pick order."""
         return self.root / QUERY_FILE
 
+    def query_info_path(self) -> Path:
+        """How the latest query was made (pool, method, budget, round, threshold)."""
+        return self.root / QUERY_INFO
+
+    def query(self) -> pd.DataFrame:
+        """The latest query's picks (see :meth:`query_path`)."""
+        path = self.query_path()
+        if not path.exists():
+            raise HardmineError(f"{path} not found: pick images first with `hardmine query RUN --pool POOL --budget B`")
+        return pd.read_csv(path, dtype={"id": str, "group": str, "path": str, "neighbours": str},
+                           keep_default_na=False)  # fmt: skip
+
+    def answers_path(self) -> Path:
+        """The answers ``hardmine label`` added to this run's training split."""
+        return self.root / ANSWERS_FILE
+
+    def answered_ids(self) -> set[str]:
+        """Ids of the training images that joined this run from the labeling page."""
+        path = self.answers_path()
+        return set(pd.read_csv(path, dtype={"image_id": str})["image_id"]) if path.exists() else set()
+
+    def label_page_path(self) -> Path:
+        """The labeling page of the latest query; its thumbnails sit beside it."""
+        return self.root / LABEL_DIR / GALLERY_PAGE
+
     def external_preds_path(self, r: int) -> Path:
         """Round ``r``'s model's predictions on an external data set (``hardmine compare --external``)."""
         return self.round_dir(r) / preds_file("external")
@@ -236,6 +264,8 @@ class RunFolder:
             return None
         frame = pd.read_csv(path, dtype={"id": str})
         weights = ids.map(dict(zip(frame["id"], frame["weight"], strict=True)))
+        answered = ids.isin(self.answered_ids()) & weights.isna()
+        weights[answered] = 1.0  # labeled after round r was mined: no curriculum weight yet
         if weights.isna().any():
             raise HardmineError(f"{path} lacks weights for {int(weights.isna().sum())} training sample(s)")
         return weights.to_numpy(dtype=np.float64)

@@ -117,12 +117,16 @@ def refit_head_round(
 def _features(run: Run, engine: Engine, model, r: int, split: str, callback: Callback | None) -> np.ndarray:
     """Raw embeddings of ``split`` under round ``r``'s model, cached in its round folder."""
     path = run.features_path(r, split)
+    part = run.part(split)
     if path.exists():
         try:
-            return load_array(path)
+            cached = load_array(path)
+            if len(cached) == len(part):
+                return cached
         except HardmineError:
-            path.unlink()  # a damaged cache is recomputed
-    _, emb = engine.predict(model, run.part(split), callback=callback)
+            pass
+        path.unlink()  # a damaged cache, or one from before answers joined the split, is recomputed
+    _, emb = engine.predict(model, part, callback=callback)
     if distributed.is_main():
         with atomic_path(path, ".npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, emb.astype(np.float32))

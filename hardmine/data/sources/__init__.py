@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import DataError, warn
+from hardmine.data.answers import answered_samples, answers_folder
 from hardmine.data.images import find_unreadable
 from hardmine.data.sources.base import DataSource
 from hardmine.data.sources.folders import Folders
@@ -83,6 +84,9 @@ def load_samples(
     skip_bad
         With ``verify_images``, drop unreadable files instead of failing.
 
+    Images answered on the labeling page (``hardmine label``, kept in ``root/hardmine-answers/``)
+    join the source's own rows with their answers as labels.
+
     Returns
     -------
     table, report
@@ -98,6 +102,13 @@ def load_samples(
         source = detect_source(root_path, metadata)
     reader = DATA_SOURCES[source]()
     raw, base = reader.read(root_path, metadata)
+    answered = answered_samples(root_path)  # labels given on the labeling page (hardmine label)
+    if len(answered):
+        clash = answered["id"][answered["id"].isin(set(raw["id"]))]
+        if len(clash):
+            raise DataError(f"{clash.iloc[0]} is both in {root_path} and among the answers in "
+                            f"{answers_folder(root_path)}; remove one of them")  # fmt: skip
+        raw = pd.concat([raw, answered], ignore_index=True)
     table, report = _apply_task(raw, reader, base, positive, negative)
     if verify_images:
         bad = find_unreadable(table["path"])

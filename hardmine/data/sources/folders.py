@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from hardmine.core.errors import DataError
+from hardmine.data.answers import ANSWERS_DIR
 from hardmine.data.images import IMAGE_SUFFIXES, check_inside
 from hardmine.data.sources.base import DataSource
 from hardmine.data.sources.ham10000 import HAM_FOLDER, HAM_METADATA
@@ -29,7 +30,7 @@ class Folders(DataSource):
 def _read_folders(root: Path) -> tuple[pd.DataFrame, Path]:
     if not root.is_dir():
         raise DataError(f"{root} is a file; the folders source expects a folder with one sub-folder per class")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != ANSWERS_DIR)
     release = [p.name for p in class_dirs if HAM_FOLDER.match(p.name)]
     if release:
         raise DataError(f"{HAM_METADATA} not found in {root}: {', '.join(release)} are HAM10000 image folders, "

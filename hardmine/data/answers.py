@@ -1,0 +1,101 @@
+"""Answers from the labeling page, kept beside the data: ``DATA/hardmine-answers/``.
+
+``hardmine label`` copies each answered pool image into
+``hardmine-answers/images/`` and lists it in ``hardmine-answers/manifest.csv``
+(``image_id, path, answer, group, run, answered_at``; ``path`` relative to the
+folder). Nothing of the user's is touched: the source's own files stay as they
+are, and :func:`hardmine.data.sources.load_samples` adds the answered images
+to whatever source the folder holds, so every later run on this data sees them
+with their labels. An ``unsure`` answer stays in the pool, is never asked
+again, and never becomes a label.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from hardmine.core.errors import DataError
+from hardmine.core.io import copy_file, file_digest, write_csv
+from hardmine.data.images import csv_paths, read_csv, require_columns
+
+ANSWERS_DIR = "hardmine-answers"
+ANSWERS_MANIFEST = "manifest.csv"
+ANSWERED_IMAGES = "images"
+UNSURE = "unsure"
+COLUMNS = ("image_id", "path", "answer", "group", "run", "answered_at")
+
+
+def answers_folder(data: str | os.PathLike) -> Path:
+    """Where the answers of data ``data`` (a folder, or a manifest CSV in its folder) are kept."""
+    path = Path(data)
+    return (path if path.is_dir() else path.parent) / ANSWERS_DIR
+
+
+def _stored(manifest: Path) -> pd.DataFrame:
+    if not manifest.is_file():
+        return pd.DataFrame({name: pd.Series(dtype=str) for name in COLUMNS})
+    frame = read_csv(manifest)
+    require_columns(frame, COLUMNS, manifest)
+    return frame[list(COLUMNS)].copy()
+
+
+def read_answers(data: str | os.PathLike) -> pd.DataFrame:
+    """Every answer recorded for ``data`` (``COLUMNS``; ``path`` absolute, empty for ``unsure``), in order."""
+    manifest = answers_folder(data) / ANSWERS_MANIFEST
+    frame = _stored(manifest)
+    labeled = frame["answer"] != UNSURE
+    frame.loc[labeled, "path"] = [str(p) for p in csv_paths(manifest, frame.loc[labeled, "path"])]
+    return frame.reset_index(drop=True)
+
+
+def answered_samples(data: str | os.PathLike) -> pd.DataFrame:
+    """The labeled answers as source rows: ``id, path, class_name, group`` (``unsure`` left out)."""
+    frame = read_answers(data)
+    frame = frame[frame["answer"] != UNSURE]
+    missing = [p for p in frame["path"] if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"{answers_folder(data) / ANSWERS_MANIFEST} lists {len(missing)} answered image(s) that are "
+                        f"gone, first: {missing[0]}")  # fmt: skip
+    return pd.DataFrame({"id": frame["image_id"].to_numpy(), "path": frame["path"].to_numpy(),
+                         "class_name": frame["answer"].to_numpy(), "group": frame["group"].to_numpy()})  # fmt: skip
+
+
+def record_answers(data: str | os.PathLike, answers: pd.DataFrame, run: str) -> pd.DataFrame:
+    """Add ``answers`` (``image_id, source_path, answer, group``) to the answers kept beside ``data``.
+
+    Each labeled image is copied in first (an image already there under its name must be the
+    same bytes), then the manifest is rewritten whole and atomically, so an interruption leaves
+    the previous manifest intact. An answer already recorded with the same value is not repeated;
+    one recorded with another value raises :class:`DataError`. Returns the rows added.
+    """
+    folder = answers_folder(data)
+    known = _stored(folder / ANSWERS_MANIFEST)
+    before = dict(zip(known["image_id"], known["answer"], strict=True))
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rows = []
+    for answer in answers.itertuples(index=False):
+        recorded = before.get(answer.image_id)
+        if recorded == answer.answer:
+            continue
+        if recorded is not None:
+            raise DataError(f"{answer.image_id} was answered {recorded!r} before ({folder / ANSWERS_MANIFEST}); "
+                            f"this answer says {answer.answer!r}: fix one of them there or in the answers")  # fmt: skip
+        relative = ""
+        if answer.answer != UNSURE:
+            relative = f"{ANSWERED_IMAGES}/{answer.image_id}{Path(answer.source_path).suffix.lower()}"
+            target = folder / relative
+            if target.exists() and file_digest(target) != file_digest(answer.source_path):
+                raise DataError(f"{target} exists and differs from {answer.source_path}; remove it or rename the "
+                                "pool image")  # fmt: skip
+            if not target.exists():
+                copy_file(answer.source_path, target)
+        rows.append({"image_id": answer.image_id, "path": relative, "answer": answer.answer,
+                     "group": answer.group, "run": run, "answered_at": now})  # fmt: skip
+    added = pd.DataFrame(rows, columns=list(COLUMNS))
+    if len(added):
+        write_csv(folder / ANSWERS_MANIFEST, pd.concat([known, added], ignore_index=True))
+    return added

@@ -1,0 +1,136 @@
+"""``hardmine label``: answers to a query join the labeled set, beside the data and in the run's training split.
+
+The answers CSV (the labeling page's download: ``image_id, label``) is checked
+whole before anything is written: every id must be in the run's latest query,
+once, with a label among the run's classes or ``unsure``, and a lesion's images
+must agree. Then the answers are kept beside the data
+(:mod:`hardmine.data.answers`), and the labeled ones join this run's training
+split (its validation and test splits stay as they are), so the next
+``hardmine round`` trains on them. Like any training label, an answer goes
+through the label-suspicion triage when that round is mined: annotators err too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hardmine.core.errors import DataError
+from hardmine.core.io import read_json, write_csv, write_json
+from hardmine.data.answers import UNSURE, answers_folder, read_answers, record_answers
+from hardmine.data.images import read_csv
+from hardmine.record.layout import CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE
+from hardmine.record.manifest import Manifest
+from hardmine.run.opened import Run, data_fingerprint
+
+ID_COLUMNS = ("image_id", "id")
+LABEL_COLUMNS = ("label", "answer")
+
+
+@dataclass
+class Labeled:
+    """What ``hardmine label`` did: answers per value, the training split's new size, the model's disagreements."""
+
+    counts: dict[str, int]
+    added: int
+    train_size: int
+    disagreements: list[str]
+    kept_in: Path
+
+
+def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
+    """The answers in ``path`` as ``image_id, answer``, each checked against the run's latest query.
+
+    Raises :class:`DataError` naming the file and line of the first problem: a missing column, an
+    empty file, an id that is not in the query (or already labeled), a label that is not a class of
+    the run nor ``unsure``, an id answered twice, a lesion answered with both classes.
+    """
+    path = Path(path)
+    frame = read_csv(path)
+    id_col = next((c for c in ID_COLUMNS if c in frame), None)
+    label_col = next((c for c in LABEL_COLUMNS if c in frame), None)
+    if id_col is None or label_col is None:
+        raise DataError(f"{path}: expected columns image_id and label (found: {', '.join(frame.columns) or 'none'})")
+    if frame.empty:
+        raise DataError(f"{path} holds no answers")
+    query = run.query()
+    asked = dict(zip(query["id"], query["group"], strict=True))
+    classes = run.config_dict()["classes"]
+    allowed = [*classes["positive"], *classes["negative"], UNSURE]
+    labeled = set(run.table["id"])
+    seen: dict[str, int] = {}
+    for line, (image_id, answer) in enumerate(zip(frame[id_col].str.strip(), frame[label_col].str.strip(),
+                                                  strict=True), start=2):  # line 1 is the header # fmt: skip
+        where = f"{path} line {line}"
+        if image_id in seen:
+            raise DataError(f"{where}: {image_id} is answered twice (also on line {seen[image_id]})")
+        seen[image_id] = line
+        if image_id not in asked:
+            known = "is already labeled in the run" if image_id in labeled else "is not in the run's latest query"
+            raise DataError(f"{where}: image id {image_id!r} {known} ({run.query_path()})")
+        if answer not in allowed:
+            raise DataError(f"{where}: label {answer!r} for {image_id} is not valid; expected one of "
+                            f"{', '.join(allowed)}")  # fmt: skip
+    answers = pd.DataFrame({"image_id": frame[id_col].str.strip(), "answer": frame[label_col].str.strip()})
+    answers["group"] = answers["image_id"].map(asked)
+    positive = answers["answer"].isin(classes["positive"])
+    decided = answers[answers["answer"] != UNSURE]
+    both = decided.groupby("group")["answer"].apply(lambda a: a.isin(classes["positive"]).nunique() > 1)
+    if both.any():
+        lesion = both.index[both][0]
+        shown = ", ".join(f"{i} ({a})" for i, a in decided.loc[decided["group"] == lesion, ["image_id", "answer"]]
+                          .itertuples(index=False))  # fmt: skip
+        raise DataError(f"{path}: lesion {lesion!r} is answered with both classes: {shown}; one lesion has one "
+                        "diagnosis (answer unsure where it is not clear)")  # fmt: skip
+    return answers.assign(label=np.where(positive, 1, 0))
+
+
+def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
+    """Keep the answers beside the data and add the labeled ones to ``run``'s training split.
+
+    Safe to run again with the same file: answers already kept or already in the run are not repeated.
+    """
+    answers = read_answers_csv(answers_csv, run)
+    query = run.query().set_index("id")
+    answers["source_path"] = answers["image_id"].map(query["path"])
+    data = run.config.data.data
+    record_answers(data, answers[["image_id", "source_path", "answer", "group"]], run.root.name)
+    new = answers[(answers["answer"] != UNSURE) & ~answers["image_id"].isin(set(run.table["id"]))]
+    folder = answers_folder(data)
+    kept = dict(zip(read_answers(data)["image_id"], read_answers(data)["path"], strict=True))
+    rows = pd.DataFrame({"id": new["image_id"], "path": new["image_id"].map(kept), "label": new["label"],
+                         "group": new["group"], "class_name": new["answer"]})  # fmt: skip
+    if len(rows):
+        _add_to_training_split(run, rows)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    log = answers[["image_id", "answer"]].assign(prob_pos=answers["image_id"].map(query["prob_pos"]),
+                                                  reason=answers["image_id"].map(query["reason"]), answered_at=now)  # fmt: skip
+    previous = pd.read_csv(run.answers_path(), dtype=str) if run.answers_path().exists() else None
+    if previous is not None:
+        log = pd.concat([previous, log[~log["image_id"].isin(set(previous["image_id"]))]], ignore_index=True)
+    write_csv(run.answers_path(), log)
+    threshold = float(read_json(run.query_info_path())["threshold"]) if run.query_info_path().exists() else 0.5
+    prob = answers["image_id"].map(query["prob_pos"]).to_numpy(dtype=float)
+    decided = answers["answer"] != UNSURE
+    disagree = decided & ((prob >= threshold) != (answers["label"] == 1))
+    counts = answers["answer"].value_counts().to_dict()
+    return Labeled(counts=counts, added=len(rows), train_size=int((run.split == "train").sum()),
+                   disagreements=answers["image_id"][disagree].tolist(), kept_in=folder)  # fmt: skip
+
+
+def _add_to_training_split(run: Run, rows: pd.DataFrame) -> None:
+    """Append ``rows`` to the run's sample table as training images; re-record the run's files."""
+    table = pd.concat([run.table, rows], ignore_index=True)
+    split = pd.concat([run.split, pd.Series(["train"] * len(rows), name="split")], ignore_index=True)
+    # split first: extra ids in split.csv are harmless to a sample table that lacks them
+    write_csv(run.root / SPLIT_FILE, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
+    write_csv(run.root / SAMPLES_FILE, table)
+    config = read_json(run.root / CONFIG_FILE)
+    write_json(run.root / CONFIG_FILE, config | {"data_fingerprint": data_fingerprint(table)})
+    Manifest(run.root).rerecord_run_files()
+    run.table, run.split = table, split
