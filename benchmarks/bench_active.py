@@ -120,7 +120,7 @@ def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, s
         pool_prob = head.predict_proba(train_emb[pool])[:, 1]
         picked, _ = acquire(name, pool_prob, train_emb[pool], min(budget, len(pool)), groups=groups[pool],
                             threshold=threshold, labeled_embeddings=train_emb[labeled],
-                            labeled_labels=answers[labeled], labeled_prob=head.predict_proba(train_emb[labeled])[:, 1],
+                            labeled_labels=answers[labeled],
                             seed=seed * 100 + r)  # fmt: skip
         labeled[pool[picked]] = True
     return rows

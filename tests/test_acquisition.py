@@ -47,19 +47,21 @@ def test_seals_never_proposes_outside_the_labeled_positives_neighbourhood():
         acquire("seals", prob, emb, 5)
 
 
-def test_hardmine_keeps_its_positive_quota_skips_duplicates_and_reaches_missed_positives():
-    rng = np.random.default_rng(1)
-    emb = normalise(rng.normal(size=(200, 8))).astype(np.float32)
-    emb[1] = emb[0]  # a second view of the most likely positive
-    prob = rng.uniform(0, 0.4, 200)
-    prob[[0, 1, 2, 3]] = [0.99, 0.98, 0.97, 0.96]
-    missed = emb[150:151] + 0.01  # a labeled melanoma the model calls benign sits next to pool image 150
-    rows, reasons = acquire("hardmine", prob, emb, 10, threshold=0.5, labeled_embeddings=normalise(missed),
-                            labeled_labels=[1], labeled_prob=[0.1], k=3, positive_share=0.3)  # fmt: skip
+def test_hardmine_keeps_its_positive_quota_skips_duplicates_and_spreads_the_uncertain_picks():
+    # pool on a circle: four likely positives (one a second view of another), then uncertain images in two
+    # tight clumps and one alone, and certain negatives; the labeled image sits at 0 degrees
+    degrees = [100, 100, 140, 160, 179, 180, 181, 270, 271, 300, *range(1, 11)]
+    emb = _circle(degrees)
+    prob = np.array([0.99, 0.98, 0.97, 0.96, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, *[0.01] * 10])
+    rows, reasons = acquire("hardmine", prob, emb, 6, threshold=0.5, labeled_embeddings=_circle([0]),
+                            labeled_labels=[1], positive_share=0.5)  # fmt: skip
     assert rows[:3].tolist() == [0, 2, 3] and 1 not in rows  # the quota, without the duplicate view
     assert all(r.startswith("positive quota") for r in reasons[:3])
-    assert 150 in rows and reasons[rows.tolist().index(150)].startswith("near a missed positive")
-    assert len(rows) == 10 and len(set(rows.tolist())) == 10
+    # then the uncertain, each the farthest from everything labeled (0) or picked (100-160) so far: the
+    # clump at 270 (90 degrees from 0), then 300 (30 from 270), then the clump at 180 (20 from 160);
+    # never two of one clump
+    assert rows[3] in (7, 8) and rows[4] == 9 and rows[5] in (4, 5, 6)
+    assert all(r.startswith("uncertain: P(pos) 0.50 at threshold 0.50, cosine distance") for r in reasons[3:])
 
 
 @pytest.mark.parametrize("name", sorted(ACQUISITION))

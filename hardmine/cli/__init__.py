@@ -276,7 +276,8 @@ def round_cmd(
     print_report(report)
     if pool is not None:
         for q, done in enumerate(labeled):
-            console.print(f"query {q + 1}: oracle answered {_counts(done.counts)}; training split now {done.train_size}")
+            console.print(f"query {q + 1}: oracle answered {_counts(done.counts)}; "
+                          f"training split now {done.train_size}")
         _print_query(run, picked, answered=bool(labeled))
     console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
     console.print(f"mined tables: {run.root}/round-*/{MINED_FILE}; gallery of the best round: "

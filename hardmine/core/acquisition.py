@@ -24,6 +24,7 @@ from hardmine.core.metrics import check_binary
 from hardmine.core.scores import logit
 
 DUPLICATE_SIM = 0.95  # cosine similarity above which two pool images count as views of one thing
+CANDIDATES_PER_LABEL = 10  # the uncertain candidates of ``hardmine``: this many per image of the batch
 
 
 @dataclass
@@ -34,8 +35,7 @@ class Pool:
     embeddings : (N, D) L2-normalised pool embeddings (the model's space).
     threshold : the model's decision threshold (tuned on validation by cost).
     labeled_embeddings, labeled_labels : (M, D) and (M,) 0/1 of the labeled set, in the same space.
-    labeled_prob : (M,) the model's P(positive) on the labeled set (to find missed positives), or None.
-    k : pool neighbours per labeled image (``seals``, ``hardmine``).
+    k : pool neighbours per labeled positive (``seals``).
     positive_share : the share of a ``hardmine`` batch kept for the most likely positives.
     seed : random seed (``random``, ties).
     lesions : (N,) integer lesion code of each pool image, or None (each image its own lesion).
@@ -46,7 +46,6 @@ class Pool:
     threshold: float = 0.5
     labeled_embeddings: np.ndarray | None = None
     labeled_labels: np.ndarray | None = None
-    labeled_prob: np.ndarray | None = None
     k: int = 10
     positive_share: float = 0.5
     seed: int = 0
@@ -109,8 +108,8 @@ def positive(pool: Pool, budget: int) -> Picks:
 def coreset(pool: Pool, budget: int) -> Picks:
     """k-center greedy: each pick is the pool image farthest (cosine) from the labeled set and earlier picks."""
     picks, distances = _k_center(pool, np.arange(len(pool.prob_pos)), [], budget)
-    reasons = ["coreset: farthest from everything labeled" if np.isinf(d)
-               else f"coreset: cosine distance {d:.2f} to the nearest labeled or picked" for d in distances]  # fmt: skip
+    reasons = ["coreset: farthest from everything labeled" if np.isinf(d) else
+               f"coreset: cosine distance {d:.2f} to the nearest labeled or picked" for d in distances]  # fmt: skip
     return picks, reasons
 
 
@@ -162,24 +161,25 @@ def seals(pool: Pool, budget: int) -> Picks:
 
 
 def hardmine(pool: Pool, budget: int) -> Picks:
-    """The default: a positive quota, pool neighbours of missed positives, then uncertainty at the threshold.
+    """The default: a positive quota, then the most uncertain at the threshold, spread out in embedding space.
 
-    ``positive_share`` of the batch goes to the most likely positives; the pool neighbours of labeled
-    positives the model misses (P(pos) below the threshold) come next, nearest first; the rest is the
-    closest to the cost-tuned threshold. A pick nearly identical (cosine >= 0.95) to one already in the
-    batch is passed over, so one batch is not many views of one thing.
+    ``positive_share`` of the batch's images go to the most likely positives (finding melanomas is what
+    an imbalanced pool makes expensive); the rest come from the ``CANDIDATES_PER_LABEL x budget`` images
+    closest to the cost-tuned threshold, picked k-center greedy (each the farthest from everything
+    labeled and picked so far), so the uncertain half is not many views of one region ("cluster-margin",
+    Citovsky et al. 2021). A pick nearly identical (cosine >= 0.95) to one already in the batch is
+    passed over. Chosen over a quota followed by neighbours of missed positives and uncertainty, and over
+    a quota followed by plain k-center, on validation (``benchmarks/bench_active.py``, RESULTS.md).
     """
     batch = Batch(pool)
     batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: f"positive quota: P(pos) {pool.prob_pos[i]:.2f}",
                int(round(pool.positive_share * budget)))  # fmt: skip
-    missed = _missed_positives(pool)
-    if len(missed):
-        sims, rows = _neighbours_of(pool, pool.labeled_embeddings[missed])
-        by_similarity = rows.ravel()[np.argsort(-sims, axis=None, kind="stable")]
-        batch.take(by_similarity[by_similarity >= 0], lambda i: f"near a missed positive: P(pos) {pool.prob_pos[i]:.2f}",
-                   budget)  # fmt: skip
-    batch.take(np.argsort(-pool.uncertainty(), kind="stable"),
-               lambda i: f"uncertain: P(pos) {pool.prob_pos[i]:.2f} at threshold {pool.threshold:.2f}", budget)  # fmt: skip
+    candidates = np.flatnonzero(~batch.taken)
+    candidates = candidates[np.argsort(-pool.uncertainty()[candidates], kind="stable")][: CANDIDATES_PER_LABEL * budget]
+    spread, distances = _k_center(pool, candidates, batch.rows, budget)
+    distance = dict(zip(spread.tolist(), distances.tolist(), strict=True))
+    batch.take(spread, lambda i: f"uncertain: P(pos) {pool.prob_pos[i]:.2f} at threshold {pool.threshold:.2f}, "
+                                 f"cosine distance {distance[i]:.2f} to the nearest labeled or picked", budget)  # fmt: skip
     return batch.picks()
 
 
@@ -225,14 +225,6 @@ def _labeled_positives(pool: Pool) -> np.ndarray:
     return np.flatnonzero(np.asarray(pool.labeled_labels) == 1)
 
 
-def _missed_positives(pool: Pool) -> np.ndarray:
-    """Labeled positives the model calls negative (none when their probabilities are not given)."""
-    if pool.labeled_prob is None or pool.labeled_labels is None or pool.labeled_embeddings is None:
-        return np.empty(0, dtype=np.int64)
-    labels, prob = np.asarray(pool.labeled_labels), np.asarray(pool.labeled_prob)
-    return np.flatnonzero((labels == 1) & (prob < pool.threshold))
-
-
 ACQUISITION: dict[str, Callable[[Pool, int], Picks]] = {
     "random": random,
     "margin": margin,
@@ -254,7 +246,6 @@ def acquire(
     threshold: float = 0.5,
     labeled_embeddings: np.ndarray | None = None,
     labeled_labels=None,
-    labeled_prob=None,
     k: int = 10,
     positive_share: float = 0.5,
     seed: int = 0,
@@ -291,7 +282,7 @@ def acquire(
     if lesions is not None and len(lesions) != n:
         raise HardmineError(f"{len(lesions)} lesion ids for a pool of {n} images")
     pool = Pool(prob, emb, threshold, labeled_embeddings, None if labeled_labels is None else
-                check_binary(labeled_labels)[0], labeled_prob, k, positive_share, seed, lesions)  # fmt: skip
+                check_binary(labeled_labels)[0], k, positive_share, seed, lesions)  # fmt: skip
     # each pick brings at least one image, so `budget` picks fill the batch (a lesion that would not fit whole is
     # passed over, and the batch then comes back short by less than that lesion)
     order, why = ACQUISITION[name](pool, budget)

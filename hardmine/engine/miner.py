@@ -88,7 +88,7 @@ class HardMiner:
         self._sampler = None
         self._sampler_epoch = 0
         self._center: np.ndarray | None = None
-        self._labeled: tuple[np.ndarray, np.ndarray] | None = None
+        self._labeled: np.ndarray | None = None
 
     # ------------------------------------------------------------------ mining
 
@@ -128,7 +128,7 @@ class HardMiner:
         embeddings = np.asarray(embeddings, dtype=np.float32)
         self._center = embeddings.mean(axis=0)
         emb = normalise(embeddings, center=self._center)
-        self._labeled = (emb, probs)  # the space and probabilities a later query compares the pool with
+        self._labeled = emb  # the space a later query compares the pool with
         history = np.array(self.hard_history) if self.hard_history else None
         result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
                       triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
@@ -187,8 +187,8 @@ class HardMiner:
         pool_embeddings : (P, D) their embeddings from the same model; centred and normalised in the
             training set's space of the last :meth:`update` (their own mean before any).
         budget : images to pick; a lesion's images (``pool_groups``) are asked together.
-        method : a name in :data:`hardmine.core.acquisition.ACQUISITION`; ``seals`` and ``hardmine`` use
-            the labeled set of the last update (its positives, and those the model misses).
+        method : a name in :data:`hardmine.core.acquisition.ACQUISITION`; ``coreset``, ``seals`` and
+            ``hardmine`` use the labeled set of the last update (its embeddings; ``seals`` its positives).
 
         Returns a DataFrame ``id, prob_pos, reason``, in pick order (``id``: ``pool_ids`` or row numbers).
         """
@@ -200,11 +200,10 @@ class HardMiner:
         probs = probs[:, 1] if probs.ndim == 2 else probs
         embeddings = np.asarray(pool_embeddings, dtype=np.float32)
         emb = normalise(embeddings, center=embeddings.mean(axis=0) if self._center is None else self._center)
-        labeled_emb, labeled_prob = self._labeled if self._labeled is not None else (None, None)
+        labeled_emb = self._labeled
         rows, reasons = acquire(method, probs, emb, budget, groups=pool_groups, threshold=self.threshold,
                                 labeled_embeddings=labeled_emb, labeled_labels=None if labeled_emb is None else
-                                self.labels, labeled_prob=labeled_prob, k=k, positive_share=positive_share,
-                                seed=self.seed + self.round)  # fmt: skip
+                                self.labels, k=k, positive_share=positive_share, seed=self.seed + self.round)  # fmt: skip
         ids = np.arange(len(probs)) if pool_ids is None else np.asarray(pool_ids)
         if len(ids) != len(probs):
             raise HardmineError(f"{len(ids)} pool ids for {len(probs)} pool images")

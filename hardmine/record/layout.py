@@ -83,6 +83,6 @@ GALLERY_DIR = "gallery"
 GALLERY_PAGE = "index.html"
 QUERY_FILE = "query.csv"  # the latest query: pool images to label next, in pick order
 QUERY_INFO = "query.json"  # how the latest query was made: pool, method, budget, round, threshold
-ANSWERS_FILE = "answers.csv"  # the answers `hardmine label` added to this run's training split, in order
+ANSWERS_FILE = "labeled.csv"  # the answers `hardmine label` added to this run's training split, in order
 ORACLE_ANSWERS_FILE = "oracle-answers.csv"  # a simulated oracle's answers to the latest query (benchmarks only)
 LABEL_DIR = "label"  # the labeling page of the latest query (index.html, thumbs/)

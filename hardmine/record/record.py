@@ -22,19 +22,19 @@ from hardmine.core.errors import HardmineError
 from hardmine.core.io import load_array, read_json, write_json
 from hardmine.record.config import RunConfig, ThresholdConfig
 from hardmine.record.layout import (
+    ANSWERS_FILE,
     CONFIG_FILE,
     DYNAMICS_FILE,
     EMBEDDINGS_FILE,
-    ANSWERS_FILE,
     GALLERY_DIR,
     GALLERY_PAGE,
     HISTORY_FILE,
+    LABEL_DIR,
     METRICS_FILE,
     MINED_FILE,
     MINING_FILE,
     MODEL_FILE,
     OOF_DIR,
-    LABEL_DIR,
     QUERY_FILE,
     QUERY_INFO,
     REFERENCE_DIR,

@@ -74,8 +74,8 @@ def active_rounds(
 def oracle_answers(pool_source: str | os.PathLike, column: str, run: Run, error: float = 0.0) -> pd.Series:
     """A simulated expert: each pool image's class from ``column`` of the pool CSV, as the run names it.
 
-    Classes outside the run's task are answered ``unsure``; ``error`` flips that share of the other
-    answers (the same ones for a run's seed).
+    Classes outside the run's task are answered ``unsure``; ``error`` flips the answers for that share
+    of the lesions (all images of a lesion alike; the same lesions for a run's seed).
     """
     path = os.fspath(pool_source)
     if not (os.path.isfile(path) and path.lower().endswith(".csv")):
@@ -88,7 +88,9 @@ def oracle_answers(pool_source: str | os.PathLike, column: str, run: Run, error:
     classes = run.config_dict()["classes"]
     value = frame[column].str.strip()
     positive, negative = value.isin(classes["positive"]), value.isin(classes["negative"])
-    flip = np.random.default_rng(run.config.train.seed).random(len(frame)) < error
+    group = frame["group"] if "group" in frame else frame.get("lesion_id", ids)
+    lesion = np.unique(group.to_numpy(), return_inverse=True)[1]
+    flip = (np.random.default_rng(run.config.train.seed).random(lesion.max() + 1) < error)[lesion]
     answer = np.where(positive != flip, classes["positive"][0], classes["negative"][0])
     answer = np.where(positive | negative, answer, UNSURE)
     return pd.Series(answer, index=ids.to_numpy())

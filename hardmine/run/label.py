@@ -108,8 +108,9 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     if len(rows):
         _add_to_training_split(run, rows)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    log = answers[["image_id", "answer"]].assign(prob_pos=answers["image_id"].map(query["prob_pos"]),
-                                                  reason=answers["image_id"].map(query["reason"]), answered_at=now)  # fmt: skip
+    asked = answers["image_id"]
+    log = answers[["image_id", "answer"]].assign(prob_pos=asked.map(query["prob_pos"]),
+                                                  reason=asked.map(query["reason"]), answered_at=now)  # fmt: skip
     previous = pd.read_csv(run.answers_path(), dtype=str) if run.answers_path().exists() else None
     if previous is not None:
         log = pd.concat([previous, log[~log["image_id"].isin(set(previous["image_id"]))]], ignore_index=True)

@@ -53,8 +53,8 @@ def query_pool(
 
     The model the run hands back scores the training split and the pool in one space (the pool centred
     on the training split's mean embedding), at its validation-tuned threshold; the acquisition
-    (:func:`hardmine.core.acquisition.acquire`) sees the training labels, so ``seals`` and
-    ``hardmine`` can look around the labeled melanomas and the ones the model misses.
+    (:func:`hardmine.core.acquisition.acquire`) sees the training split's embeddings and labels, so
+    ``coreset`` and ``hardmine`` can look away from what is labeled and ``seals`` around its melanomas.
 
     ``pool``: ``id, path, group`` (:func:`open_pool`). Returns the picks in order: ``id, path, group,
     prob_pos`` (P(positive), higher = more likely positive), ``reason``, ``neighbours`` (the ids of
@@ -66,13 +66,12 @@ def query_pool(
     model = engine.load_model(source.model_path(r))
     threshold = source.threshold(r)
     train = run.part("train")
-    train_scores, train_emb, center = engine.score(model, train, threshold=threshold, callback=callback)
+    _, train_emb, center = engine.score(model, train, threshold=threshold, callback=callback)
     pool_scores, pool_emb, _ = engine.score(model, pool.assign(label=0), threshold=threshold, center=center,
                                             callback=callback)  # fmt: skip
     rows, reasons = acquire(method, pool_scores["prob_pos"].to_numpy(), pool_emb, budget, groups=pool["group"],
                             threshold=threshold, labeled_embeddings=train_emb, labeled_labels=train["label"],
-                            labeled_prob=train_scores["prob_pos"].to_numpy(), k=k, positive_share=positive_share,
-                            seed=run.config.train.seed)  # fmt: skip
+                            k=k, positive_share=positive_share, seed=run.config.train.seed)  # fmt: skip
     picked = pool.iloc[rows][["id", "path", "group"]].reset_index(drop=True)
     picked["prob_pos"] = pool_scores["prob_pos"].to_numpy()[rows]
     picked["reason"] = reasons

@@ -30,7 +30,8 @@ class Folders(DataSource):
 def _read_folders(root: Path) -> tuple[pd.DataFrame, Path]:
     if not root.is_dir():
         raise DataError(f"{root} is a file; the folders source expects a folder with one sub-folder per class")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != ANSWERS_DIR)
+    class_dirs = sorted(p for p in root.iterdir()
+                        if p.is_dir() and not p.name.startswith(".") and p.name != ANSWERS_DIR)  # fmt: skip
     release = [p.name for p in class_dirs if HAM_FOLDER.match(p.name)]
     if release:
         raise DataError(f"{HAM_METADATA} not found in {root}: {', '.join(release)} are HAM10000 image folders, "

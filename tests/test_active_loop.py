@@ -1,0 +1,223 @@
+"""The active-learning loop end to end: round with a pool, the labeling page, label, the next round."""
+
+import csv
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_gallery import _driver, _served, browser_test
+from typer.testing import CliRunner
+
+from hardmine.cli import app
+from hardmine.data.answers import answers_folder
+from hardmine.run.label import read_answers_csv
+from hardmine.run.opened import Run
+
+runner = CliRunner()
+TRAIN = ["--image-size", "32", "--epochs", "2", "--model", "tiny", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def queried(tmp_path_factory) -> Path:
+    """Demo data with an unlabeled pool, a round-0 run on it and its first query of 16 images."""
+    root = tmp_path_factory.mktemp("active")
+    result = runner.invoke(app, ["demo-data", str(root / "demo"), "--n", "300", "--size", "32", "--pool", "160"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["round", "--data", str(root / "demo"), "--out", str(root / "run"), "--n", "0",
+                                 "--pool", str(root / "demo-pool" / "pool.csv"), "--budget", "16", *TRAIN])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "16 of" not in result.output and "to label" in result.output
+    return root
+
+
+@pytest.fixture
+def loop(queried, tmp_path) -> Path:
+    """A private copy of ``queried`` (data, pool and run) that a test may change."""
+    for name in ("demo", "demo-pool", "run"):
+        shutil.copytree(queried / name, tmp_path / name)
+    for name in ("query.csv", "samples.csv", "config.json"):  # the copied run names the copied pool and data
+        path = tmp_path / "run" / name
+        path.write_text(path.read_text().replace(str(queried), str(tmp_path)))
+    from hardmine.record.manifest import Manifest
+
+    Manifest(tmp_path / "run").rerecord_run_files()
+    return tmp_path
+
+
+def _truth(root: Path) -> dict[str, str]:
+    pool = pd.read_csv(root / "demo-pool" / "pool.csv", dtype=str)
+    return dict(zip(pool["id"], pool["dx"], strict=True))
+
+
+def _answers(root: Path, unsure: int = 1) -> pd.DataFrame:
+    """The true class of each queried image (the first ``unsure`` answered unsure)."""
+    query = pd.read_csv(root / "run" / "query.csv", dtype=str)
+    answers = pd.DataFrame({"image_id": query["id"], "label": query["id"].map(_truth(root))})
+    answers.loc[: unsure - 1, "label"] = "unsure"
+    return answers
+
+
+def test_query_lesions_whole_with_reasons_and_neighbours(queried):
+    query = pd.read_csv(queried / "run" / "query.csv", dtype=str, keep_default_na=False)
+    pool = pd.read_csv(queried / "demo-pool" / "pool.csv", dtype=str)
+    assert 12 <= len(query) <= 16 and query["reason"].str.len().gt(0).all()
+    for lesion in set(query["group"]):
+        assert set(pool.loc[pool["group"] == lesion, "id"]) <= set(query["id"])
+    samples = pd.read_csv(queried / "run" / "samples.csv", dtype=str)
+    split = pd.read_csv(queried / "run" / "split.csv", dtype=str)
+    train = set(split.loc[split["split"] == "train", "id"])
+    neighbours = [n for row in query["neighbours"] for n in row.split("|")]
+    assert len(neighbours) == 4 * len(query) and set(neighbours) <= train <= set(samples["id"])
+    assert (queried / "run" / "label" / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.assign(label=["bcc", *a["label"][1:]]),
+         "line 2: label 'bcc' for .* is not valid; expected one of mel, nv, unsure"),
+        (lambda a: pd.concat([a, a.iloc[[3]]]), "is answered twice \\(also on line 5\\)"),
+        (lambda a: a.assign(image_id=[*a["image_id"][:2], "ISIC_9999999", *a["image_id"][3:]]),
+         "line 4: image id 'ISIC_9999999' is not in the run's latest query"),
+        (lambda a: a.rename(columns={"label": "dx"}), "expected columns image_id and label"),
+        (lambda a: a.iloc[:0], "holds no answers"),
+    ],
+)  # fmt: skip
+def test_label_refuses_bad_answers_naming_the_row_and_writes_nothing(loop, change, message):
+    bad = loop / "bad.csv"
+    change(_answers(loop)).to_csv(bad, index=False)
+    before = (loop / "run" / "samples.csv").read_bytes()
+    result = runner.invoke(app, ["label", str(loop / "run"), str(bad)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert re.search(message, result.output), result.output
+    assert not answers_folder(loop / "demo").exists() and (loop / "run" / "samples.csv").read_bytes() == before
+
+
+def test_label_refuses_a_lesion_answered_with_both_classes(loop):
+    query = pd.read_csv(loop / "run" / "query.csv", dtype=str)
+    lesion = query["group"][query["group"].duplicated()].iloc[0]
+    answers = _answers(loop, unsure=0)
+    members = query.index[query["group"] == lesion]
+    answers.loc[members, "label"] = ["mel", "nv", *["nv"] * (len(members) - 2)]
+    answers.to_csv(loop / "bad.csv", index=False)
+    result = runner.invoke(app, ["label", str(loop / "run"), str(loop / "bad.csv")])
+    assert result.exit_code == 2 and f"lesion {lesion!r} is answered with both classes" in result.output
+
+
+def test_label_then_round_trains_on_the_answers_and_never_asks_again(loop):
+    run_dir, data = loop / "run", loop / "demo"
+    before = Run.open(run_dir)
+    held_out = before.table.loc[before.split != "train", "id"].tolist()
+    metadata_before = (data / "HAM10000_metadata.csv").read_bytes()
+    answers = _answers(loop)
+    answers.to_csv(loop / "answers.csv", index=False)
+    result = runner.invoke(app, ["label", str(run_dir), str(loop / "answers.csv")])
+    assert result.exit_code == 0, result.output
+    kept = pd.read_csv(data / "hardmine-answers" / "manifest.csv", dtype=str, keep_default_na=False)
+    assert kept["image_id"].tolist() == answers["image_id"].tolist()
+    assert (kept["answer"] == answers["label"]).all() and kept["path"].iloc[0] == ""  # unsure: not copied
+    for row in kept.iloc[1:].itertuples():
+        assert (data / "hardmine-answers" / row.path).is_file()  # copied inside the data root
+    assert (data / "HAM10000_metadata.csv").read_bytes() == metadata_before  # nothing of the user's touched
+    run = Run.open(run_dir)
+    added = run.table.set_index("id").loc[answers["image_id"][1:]]
+    assert (added["label"] == (answers["label"][1:] == "mel").astype(int).to_numpy()).all()
+    assert set(run.split[run.table["id"].isin(answers["image_id"])]) == {"train"}
+    assert run.table.loc[run.split != "train", "id"].tolist() == held_out  # val and test as they were
+    again = runner.invoke(app, ["label", str(run_dir), str(loop / "answers.csv")])  # idempotent
+    assert again.exit_code == 0 and "0 image(s) joined" in again.output
+    result = runner.invoke(app, ["round", "--data", str(data), "--out", str(run_dir), "--n", "1",
+                                 "--pool", str(loop / "demo-pool" / "pool.csv"), "--budget", "16", *TRAIN])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "(16 answered before, not asked again)" not in result.output  # round's query does not print it
+    second = pd.read_csv(run_dir / "query.csv", dtype=str)
+    assert not set(second["id"]) & set(answers["image_id"])  # answered (unsure too) never asked again
+    scores = pd.read_csv(run_dir / "round-001" / "scores.csv", dtype=str)
+    assert set(answers["image_id"][1:]) <= set(scores["id"])  # round 1 trained and mined with the answers
+
+
+def test_oracle_rounds_answer_whole_lesions_and_grow_the_training_split(loop):
+    data = loop / "demo"
+    result = runner.invoke(app, ["round", "--data", str(data), "--out", str(loop / "oracle"), "--n", "2",
+                                 "--pool", str(loop / "demo-pool" / "pool.csv"), "--budget", "10", "--oracle", "dx",
+                                 "--oracle-error", "0.2", *TRAIN])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    kept = pd.read_csv(data / "hardmine-answers" / "manifest.csv", dtype=str, keep_default_na=False)
+    assert 16 <= len(kept) <= 20 and kept.groupby("group")["answer"].nunique().max() == 1
+    truth = _truth(loop)
+    wrong = (kept["answer"] != kept["image_id"].map(truth)).mean()
+    assert 0 <= wrong < 0.6
+    run = Run.open(loop / "oracle")
+    assert set(kept["image_id"]) <= set(run.table.loc[run.split == "train", "id"])
+    result = runner.invoke(app, ["round", "--data", str(data), "--out", str(loop / "x"), "--oracle", "dx", *TRAIN])
+    assert result.exit_code == 2 and "--oracle answers queries of a pool: give --pool too" in result.output
+
+
+def test_pool_image_already_labeled_is_refused_by_name(loop):
+    run = Run.open(loop / "run")
+    labeled = run.table.iloc[0]
+    pool = pd.read_csv(loop / "demo-pool" / "pool.csv", dtype=str)
+    pool.loc[0, "id"] = labeled["id"]
+    pool.to_csv(loop / "demo-pool" / "pool.csv", index=False)
+    result = runner.invoke(app, ["query", str(loop / "run"), "--pool", str(loop / "demo-pool" / "pool.csv"),
+                                 "--budget", "5"])  # fmt: skip
+    assert result.exit_code == 2 and f"{labeled['id']} (" in result.output
+    assert "already in the labeled data" in result.output
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    pytest.importorskip("selenium")
+    download_dir = tmp_path_factory.mktemp("downloads")
+    driver = _driver(download_dir)
+    driver.download_dir = download_dir
+    yield driver
+    driver.quit()
+
+
+@browser_test
+def test_browser_labeling_keys_survive_a_reload_and_download_what_label_reads(queried, browser):
+    from selenium.webdriver.common.by import By
+
+    run_dir = queried / "run"
+    with _served(run_dir) as base:
+        browser.get(f"{base}/label/index.html")
+        cards = browser.find_elements(By.CSS_SELECTOR, ".card")
+        ids = [c.get_attribute("data-id") for c in cards]
+        assert len(ids) == len(pd.read_csv(run_dir / "query.csv"))
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+        from selenium.webdriver.common.keys import Keys
+
+        groups = pd.read_csv(run_dir / "query.csv", dtype=str)["group"].tolist()
+        other = next(i for i, g in enumerate(groups) if g != groups[0])  # another lesion: a lesion has one answer
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("m")  # mel, and on to the next image
+        for _ in range(other - 1):
+            body.send_keys(Keys.ARROW_RIGHT)
+        for key in ("n", "s", "u"):  # nv, skip (no answer), unsure
+            body.send_keys(key)
+        expected = {ids[0]: "mel", ids[other]: "nv", ids[other + 2]: "unsure"}
+        assert browser.find_element(By.ID, "count").text == "3"
+        browser.refresh()
+        browser.find_element(By.CSS_SELECTOR, ".card")
+        assert browser.find_element(By.ID, "count").text == "3"
+        shown = browser.execute_script(
+            "return Object.fromEntries([...document.querySelectorAll('.card')]"
+            ".filter(c => c.dataset.answer).map(c => [c.dataset.id, c.dataset.answer]))"
+        )
+        assert shown == {ids[0]: "pos", ids[other]: "neg", ids[other + 2]: "unsure"}
+        target = browser.download_dir / "answers.csv"
+        target.unlink(missing_ok=True)
+        browser.find_element(By.ID, "download").click()
+        for _ in range(50):
+            if target.exists():
+                break
+            time.sleep(0.1)
+    rows = list(csv.DictReader(target.open()))
+    assert {r["image_id"]: r["label"] for r in rows} == expected
+    read = read_answers_csv(target, Run.open(run_dir))  # the format `hardmine label` reads
+    assert dict(zip(read["image_id"], read["answer"], strict=True)) == expected
+
