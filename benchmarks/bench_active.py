@@ -17,7 +17,10 @@ sens@spec90.
 
     python benchmarks/bench_active.py --work /tmp/active --n 4000 --seeds 0 1 2 3 4
 
-No figure of this script's is in RESULTS.md yet: see the issue 23 note.
+``--oracle-error`` also reports whether the label-suspicion triage quarantines the
+oracle's wrong answers; ``--retrain-at`` retrains a backbone on each method's
+labeled images at those rounds, to check that the ranking holds off the cheap path.
+Figures: RESULTS.md, "Active learning".
 """
 
 from __future__ import annotations
@@ -41,22 +44,16 @@ from hardmine.engine.train import fit
 from hardmine.record.config import ThresholdConfig, TrainConfig
 
 
-def quota_then_diverse(pool: Pool, budget: int, *, uncertain_first: bool) -> Picks:
-    """Candidate defaults: the positive quota, then k-center greedy over the pool (or over its most uncertain)."""
+def quota_then_coreset(pool: Pool, budget: int) -> Picks:
+    """A candidate default measured against the chosen one: the positive quota, then k-center over the whole pool."""
     batch = acquisition.Batch(pool)
     batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: "quota", int(round(pool.positive_share * budget)))
-    candidates = np.flatnonzero(~batch.taken)
-    if uncertain_first:
-        candidates = candidates[np.argsort(-pool.uncertainty()[candidates], kind="stable")][: 10 * budget]
-    rest, _ = acquisition._k_center(pool, candidates, batch.rows, budget - len(batch.rows))
+    rest, _ = acquisition._k_center(pool, np.flatnonzero(~batch.taken), batch.rows, budget)
     batch.take(rest, lambda i: "diverse", budget)
     return batch.picks()
 
 
-VARIANTS = {
-    "hm-coreset": lambda pool, budget: quota_then_diverse(pool, budget, uncertain_first=False),
-    "hm-cluster-margin": lambda pool, budget: quota_then_diverse(pool, budget, uncertain_first=True),
-}
+VARIANTS = {"hm-coreset": quota_then_coreset}
 ACQUISITION.update(VARIANTS)  # measured beside the registered functions, never registered in hardmine itself
 
 
@@ -99,10 +96,9 @@ def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, s
     """One acquisition function from one seed set: a row per budget (test probabilities kept for pairing)."""
     train_emb, val_emb, test_emb = emb
     train_y, val_y, _ = y
-    rng = np.random.default_rng(1000 + seed)
-    answers = train_y.copy()
-    wrong = rng.random(len(answers)) < oracle_error
-    answers[wrong] = 1 - answers[wrong]  # the oracle's mistakes, fixed per seed
+    lesion = np.unique(groups, return_inverse=True)[1]
+    wrong = (np.random.default_rng(1000 + seed).random(lesion.max() + 1) < oracle_error)[lesion]
+    answers = np.where(wrong, 1 - train_y, train_y)  # the oracle's mistakes: whole lesions, fixed per seed
     labeled = np.zeros(len(train_y), dtype=bool)
     labeled[start] = True
     threshold_rule = ThresholdConfig()
@@ -113,7 +109,9 @@ def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, s
         rows.append({"method": name, "seed": seed, "round": r, "labels": int(labeled.sum() - len(start)),
                      "found": int(train_y[labeled & ~np.isin(np.arange(len(train_y)), start)].sum()),
                      "val": head.predict_proba(val_emb)[:, 1], "test": head.predict_proba(test_emb)[:, 1],
-                     "threshold": threshold})  # fmt: skip
+                     "threshold": threshold, "labeled": np.flatnonzero(labeled)})  # fmt: skip
+        if r == rounds and oracle_error:
+            rows[-1] |= triage(train_emb[labeled], answers[labeled], wrong[labeled], groups[labeled], threshold, seed)
         if r == rounds:
             break
         pool = np.flatnonzero(~labeled)
@@ -124,6 +122,38 @@ def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, s
                             seed=seed * 100 + r)  # fmt: skip
         labeled[pool[picked]] = True
     return rows
+
+
+def triage(x: np.ndarray, answers: np.ndarray, wrong: np.ndarray, groups: np.ndarray, threshold: float,
+           seed: int) -> dict:  # fmt: skip
+    """Does the label-suspicion triage catch the oracle's wrong answers among the labeled images?
+
+    The head's out-of-fold probabilities (5 folds grouped by lesion, class-balanced, the ``--triage
+    networks`` setting) are the evidence; :func:`hardmine.core.mining.mine` with the default settings
+    quarantines. Counts every wrong label in the labeled set.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from hardmine.core.mining import MiningConfig, mine
+
+    oof = np.zeros(len(answers))
+    for fit_rows, held in GroupKFold(5).split(x, answers, groups):
+        oof[held] = refit(x[fit_rows], answers[fit_rows]).predict_proba(x[held])[:, 1]
+    prob = refit(x, answers).predict_proba(x)[:, 1]
+    result = mine(answers, prob, x, threshold, MiningConfig(), groups=groups, oof_prob=oof, seed=seed)
+    return {"wrong": int(wrong.sum()), "caught": int((result.quarantined & wrong).sum()),
+            "quarantined": int(result.quarantined.sum()), "upweighted": int(((result.weights > 1) & wrong).sum())}
+
+
+def retrain(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, labeled: np.ndarray, answers: np.ndarray,
+            config: TrainConfig, out: Path) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The retraining check: a fresh backbone trained on the labeled images (with their answers); (val, test) P(pos)."""
+    engine = Engine(config)
+    model = engine.build_model()
+    fit(model, engine.dataset(train.iloc[labeled].assign(label=answers[labeled]), train=True), engine.dataset(val),
+        config, out)  # fmt: skip
+    model = engine.load_model(out / "model.pt")
+    return tuple(engine.score(model, part)[0]["prob_pos"].to_numpy() for part in (val, test))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(ACQUISITION))
     parser.add_argument("--data", type=Path, help="a labeled folder (HAM10000 layout) instead of generated demo data")
     parser.add_argument("--augment", default="dermoscopy")
+    parser.add_argument("--retrain-at", type=int, nargs="*", default=[], help="rounds at which to check the ranking "
+                        "by retraining the backbone on the labeled images (slow)")  # fmt: skip
+    parser.add_argument("--retrain-methods", nargs="+", default=["random", "coreset", "positive", "hardmine"])
     args = parser.parse_args(argv)
 
     data = args.data or args.work / f"demo-{args.n}-{args.size}"
@@ -162,6 +195,33 @@ def main(argv: list[str] | None = None) -> None:
     frame = pd.DataFrame(rows)
     frame.to_pickle(args.work / f"rows-{data.name}-err{args.oracle_error}.pkl")  # to report again without rerunning
     report(frame, y, test["group"].to_numpy(), train["label"].mean(), args)
+    if args.oracle_error:
+        report_triage(frame)
+    if args.retrain_at:
+        checks = []
+        chosen = frame["method"].isin(args.retrain_methods) & frame["round"].isin(args.retrain_at)
+        for row in frame[chosen].itertuples():
+            answers = y[0]  # the retraining check runs with a truthful oracle
+            out = args.work / f"retrain-{data.name}-{row.method}-{row.seed}-{row.round}"
+            val_prob, test_prob = retrain(train, val, test, row.labeled, answers, replace(config, seed=row.seed), out)
+            checks.append({"method": row.method, "seed": row.seed, "round": row.round, "labels": row.labels,
+                           "found": row.found, "val": val_prob, "test": test_prob})  # fmt: skip
+        retrained = pd.DataFrame(checks)
+        retrained.to_pickle(args.work / f"retrain-{data.name}.pkl")
+        print("retraining check: a fresh backbone on each method's labeled images (with the seed set)")
+        report(retrained, y, test["group"].to_numpy(), train["label"].mean(), args)
+
+
+def report_triage(frame: pd.DataFrame) -> None:
+    """The triage of the oracle's wrong answers at the last budget, per method (sums over seeds)."""
+    last = frame[frame["round"] == frame["round"].max()]
+    print("triage of wrong answers at the last budget (sums over seeds): wrong labels, quarantined among them, "
+          "upweighted among them, quarantined in all")  # fmt: skip
+    for name, part in last.groupby("method"):
+        wrong, caught, upweighted, quarantined = (int(part[c].sum()) for c in ("wrong", "caught", "upweighted",
+                                                                               "quarantined"))  # fmt: skip
+        print(f"  {name:18s} {wrong:4d} wrong, caught {caught:3d} ({caught / max(wrong, 1):.0%}), upweighted "
+              f"{upweighted:3d} ({upweighted / max(wrong, 1):.0%}), quarantined {quarantined:4d}")  # fmt: skip
 
 
 def report(frame: pd.DataFrame, y: tuple, test_groups: np.ndarray, base_rate: float, args,
@@ -172,6 +232,7 @@ def report(frame: pd.DataFrame, y: tuple, test_groups: np.ndarray, base_rate: fl
     """
     _, val_y, test_y = y
     sens = METRICS["sens_at_spec90"]
+    methods = set(frame["method"])
     seeds = sorted(frame["seed"].unique())
     print(f"pool base rate {base_rate:.3f}; {len(seeds)} seeds; seed set {args.seed_set}; batches of {args.budget}; "
           f"oracle error {args.oracle_error}; data {args.data or f'demo n={args.n}'}")  # fmt: skip
@@ -193,16 +254,17 @@ def report(frame: pd.DataFrame, y: tuple, test_groups: np.ndarray, base_rate: fl
     means = frame.groupby(["method", "round"], sort=False)[columns].mean()
     print("method             labels  found  val s@s90  test s@s90  auprc  auroc  vs random [95%]")
     for (name, r), row in means.iterrows():
-        diff = versus(name, "random", r) if name != "random" and "random" in args.methods and r else ""
+        diff = versus(name, "random", r) if name != "random" and "random" in methods and r else ""
         print(f"{name:18s} {row['labels']:6.0f} {row['found']:6.1f}  {row['val_sens']:9.3f}  {row['test_sens']:10.3f}  "
               f"{row['auprc']:.3f}  {row['auroc']:.3f}  {diff}")  # fmt: skip
-    if default in args.methods:
+    if default in methods:
         print(f"{default} against the best other acquisition at each budget (chosen on validation):")
-        for r in sorted(frame["round"].unique())[1:]:
+        for r in [r for r in sorted(frame["round"].unique()) if r > 0]:
             others = means.xs(r, level="round").drop(index=default)["val_sens"]
             best = str(others.idxmax())
-            print(f"  round {r} ({r * args.budget} labels)  best other {best:18s} {versus(default, best, r)}")
-    if "random" in args.methods:
+            print(f"  round {r} ({means.loc[(default, r), 'labels']:.0f} labels)  best other {best:18s} "
+                  f"{versus(default, best, r)}")  # fmt: skip
+    if "random" in methods:
         last = frame["round"].max()
         target = means.loc[("random", last), "test_sens"]
         print(f"labels needed to reach random's final test sens@spec90 ({target:.3f}): first reached / held from")

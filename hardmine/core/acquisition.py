@@ -179,7 +179,8 @@ def hardmine(pool: Pool, budget: int) -> Picks:
     spread, distances = _k_center(pool, candidates, batch.rows, budget)
     distance = dict(zip(spread.tolist(), distances.tolist(), strict=True))
     batch.take(spread, lambda i: f"uncertain: P(pos) {pool.prob_pos[i]:.2f} at threshold {pool.threshold:.2f}, "
-                                 f"cosine distance {distance[i]:.2f} to the nearest labeled or picked", budget)  # fmt: skip
+                                 f"cosine distance {distance[i]:.2f} to the nearest labeled or picked",
+               budget)  # fmt: skip
     return batch.picks()
 
 
@@ -278,7 +279,10 @@ def acquire(
     if labeled_embeddings is not None and np.shape(labeled_embeddings)[1:] != emb.shape[1:]:
         raise HardmineError(f"labeled embeddings have shape {np.shape(labeled_embeddings)}; "
                             f"expected (M, {emb.shape[1]})")
-    lesions = None if groups is None else np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
+    lesions = None
+    if groups is not None:
+        keys = np.asarray(groups)
+        lesions = np.unique(keys if keys.dtype.kind in "iub" else keys.astype(str), return_inverse=True)[1]
     if lesions is not None and len(lesions) != n:
         raise HardmineError(f"{len(lesions)} lesion ids for a pool of {n} images")
     pool = Pool(prob, emb, threshold, labeled_embeddings, None if labeled_labels is None else

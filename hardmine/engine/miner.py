@@ -200,10 +200,10 @@ class HardMiner:
         probs = probs[:, 1] if probs.ndim == 2 else probs
         embeddings = np.asarray(pool_embeddings, dtype=np.float32)
         emb = normalise(embeddings, center=embeddings.mean(axis=0) if self._center is None else self._center)
-        labeled_emb = self._labeled
+        labeled_labels = None if self._labeled is None else self.labels
         rows, reasons = acquire(method, probs, emb, budget, groups=pool_groups, threshold=self.threshold,
-                                labeled_embeddings=labeled_emb, labeled_labels=None if labeled_emb is None else
-                                self.labels, k=k, positive_share=positive_share, seed=self.seed + self.round)  # fmt: skip
+                                labeled_embeddings=self._labeled, labeled_labels=labeled_labels, k=k,
+                                positive_share=positive_share, seed=self.seed + self.round)  # fmt: skip
         ids = np.arange(len(probs)) if pool_ids is None else np.asarray(pool_ids)
         if len(ids) != len(probs):
             raise HardmineError(f"{len(ids)} pool ids for {len(probs)} pool images")
