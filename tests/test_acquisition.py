@@ -110,6 +110,24 @@ def test_hard_miner_queries_the_pool_in_its_training_space(planted_world):
     assert set(random.columns) == {"id", "prob_pos", "reason"} and (random["reason"] == "random").all()
 
 
+def test_query_model_reads_unlabeled_batches_of_a_plain_pytorch_model():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hardmine.engine.miner import HardMiner
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    train_x, pool_x = torch.randn(40, 4), torch.randn(30, 4)
+    miner = HardMiner(np.r_[np.ones(8, int), np.zeros(32, int)])
+    miner.score(model, DataLoader(TensorDataset(train_x, torch.as_tensor(miner.labels)), batch_size=16))
+    picked = miner.query_model(model, DataLoader(TensorDataset(pool_x), batch_size=7), 5, method="positive")
+    with torch.no_grad():
+        prob = torch.softmax(model(pool_x), dim=1)[:, 1].numpy()
+    assert picked["id"].tolist() == np.argsort(-prob, kind="stable")[:5].tolist()  # (x,) batches, in loader order
+    assert np.allclose(picked["prob_pos"], np.sort(prob)[::-1][:5], atol=1e-6)
+
+
 def test_query_command_picks_from_the_pool_and_refuses_bad_pools(demo_dir, tmp_path):
     import pandas as pd
     from typer.testing import CliRunner

@@ -209,6 +209,19 @@ class HardMiner:
             raise HardmineError(f"{len(ids)} pool ids for {len(probs)} pool images")
         return pd.DataFrame({"id": ids[rows], "prob_pos": probs[rows], "reason": reasons})
 
+    def query_model(self, model, pool_loader, budget: int, *, device=None, positive_class: int | None = None,
+                    n: int | None = None, **options):  # fmt: skip
+        """:meth:`query` on the pool images ``pool_loader`` yields, from one forward per batch of ``model``.
+
+        The loader (no augmentation, not shuffled unless it yields indices) gives ``(x,)``, ``(x, y)``,
+        ``(x, y, index)`` or dicts, like :meth:`score`'s; ``n`` is the pool's size (default
+        ``len(pool_loader.dataset)``). ``options`` are :meth:`query`'s (``pool_ids``, ``pool_groups``,
+        ``method``...).
+        """
+        n = len(pool_loader.dataset) if n is None else n
+        probs, emb = forward_collect(model, pool_loader, n, device, positive_class=positive_class)
+        return self.query(probs, emb, budget, **options)
+
     # ------------------------------------------------------------------ outputs
 
     def sampler(self, num_samples: int | None = None, num_replicas: int | None = None, rank: int | None = None):
@@ -339,9 +352,8 @@ def forward_collect(
             hook.remove()
         model.train(was_training)
     if np.isnan(probs).any():
-        raise HardmineError(
-            f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; score the whole training set"
-        )
+        raise HardmineError(f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; it must yield "
+                            "every one (the whole training set, or the whole pool)")  # fmt: skip
     return probs, emb_out
 
 
@@ -387,12 +399,12 @@ def _unpack(batch) -> tuple[Any, Any, np.ndarray | None]:
                                 f"got keys {', '.join(map(str, batch))}")  # fmt: skip
         y = next((batch[k] for k in LABEL_KEYS if k in batch), None)
         index = next((batch[k] for k in INDEX_KEYS if k in batch), None)
-    elif isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
-        x, y = batch[0], batch[1]
+    elif isinstance(batch, (tuple, list)) and len(batch) in (1, 2, 3):  # (x,): unlabeled images (fastai's test_dl)
+        x, y = batch[0], batch[1] if len(batch) > 1 else None
         index = batch[2] if len(batch) == 3 else None
     else:
         kind = f"a {type(batch).__name__} of {len(batch)}" if isinstance(batch, (tuple, list)) else type(batch).__name__
-        raise HardmineError(f"cannot read a batch that is {kind}; expected (x, y), (x, y, index) or a dict "
+        raise HardmineError(f"cannot read a batch that is {kind}; expected (x,), (x, y), (x, y, index) or a dict "
                             "with image, label and index keys")  # fmt: skip
     if index is not None:
         index = np.asarray(index.cpu() if hasattr(index, "cpu") else index).astype(np.int64).reshape(-1)
