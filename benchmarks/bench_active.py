@@ -141,8 +141,9 @@ def triage(x: np.ndarray, answers: np.ndarray, wrong: np.ndarray, groups: np.nda
         oof[held] = refit(x[fit_rows], answers[fit_rows]).predict_proba(x[held])[:, 1]
     prob = refit(x, answers).predict_proba(x)[:, 1]
     result = mine(answers, prob, x, threshold, MiningConfig(), groups=groups, oof_prob=oof, seed=seed)
+    upweighted = result.hard_mask() | (result.neighbour > 0)  # a seed or a neighbour, as bench_triage.py counts
     return {"wrong": int(wrong.sum()), "caught": int((result.quarantined & wrong).sum()),
-            "quarantined": int(result.quarantined.sum()), "upweighted": int(((result.weights > 1) & wrong).sum())}
+            "quarantined": int(result.quarantined.sum()), "upweighted": int((upweighted & wrong).sum())}
 
 
 def retrain(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, labeled: np.ndarray, answers: np.ndarray,

@@ -129,7 +129,8 @@ def test_label_then_round_trains_on_the_answers_and_never_asks_again(loop):
     assert run.table.loc[run.split != "train", "id"].tolist() == held_out  # val and test as they were
     again = runner.invoke(app, ["label", str(run_dir), str(loop / "answers.csv")])  # idempotent
     assert again.exit_code == 0 and "0 image(s) joined" in again.output
-    result = runner.invoke(app, ["round", "--data", str(data), "--out", str(run_dir), "--n", "1",
+    # the same command as the first (--n 0): with new labels it trains one more round on them
+    result = runner.invoke(app, ["round", "--data", str(data), "--out", str(run_dir), "--n", "0",
                                  "--pool", str(loop / "demo-pool" / "pool.csv"), "--budget", "16", *TRAIN])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "(16 answered before, not asked again)" not in result.output  # round's query does not print it
@@ -221,3 +222,28 @@ def test_browser_labeling_keys_survive_a_reload_and_download_what_label_reads(qu
     read = read_answers_csv(target, Run.open(run_dir))  # the format `hardmine label` reads
     assert dict(zip(read["image_id"], read["answer"], strict=True)) == expected
 
+
+
+def test_pool_images_of_a_held_out_lesion_are_left_out_with_a_warning(loop):
+    run = Run.open(loop / "run")
+    held_out_lesion = run.table.loc[run.split == "test", "group"].iloc[0]
+    pool = pd.read_csv(loop / "demo-pool" / "pool.csv", dtype=str)
+    pool.loc[0, "group"] = held_out_lesion  # another image of a test lesion, unlabeled
+    pool.to_csv(loop / "demo-pool" / "pool.csv", index=False)
+    result = runner.invoke(app, ["query", str(loop / "run"), "--pool", str(loop / "demo-pool" / "pool.csv"),
+                                 "--budget", "40", "--method", "random"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 pool image(s) belong to lesions in the run's validation or test split" in result.output
+    assert pool.loc[0, "id"] not in set(pd.read_csv(loop / "run" / "query.csv", dtype=str)["id"])
+
+
+def test_an_answer_id_never_names_a_place_outside_the_answers_folder(demo_dir, tmp_path):
+    from hardmine.core.errors import DataError
+    from hardmine.data.answers import record_answers
+
+    image = next(demo_dir.glob("HAM10000_images_part_1/*.jpg"))
+    hostile = pd.DataFrame({"image_id": ["../../escaped"], "source_path": [str(image)], "answer": ["mel"],
+                            "group": ["g"]})  # fmt: skip
+    with pytest.raises(DataError, match="would be kept outside"):
+        record_answers(tmp_path / "data", hostile, "run")
+    assert not list(tmp_path.rglob("escaped*"))

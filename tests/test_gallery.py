@@ -112,9 +112,9 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
     with _served(mined_run) as base:
         port = int(base.rsplit(":", 1)[1])
 
-        def get(path: str) -> tuple[int, bytes]:
+        def get(path: str, host: str | None = None) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", path)  # sent as written: no client-side normalisation of ..
+            conn.request("GET", path, headers={"Host": host} if host else {})  # sent as written: no normalising
             response = conn.getresponse()
             return response.status, response.read()
 
@@ -126,6 +126,15 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
         outside.write_text("not the run's")
         assert get("/../outside.txt")[0] == 404 and get("/round-001/../../outside.txt")[0] == 404
         assert get("/")[0] == 404  # no listing of the run folder
+        (mined_run / "outside-link").symlink_to(mined_run.parent)  # a symlink out of the run is not followed
+        try:
+            assert get("/outside-link/outside.txt")[0] == 404
+        finally:
+            (mined_run / "outside-link").unlink()
+        for host in ("attacker.example", "attacker.example:80", "127.0.0.1.attacker.example"):  # DNS rebinding
+            assert get("/round-001/gallery/index.html", host)[0] == 403
+        for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+            assert get("/round-001/gallery/index.html", host)[0] == 200
         with pytest.raises(HardmineError, match=f"cannot serve on 127.0.0.1:{port}"):
             serve_run(mined_run, port)  # taken
     with pytest.raises(HardmineError, match="--port 70000 is not valid"):

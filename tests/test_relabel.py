@@ -65,3 +65,18 @@ def test_manifest_outside_the_data_root_is_refused(trained, tmp_path):
     (tmp_path / "d.csv").write_text("image_id,decision,new_label\n")
     result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(tmp_path / "m.csv")])
     assert result.exit_code == 2 and "must be inside the data root" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["HAM10000_metadata.csv", "planted.csv", "HAM10000_images_part_1/{image}"])
+def test_relabel_never_replaces_a_file_it_did_not_write(trained, tmp_path, target):
+    run, data = trained
+    (tmp_path / "d.csv").write_text("image_id,decision,new_label\n")
+    image = next((data / "HAM10000_images_part_1").glob("*.jpg")).name
+    victim = data / target.format(image=image)
+    before = victim.read_bytes()
+    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(victim)])
+    assert result.exit_code == 2 and "is not a manifest `hardmine relabel` wrote" in result.stderr
+    assert victim.read_bytes() == before
+    ours = data / "relabelled-run.csv"  # its own earlier manifest may be written again
+    assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")]).exit_code == 0
+    assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(ours)]).exit_code == 0

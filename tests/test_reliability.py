@@ -226,6 +226,24 @@ def _poisoned_resume_point(run: Path) -> None:
     (run / "round-001" / "last.pt").write_bytes(pickle.dumps({"model": Evil()}, protocol=2))
 
 
+def _manifest_edit(edit):
+    def damage(run: Path) -> None:
+        manifest = json.loads((run / "manifest.json").read_text())
+        edit(manifest, run)
+        (run / "manifest.json").write_text(json.dumps(manifest))
+
+    return damage
+
+
+def _record_outside(manifest: dict, run: Path) -> None:
+    victim = run.parent / "outside" / "victim.txt"
+    victim.parent.mkdir(exist_ok=True)
+    victim.write_text("the user's")
+    record = {"size": 1, "mtime_ns": 1, "sha256": "0" * 64, "step": "r001:mine"}
+    manifest["files"]["../outside/victim.txt"] = record
+    manifest["files"][str(victim)] = record
+
+
 # damage -> None when resume must redo the damaged step, else words its one-line error names
 DAMAGE = {
     "truncated round-001 scores": (_truncate("round-001/scores.csv", 100), None),
@@ -238,6 +256,12 @@ DAMAGE = {
     "config holding a list": (_write("config.json", "[]"), ["config.json is damaged"]),
     "truncated split": (_truncate("split.csv"), ["split.csv is damaged", "cannot be rebuilt"]),
     "poisoned resume point": (_poisoned_resume_point, ["last.pt is damaged or not a hardmine checkpoint"]),
+    "manifest recording a file outside the run": (_manifest_edit(_record_outside), ["outside the run folder"]),
+    "manifest files as a list": (_manifest_edit(lambda m, run: m.update(files=[])), ["manifest.json is damaged"]),
+    "manifest target not a number": (_manifest_edit(lambda m, run: m.update(target_round="abc")),
+                                     ["manifest.json is damaged"]),
+    "manifest record missing its size": (_manifest_edit(lambda m, run: m["files"]["config.json"].pop("size")),
+                                         ["manifest.json is damaged", "incomplete"]),
 }
 
 
@@ -255,6 +279,8 @@ def test_resume_redoes_a_damaged_step_or_names_the_file(case, finished_run, demo
     if expected is not None:
         _assert_one_line_error(result, *expected)
         assert not (tmp_path / "pwned.txt").exists()
+        victim = tmp_path / "outside" / "victim.txt"
+        assert not victim.parent.exists() or victim.read_text() == "the user's"
         return
     assert result.exit_code == 0, result.output
     assert "warning:" in result.stderr and "is damaged" in result.stderr

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -147,6 +148,17 @@ def test_different_config_refused_and_overwrite(demo_dir, tmp_path):
     with pytest.raises(HardmineError, match="not a hardmine run directory"):
         Run.create(tmp_path / "x", other, overwrite=True)
     assert (tmp_path / "x" / "notes.txt").exists()
+    # a folder that only looks like a run (a config.json with a train section) is never deleted
+    looks = tmp_path / "project"
+    (looks / "src").mkdir(parents=True)
+    (looks / "notes.md").write_text("mine")
+    (looks / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
+    with pytest.raises(HardmineError, match="--overwrite replaces only a hardmine run"):
+        Run.create(looks, other, overwrite=True)
+    shutil.copytree(tmp_path / "r", looks, dirs_exist_ok=True)  # a run's files beside the user's
+    with pytest.raises(HardmineError, match="also holds notes.md, src that hardmine did not write"):
+        Run.create(looks, _config(demo_dir), overwrite=True)
+    assert (looks / "notes.md").read_text() == "mine" and (looks / "src").is_dir()
 
 
 def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tmp_path):

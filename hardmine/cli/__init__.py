@@ -433,8 +433,8 @@ def label_cmd(
     if done.disagreements:
         console.print(f"{len(done.disagreements)} answer(s) disagree with the model at its threshold (first: "
                       f"{done.disagreements[0]}); the next round's mining triages them like any label")  # fmt: skip
-    console.print("next: the same `hardmine round` command (same --data, --out and options) with --n 1 trains on "
-                  "them; with --pool and --budget it queries again")  # fmt: skip
+    console.print("next: the same `hardmine round ... --pool POOL --budget B` command trains a round on them and "
+                  "asks again")  # fmt: skip
 
 
 @command("relabel")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.core.io import copy_file, file_digest, write_csv
-from hardmine.data.images import csv_paths, read_csv, require_columns
+from hardmine.data.images import csv_paths, read_csv, require_columns, resolve_inside
 
 ANSWERS_DIR = "hardmine-answers"
 ANSWERS_MANIFEST = "manifest.csv"
@@ -87,7 +87,11 @@ def record_answers(data: str | os.PathLike, answers: pd.DataFrame, run: str) -> 
         relative = ""
         if answer.answer != UNSURE:
             relative = f"{ANSWERED_IMAGES}/{answer.image_id}{Path(answer.source_path).suffix.lower()}"
-            target = folder / relative
+            try:
+                target = resolve_inside(folder, relative)  # an id is data: it never names a place outside
+            except DataError:
+                raise DataError(f"image id {answer.image_id!r} would be kept outside {folder}; give the pool image "
+                                "an id without '..' or a leading '/'") from None  # fmt: skip
             if target.exists() and file_digest(target) != file_digest(answer.source_path):
                 raise DataError(f"{target} exists and differs from {answer.source_path}; remove it or rename the "
                                 "pool image")  # fmt: skip

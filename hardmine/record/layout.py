@@ -86,3 +86,19 @@ QUERY_INFO = "query.json"  # how the latest query was made: pool, method, budget
 ANSWERS_FILE = "labeled.csv"  # the answers `hardmine label` added to this run's training split, in order
 ORACLE_ANSWERS_FILE = "oracle-answers.csv"  # a simulated oracle's answers to the latest query (benchmarks only)
 LABEL_DIR = "label"  # the labeling page of the latest query (index.html, thumbs/)
+
+
+def foreign_entries(root: str | os.PathLike) -> list[str]:
+    """Names at the top of run folder ``root`` that hardmine does not write there (sorted).
+
+    ``--overwrite`` replaces a run only when this is empty: a folder holding anything else is not
+    hardmine's to delete.
+    """
+    from hardmine.record.lock import LOCK_FILE
+
+    ours = {CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
+            REFERENCE_DIR, AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, LABEL_DIR,
+            LOCK_FILE}  # fmt: skip
+    return sorted(p.name for p in Path(root).iterdir()
+                  if p.name not in ours and not _ROUND_DIR.match(p.name) and p.suffix != ".png"
+                  and not p.name.startswith("."))  # fmt: skip

@@ -61,11 +61,22 @@ class Manifest:
         if not isinstance(raw, dict):
             raise HardmineError(f"{self.path} is damaged (holds {type(raw).__name__}, expected an object); "
                                 "delete it to redo every step, or start again in another --out")  # fmt: skip
-        self.steps: list[Step] = [Step.parse(s) for s in raw.get("steps", [])]
-        self.target: int = int(raw.get("target_round", -1))
-        self.rounds: dict[str, dict[str, Any]] = dict(raw.get("rounds", {}))
-        # run-relative path -> {"size", "mtime_ns", "sha256", "step": step key, or None for RUN_FILES}
-        self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
+        damaged = f"{self.path} is damaged ({{}}); delete it to redo every step, or start again in another --out"
+        try:
+            self.steps: list[Step] = [Step.parse(s) for s in raw.get("steps", [])]
+            self.target: int = int(raw.get("target_round", -1))
+            self.rounds: dict[str, dict[str, Any]] = dict(raw.get("rounds", {}))
+            # run-relative path -> {"size", "mtime_ns", "sha256", "step": step key, or None for RUN_FILES}
+            self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
+        except (TypeError, ValueError, AttributeError, HardmineError) as exc:
+            raise HardmineError(damaged.format(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+        inside = self.root.resolve()
+        for name, record in self.files.items():
+            # a record names a file a resume may delete: it must be one of this run's own
+            if Path(name).is_absolute() or not (inside / name).resolve().is_relative_to(inside):
+                raise HardmineError(damaged.format(f"it records {name!r}, outside the run folder"))
+            if not isinstance(record, dict) or not {"size", "mtime_ns", "sha256", "step"} <= set(record):
+                raise HardmineError(damaged.format(f"the record of {name} is incomplete"))
         # a run made before outputs were recorded: its files are first recorded as their round's
         # (a damaged one then redoes that round from its training, the safe side)
         self._unrecorded_run = bool(self.steps) and not any(f.get("step") for f in self.files.values())

@@ -23,6 +23,7 @@ from hardmine.data.answers import UNSURE
 from hardmine.data.images import read_csv, require_columns
 from hardmine.engine.inference import Callback
 from hardmine.record.layout import ORACLE_ANSWERS_FILE
+from hardmine.record.manifest import Manifest
 from hardmine.run.label import Labeled, apply_answers
 from hardmine.run.opened import Run
 from hardmine.run.query import open_pool, query_pool
@@ -45,13 +46,16 @@ def active_rounds(
 ) -> tuple[dict[str, Any], pd.DataFrame, list[Labeled]]:
     """Rounds that end with a query of the pool; returns the last report, the last query and what was labeled.
 
-    Without ``oracle``: the ``n`` rounds of :func:`run_rounds`, then one query (``RUN/query.csv``) and
-    its labeling page, for a person to answer. With ``oracle`` (a column of the pool CSV holding each
+    Without ``oracle``: the ``n`` rounds of :func:`run_rounds` (at least one when answers joined the
+    training split since the latest round), then one query (``RUN/query.csv``) and its labeling page,
+    for a person to answer. With ``oracle`` (a column of the pool CSV holding each
     image's class): round 0 if missing, then ``n`` times a query answered from that column
     (``oracle_error``: the share of answers flipped, fixed by the run's seed), the answers added to
     the training split, and one more round trained on them.
     """
     if oracle is None:
+        if n == 0 and _new_labels(run):
+            n = 1  # answers joined the training split since the last round: train on them before asking again
         report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=callback)
         picked = query_pool(run, open_pool(run, pool_source), budget, method=method, callback=callback,
                             pool_source=pool_source)  # fmt: skip
@@ -69,6 +73,14 @@ def active_rounds(
         labeled.append(apply_answers(run, path))
         report = run_rounds(run, 1, callback=callback)
     return report, picked, labeled
+
+
+def _new_labels(run: Run) -> bool:
+    """Whether the training split grew (``hardmine label``) since the latest round was scored on it."""
+    completed = Manifest(run.root).completed_rounds()
+    if not completed or not run.scores_path(completed[-1]).exists():
+        return False
+    return len(run.scores(completed[-1])) < int((run.split == "train").sum())
 
 
 def oracle_answers(pool_source: str | os.PathLike, column: str, run: Run, error: float = 0.0) -> pd.Series:

@@ -20,12 +20,18 @@ import pandas as pd
 
 from hardmine import __version__
 from hardmine.core import ranks
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import TMP_SUFFIX, copy_file, write_csv, write_json
 from hardmine.data.sources import load_samples
 from hardmine.data.splits import make_or_load_split
 from hardmine.record.config import RunConfig, comparable, first_difference
-from hardmine.record.layout import CONFIG_FILE, REFERENCE_DIR, SAMPLES_FILE, SPLIT_FILE
+from hardmine.record.layout import (
+    CONFIG_FILE,
+    REFERENCE_DIR,
+    SAMPLES_FILE,
+    SPLIT_FILE,
+    foreign_entries,
+)
 from hardmine.record.lock import LOCK_FILE, lock_run, unlock_run
 from hardmine.record.manifest import Manifest
 from hardmine.record.record import RunFolder
@@ -48,6 +54,21 @@ def _claim(root: Path, again: bool = False) -> None:
     lock_run(root)
     for orphan in root.rglob(f".*{TMP_SUFFIX}"):
         orphan.unlink(missing_ok=True)
+
+
+def _check_replaceable(root: Path, config: dict) -> None:
+    """Refuse ``--overwrite`` of a folder that hardmine's own records do not identify as a run of its own."""
+    records = [name for name in (SAMPLES_FILE, SPLIT_FILE) if not (root / name).is_file()]
+    if records or not {"data_fingerprint", "versions"} <= set(config):
+        missing = ", ".join(records) or f"{CONFIG_FILE} written by hardmine"
+        raise HardmineError(f"--overwrite replaces only a hardmine run, and {root} lacks {missing}; "
+                            "choose another --out")  # fmt: skip
+    foreign = foreign_entries(root)
+    if foreign:
+        raise HardmineError(f"--overwrite would delete {root}, which also holds {', '.join(foreign[:3])} that "
+                            "hardmine did not write; move them out or choose another --out")  # fmt: skip
+    rounds = sum(1 for p in root.glob("round-[0-9][0-9][0-9]") if p.is_dir())
+    warn(f"--overwrite: replacing the run in {root} ({rounds} round folder(s) and its records)")
 
 
 def data_fingerprint(table: pd.DataFrame) -> str:
@@ -104,6 +125,8 @@ class Run(RunFolder):
                     f"{root} holds a run with a different configuration ({first_difference(saved, wanted)}); "
                     "use --overwrite to replace it or choose another --out"
                 )
+            if overwrite:
+                _check_replaceable(root, existing)
         elif root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
             raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
         data = config.data

@@ -230,12 +230,40 @@ def build_gallery(
     return index
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
 class _RunFolderHandler(SimpleHTTPRequestHandler):
-    """Files under the run folder only: no directory listings, no request log on the console."""
+    """Files under the run folder only (symlinks out of it refused), asked for by a loopback host name
+    (a page of another site that rebinds its name to 127.0.0.1 is refused); no listings, no request log."""
 
     def list_directory(self, path):
         self.send_error(404, "no listing")
         return None
+
+    def translate_path(self, path: str) -> str:
+        local = super().translate_path(path)
+        root = os.path.realpath(self.directory)
+        if os.path.commonpath([root, os.path.realpath(local)]) != root:
+            return os.path.join(root, ".hardmine-outside")  # never exists: a 404
+        return local
+
+    def _loopback_host(self) -> bool:
+        host = (self.headers.get("Host") or "").strip()
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+        return name.lower() in LOOPBACK_HOSTS
+
+    def do_GET(self):  # noqa: N802 - the standard library's name
+        if not self._loopback_host():
+            self.send_error(403, "only loopback host names are served")
+            return
+        super().do_GET()
+
+    def do_HEAD(self):  # noqa: N802
+        if not self._loopback_host():
+            self.send_error(403, "only loopback host names are served")
+            return
+        super().do_HEAD()
 
     def log_message(self, format, *args):  # noqa: A002 - the standard library's signature
         pass

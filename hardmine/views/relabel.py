@@ -78,6 +78,7 @@ def apply_decisions(
     out_path = Path(out) if out is not None else root / f"relabelled-{folder.root.name}.csv"
     if not out_path.resolve().parent.is_relative_to(root):
         raise DataError(f"--out {out_path} must be inside the data root {root} (manifest paths may not leave it)")
+    _check_writable(out_path, data)
     new_label = dict(zip(chosen.loc[chosen["decision"] == "relabel", "image_id"],
                          chosen.loc[chosen["decision"] == "relabel", "new_label"], strict=True))  # fmt: skip
     excluded = set(chosen.loc[chosen["decision"] == "exclude", "image_id"])
@@ -95,6 +96,21 @@ def apply_decisions(
     write_csv(out_path, manifest)
     counts = {"relabelled": len(new_label), "excluded": len(excluded), "rows": len(manifest)}
     return out_path, counts
+
+
+RELABELLED_HEADER = "path,label,group,relabelled_from"
+
+
+def _check_writable(out_path: Path, data: Path) -> None:
+    """Refuse to replace a file hardmine did not write, or the data the run was trained on."""
+    if out_path.resolve() == data.resolve():
+        raise DataError(f"--out {out_path} is the data the run was trained on; choose another name")
+    if out_path.exists():
+        with open(out_path, "rb") as handle:
+            first = handle.readline().decode("utf-8", "replace").strip()
+        if not out_path.is_file() or not first.startswith(RELABELLED_HEADER):
+            raise DataError(f"--out {out_path} exists and is not a manifest `hardmine relabel` wrote; "
+                            "hardmine never replaces your files: choose another name")  # fmt: skip
 
 
 def next_round_command(run_dir: str | os.PathLike, manifest: str | os.PathLike) -> str:
