@@ -119,6 +119,26 @@ def _out_under_file(tmp: Path, demo: Path) -> list[str]:
     return ["train", "--data", str(demo), "--out", str(tmp / "blocker" / "run"), *FAST]
 
 
+def _metadata_column(name: str):
+    def make(tmp: Path, demo: Path) -> list[str]:
+        data = tmp / "data"
+        shutil.copytree(demo, data)
+        meta = pd.read_csv(data / "HAM10000_metadata.csv", dtype=str)
+        meta[name] = "/etc/passwd" if name == "path" else "x"
+        meta.to_csv(data / "HAM10000_metadata.csv", index=False)
+        return ["check-data", str(data)]
+
+    return make
+
+
+def _manifest_column(tmp: Path, demo: Path) -> list[str]:
+    for name in ("a", "b"):
+        _image(tmp / "data" / f"{name}.png")
+    pd.DataFrame({"path": ["a.png", "b.png"], "label": [1, 0], "class_name": ["x", "y"]}).to_csv(
+        tmp / "data" / "manifest.csv", index=False)
+    return ["check-data", str(tmp / "data")]
+
+
 BAD_INPUTS = {
     "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
     "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
@@ -133,6 +153,21 @@ BAD_INPUTS = {
     "trusted column the data lacks": (_round("--trusted", "biopsy=yes"), ["no column 'biopsy'", "dx_type"]),
     "malformed trusted rule": (_round("--trusted", "dx_type"), ["expected COLUMN=VALUE"]),
     "audit similarity above 1": (_round("--audit-sim", "5"), ["--audit-sim 5.0", "(0, 1]"]),
+    "nan learning rate": (_train("--lr", "nan"), ["--lr nan", "finite number > 0"]),
+    "infinite learning rate": (_train("--lr", "inf"), ["--lr inf"]),
+    "negative weight decay": (_train("--weight-decay", "-1"), ["--weight-decay -1.0", ">= 0"]),
+    "nan weight decay": (_train("--weight-decay", "nan"), ["--weight-decay nan"]),
+    "negative focal gamma": (_train("--loss", "focal", "--focal-gamma", "-5"), ["--focal-gamma -5.0"]),
+    "negative seed": (_train("--seed", "-1"), ["--seed -1"]),
+    "negative split seed": (_train("--split-seed", "-1"), ["--split-seed -1"]),
+    "infinite cost of a miss": (_train("--cost-fn", "inf"), ["costs must be positive and finite"]),
+    "nan round learning rate": (_round("--round-lr", "nan"), ["--round-lr nan"]),
+    "nan guard tolerance": (_round("--guard-tol", "nan"), ["--guard-tol nan"]),
+    "negative guard tolerance": (_round("--guard-tol", "-1"), ["--guard-tol -1.0"]),
+    "metadata path column": (_metadata_column("path"), ["column 'path' is a name hardmine uses"]),
+    "metadata group column": (_metadata_column("group"), ["column 'group' is a name hardmine uses"]),
+    "metadata label column": (_metadata_column("label"), ["column 'label' is a name hardmine uses"]),
+    "manifest class_name column": (_manifest_column, ["column 'class_name' is a name hardmine uses"]),
     "out is a file": (_out_is_file, ["is a file"]),
     "out under a file": (_out_under_file, ["blocker", "Not a directory"]),
     "HAM10000 folders without metadata": (_no_metadata, ["HAM10000_metadata.csv not found", "not classes"]),
@@ -244,6 +279,11 @@ def _record_outside(manifest: dict, run: Path) -> None:
     manifest["files"][str(victim)] = record
 
 
+def _truncated_then_evaluated(run: Path) -> None:
+    _truncate("round-000/scores.csv", 100)(run)
+    assert runner.invoke(app, ["evaluate", str(run), "--round", "0"]).exit_code == 0  # rewrites metrics.json only
+
+
 # damage -> None when resume must redo the damaged step, else words its one-line error names
 DAMAGE = {
     "truncated round-001 scores": (_truncate("round-001/scores.csv", 100), None),
@@ -251,6 +291,7 @@ DAMAGE = {
     "truncated round-000 embeddings": (_truncate("round-000/embeddings.npy", 200), None),
     "truncated round-000 model": (_truncate("round-000/model.pt", 1000), None),
     "edited round-000 weights": (_write("round-000/weights.csv", "id,weight\nx,1\n"), None),
+    "truncated scores, then evaluate": (_truncated_then_evaluated, None),
     "truncated manifest": (_truncate("manifest.json"), ["manifest.json is damaged", "delete it"]),
     "truncated config": (_truncate("config.json"), ["config.json is damaged"]),
     "config holding a list": (_write("config.json", "[]"), ["config.json is damaged"]),

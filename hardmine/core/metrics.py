@@ -219,8 +219,8 @@ _OBJECTIVES: dict[str, Callable] = {
 
 def check_costs(cost_fn: float, cost_fp: float) -> None:
     """Raise :class:`HardmineError` unless what a missed positive and a false alarm cost are both positive."""
-    if not (cost_fn > 0 and cost_fp > 0):
-        raise HardmineError(f"costs must be positive; got cost_fn={cost_fn}, cost_fp={cost_fp}")
+    if not (0 < cost_fn < np.inf and 0 < cost_fp < np.inf):
+        raise HardmineError(f"costs must be positive and finite; got cost_fn={cost_fn}, cost_fp={cost_fp}")
 
 
 def choose_threshold(

@@ -10,6 +10,7 @@ or trained. No torch here.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -45,6 +46,13 @@ def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
         raise HardmineError(f"{name}={value!r} is not valid; expected one of {', '.join(valid)}")
 
 
+def check_number(option: str, value: float, *, low: float = 0.0, above: bool = False) -> None:
+    """Raise :class:`HardmineError` unless ``value`` is a finite number >= ``low`` (> ``low`` with ``above``)."""
+    ok = math.isfinite(value) and (value > low if above else value >= low)
+    if not ok:
+        raise HardmineError(f"{option} {value} is not valid; expected a finite number {'>' if above else '>='} {low:g}")
+
+
 def check_device(name: str) -> None:
     """Raise :class:`HardmineError` unless ``name`` is auto, cpu, mps, cuda or cuda:N."""
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
@@ -70,6 +78,7 @@ class DataConfig:
         split = np.asarray(self.split, dtype=float)
         if split.shape != (3,) or (split < 0).any() or abs(split.sum() - 1) > 1e-6:
             raise HardmineError(f"split fractions {list(self.split)} must be three values summing to 1")
+        check_number("--split-seed", self.split_seed)
 
 
 @dataclass
@@ -113,8 +122,12 @@ class TrainConfig:
         check_choice("augment", self.augment, AUGMENTS)
         if self.epochs < 1 or self.freeze_epochs < 0:
             raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
-        if self.batch_size < 1 or self.lr <= 0:
-            raise HardmineError("batch_size must be >= 1 and lr > 0")
+        if self.batch_size < 1:
+            raise HardmineError(f"--batch-size {self.batch_size} is not valid; expected 1 or more")
+        check_number("--lr", self.lr, above=True)
+        check_number("--weight-decay", self.weight_decay)
+        check_number("--focal-gamma", self.focal_gamma)
+        check_number("--seed", self.seed)
         self._validate_model()
         smallest = MIN_IMAGE_SIZE["tiny" if self.model == "tiny" else "other"]
         if not smallest <= self.image_size <= MAX_IMAGE_SIZE:
@@ -199,8 +212,9 @@ class RoundsConfig:
         check_choice("--select-by", self.select_by, SELECT_BY)
         if self.round_epochs is not None and self.round_epochs < 1:
             raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")
-        if self.round_lr is not None and self.round_lr <= 0:
-            raise HardmineError(f"--round-lr must be > 0; got {self.round_lr}")
+        if self.round_lr is not None:
+            check_number("--round-lr", self.round_lr, above=True)
+        check_number("--guard-tol", self.guard_tol)
 
     def epochs_per_round(self, train_epochs: int) -> int:
         """Training epochs of each mining round: the strategy's budget (:mod:`hardmine.strategies`) given round

@@ -121,9 +121,15 @@ class Manifest:
             self.files[name] = _file_record(self.root / name, None)
         self.save()
 
-    def refresh(self) -> None:
-        """Re-record the outputs a command rewrote outside the round loop, and save (a later resume trusts them)."""
-        self.record()
+    def refresh(self, written) -> None:
+        """Re-record the files at paths ``written``, which a command rewrote outside the round loop, and save
+        (a later resume trusts them). Only those: a file damaged since its step keeps its record, so the
+        resume still finds it."""
+        for path in map(Path, written):
+            rel = path.resolve().relative_to(self.root.resolve()).as_posix() if path.is_absolute() else path.as_posix()
+            known = self.files.get(rel)
+            if known is not None and (self.root / rel).is_file():
+                self.files[rel] = _file_record(self.root / rel, known["step"])
         self.save()
 
     def save(self) -> None:

@@ -113,6 +113,12 @@ class RunFolder:
         """The configuration the run was made with."""
         return RunConfig.from_dict(self.config_dict())
 
+    def identity(self) -> str:
+        """The run's own identity (``run_id`` in config.json, made with the run): what keys the browser's
+        stored decisions, so two runs in folders of the same name never share them. Older runs: the folder
+        name."""
+        return str(self.config_dict().get("run_id") or self.root.name)
+
     def class_names(self) -> dict[int, str]:
         """``{1: positive name(s), 0: negative name(s)}`` as the run's data defined them."""
         classes = self.config_dict().get("classes") or {"positive": ["positive"], "negative": ["negative"]}

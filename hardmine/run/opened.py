@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,6 +151,7 @@ class Run(RunFolder):
         else:
             write_csv(root / SAMPLES_FILE, table)
             facts = {"versions": _versions(), "seed": config.train.seed, "data_fingerprint": fingerprint,
+                     "run_id": uuid.uuid4().hex,
                      "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
             write_json(config_path, config.to_dict() | facts)
         split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed)

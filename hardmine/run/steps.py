@@ -176,7 +176,7 @@ def evaluate(
 
             names = run.class_names()
             evaluation_plots(labels, prob, threshold, out, split, class_names=(names[0], names[1]))
-        Manifest(run.root).refresh()
+        Manifest(run.root).refresh([run.preds_path(r, split), run.metrics_path(r, split)])
     distributed.barrier()
     return metrics
 
@@ -254,7 +254,11 @@ def score_round(
     if audit:
         summary["audit_pairs"] = audit_split(run, engine, model, emb, center, scoring.audit_sim)
     if distributed.is_main():
-        Manifest(run.root).refresh()
+        written = [run.scores_path(r), run.scores_path(r).with_suffix(".parquet"), run.scoring_path(r),
+                   run.embeddings_path(r)]  # fmt: skip
+        if audit:
+            written.append(run.root / AUDIT_FILE)
+        Manifest(run.root).refresh(written)
     distributed.barrier()
     return summary
 
@@ -360,7 +364,8 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
     # what this step ran with: `hardmine mine` options may differ from config.json
     write_json(run.mining_path(r), summary | {"settings": mining.to_dict(), "evidence": evidence_from,
                                               "costs": {"cost_fn": costs.cost_fn, "cost_fp": costs.cost_fp}})
-    Manifest(run.root).refresh()
+    Manifest(run.root).refresh([run.mined_path(r), run.mined_path(r).with_suffix(".parquet"), run.weights_path(r),
+                                run.mining_path(r)])  # fmt: skip
     return summary
 
 

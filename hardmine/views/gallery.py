@@ -88,7 +88,8 @@ def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, An
         cards.append(_card(sample_id, "persistent", "seed", f"seed in rounds 0-{r}", hardness.get(sample_id, 0.0),
                            weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
     facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name,
-             "best_round": _best_round(folder), "rounds": folder.rounds_with(MINED_FILE)}  # fmt: skip
+             "store": f"hardmine-decisions:{folder.identity()}", "best_round": _best_round(folder),
+             "rounds": folder.rounds_with(MINED_FILE)}  # fmt: skip
     return cards, facts
 
 

@@ -56,7 +56,7 @@ def build_label_page(run_dir: str | os.PathLike) -> Path:
         })  # fmt: skip
     stamp = hashlib.sha1("\x1f".join(query["id"]).encode()).hexdigest()[:12]
     facts = {"run": folder.root.name, "positive": classes["positive"][0], "negative": classes["negative"][0],
-             "unsure": UNSURE, "store": f"hardmine-answers:{folder.root.name}:{stamp}", "n": len(cards),
+             "unsure": UNSURE, "store": f"hardmine-answers:{folder.identity()}:{stamp}", "n": len(cards),
              "likely": int((query["prob_pos"] >= 0.5).sum())}  # fmt: skip
     html = render("label.html.jinja", facts=facts, data=_script_json({"cards": cards, "facts": facts}))
     return write_bytes(page, html.encode())

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from hardmine.core.errors import DataError
+
 
 class DataSource:
     """A way labelled images are laid out on disk.
@@ -41,3 +43,22 @@ class DataSource:
     def read(self, root: Path, metadata: str | os.PathLike | None) -> tuple[pd.DataFrame, Path]:
         """The raw table and the data root its paths stay inside."""
         raise NotImplementedError
+
+
+# the sample table's own columns (and the split a run adds): a metadata column of these names would
+# silently replace what the source read (images from outside the root, lesions that cross splits)
+INTERNAL_COLUMNS = ("id", "path", "label", "group", "class_name", "split")
+
+
+def add_metadata(table: pd.DataFrame, frame: pd.DataFrame, read: tuple[str, ...], source: Path) -> pd.DataFrame:
+    """``table`` with every column of ``frame`` not in ``read`` (the columns the source itself read) added as
+    metadata; a column named like one of the sample table's own raises :class:`DataError` naming it."""
+    extra = [c for c in frame.columns if c not in read]
+    shadowing = [c for c in extra if str(c).strip().lower() in INTERNAL_COLUMNS]
+    if shadowing:
+        raise DataError(f"{source}: column {shadowing[0]!r} is a name hardmine uses for its own "
+                        f"({', '.join(INTERNAL_COLUMNS)}); rename it")  # fmt: skip
+    for col in extra:
+        table[col] = frame[col].values
+    return table
+

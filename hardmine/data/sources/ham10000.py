@@ -10,7 +10,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.data.images import index_images, read_csv, require_columns
-from hardmine.data.sources.base import DataSource
+from hardmine.data.sources.base import DataSource, add_metadata
 
 HAM_METADATA = "HAM10000_metadata.csv"
 HAM_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -55,7 +55,6 @@ def _read_ham10000(root: Path, metadata: str | os.PathLike | None) -> tuple[pd.D
             f"{len(missing)} image(s) listed in {meta_path.name} not found under {image_root}, "
             f"first: {', '.join(missing[:_SHOW])}"
         )
-    extra = [c for c in frame.columns if c not in ("image_id", "lesion_id", "dx")]
     table = pd.DataFrame(
         {
             "id": frame["image_id"],
@@ -64,6 +63,4 @@ def _read_ham10000(root: Path, metadata: str | os.PathLike | None) -> tuple[pd.D
             "group": frame["lesion_id"],
         }
     )
-    for col in extra:
-        table[col] = frame[col].values
-    return table, image_root
+    return add_metadata(table, frame, ("image_id", "lesion_id", "dx"), meta_path), image_root

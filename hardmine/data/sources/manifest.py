@@ -10,7 +10,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.data.images import csv_paths, read_csv, require_columns
-from hardmine.data.sources.base import DataSource
+from hardmine.data.sources.base import DataSource, add_metadata
 
 MANIFEST_NAMES = ("manifest.csv", "labels.csv")
 _SHOW = 5
@@ -56,7 +56,4 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
             "group": groups,
         }
     )
-    for col in frame.columns:
-        if col not in ("path", "label", "group"):
-            table[col] = frame[col].values
-    return table, base
+    return add_metadata(table, frame, ("path", "label", "group"), csv_path), base
