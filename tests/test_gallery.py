@@ -418,3 +418,15 @@ def test_gallery_of_10000_cards_builds_cards_as_they_come_into_view(tmp_path):
         assert driver.execute_script(count) > in_page
     finally:
         driver.quit()
+
+
+def test_decisions_are_keyed_by_the_runs_identity_not_its_folder_name(mined_run, tmp_path):
+    # a copy in another folder of the same name is another run only if made as one: the key is config.json's run_id
+    config = json.loads((mined_run / "config.json").read_text())
+    cards, facts = gallery_cards(mined_run, 1)
+    assert facts["store"] == f"hardmine-decisions:{config['run_id']}" and len(config["run_id"]) == 32
+    from hardmine.record.config import RunConfig
+    from hardmine.run.opened import Run
+
+    other = Run.create(tmp_path / "run", RunConfig.from_dict(config))  # same folder name, another run
+    assert other.identity() != config["run_id"] and other.root.name == mined_run.name

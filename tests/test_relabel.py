@@ -80,3 +80,15 @@ def test_relabel_never_replaces_a_file_it_did_not_write(trained, tmp_path, targe
     ours = data / "relabelled-run.csv"  # its own earlier manifest may be written again
     assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")]).exit_code == 0
     assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(ours)]).exit_code == 0
+
+
+def test_guarded_values_from_the_gallery_download_read_back_as_written(tmp_path):
+    # the page writes '-1 for a label -1 and '-scan0 for an id -scan0 (a spreadsheet would run them as formulas)
+    from hardmine.views.relabel import read_decisions
+
+    samples = pd.DataFrame({"id": ["-scan0", "=scan1", "scan2"], "class_name": ["-1", "1", "1"]})
+    (tmp_path / "d.csv").write_text('image_id,current_label,decision,new_label\n"\'-scan0","\'-1","relabel","1"\n'
+                                    '"\'=scan1","1","relabel","\'-1"\n"scan2","1","exclude",""\n')  # fmt: skip
+    chosen = read_decisions(tmp_path / "d.csv", samples)
+    assert chosen["image_id"].tolist() == ["-scan0", "=scan1", "scan2"]
+    assert chosen["new_label"].tolist() == ["1", "-1", ""]

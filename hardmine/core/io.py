@@ -126,3 +126,13 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+FORMULA_START = ("=", "+", "-", "@")  # what a spreadsheet would run as a formula
+
+
+def unguard_formula(value: str) -> str:
+    """``value`` as written before the formula guard: our pages write ``'=x`` for a value ``=x`` (so a
+    spreadsheet shows it as text); reading the file back takes the quote off again."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.core.io import read_json, write_csv, write_json
+from hardmine.core.io import read_json, unguard_formula, write_csv, write_json
 from hardmine.data.answers import UNSURE, answers_folder, read_answers, record_answers
 from hardmine.data.images import read_csv
 from hardmine.record.layout import CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE
@@ -58,6 +58,7 @@ def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
         raise DataError(f"{path}: expected columns image_id and label (found: {', '.join(frame.columns) or 'none'})")
     if frame.empty:
         raise DataError(f"{path} holds no answers")
+    frame = frame.map(unguard_formula)  # the labeling page's download guards values a spreadsheet would run
     query = run.query()
     asked = dict(zip(query["id"], query["group"], strict=True))
     classes = run.config_dict()["classes"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.core.io import write_csv
+from hardmine.core.io import unguard_formula, write_csv
 from hardmine.record.record import RunFolder
 
 DECISIONS = ("relabel", "exclude", "keep")
@@ -43,6 +43,7 @@ def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFra
         raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected image_id, decision, new_label")
     if "new_label" not in frame:
         frame["new_label"] = ""
+    frame = frame.map(unguard_formula)  # the gallery's download guards values a spreadsheet would run
     frame["decision"] = frame["decision"].str.strip().str.lower()
     frame["new_label"] = frame["new_label"].str.strip()
     known_ids, classes = set(samples["id"]), sorted(set(samples["class_name"]))
