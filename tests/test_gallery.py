@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hardmine.cli import app
 from hardmine.core.errors import HardmineError
-from hardmine.views.gallery import SECTIONS, gallery_cards, render_page, serve_run
+from hardmine.views.gallery import SECTIONS, gallery_cards, render_page, run_port, serve_run
 
 runner = CliRunner()
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -111,6 +111,7 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
     assert runner.invoke(app, ["gallery", str(mined_run), "--round", "1"]).exit_code == 0
     with _served(mined_run) as base:
         port = int(base.rsplit(":", 1)[1])
+        assert port == run_port(mined_run)  # the run's own port: served again, the browser finds its decisions
 
         def get(path: str, host: str | None = None) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

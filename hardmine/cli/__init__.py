@@ -473,7 +473,8 @@ def gallery_cmd(
         typer.Option("--serve", help="Serve the run's galleries on http://127.0.0.1 until Ctrl-C: the browser then "
                      "keeps review decisions reliably (Chromium loses some on reloads of file:// pages)."),
     ] = False,  # fmt: skip
-    port: Annotated[int, typer.Option(help="Port for --serve (0: any free port).")] = 0,
+    port: Annotated[int | None, typer.Option(help="Port for --serve (default: the run's own, so a page served "
+                                             "again keeps its decisions; 0: any free port).")] = None,
     label: Annotated[bool, typer.Option("--label", help="The labeling page of the latest query instead.")] = False,
 ) -> None:
     """Static HTML gallery of what a round mined and why (works offline, from file://)."""

@@ -20,6 +20,7 @@ persistently hard (a seed in every round so far). No torch here.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import write_bytes
 from hardmine.record.layout import MINED_FILE
 from hardmine.record.record import RunFolder
@@ -270,21 +271,33 @@ class _RunFolderHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def serve_run(run_dir: str | os.PathLike, port: int = 0) -> ThreadingHTTPServer:
+def run_port(run_dir: str | os.PathLike) -> int:
+    """The run's own port (49152-65535, from its identity): the browser keeps a page's decisions per
+    origin, so serving a run again on the same port finds them again."""
+    digest = hashlib.sha256(RunFolder(run_dir).identity().encode()).digest()
+    return 49152 + int.from_bytes(digest[:4], "big") % 16384
+
+
+def serve_run(run_dir: str | os.PathLike, port: int | None = None) -> ThreadingHTTPServer:
     """An http server for ``run_dir``'s galleries on 127.0.0.1, not yet serving.
 
     Call ``serve_forever()`` on it (``shutdown()`` from another thread stops it).
-    ``port`` 0 takes any free port; the bound one is ``server.server_address[1]``.
-    Only the loopback interface is bound, and the standard handler keeps requests
-    inside the folder (``..`` is normalised away).
+    ``port`` None takes the run's own port (:func:`run_port`; any free one, with a warning, when it is
+    taken), 0 any free port; the bound one is ``server.server_address[1]``. Only the loopback
+    interface is bound, and the handler keeps requests inside the folder.
     """
-    if not 0 <= port <= 65535:
+    if port is not None and not 0 <= port <= 65535:
         raise HardmineError(f"--port {port} is not valid; expected 0 (any free port) to 65535")
     root = RunFolder(run_dir).root
     handler = partial(_RunFolderHandler, directory=str(root))
+    wanted = run_port(root) if port is None else port
     try:
-        return ThreadingHTTPServer(("127.0.0.1", port), handler)
+        return ThreadingHTTPServer(("127.0.0.1", wanted), handler)
     except OSError as exc:
+        if port is None:
+            warn(f"the run's own port {wanted} is taken, so this page opens on another: decisions made on "
+                 f"port {wanted} are not shown there (download them first, or free the port)")  # fmt: skip
+            return ThreadingHTTPServer(("127.0.0.1", 0), handler)
         raise HardmineError(f"cannot serve on 127.0.0.1:{port} ({exc.strerror or exc}); "
                             "choose another --port, or 0 for any free port") from None  # fmt: skip
 
