@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.io import load_array, read_json, write_json
+from hardmine.core.io import file_digest, load_array, read_json, write_json
 from hardmine.record.config import RunConfig, ThresholdConfig
 from hardmine.record.layout import (
     ANSWERS_FILE,
@@ -152,12 +152,29 @@ class RunFolder:
         path = self.root / REPORT_FILE
         if not path.exists():
             raise HardmineError(f"{path} not found: run `hardmine round` first")
-        return read_json(path)
+        report = read_json(path)
+        if not isinstance(report, dict):
+            raise HardmineError(f"{path} is damaged (holds {type(report).__name__}, expected an object); "
+                                "`hardmine round --out RUN --resume` writes it again")  # fmt: skip
+        return report
 
     # ------------------------------------------------------------------ per-round files
 
     def model_path(self, r: int) -> Path:
         return self._file(r, MODEL_FILE, f"train round {r} first")
+
+    def verified_model_path(self, r: int) -> Path:
+        """:meth:`model_path`, after checking that the model and the run's own files are as the manifest
+        recorded them (full checksums: a same-size damaged or swapped model, or an edited config.json with
+        other class names, would otherwise give other predictions without a word)."""
+        path = self.model_path(r)
+        manifest = Manifest(self.root)
+        manifest.check_run_files()
+        name = path.relative_to(self.root).as_posix()
+        if name in manifest.files and file_digest(path) != manifest.files[name]["sha256"]:
+            raise HardmineError(f"{path} is damaged (contents differ from the recorded checksum); "
+                                "`hardmine round --out RUN --resume` retrains it")  # fmt: skip
+        return path
 
     def dynamics_path(self, r: int) -> Path:
         """Round ``r``'s training dynamics (per-epoch loss and p(true label) of every training image)."""
@@ -312,4 +329,12 @@ class RunFolder:
         reference = self.reference() if report.get("returned") == "reference" else None
         if reference is not None:
             return reference, 0
+        if "best_round" in report:  # the report's word, not whichever rounds still have their metrics
+            try:
+                best = int(report["best_round"])
+            except (TypeError, ValueError):
+                raise HardmineError(f"{self.root / REPORT_FILE} is damaged (best_round {report['best_round']!r}); "
+                                    "`hardmine round --out RUN --resume` writes it again") from None  # fmt: skip
+            self._file(best, METRICS_FILE, f"the report hands back round {best}; --resume redoes its evaluation")
+            return self, best
         return self, self.best_round(self.rounds_with(METRICS_FILE))

@@ -63,7 +63,7 @@ def query_pool(
     """
     source, r = run.returned()
     engine = Engine(source.run_config().train, device)
-    model = engine.load_model(source.model_path(r))
+    model = engine.load_model(source.verified_model_path(r))
     threshold = source.threshold(r)
     train = run.part("train")
     _, train_emb, center = engine.score(model, train, threshold=threshold, callback=callback)

@@ -382,6 +382,7 @@ def predict_images(
     likely positive), ``prediction`` (class name at the model's validation-tuned
     threshold), ``threshold, round`` (a number, or ``reference``).
     """
+    Manifest(folder.root).check_run_files()  # class names and configuration as recorded
     if r == "reference":
         source, r = folder.reference(), 0
         if source is None:
@@ -394,8 +395,8 @@ def predict_images(
     config = folder.run_config()
     threshold = folder.threshold(r)
     engine = Engine(config.train, device)
-    logits, _ = engine.predict(engine.load_model(folder.model_path(r)), pd.DataFrame({"path": paths, "label": 0}),
-                               callback=callback)  # fmt: skip
+    model = engine.load_model(folder.verified_model_path(r))
+    logits, _ = engine.predict(model, pd.DataFrame({"path": paths, "label": 0}), callback=callback)
     prob = softmax(logits)[:, 1]
     names = folder.class_names()
     return pd.DataFrame({"path": paths, "prob_pos": prob,
