@@ -139,6 +139,20 @@ def _manifest_column(tmp: Path, demo: Path) -> list[str]:
     return ["check-data", str(tmp / "data")]
 
 
+def _one_image_twice(tmp: Path, demo: Path) -> list[str]:
+    for name in ("000", "001"):
+        _image(tmp / "data" / "img" / f"{name}.png")
+    pd.DataFrame({"path": ["img/000.png", "img/001.png", "img/../img/000.png"], "label": [1, 0, 1]}).to_csv(
+        tmp / "data" / "manifest.csv", index=False)
+    return ["check-data", str(tmp / "data")]
+
+
+def _out_inside_the_data(tmp: Path, demo: Path) -> list[str]:
+    data = tmp / "data"
+    shutil.copytree(demo, data)
+    return ["train", "--data", str(data), "--out", str(data / "run"), *FAST]
+
+
 BAD_INPUTS = {
     "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
     "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
@@ -168,6 +182,8 @@ BAD_INPUTS = {
     "metadata group column": (_metadata_column("group"), ["column 'group' is a name hardmine uses"]),
     "metadata label column": (_metadata_column("label"), ["column 'label' is a name hardmine uses"]),
     "manifest class_name column": (_manifest_column, ["column 'class_name' is a name hardmine uses"]),
+    "one image listed twice": (_one_image_twice, ["row 4: 'img/../img/000.png' is the image of row 2 again"]),
+    "out inside the data folder": (_out_inside_the_data, ["is inside the data folder"]),
     "out is a file": (_out_is_file, ["is a file"]),
     "out under a file": (_out_under_file, ["blocker", "Not a directory"]),
     "HAM10000 folders without metadata": (_no_metadata, ["HAM10000_metadata.csv not found", "not classes"]),
@@ -400,3 +416,34 @@ def test_a_run_made_before_output_records_gets_them_on_resume(finished_run, demo
     files = Manifest(run).files
     assert files["round-000/scores.csv"]["step"] == "r000:train"  # their own round's, never the new step's
     assert files["round-002/scores.csv"]["step"] == "r002:score" and Manifest(run).verify() == []
+
+
+def test_images_are_read_as_they_are(tmp_path):
+    import numpy as np
+
+    from hardmine.data.images import load_image
+    from hardmine.data.sources import load_samples
+
+    grey = np.tile(np.linspace(0, 65535, 16, dtype=np.uint16), (16, 1))
+    Image.fromarray(grey).save(tmp_path / "deep.png")  # a 16-bit scan (mode I;16)
+    pixels = np.asarray(load_image(tmp_path / "deep.png"))
+    assert pixels.shape == (16, 16, 3) and pixels[0, 0, 0] == 0 and pixels[0, -1, 0] == 255
+    assert 100 < pixels.mean() < 155  # a ramp, not 99.6% white
+    # class folders: images in sub-folders count, and one name in two classes is two lesions
+    _image(tmp_path / "folders" / "mel" / "x.png")
+    _image(tmp_path / "folders" / "mel" / "2024" / "y.png")
+    _image(tmp_path / "folders" / "nv" / "x.png", colour=(1, 2, 3))
+    _image(tmp_path / "folders" / "nv" / "z.png", colour=(4, 5, 6))
+    table, _ = load_samples(tmp_path / "folders", positive="mel", negative="nv")
+    assert sorted(table["id"]) == ["mel/2024/y", "mel/x", "nv/x", "nv/z"]
+    assert table["group"].nunique() == 4
+    # a FIFO named like an image is not read (it would block)
+    data = tmp_path / "ham"
+    for i in range(3):
+        _image(data / "HAM10000_images_part_1" / f"ISIC_{i:07d}.jpg", colour=(i, 2, 3))
+    pd.DataFrame({"lesion_id": ["L0", "L1", "L2"], "image_id": [f"ISIC_{i:07d}" for i in range(3)],
+                  "dx": ["mel", "nv", "nv"]}).to_csv(data / "HAM10000_metadata.csv", index=False)  # fmt: skip
+    os.mkfifo(data / "HAM10000_images_part_1" / "ISIC_0000009.jpg")
+    result = runner.invoke(app, ["check-data", str(data)])
+    assert result.exit_code == 0, result.output
+

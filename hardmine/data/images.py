@@ -75,6 +75,12 @@ def load_image(path: str | os.PathLike, size: int | None = None):
         img = Image.open(path)
         if size is not None:
             img.draft("RGB", (size, size))
+        if img.mode.startswith("I"):  # 16- or 32-bit grey: convert("RGB") would clip nearly every pixel to white
+            import numpy as np
+
+            grey = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if img.mode.startswith("I;16") else max(float(grey.max()), 1.0)
+            img = Image.fromarray(np.clip(grey / top * 255, 0, 255).astype(np.uint8))
         return img.convert("RGB")
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"cannot read image {path}: {exc}") from None
@@ -142,6 +148,8 @@ def index_images(root: Path, suffixes: Sequence[str]) -> dict[str, str]:
             path = os.path.join(dirpath, name)
             if os.path.islink(path):
                 check_inside(base, Path(path))
+            if not os.path.isfile(path):
+                continue  # a FIFO or device named like an image: reading it would block or make no sense
             if stem in found:
                 if os.path.getsize(path) != os.path.getsize(found[stem]):
                     raise DataError(f"two different images named {stem}: {found[stem]} and {path}; "

@@ -131,6 +131,10 @@ class Run(RunFolder):
         elif root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
             raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
         data = config.data
+        data_root = Path(data.data) if Path(data.data).is_dir() else Path(data.data).parent
+        if root.resolve().is_relative_to(data_root.resolve()):
+            raise HardmineError(f"--out {root} is inside the data folder {data_root}: the run's own files would be "
+                                "read as data next time; choose an --out outside it")  # fmt: skip
         table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
                                      verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
         config.mining.trusted_mask(table)  # a --trusted column the data lacks fails before anything is written

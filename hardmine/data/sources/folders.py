@@ -15,7 +15,7 @@ from hardmine.data.sources.ham10000 import HAM_FOLDER, HAM_METADATA
 
 
 class Folders(DataSource):
-    """id = ``<class>/<stem>``; group = the file stem."""
+    """id = ``<class>/<path below the class folder, without suffix>``; each image its own lesion (group = id)."""
 
     name = "folders"
     fallback = True
@@ -40,10 +40,13 @@ def _read_folders(root: Path) -> tuple[pd.DataFrame, Path]:
     rows = []
     for class_dir in class_dirs:
         check_inside(base, class_dir)
-        for path in sorted(class_dir.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+        for path in sorted(class_dir.rglob("*")):  # images in sub-folders of a class belong to it too
+            relative = path.relative_to(class_dir)
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not any(
+                    part.startswith(".") for part in relative.parts):  # fmt: skip
                 check_inside(base, path)
-                rows.append((f"{class_dir.name}/{path.stem}", str(path), class_dir.name, path.stem))
+                image_id = f"{class_dir.name}/{relative.with_suffix('').as_posix()}"
+                rows.append((image_id, str(path), class_dir.name, image_id))  # each image its own lesion
     if not rows:
         raise DataError(f"no images (*.jpg, *.png) in the class folders of {root}")
     table = pd.DataFrame(rows, columns=["id", "path", "class_name", "group"])

@@ -46,6 +46,12 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
     if not exists.all():
         missing = [str(frame["path"].iloc[i]) for i in np.flatnonzero(~exists)]
         raise DataError(f"{len(missing)} image(s) listed in {csv_path} not found, first: {', '.join(missing[:_SHOW])}")
+    seen: dict[Path, int] = {}
+    for row, path in enumerate(paths, start=2):  # row 1 is the header
+        if path in seen:  # csv_paths resolved them: img/a.png and img/../img/a.png are one file
+            raise DataError(f"{csv_path} row {row}: {frame['path'].iloc[row - 2]!r} is the image of row {seen[path]} "
+                            "again; list each image once")  # fmt: skip
+        seen[path] = row
     rel_ids = frame["path"].astype(str).map(lambda s: Path(s).with_suffix("").as_posix())
     groups = frame["group"].astype(str) if "group" in frame else rel_ids
     table = pd.DataFrame(
