@@ -447,3 +447,22 @@ def test_images_are_read_as_they_are(tmp_path):
     result = runner.invoke(app, ["check-data", str(data)])
     assert result.exit_code == 0, result.output
 
+
+
+def test_ctrl_c_says_how_to_go_on(demo_dir, tmp_path):
+    import signal
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "hardmine", "round", "--data", str(demo_dir), "--out", str(run), "--n", "2",
+            "--epochs", "30", "--image-size", "24", "--device", "cpu", "--workers", "0"]  # fmt: skip
+    # Ctrl-C as a terminal sends it (a test started in the background inherits SIGINT ignored)
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    for _ in range(600):  # until training has started
+        if (run / "round-000").exists() or child.poll() is not None:
+            break
+        time.sleep(0.1)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130 and "Traceback" not in stderr
+    assert "interrupted:" in stderr and "--resume" in stderr

@@ -535,8 +535,12 @@ def main() -> None:
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
             err_console.print(f"[bold red]error:[/] {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
-    except typer.Abort:
-        raise SystemExit(130) from None
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    if code == 130:  # Ctrl-C (typer answers it with 130 rather than raising, when not standalone)
+        err_console.print("interrupted: what was written is complete (atomic writes); the same command with "
+                          "--resume (round) or run again continues from the last completed step", highlight=False,
+                          soft_wrap=True)  # fmt: skip
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
