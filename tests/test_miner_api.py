@@ -201,3 +201,16 @@ def test_miner_sampler_honours_num_samples_and_resumes_the_epoch(tmp_path):
     resumed = HardMiner(labels)
     resumed.load_state_dict(miner.state_dict())
     assert list(resumed.sampler()) == list(miner.sampler())
+
+
+def test_a_majority_positive_class_is_flagged_and_a_flipped_numbering_named():
+    from hardmine.core.errors import HardmineError, HardmineWarning
+
+    targets = np.r_[np.zeros(8, int), np.ones(32, int)]  # ImageFolder: melanoma=0 (8 images), nevus=1
+    with pytest.warns(HardmineWarning, match="32 of 40 labels are 1"):
+        HardMiner(targets)
+    miner = HardMiner(targets == 0)  # melanoma as the positive
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    loader = DataLoader(TensorDataset(torch.randn(40, 4), torch.as_tensor(targets)), batch_size=40)
+    with pytest.raises(HardmineError, match="numbered the other way round; pass positive_class"):
+        miner.score(model, loader)

@@ -466,3 +466,13 @@ def test_ctrl_c_says_how_to_go_on(demo_dir, tmp_path):
     _, stderr = child.communicate(timeout=120)
     assert child.returncode == 130 and "Traceback" not in stderr
     assert "interrupted:" in stderr and "--resume" in stderr
+
+
+def test_evaluate_defaults_to_the_model_the_run_hands_back(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    report = json.loads((run / "report.json").read_text())
+    result = runner.invoke(app, ["evaluate", str(run), "--split", "test"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    expected = "the budget reference, round 0" if report["returned"] == "reference" else f"round {report['best_round']}"
+    assert f"{expected}, test" in " ".join(result.output.split())  # the table's title may wrap

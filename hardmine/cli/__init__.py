@@ -164,19 +164,27 @@ def train_cmd(
 def evaluate_cmd(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     split: Annotated[str, typer.Option(help="val (tunes the threshold) | test (uses the val threshold).")] = "val",
-    round_: Annotated[int | None, typer.Option("--round", help="Round to evaluate (default: the latest).")] = None,
+    round_: Annotated[int | None, typer.Option("--round", help="Round to evaluate (default: the model the run "
+                                               "hands back, like predict and gallery).")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="Model file (default: the round's model).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Bootstrap 95% intervals for AUROC and sensitivity.")] = False,
 ) -> None:
     """Metrics table, metrics JSON and ROC / PR / confusion PNGs for a round."""
+    from hardmine.record.layout import REPORT_FILE
     from hardmine.run.opened import Run
     from hardmine.run.steps import evaluate
 
     run = Run.open(run_dir)
-    r = run.latest_round(round_)
+    which = ""
+    if round_ is None and (run.root / REPORT_FILE).exists():
+        source, r = run.returned()
+        if source.root != run.root:  # the budget reference: a run folder of its own
+            run, which = Run.open(source.root), "the budget reference, "
+    else:
+        r = run.latest_round(round_)
     with progress_bars() as progress:
         metrics = evaluate(run, r, split, checkpoint=checkpoint, ci=ci, plots=True, callback=ProgressEvents(progress))
-    console.print(metrics_table({split: metrics}, f"round {r}, {split}"))
+    console.print(metrics_table({split: metrics}, f"{which}round {r}, {split}"))
     console.print(f"wrote {run.metrics_path(r, split)} and roc_{split}.png, pr_{split}.png, confusion_{split}.png")
 
 

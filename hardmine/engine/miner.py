@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hardmine.core import curriculum
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, warn
 from hardmine.core.index import normalise
 from hardmine.core.metrics import check_binary, check_costs
 from hardmine.core.mining import MiningConfig, MiningResult, mine
@@ -59,6 +59,10 @@ class HardMiner:
     ):
         self.labels, _ = check_binary(labels)
         n = len(self.labels)
+        if n and self.labels.mean() > 0.5:
+            warn(f"{int(self.labels.sum())} of {n} labels are 1, the positive (costly, mined-for) class: the "
+                 "majority; if your dataset numbers classes alphabetically (ImageFolder: melanoma=0), pass "
+                 "labels == <melanoma's index> instead")  # fmt: skip
         self.trusted = None if trusted is None else np.asarray(trusted, dtype=bool)
         if self.trusted is not None and self.trusted.shape != (n,):
             raise HardmineError(f"trusted has shape {self.trusted.shape}; expected ({n},)")
@@ -419,6 +423,12 @@ def _check_labels(y, labels: np.ndarray, index: np.ndarray, positive_class: int 
         return
     binary = (y == (1 if positive_class is None else positive_class)).astype(np.int64)
     wrong = np.flatnonzero(binary != labels[index])
+    if len(wrong) == len(index) > 1 and positive_class is None:
+        raise HardmineError(
+            f"every label in the loader's batch differs from the miner's ({len(wrong)} of {len(index)}): the classes "
+            "are numbered the other way round; pass positive_class=<the positive's index in the loader> "
+            "(or build the miner with the loader's numbering)"
+        )
     if len(wrong):
         raise HardmineError(
             f"the loader's label at sample {int(index[wrong[0]])} is {y[wrong[0]]} but the miner holds "
