@@ -50,11 +50,13 @@ def test_relabel_round_trip_feeds_the_next_run(trained, tmp_path):
     ("image_id,decision,new_label\n{id},relabel,melanoma\n", "row 2: new_label 'melanoma' is not a class"),
     ("image_id,decision,new_label\n{id},exclude,\n{id},keep,\n", "has more than one decision"),
     ("id,what\nx,y\n", "column(s) image_id, decision missing"),
+    ("image_id,current_label,decision,new_label\n{id},{other},relabel,{other}\n", "but the run labels it"),
 ])  # fmt: skip
 def test_bad_decisions_are_refused_naming_the_row(trained, tmp_path, rows, expected):
     run, data = trained
-    first = pd.read_csv(run / "samples.csv", dtype=str).id.iloc[0]
-    (tmp_path / "d.csv").write_text(rows.format(id=first))
+    first = pd.read_csv(run / "samples.csv", dtype=str).iloc[0]
+    other = "nv" if first["class_name"] == "mel" else "mel"
+    (tmp_path / "d.csv").write_text(rows.format(id=first["id"], other=other))
     with pytest.raises(DataError, match=expected.replace("(", "\\(").replace(")", "\\)")):
         apply_decisions(run, tmp_path / "d.csv")
     assert not (data / "relabelled-run.csv").exists()

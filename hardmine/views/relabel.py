@@ -47,10 +47,15 @@ def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFra
     frame["decision"] = frame["decision"].str.strip().str.lower()
     frame["new_label"] = frame["new_label"].str.strip()
     known_ids, classes = set(samples["id"]), sorted(set(samples["class_name"]))
-    rows = zip(frame["image_id"], frame["decision"], frame["new_label"], strict=True)
-    for row, (image_id, decision, new_label) in enumerate(rows, start=2):  # row 1 is the header
+    label_of = dict(zip(samples["id"], samples["class_name"], strict=True))
+    current = frame["current_label"].str.strip() if "current_label" in frame else pd.Series([""] * len(frame))
+    rows = zip(frame["image_id"], frame["decision"], frame["new_label"], current, strict=True)
+    for row, (image_id, decision, new_label, was) in enumerate(rows, start=2):  # row 1 is the header
         if image_id not in known_ids:
             raise DataError(f"{path} row {row}: image_id {image_id!r} is not in the run's data")
+        if was and label_of[image_id] not in was.split("/"):  # the gallery names a class group "mel/bcc"
+            raise DataError(f"{path} row {row}: {image_id} was decided on as {was!r}, but the run labels it "
+                            f"{label_of[image_id]!r} (a decision from another run, or from before a relabel)")
         if decision not in DECISIONS:
             raise DataError(f"{path} row {row}: decision {decision!r} is not valid; expected {', '.join(DECISIONS)}")
         if decision == "relabel" and new_label not in classes:
