@@ -184,6 +184,8 @@ BAD_INPUTS = {
     "manifest class_name column": (_manifest_column, ["column 'class_name' is a name hardmine uses"]),
     "one image listed twice": (_one_image_twice, ["row 4: 'img/../img/000.png' is the image of row 2 again"]),
     "out inside the data folder": (_out_inside_the_data, ["is inside the data folder"]),
+    "infinite alpha": (_round("--alpha", "inf"), ["alpha=inf", "finite"]),
+    "product quantiser of no parts": (_round("--index-codec", "pq0"), ["index codec 'pq0' is not valid"]),
     "out is a file": (_out_is_file, ["is a file"]),
     "out under a file": (_out_under_file, ["blocker", "Not a directory"]),
     "HAM10000 folders without metadata": (_no_metadata, ["HAM10000_metadata.csv not found", "not classes"]),
@@ -476,3 +478,13 @@ def test_evaluate_defaults_to_the_model_the_run_hands_back(finished_run, tmp_pat
     assert result.exit_code == 0, result.output
     expected = "the budget reference, round 0" if report["returned"] == "reference" else f"round {report['best_round']}"
     assert f"{expected}, test" in " ".join(result.output.split())  # the table's title may wrap
+
+
+def test_an_option_that_does_nothing_is_said(demo_dir, tmp_path):
+    args = ["round", "--data", str(demo_dir), "--out", str(tmp_path / "run"), "--n", "0", *FAST,
+            "--strategy", "head", "--round-epochs", "5", "--quarantine", "none", "--suspicion-threshold", "0.3"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "--round-epochs and --round-lr do nothing with --strategy head" in result.stderr
+    assert "--suspicion-threshold does nothing with --quarantine none" in result.stderr
+

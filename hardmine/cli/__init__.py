@@ -22,7 +22,7 @@ from hardmine.cli.printing import (
     print_report,
     progress_bars,
 )
-from hardmine.core.errors import HardmineError, HardmineWarning
+from hardmine.core.errors import HardmineError, HardmineWarning, warn
 from hardmine.record.config import RunConfig, check_device
 
 _python_show_warning = warnings.showwarning
@@ -269,6 +269,8 @@ def round_cmd(
 
     if pool is None and oracle is not None:
         raise HardmineError("--oracle answers queries of a pool: give --pool too")
+    for message in config.unused_options():
+        warn(message)
     run = Run.create(out, config, overwrite=overwrite)
     with progress_bars() as progress:
         if pool is None:

@@ -32,7 +32,7 @@ def _faiss():
 
 def check_codec(codec: str) -> None:
     """Raise :class:`HardmineError` unless ``codec`` is ``flat``, ``sq8`` or ``pqM``."""
-    if not re.fullmatch(r"flat|sq8|pq\d+", str(codec)):
+    if not re.fullmatch(r"flat|sq8|pq[1-9]\d*", str(codec)):
         raise HardmineError(f"index codec {codec!r} is not valid; expected flat, sq8 or pqM (e.g. pq64)")
 
 

@@ -258,6 +258,16 @@ class RunConfig:
         for name in SECTIONS:
             getattr(self, name).validate()
 
+    def unused_options(self) -> list[str]:
+        """Options set to a value the rest of the configuration makes do nothing, one sentence each."""
+        unused = []
+        rounds = self.rounds
+        if rounds.strategy == "head" and (rounds.round_epochs is not None or rounds.round_lr is not None):
+            unused.append("--round-epochs and --round-lr do nothing with --strategy head (it trains no epochs)")
+        if self.mining.quarantine != "suspicion" and self.mining.suspicion_threshold is not None:
+            unused.append(f"--suspicion-threshold does nothing with --quarantine {self.mining.quarantine}")
+        return unused
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         """Rebuild from ``config.json`` (unknown keys, e.g. versions, are ignored)."""
