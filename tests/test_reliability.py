@@ -481,8 +481,8 @@ def test_evaluate_defaults_to_the_model_the_run_hands_back(finished_run, tmp_pat
 
 
 def test_an_option_that_does_nothing_is_said(demo_dir, tmp_path):
-    args = ["round", "--data", str(demo_dir), "--out", str(tmp_path / "run"), "--n", "0", *FAST,
-            "--strategy", "head", "--round-epochs", "5", "--quarantine", "none", "--suspicion-threshold", "0.3"]  # fmt: skip
+    args = ["round", "--data", str(demo_dir), "--out", str(tmp_path / "run"), "--n", "0", *FAST, "--strategy", "head",
+            "--round-epochs", "5", "--quarantine", "none", "--suspicion-threshold", "0.3"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "--round-epochs and --round-lr do nothing with --strategy head" in result.stderr
