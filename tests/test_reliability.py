@@ -488,3 +488,12 @@ def test_an_option_that_does_nothing_is_said(demo_dir, tmp_path):
     assert "--round-epochs and --round-lr do nothing with --strategy head" in result.stderr
     assert "--suspicion-threshold does nothing with --quarantine none" in result.stderr
 
+
+
+def test_a_small_validation_split_is_flagged_once(demo_dir, tmp_path):
+    args = ["train", "--data", str(demo_dir), "--out", str(tmp_path / "run"), *FAST]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "warning: the validation split holds" in result.stderr and "positive lesion(s)" in result.stderr
+    again = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--round", "0"])
+    assert again.exit_code == 0 and "validation split holds" not in again.stderr  # said when the run is made

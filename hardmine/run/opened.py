@@ -72,6 +72,19 @@ def _check_replaceable(root: Path, config: dict) -> None:
     warn(f"--overwrite: replacing the run in {root} ({rounds} round folder(s) and its records)")
 
 
+SMALL_VALIDATION = 20  # positive lesions below which validation choices (threshold, epoch, round) are noise
+
+
+def _warn_small_validation(table: pd.DataFrame, split: pd.Series) -> None:
+    """Say so when the validation split holds few positive lesions: everything chosen on it is then noise."""
+    val = table[(split == "val").to_numpy()]
+    lesions = val.loc[val["label"] == 1, "group"].nunique()
+    if lesions < SMALL_VALIDATION:
+        warn(f"the validation split holds {lesions} positive lesion(s) ({int(val['label'].sum())} images): the "
+             "threshold, the best epoch and the best round are chosen on it, so they will be noisy; more labeled "
+             "melanomas make them steadier")  # fmt: skip
+
+
 def data_fingerprint(table: pd.DataFrame) -> str:
     """Hash of ids, labels and groups: changes when the data a run was made on changes."""
     digest = hashlib.sha256()
@@ -158,7 +171,10 @@ class Run(RunFolder):
                      "run_id": uuid.uuid4().hex,
                      "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
             write_json(config_path, config.to_dict() | facts)
+        new = not (root / SPLIT_FILE).exists()
         split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed)
+        if new:
+            _warn_small_validation(table, split)
         return cls(root, config, table, split)
 
     @classmethod
