@@ -153,6 +153,12 @@ def _out_inside_the_data(tmp: Path, demo: Path) -> list[str]:
     return ["train", "--data", str(data), "--out", str(data / "run"), *FAST]
 
 
+def _nul_in_a_path(tmp: Path, demo: Path) -> list[str]:
+    _image(tmp / "data" / "a.png")
+    (tmp / "data" / "manifest.csv").write_text("path,label\na.png,1\nb\x00.png,0\n")
+    return ["check-data", str(tmp / "data")]
+
+
 BAD_INPUTS = {
     "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
     "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
@@ -186,6 +192,7 @@ BAD_INPUTS = {
     "out inside the data folder": (_out_inside_the_data, ["is inside the data folder"]),
     "infinite alpha": (_round("--alpha", "inf"), ["alpha=inf", "finite"]),
     "product quantiser of no parts": (_round("--index-codec", "pq0"), ["index codec 'pq0' is not valid"]),
+    "NUL byte in a manifest path": (_nul_in_a_path, ["holds a NUL byte"]),
     "out is a file": (_out_is_file, ["is a file"]),
     "out under a file": (_out_under_file, ["blocker", "Not a directory"]),
     "HAM10000 folders without metadata": (_no_metadata, ["HAM10000_metadata.csv not found", "not classes"]),

@@ -89,6 +89,8 @@ def load_image(path: str | os.PathLike, size: int | None = None):
 def resolve_inside(root: Path, relative: str) -> Path:
     """Join ``relative`` to ``root`` and refuse results outside ``root``."""
     root_resolved = root.resolve()
+    if "\x00" in str(relative):
+        raise DataError(f"path {relative!r} holds a NUL byte; expected a file name")
     candidate = (root_resolved / relative).resolve()
     if not candidate.is_relative_to(root_resolved):
         raise DataError(f"path {relative!r} resolves outside the data root {root_resolved}")
@@ -113,8 +115,8 @@ def csv_paths(csv_path: Path, paths: Sequence[str], allow_absolute: bool = False
             continue
         try:
             resolved.append(resolve_inside(base, rel))
-        except DataError:
-            raise DataError(f"{csv_path} row {row}: path {rel!r} resolves outside the data root {base}") from None
+        except DataError as exc:
+            raise DataError(f"{csv_path} row {row}: {exc}") from None
     return resolved
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -273,10 +273,37 @@ class RunConfig:
         """Rebuild from ``config.json`` (unknown keys, e.g. versions, are ignored)."""
         parts = {}
         for name, kind in SECTIONS.items():
-            names = {f.name for f in fields(kind)}
-            parts[name] = kind(**{k: v for k, v in (raw.get(name) or {}).items() if k in names})
+            section = raw.get(name) or {}
+            if not isinstance(section, dict):
+                raise HardmineError(f"config section {name!r} holds {type(section).__name__}; expected an object")
+            known = {f.name: f for f in fields(kind)}
+            values = {k: v for k, v in section.items() if k in known}
+            for key, value in values.items():
+                _check_type(f"{name}.{key}", value, kind.__dataclass_fields__[key].default)
+            parts[name] = kind(**values)
         parts["data"].split = tuple(parts["data"].split)
         return cls(**parts)
+
+
+def _check_type(name: str, value: Any, default: Any) -> None:
+    """Refuse a saved value whose type is not its option's (``image_size: "big"``); None is allowed where the
+    default is None, an int where a float is expected."""
+    if default is None or default is MISSING:
+        return
+    expected = float if isinstance(default, float) else type(default)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected in (tuple, list):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        kind = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}.get(expected, "a list")
+        raise HardmineError(f"config value {name}={value!r} is not valid; expected {kind}")
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class Manifest:
             raise HardmineError(f"{self.path} is damaged (holds {type(raw).__name__}, expected an object); "
                                 "delete it to redo every step, or start again in another --out")  # fmt: skip
         damaged = f"{self.path} is damaged ({{}}); delete it to redo every step, or start again in another --out"
+        for key, kind in (("steps", list), ("rounds", dict), ("files", dict)):
+            if not isinstance(raw.get(key, kind()), kind):
+                raise HardmineError(damaged.format(f"{key} holds {type(raw[key]).__name__}, expected {kind.__name__}"))
         try:
             self.steps: list[Step] = [Step.parse(s) for s in raw.get("steps", [])]
             self.target: int = int(raw.get("target_round", -1))
