@@ -315,6 +315,7 @@ DAMAGE = {
     "truncated round-000 metrics": (_truncate("round-000/metrics.json"), None),
     "truncated round-000 embeddings": (_truncate("round-000/embeddings.npy", 200), None),
     "truncated round-000 model": (_truncate("round-000/model.pt", 1000), None),
+    "truncated round-000 mined": (_truncate("round-000/mined.csv", 50), None),
     "edited round-000 weights": (_write("round-000/weights.csv", "id,weight\nx,1\n"), None),
     "truncated scores, then evaluate": (_truncated_then_evaluated, None),
     "truncated manifest": (_truncate("manifest.json"), ["manifest.json is damaged", "delete it"]),
