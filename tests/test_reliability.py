@@ -357,6 +357,16 @@ def test_resume_redoes_a_damaged_step_or_names_the_file(case, finished_run, demo
     assert not orphan.exists()
 
 
+def test_a_run_file_that_is_not_utf8_is_one_line_in_the_gallery(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    path = run / "round-000" / "mined.csv"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] = 0xFF  # same size: only reading it finds the damage
+    path.write_bytes(bytes(data))
+    _assert_one_line_error(runner.invoke(app, ["gallery", str(run), "--round", "0"]), "mined.csv is damaged")
+
+
 @pytest.mark.parametrize(("name", "command"), [
     ("metrics.json", ["evaluate", "--round", "0", "--split", "test"]),  # reads the tuned threshold
     ("embeddings.npy", ["mine", "--round", "0"]),

@@ -39,6 +39,7 @@ from hardmine.record.layout import (
     QUERY_INFO,
     REFERENCE_DIR,
     REPORT_FILE,
+    RUN_FILES,
     SAMPLES_FILE,
     SCORES_FILE,
     SCORING_FILE,
@@ -129,7 +130,7 @@ class RunFolder:
         path = self.root / SAMPLES_FILE
         if not path.exists():
             raise HardmineError(f"{path} not found; the run predates it: re-create it with `hardmine round`")
-        return pd.read_csv(path, dtype={"id": str, "group": str, "path": str, "class_name": str},
+        return _read_csv(path, dtype={"id": str, "group": str, "path": str, "class_name": str},
                            keep_default_na=False, na_values=[""])  # fmt: skip
 
     def record_wall_time(self, seconds: float) -> None:
@@ -242,7 +243,7 @@ class RunFolder:
         path = self.query_path()
         if not path.exists():
             raise HardmineError(f"{path} not found: pick images first with `hardmine query RUN --pool POOL --budget B`")
-        return pd.read_csv(path, dtype={"id": str, "group": str, "path": str, "neighbours": str},
+        return _read_csv(path, dtype={"id": str, "group": str, "path": str, "neighbours": str},
                            keep_default_na=False)  # fmt: skip
 
     def answers_path(self) -> Path:
@@ -252,7 +253,7 @@ class RunFolder:
     def answered_ids(self) -> set[str]:
         """Ids of the training images that joined this run from the labeling page."""
         path = self.answers_path()
-        return set(pd.read_csv(path, dtype={"image_id": str})["image_id"]) if path.exists() else set()
+        return set(_read_csv(path, dtype={"image_id": str})["image_id"]) if path.exists() else set()
 
     def label_page_path(self) -> Path:
         """The labeling page of the latest query; its thumbnails sit beside it."""
@@ -274,18 +275,18 @@ class RunFolder:
         return float(self.val_metrics(r)["threshold"])
 
     def scores(self, r: int) -> pd.DataFrame:
-        return pd.read_csv(self._file(r, SCORES_FILE, f"score round {r} first"), dtype={"id": str})
+        return _read_csv(self._file(r, SCORES_FILE, f"score round {r} first"), dtype={"id": str})
 
     def mined(self, r: int) -> pd.DataFrame:
         path = self._file(r, MINED_FILE, f"mine round {r} first")
-        return pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+        return _read_csv(path, dtype={"id": str}, keep_default_na=False)
 
     def weights(self, r: int, ids: pd.Series) -> np.ndarray | None:
         """Round ``r``'s curriculum weights in the order of ``ids`` (None when not mined)."""
         path = self.weights_path(r)
         if not path.exists():
             return None
-        frame = pd.read_csv(path, dtype={"id": str})
+        frame = _read_csv(path, dtype={"id": str})
         weights = ids.map(dict(zip(frame["id"], frame["weight"], strict=True)))
         answered = ids.isin(self.answered_ids()) & weights.isna()
         weights[answered] = 1.0  # labeled after round r was mined: no curriculum weight yet
@@ -338,3 +339,15 @@ class RunFolder:
             self._file(best, METRICS_FILE, f"the report hands back round {best}; --resume redoes its evaluation")
             return self, best
         return self, self.best_round(self.rounds_with(METRICS_FILE))
+
+
+def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` of a run file; one that cannot be read (not UTF-8, cut mid-row) is one
+    :class:`HardmineError` naming it."""
+    try:
+        return pd.read_csv(path, **options)
+    except (UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        hint = ("restore it, or start again in another --out" if path.name in RUN_FILES else
+                "`hardmine round --out RUN --resume` redoes the step that wrote it")  # fmt: skip
+        raise HardmineError(f"{path} is damaged ({str(exc).splitlines()[0]}); {hint}") from None
+
