@@ -515,3 +515,22 @@ def test_a_small_validation_split_is_flagged_once(demo_dir, tmp_path):
     assert "warning: the validation split holds" in result.stderr and "positive lesion(s)" in result.stderr
     again = runner.invoke(app, ["evaluate", str(tmp_path / "run"), "--round", "0"])
     assert again.exit_code == 0 and "validation split holds" not in again.stderr  # said when the run is made
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_old_file_stays(tmp_path, monkeypatch):
+    import torch
+
+    from hardmine.core.errors import HardmineError
+    from hardmine.engine.train import save_state
+
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"the earlier model")
+
+    def full(obj, f):
+        Path(f).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(HardmineError, match=r"cannot write .*model\.pt \(\d+ MiB free on its disk"):
+        save_state(target, {"w": 1})
+    assert target.read_bytes() == b"the earlier model" and not list(tmp_path.glob(".*tmp"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def fit(
         state.next_epoch = epoch + 1
         if distributed.is_main():
             if improved:
-                _save(out / MODEL_FILE, model.state_dict())
+                save_state(out / MODEL_FILE, model.state_dict())
             _append_history(out / HISTORY_FILE, state.history)
             _save_dynamics(out / DYNAMICS_FILE, state)
             best_value = float("nan") if state.best_value is None else state.best_value
@@ -160,13 +161,13 @@ def fit(
                 "best_epoch": state.best_epoch,
                 "best_value": best_value,
             }
-            _save(out / CHECKPOINT_FILE, checkpoint)
+            save_state(out / CHECKPOINT_FILE, checkpoint)
         distributed.barrier()
         if callback:
             callback("epoch_end", record | {"improved": improved})
     if state.best_epoch is None:  # every epoch's monitor was NaN: keep the last model
         if distributed.is_main():
-            _save(out / MODEL_FILE, model.state_dict())
+            save_state(out / MODEL_FILE, model.state_dict())
         distributed.barrier()
         state.best_epoch, state.best_value = total_epochs - 1, float("nan")
     return FitResult(state.best_epoch, state.best_value, state.history, out / MODEL_FILE)
@@ -280,9 +281,17 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def _save(path: Path, obj: Any) -> None:
-    with atomic_path(path, ".pt") as tmp:
-        torch.save(obj, tmp)
+def save_state(path: Path, obj: Any) -> None:
+    """``torch.save`` of ``obj`` to ``path``, atomically; a write that fails (a full disk: torch says only
+    "enforce fail at inline_container.cc") is one :class:`HardmineError` naming the path, and the file
+    that was there stays as it was."""
+    try:
+        with atomic_path(path, ".pt") as tmp:
+            torch.save(obj, tmp)
+    except RuntimeError as exc:
+        free = shutil.disk_usage(Path(path).parent).free // 2**20
+        raise HardmineError(f"cannot write {path} ({free} MiB free on its disk; {str(exc).splitlines()[0][:120]}); "
+                            "free some space, then --resume") from None  # fmt: skip
 
 
 def _append_history(path: Path, history: list[dict]) -> None:

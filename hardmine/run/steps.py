@@ -108,8 +108,9 @@ def refit_head_round(
         model.head.weight.copy_(torch.as_tensor(head.weight, dtype=model.head.weight.dtype))
         model.head.bias.copy_(torch.as_tensor(head.bias, dtype=model.head.bias.dtype))
     if distributed.is_main():
-        with atomic_path(run.round_dir(r) / MODEL_FILE, ".pt") as tmp:
-            torch.save(model.state_dict(), tmp)
+        from hardmine.engine.train import save_state
+
+        save_state(run.round_dir(r) / MODEL_FILE, model.state_dict())
     distributed.barrier()
     return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C})
 
