@@ -79,7 +79,7 @@ def _warn_small_validation(table: pd.DataFrame, split: pd.Series) -> None:
     """Say so when the validation split holds few positive lesions: everything chosen on it is then noise."""
     val = table[(split == "val").to_numpy()]
     lesions = val.loc[val["label"] == 1, "group"].nunique()
-    if lesions < SMALL_VALIDATION:
+    if 0 < lesions < SMALL_VALIDATION:  # none at all is an error where the threshold is tuned
         warn(f"the validation split holds {lesions} positive lesion(s) ({int(val['label'].sum())} images): the "
              "threshold, the best epoch and the best round are chosen on it, so they will be noisy; more labeled "
              "melanomas make them steadier")  # fmt: skip
