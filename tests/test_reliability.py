@@ -286,6 +286,29 @@ def _poisoned_resume_point(run: Path) -> None:
     (run / "round-001" / "last.pt").write_bytes(pickle.dumps({"model": Evil()}, protocol=2))
 
 
+def _killed_in_round_1(then):
+    """Round 1 unmarked as if killed during its training, then ``then(run)`` damages what a resume reads."""
+
+    def damage(run: Path) -> None:
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["steps"] = [s for s in manifest["steps"] if not s.startswith("r001")]
+        manifest["files"] = {name: record for name, record in manifest["files"].items()  # a killed step records none
+                             if not (record["step"] or "").startswith("r001")}  # fmt: skip
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        assert (run / "round-001" / "last.pt").exists()
+        then(run / "round-001")
+
+    return damage
+
+
+def _resume_point_without_next_epoch(fit: Path) -> None:
+    import torch
+
+    state = torch.load(fit / "last.pt", weights_only=True)
+    del state["next_epoch"]
+    torch.save(state, fit / "last.pt")
+
+
 def _manifest_edit(edit):
     def damage(run: Path) -> None:
         manifest = json.loads((run / "manifest.json").read_text())
@@ -323,6 +346,10 @@ DAMAGE = {
     "config holding a list": (_write("config.json", "[]"), ["config.json is damaged"]),
     "truncated split": (_truncate("split.csv"), ["split.csv is damaged", "cannot be rebuilt"]),
     "poisoned resume point": (_poisoned_resume_point, ["last.pt is damaged or not a hardmine checkpoint"]),
+    "resume point without next_epoch": (_killed_in_round_1(_resume_point_without_next_epoch),
+                                        ["the resume point in", "is damaged (KeyError", "delete"]),
+    "damaged history of a killed round": (_killed_in_round_1(lambda fit: (fit / "history.jsonl").write_text("{oops\n")),
+                                          ["the resume point in", "is damaged (JSONDecodeError"]),
     "manifest recording a file outside the run": (_manifest_edit(_record_outside), ["outside the run folder"]),
     "manifest files as a list": (_manifest_edit(lambda m, run: m.update(files=[])), ["manifest.json is damaged"]),
     "manifest target not a number": (_manifest_edit(lambda m, run: m.update(target_round="abc")),

@@ -203,6 +203,17 @@ class _TrainState:
                 values[epoch] = np.where(counts > 0, sums / counts, np.nan)
 
     def load(self, ckpt: dict, out: Path) -> None:
+        """Take up the state of ``out``'s resume point and its history and dynamics; any of them damaged is
+        one :class:`HardmineError` naming the file (deleting the resume point restarts the round cleanly)."""
+        hint = f"delete {out / CHECKPOINT_FILE} to restart this round's training from its first epoch"
+        try:
+            self._load(ckpt, out)
+        except (KeyError, TypeError, ValueError, OSError, EOFError) as exc:
+            detail = str(exc).splitlines()[0][:120] if str(exc) else "no detail"
+            raise HardmineError(f"the resume point in {out} is damaged ({type(exc).__name__}: {detail}); "
+                                f"{hint}") from None
+
+    def _load(self, ckpt: dict, out: Path) -> None:
         self.next_epoch = int(ckpt["next_epoch"])
         self.best_epoch = int(ckpt["best_epoch"]) if ckpt["best_epoch"] is not None else None
         best = float(ckpt["best_value"])
@@ -216,7 +227,7 @@ class _TrainState:
         if dyn.exists():
             with np.load(dyn, allow_pickle=False) as data:
                 rows = min(self.next_epoch, len(data["loss"]), len(self.losses))
-                if data["loss"].shape[1] == self.losses.shape[1]:
+                if data["loss"].ndim == 2 and data["loss"].shape[1] == self.losses.shape[1]:
                     self.losses[:rows] = data["loss"][:rows]
                     self.p_true[:rows] = data["p_true"][:rows]
 
