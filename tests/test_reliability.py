@@ -394,6 +394,15 @@ def test_a_run_file_that_is_not_utf8_is_one_line_in_the_gallery(finished_run, tm
     _assert_one_line_error(runner.invoke(app, ["gallery", str(run), "--round", "0"]), "mined.csv is damaged")
 
 
+def test_an_object_array_in_the_dynamics_is_one_line(finished_run, tmp_path):
+    import numpy as np
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    np.savez(run / "round-000" / "dynamics.npz", loss=np.array([object(), 1], dtype=object), p_true=np.zeros(2))
+    _assert_one_line_error(runner.invoke(app, ["score", str(run), "--round", "0"]), "dynamics.npz is damaged")
+
+
 @pytest.mark.parametrize(("name", "command"), [
     ("metrics.json", ["evaluate", "--round", "0", "--split", "test"]),  # reads the tuned threshold
     ("embeddings.npy", ["mine", "--round", "0"]),

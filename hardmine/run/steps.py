@@ -227,9 +227,14 @@ def score_round(
                                       embeddings_path=run.embeddings_path(r))  # fmt: skip
     dynamics_path = run.dynamics_path(r)
     if dynamics_path.exists():
-        with np.load(dynamics_path, allow_pickle=False) as data:
-            if data["loss"].shape[1] == len(table):
-                table = pd.concat([table, dynamics_scores(data["loss"], data["p_true"])], axis=1)
+        try:
+            with np.load(dynamics_path, allow_pickle=False) as data:
+                loss, p_true = data["loss"], data["p_true"]
+        except (ValueError, KeyError, OSError, EOFError) as exc:
+            raise HardmineError(f"{dynamics_path} is damaged ({str(exc).splitlines()[0][:120]}); "
+                                "`hardmine round --out RUN --resume` retrains its round") from None
+        if loss.ndim == 2 and loss.shape == p_true.shape and loss.shape[1] == len(table):
+            table = pd.concat([table, dynamics_scores(loss, p_true)], axis=1)
     oof_prob = None
     if scoring.trains_networks():
         fold_config = replace(cfg, epochs=scoring.oof_epochs or cfg.epochs)
