@@ -154,13 +154,13 @@ class Run(RunFolder):
         fingerprint = data_fingerprint(table)
         root.mkdir(parents=True, exist_ok=True)
         _claim(root)
+        if config_path.exists() and existing is None:
+            raise HardmineError(f"another hardmine process made a run in {root} meanwhile; run the command again "
+                                "to use it, or choose another --out")  # fmt: skip
         if config_path.exists() and overwrite:
             shutil.rmtree(root)
             root.mkdir()
             _claim(root, again=True)
-        if config_path.exists() and existing is None:
-            raise HardmineError(f"another hardmine process made a run in {root} meanwhile; run the command again "
-                                "to use it, or choose another --out")  # fmt: skip
         if config_path.exists():
             Manifest(root).check_run_files()
             if existing.get("data_fingerprint") != fingerprint:
