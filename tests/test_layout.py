@@ -80,9 +80,9 @@ def test_round_paths_and_manifest_steps_round_trip(tmp_path):
     "config,match",
     [
         (RunConfig(mining=MiningConfig(ema=2)), "ema=2 must be in"),
-        (RunConfig(mining=MiningConfig(max_weight=0.5)), "max_weight=0.5 must be >= 1"),
+        (RunConfig(mining=MiningConfig(max_weight=0.5)), "max_weight=0.5 must be finite and >= 1"),
         (RunConfig(mining=MiningConfig(index_codec="zip")), "index codec 'zip' is not valid"),
-        (RunConfig(mining=MiningConfig(alpha=-100)), "alpha=-100 and beta=0.5 must be >= 0"),
+        (RunConfig(mining=MiningConfig(alpha=-100)), "alpha=-100 and beta=0.5 must be finite and >= 0"),
         (RunConfig(train=TrainConfig(loss="hinge")), "loss='hinge' is not valid"),
         (RunConfig(rounds=RoundsConfig(select_by="f2")), "--select-by='f2' is not valid"),
         (RunConfig(data=DataConfig(split=(0.5, 0.5, 0.5))), "split fractions"),
