@@ -186,7 +186,7 @@ def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_
     cases = ((best_value + 0.1, "reference"), (best_value, "reference"), (best_value - 0.1, "round"))
     for ref_value, returned in cases:
         write_json(reference.round_dir(0) / "metrics.json", ref_metrics | {cfg.rounds.select_by: ref_value})
-        Manifest(reference.root).refresh()  # as `hardmine evaluate` does after rewriting metrics.json
+        Manifest(reference.root).refresh([reference.round_dir(0) / "metrics.json"])  # as `evaluate` does
         report = write_report(run)
         assert report["returned"] == returned
         source, r = run.returned()
@@ -194,7 +194,7 @@ def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_
         expected = report["reference"]["test"] if returned == "reference" else report["test_best_round"]
         assert report["test"] == expected
     write_json(reference.round_dir(0) / "metrics.json", ref_metrics | {cfg.rounds.select_by: best_value + 0.1})
-    Manifest(reference.root).refresh()
+    Manifest(reference.root).refresh([reference.round_dir(0) / "metrics.json"])
     report = write_report(run)
     assert "hands back the reference" in verdict_sentence(report) and report["test_difference"] == {}
     paths = list(run.part("test")["path"][:3])
