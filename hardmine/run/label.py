@@ -103,7 +103,7 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     record_answers(data, answers[["image_id", "source_path", "answer", "group"]], run.root.name)
     new = answers[(answers["answer"] != UNSURE) & ~answers["image_id"].isin(set(run.table["id"]))]
     folder = answers_folder(data)
-    kept = dict(zip(read_answers(data)["image_id"], read_answers(data)["path"], strict=True))
+    kept = read_answers(data).set_index("image_id")["path"]  # where each answered image was copied
     rows = pd.DataFrame({"id": new["image_id"], "path": new["image_id"].map(kept), "label": new["label"],
                          "group": new["group"], "class_name": new["answer"]})  # fmt: skip
     if len(rows):
