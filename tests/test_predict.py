@@ -112,3 +112,9 @@ def test_predict_never_uses_a_model_other_than_the_one_recorded(run_dir, tmp_pat
     result = runner.invoke(app, ["predict", str(run), image, "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 2 and expected in result.output, result.output
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_predict_out_naming_a_folder_is_one_line(run_dir, tmp_path):
+    image = pd.read_csv(run_dir / "samples.csv")["path"].iloc[0]
+    result = runner.invoke(app, ["predict", str(run_dir), image, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and f"--out {tmp_path} is a folder" in result.output

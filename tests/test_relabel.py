@@ -94,3 +94,13 @@ def test_guarded_values_from_the_gallery_download_read_back_as_written(tmp_path)
     chosen = read_decisions(tmp_path / "d.csv", samples)
     assert chosen["image_id"].tolist() == ["-scan0", "=scan1", "scan2"]
     assert chosen["new_label"].tolist() == ["1", "-1", ""]
+
+
+def test_a_manifest_left_with_one_class_is_flagged(trained, tmp_path):
+    run, _ = trained
+    samples = pd.read_csv(run / "samples.csv", dtype=str)
+    mel = samples[samples.class_name == "mel"]
+    rows = "\n".join(f"{i},mel,relabel,nv" for i in mel["id"])
+    (tmp_path / "d.csv").write_text(f"image_id,current_label,decision,new_label\n{rows}\n")
+    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")])
+    assert result.exit_code == 0 and "holds one class only (nv)" in result.stderr

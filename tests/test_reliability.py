@@ -193,6 +193,7 @@ BAD_INPUTS = {
     "infinite alpha": (_round("--alpha", "inf"), ["alpha=inf", "finite"]),
     "product quantiser of no parts": (_round("--index-codec", "pq0"), ["index codec 'pq0' is not valid"]),
     "NUL byte in a manifest path": (_nul_in_a_path, ["holds a NUL byte"]),
+    "negative freeze epochs": (_train("--freeze-epochs", "-1"), ["--freeze-epochs -1 is not valid"]),
     "out is a file": (_out_is_file, ["is a file"]),
     "out under a file": (_out_under_file, ["blocker", "Not a directory"]),
     "HAM10000 folders without metadata": (_no_metadata, ["HAM10000_metadata.csv not found", "not classes"]),

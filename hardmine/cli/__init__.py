@@ -367,6 +367,8 @@ def predict_cmd(
         raise HardmineError(f"--round {round_!r} is not valid; expected best, reference or a round number")
     if device is not None:
         check_device(device)
+    if out.is_dir():
+        raise HardmineError(f"--out {out} is a folder; expected the path of a CSV file to write")
     paths = image_inputs(images)
     with progress_bars() as progress:
         chosen = None if round_ == "best" else round_ if round_ == "reference" else int(round_)

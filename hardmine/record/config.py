@@ -120,8 +120,10 @@ class TrainConfig:
         for name, valid in choices.items():
             check_choice(name, getattr(self, name), valid)
         check_choice("augment", self.augment, AUGMENTS)
-        if self.epochs < 1 or self.freeze_epochs < 0:
-            raise HardmineError(f"epochs={self.epochs} must be >= 1 and freeze_epochs >= 0")
+        if self.epochs < 1:
+            raise HardmineError(f"--epochs {self.epochs} is not valid; expected 1 or more")
+        if self.freeze_epochs < 0:
+            raise HardmineError(f"--freeze-epochs {self.freeze_epochs} is not valid; expected 0 or more")
         if self.batch_size < 1:
             raise HardmineError(f"--batch-size {self.batch_size} is not valid; expected 1 or more")
         check_number("--lr", self.lr, above=True)

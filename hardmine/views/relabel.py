@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hardmine.core.errors import DataError
+from hardmine.core.errors import DataError, warn
 from hardmine.core.io import unguard_formula, write_csv
 from hardmine.record.record import RunFolder
 
@@ -99,6 +99,9 @@ def apply_decisions(
     extra = [c for c in kept.columns if c not in ("id", "path", "label", "group", "class_name", *manifest.columns)]
     for column in extra:
         manifest[column] = kept[column].to_numpy()
+    if manifest["label"].nunique() < 2:
+        warn(f"{out_path} holds one class only ({manifest['label'].iloc[0] if len(manifest) else 'no rows'}): "
+             "no run can train on it; were the relabel decisions meant for that many images?")  # fmt: skip
     write_csv(out_path, manifest)
     counts = {"relabelled": len(new_label), "excluded": len(excluded), "rows": len(manifest)}
     return out_path, counts
