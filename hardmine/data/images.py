@@ -53,18 +53,22 @@ def image_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def find_unreadable(paths: Sequence[str] | pd.Series) -> list[str]:
-    """Return the paths that PIL cannot decode (checked at reduced scale for speed)."""
+    """Return the paths that PIL cannot decode (checked at reduced scale for speed); :func:`why_unreadable`
+    says why one is."""
+    return [str(path) for path in paths if why_unreadable(path) is not None]
+
+
+def why_unreadable(path: str | os.PathLike) -> str | None:
+    """Why PIL cannot decode the image at ``path`` (None when it can), in one line."""
     from PIL import Image
 
-    bad = []
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                img.draft("RGB", (32, 32))  # JPEG decodes at 1/8 scale: fast, still full read
-                img.load()
-        except Exception:  # noqa: BLE001 - any decoder failure means unreadable
-            bad.append(str(path))
-    return bad
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (32, 32))  # JPEG decodes at 1/8 scale: fast, still full read
+            img.load()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means unreadable
+        return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+    return None
 
 
 def load_image(path: str | os.PathLike, size: int | None = None):

@@ -17,7 +17,15 @@ from pathlib import Path
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.data.images import IMAGE_SUFFIXES, csv_paths, find_unreadable, image_inputs, read_csv, require_columns
+from hardmine.data.images import (
+    IMAGE_SUFFIXES,
+    csv_paths,
+    find_unreadable,
+    image_inputs,
+    read_csv,
+    require_columns,
+    why_unreadable,
+)
 
 
 def load_pool(
@@ -57,7 +65,7 @@ def load_pool(
         raise DataError(f"--pool {path}: image id {duplicated.iloc[0]!r} appears more than once")
     bad = find_unreadable(pool["path"])
     if bad:
-        raise DataError(f"--pool {path}: {len(bad)} unreadable image(s), first: {bad[0]}")
+        raise DataError(f"--pool {path}: {len(bad)} unreadable image(s), first: {bad[0]} ({why_unreadable(bad[0])})")
     if labeled is not None:
         _check_not_labeled(pool, labeled, path)
     pool = pool.reset_index(drop=True)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError, warn
 from hardmine.data.answers import answered_samples, answers_folder
-from hardmine.data.images import find_unreadable
+from hardmine.data.images import find_unreadable, why_unreadable
 from hardmine.data.sources.base import DataSource
 from hardmine.data.sources.folders import Folders
 from hardmine.data.sources.ham10000 import HAM_METADATA, Ham10000
@@ -114,7 +114,8 @@ def load_samples(
         bad = find_unreadable(table["path"])
         if bad:
             if not skip_bad:
-                raise DataError(f"{len(bad)} unreadable image(s), first: {bad[0]} (use --skip-bad to drop them)")
+                raise DataError(f"{len(bad)} unreadable image(s), first: {bad[0]} ({why_unreadable(bad[0])}); "
+                                "--skip-bad drops them")  # fmt: skip
             table = table[~table["path"].isin(set(bad))].reset_index(drop=True)
             report.bad_files = bad
             _check_both_classes(table, report.positive, report.negative)
