@@ -431,3 +431,18 @@ def test_decisions_are_keyed_by_the_runs_identity_not_its_folder_name(mined_run,
 
     other = Run.create(tmp_path / "run", RunConfig.from_dict(config))  # same folder name, another run
     assert other.identity() != config["run_id"] and other.root.name == mined_run.name
+
+
+def test_serve_a_read_only_run_serves_the_page_built_before(mined_run, monkeypatch):
+    # as root a read-only folder is still writable, so the refusal is simulated where the page is written
+    assert runner.invoke(app, ["gallery", str(mined_run), "--round", "1"]).exit_code == 0
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(mined_run / "round-001" / "gallery" / "index.html"))
+
+    monkeypatch.setattr("hardmine.views.gallery.build_gallery", refused)
+    monkeypatch.setattr(ThreadingHTTPServer, "serve_forever", lambda server: (_ for _ in ()).throw(KeyboardInterrupt))
+    result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1", "--serve"])
+    assert result.exit_code == 0 and "is read-only: serving the page built before" in result.stderr
+    result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1"])
+    assert result.exit_code == 2 and "cannot write the page into" in result.stderr

@@ -494,14 +494,21 @@ def gallery_cmd(
 
     from hardmine.views.gallery import build_gallery, serve_run, served_url
 
-    if label:
-        from hardmine.views.labeling import build_label_page
+    try:
+        if label:
+            from hardmine.views.labeling import build_label_page
 
-        path = build_label_page(run_dir)
-        if open_ and not serve:
-            webbrowser.open(path.resolve().as_uri())
-    else:
-        path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n, open_browser=open_ and not serve)
+            path = build_label_page(run_dir)
+            if open_ and not serve:
+                webbrowser.open(path.resolve().as_uri())
+        else:
+            path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n,
+                                 open_browser=open_ and not serve)  # fmt: skip
+    except PermissionError as exc:
+        path = _built_page(run_dir, round_, label)
+        if not serve or path is None:
+            raise HardmineError(f"cannot write the page into {run_dir} ({exc.strerror}: {exc.filename})") from None
+        warn(f"{run_dir} is read-only: serving the page built before, {path}")
     console.print(f"{'labeling page' if label else 'gallery'}: {path}")
     if png:
         console.print(f"contact sheet: {path.parent / 'hardest.png'}")
@@ -521,6 +528,17 @@ def gallery_cmd(
         pass
     finally:
         server.server_close()
+
+
+def _built_page(run_dir: Path, round_: int | None, label: bool) -> Path | None:
+    """The page an earlier `gallery` call wrote (None when there is none), for serving a read-only run."""
+    from hardmine.record.record import RunFolder
+    from hardmine.views.gallery import default_round
+
+    folder = RunFolder(run_dir)
+    path = folder.label_page_path() if label else folder.gallery_path(default_round(folder) if round_ is None
+                                                                       else round_)  # fmt: skip
+    return path if path.exists() else None
 
 
 def main() -> None:
