@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,30 @@ def planted_world():
     """``planted_world(n, pos_frac, flip_frac, seed) -> labels, prob, emb, groups, hard, flipped``: a model's-eye
     view of data with planted hard cases and label flips (numpy, no images)."""
     return _planted_world
+
+
+def headless_chromium(download_dir: Path):
+    """A headless Debian Chromium whose downloads land in ``download_dir``."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1000"):  # fmt: skip
+        opts.add_argument(arg)
+    opts.binary_location = shutil.which("chromium")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir)})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for a test module's browser tests; downloads land in ``browser.download_dir``."""
+    pytest.importorskip("selenium")
+    download_dir = tmp_path_factory.mktemp("downloads")
+    driver = headless_chromium(download_dir)
+    driver.download_dir = download_dir
+    yield driver
+    driver.quit()

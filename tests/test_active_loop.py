@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_gallery import _driver, _served, browser_test
+from test_gallery import _served, browser_test
 from typer.testing import CliRunner
 
 from hardmine.cli import app
@@ -167,16 +167,6 @@ def test_pool_image_already_labeled_is_refused_by_name(loop):
                                  "--budget", "5"])  # fmt: skip
     assert result.exit_code == 2 and f"{labeled['id']} (" in result.output
     assert "already in the labeled data" in result.output
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    pytest.importorskip("selenium")
-    download_dir = tmp_path_factory.mktemp("downloads")
-    driver = _driver(download_dir)
-    driver.download_dir = download_dir
-    yield driver
-    driver.quit()
 
 
 @browser_test

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import headless_chromium
 from typer.testing import CliRunner
 
 from hardmine.cli import app
@@ -163,23 +164,6 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
     assert result.exit_code == 2 and "--port -1 is not valid" in result.output
 
 
-def _driver(download_dir: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1000"):  # fmt: skip
-        opts.add_argument(arg)
-    opts.binary_location = CHROMIUM
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir)})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-
-
-
-
 def browser_test(fn):
     """Marks a test that drives headless Chromium (skipped without Debian's chromium and chromium-driver)."""
     skip = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -190,17 +174,6 @@ SHOWN = ("return Object.fromEntries([...document.querySelectorAll('section')]"
          ".map(s => [s.dataset.section, +s.dataset.shown]))")  # fmt: skip
 DECIDED = ("return Object.fromEntries([...document.querySelectorAll('.card select.decision')]"
            ".filter(s => s.value).map(s => [s.parentElement.dataset.id, s.value]))")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """One headless Chromium for the module's browser tests; downloads land in ``browser.download_dir``."""
-    pytest.importorskip("selenium")
-    download_dir = tmp_path_factory.mktemp("downloads")
-    driver = _driver(download_dir)
-    driver.download_dir = download_dir
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture
@@ -400,7 +373,7 @@ def test_gallery_of_10000_cards_builds_cards_as_they_come_into_view(tmp_path):
     page.write_text(
         render_page(cards, {"round": 1, "threshold": 0.5, "positive": "mel", "negative": "nv", "run": "big"})
     )
-    driver = _driver(tmp_path)
+    driver = headless_chromium(tmp_path)
     try:
         driver.get(page.as_uri())
         driver.find_element(By.CSS_SELECTOR, ".card")

@@ -14,11 +14,13 @@ from hardmine import __version__
 from hardmine.cli.options import DATA, MINING, ROUNDS, SCORING, THRESHOLD, TRAIN, Acquisition, with_options
 from hardmine.cli.printing import (
     ProgressEvents,
+    answer_counts,
     console,
     err_console,
     frame_table,
     metrics_table,
     print_comparison,
+    print_query,
     print_report,
     progress_bars,
 )
@@ -286,9 +288,9 @@ def round_cmd(
     print_report(report)
     if pool is not None:
         for q, done in enumerate(labeled):
-            console.print(f"query {q + 1}: oracle answered {_counts(done.counts)}; "
+            console.print(f"query {q + 1}: oracle answered {answer_counts(done.counts)}; "
                           f"training split now {done.train_size}")
-        _print_query(run, picked, answered=bool(labeled))
+        print_query(run, picked, answered=bool(labeled))
     console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
     console.print(f"mined tables: {run.root}/round-*/{MINED_FILE}; gallery of the best round: "
                   f"{run.gallery_path(report['best_round'])}")  # fmt: skip
@@ -375,7 +377,7 @@ def predict_cmd(
         table = predict_images(RunFolder(run_dir), paths, chosen, device=device,
                                callback=ProgressEvents(progress))  # fmt: skip
     write_csv(out, table)
-    counts = table["prediction"].value_counts()
+    counts = table["prediction"].valueanswer_counts()
     console.print(
         f"round {table['round'].iloc[0]}, threshold {table['threshold'].iloc[0]:.3f}: "
         + ", ".join(f"{n} {name}" for name, n in counts.items())
@@ -407,26 +409,7 @@ def query_cmd(
         picked = query_pool(run, images, budget, method=getattr(method, "value", method), device=device,
                             callback=ProgressEvents(progress), pool_source=pool)  # fmt: skip
     build_label_page(run.root)
-    _print_query(run, picked, pool_size=len(images), answered_before=images.attrs.get("answered", 0))
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
-
-
-def _print_query(run, picked: pd.DataFrame, pool_size: int | None = None, answered_before: int = 0,
-                 answered: bool = False) -> None:  # fmt: skip
-    """The query's one-line summary and where to label it."""
-    if answered:
-        console.print(f"last query ({len(picked)} images) answered by the oracle; {run.query_path()}")
-        return
-    likely = int((picked["prob_pos"] >= 0.5).sum())
-    of = f" of {pool_size} pool images" if pool_size is not None else ""
-    skipped = f" ({answered_before} answered before, not asked again)" if answered_before else ""
-    console.print(f"{len(picked)}{of} to label{skipped}: {picked['group'].nunique()} lesions, {likely} with "
-                  f"P(positive) >= 0.5 -> {run.query_path()}")  # fmt: skip
-    console.print(f"label them: {run.label_page_path()} (or `hardmine gallery {run.root} --label --serve`), "
-                  f"then `hardmine label {run.root} answers.csv`")  # fmt: skip
+    print_query(run, picked, pool_size=len(images), answered_before=images.attrs.get("answered", 0))
 
 
 @command("label")
@@ -440,7 +423,7 @@ def label_cmd(
 
     run = Run.open(run_dir)
     done = apply_answers(run, answers)
-    console.print(f"answers: {_counts(done.counts)}; {done.added} image(s) joined the training split "
+    console.print(f"answers: {answer_counts(done.counts)}; {done.added} image(s) joined the training split "
                   f"(now {done.train_size}); kept in {done.kept_in}")  # fmt: skip
     if done.disagreements:
         console.print(f"{len(done.disagreements)} answer(s) disagree with the model at its threshold (first: "
@@ -492,7 +475,7 @@ def gallery_cmd(
     """Static HTML gallery of what a round mined and why (works offline, from file://)."""
     import webbrowser
 
-    from hardmine.views.gallery import build_gallery, serve_run, served_url
+    from hardmine.views.gallery import build_gallery, built_page, serve_run, served_url
 
     try:
         if label:
@@ -505,7 +488,7 @@ def gallery_cmd(
             path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n,
                                  open_browser=open_ and not serve)  # fmt: skip
     except PermissionError as exc:
-        path = _built_page(run_dir, round_, label)
+        path = built_page(run_dir, round_, label)
         if not serve or path is None:
             raise HardmineError(f"cannot write the page into {run_dir} ({exc.strerror}: {exc.filename})") from None
         warn(f"{run_dir} is read-only: serving the page built before, {path}")
@@ -528,17 +511,6 @@ def gallery_cmd(
         pass
     finally:
         server.server_close()
-
-
-def _built_page(run_dir: Path, round_: int | None, label: bool) -> Path | None:
-    """The page an earlier `gallery` call wrote (None when there is none), for serving a read-only run."""
-    from hardmine.record.record import RunFolder
-    from hardmine.views.gallery import default_round
-
-    folder = RunFolder(run_dir)
-    path = folder.label_page_path() if label else folder.gallery_path(default_round(folder) if round_ is None
-                                                                       else round_)  # fmt: skip
-    return path if path.exists() else None
 
 
 def main() -> None:

@@ -147,3 +147,24 @@ def print_comparison(result: Comparison, seeds: int) -> None:
         console.print(frame_table(main, f"paired differences, method minus baseline ({result.best_baseline} is the "
                                         "best on validation; no-mining-* is the ablation of hardmine-*), 95% "
                                         "bootstrap over seeds and lesions"))  # fmt: skip
+
+
+def answer_counts(counts: dict[str, int]) -> str:
+    """``{"mel": 3, "nv": 5}`` as ``"3 mel, 5 nv"``."""
+    return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+
+
+def print_query(run, picked: pd.DataFrame, pool_size: int | None = None, answered_before: int = 0,
+                answered: bool = False) -> None:  # fmt: skip
+    """A query's one-line summary and where to label it (``answered``: the oracle answered it already)."""
+    if answered:
+        console.print(f"last query ({len(picked)} images) answered by the oracle; {run.query_path()}")
+        return
+    likely = int((picked["prob_pos"] >= 0.5).sum())
+    of = f" of {pool_size} pool images" if pool_size is not None else ""
+    skipped = f" ({answered_before} answered before, not asked again)" if answered_before else ""
+    console.print(f"{len(picked)}{of} to label{skipped}: {picked['group'].nunique()} lesions, {likely} with "
+                  f"P(positive) >= 0.5 -> {run.query_path()}")  # fmt: skip
+    console.print(f"label them: {run.label_page_path()} (or `hardmine gallery {run.root} --label --serve`), "
+                  f"then `hardmine label {run.root} answers.csv`")  # fmt: skip
+

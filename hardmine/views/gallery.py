@@ -232,6 +232,14 @@ def build_gallery(
     return index
 
 
+def built_page(run_dir: str | os.PathLike, r: int | None = None, label: bool = False) -> Path | None:
+    """The page an earlier ``gallery`` call wrote for round ``r`` (default: :func:`default_round`), or the
+    labeling page with ``label``; None when there is none (a read-only run can still serve it)."""
+    folder = RunFolder(run_dir)
+    path = folder.label_page_path() if label else folder.gallery_path(default_round(folder) if r is None else r)
+    return path if path.exists() else None
+
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
