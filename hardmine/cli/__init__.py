@@ -377,7 +377,7 @@ def predict_cmd(
         table = predict_images(RunFolder(run_dir), paths, chosen, device=device,
                                callback=ProgressEvents(progress))  # fmt: skip
     write_csv(out, table)
-    counts = table["prediction"].valueanswer_counts()
+    counts = table["prediction"].value_counts()
     console.print(
         f"round {table['round'].iloc[0]}, threshold {table['threshold'].iloc[0]:.3f}: "
         + ", ".join(f"{n} {name}" for name, n in counts.items())
