@@ -79,3 +79,22 @@ def browser(tmp_path_factory):
     driver.download_dir = download_dir
     yield driver
     driver.quit()
+
+
+def download_csv(browser, name: str) -> list[dict[str, str]]:
+    """Click the page's download button and read back the CSV ``name`` it saves, row by row."""
+    import csv
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    target = browser.download_dir / name
+    target.unlink(missing_ok=True)
+    browser.find_element(By.ID, "download").click()
+    for _ in range(50):
+        if target.exists():
+            break
+        time.sleep(0.1)
+    with target.open() as handle:
+        return list(csv.DictReader(handle))
+

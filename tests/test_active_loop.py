@@ -1,13 +1,12 @@
 """The active-learning loop end to end: round with a pool, the labeling page, label, the next round."""
 
-import csv
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import download_csv
 from test_gallery import _served, browser_test
 from typer.testing import CliRunner
 
@@ -200,16 +199,9 @@ def test_browser_labeling_keys_survive_a_reload_and_download_what_label_reads(qu
             ".filter(c => c.dataset.answer).map(c => [c.dataset.id, c.dataset.answer]))"
         )
         assert shown == {ids[0]: "pos", ids[other]: "neg", ids[other + 2]: "unsure"}
-        target = browser.download_dir / "answers.csv"
-        target.unlink(missing_ok=True)
-        browser.find_element(By.ID, "download").click()
-        for _ in range(50):
-            if target.exists():
-                break
-            time.sleep(0.1)
-    rows = list(csv.DictReader(target.open()))
+        rows = download_csv(browser, "answers.csv")
     assert {r["image_id"]: r["label"] for r in rows} == expected
-    read = read_answers_csv(target, Run.open(run_dir))  # the format `hardmine label` reads
+    read = read_answers_csv(browser.download_dir / "answers.csv", Run.open(run_dir))  # what `hardmine label` reads
     assert dict(zip(read["image_id"], read["answer"], strict=True)) == expected
 
 

@@ -1,4 +1,3 @@
-import csv
 import json
 import shutil
 import threading
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import headless_chromium
+from conftest import download_csv, headless_chromium
 from typer.testing import CliRunner
 
 from hardmine.cli import app
@@ -311,14 +310,8 @@ def test_browser_decisions_survive_a_reload_and_download_for_relabel(mined_run, 
         browser.find_element(By.CSS_SELECTOR, ".card")
         assert browser.find_element(By.ID, "nsel").text == "2"
         assert browser.execute_script(DECIDED) == {ids[0]: "relabel", ids[1]: "exclude"}
-        target = browser.download_dir / "decisions.csv"
-        target.unlink(missing_ok=True)
-        browser.find_element(By.ID, "download").click()
-    for _ in range(50):
-        if target.exists():
-            break
-        time.sleep(0.1)
-    rows = list(csv.DictReader(target.open()))
+        rows = download_csv(browser, "decisions.csv")
+    target = browser.download_dir / "decisions.csv"
     assert {r["image_id"]: r["decision"] for r in rows} == {ids[0]: "relabel", ids[1]: "exclude"}
     mined = pd.read_csv(mined_run / "round-001" / "mined.csv", dtype={"id": str}, keep_default_na=False)
     labels = dict(zip(mined["id"], mined["label"], strict=True))
