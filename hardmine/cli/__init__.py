@@ -103,7 +103,7 @@ def demo_data(
                                       "dx column is for a simulated oracle only).")] = 0,
 ) -> None:
     """Write a HAM10000-layout demo set with planted hard cases and label flips."""
-    from hardmine.data.synth import generate_demo
+    from hardmine.data.synth import generate_demo, pool_folder
 
     meta = generate_demo(out, n=n, positive_frac=positive_frac, size=size, seed=seed, pool=pool)
     n_mel = int((meta["dx"] == "mel").sum())
@@ -112,7 +112,7 @@ def demo_data(
         f"{meta['lesion_id'].nunique()} lesions) to {out}; planted cases in {out / 'planted.csv'}"
     )
     if pool:
-        pool_csv = out.parent / f"{out.name}-pool" / "pool.csv"
+        pool_csv = pool_folder(out) / "pool.csv"
         console.print(f"unlabeled pool: {len(pd.read_csv(pool_csv))} images listed in {pool_csv}")
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.core.io import copy_file, file_digest, write_csv
-from hardmine.data.images import csv_paths, read_csv, require_columns, resolve_inside
+from hardmine.data.images import csv_paths, data_root, read_csv, require_columns, resolve_inside
 
 ANSWERS_DIR = "hardmine-answers"
 ANSWERS_MANIFEST = "manifest.csv"
@@ -31,8 +31,7 @@ COLUMNS = ("image_id", "path", "answer", "group", "run", "answered_at")
 
 def answers_folder(data: str | os.PathLike) -> Path:
     """Where the answers of data ``data`` (a folder, or a manifest CSV in its folder) are kept."""
-    path = Path(data)
-    return (path if path.is_dir() else path.parent) / ANSWERS_DIR
+    return data_root(data) / ANSWERS_DIR
 
 
 def _stored(manifest: Path) -> pd.DataFrame:

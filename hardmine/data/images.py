@@ -90,6 +90,12 @@ def load_image(path: str | os.PathLike, size: int | None = None):
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
+def data_root(data: str | os.PathLike) -> Path:
+    """The folder a data path stands for: the path itself when a folder, else (a manifest CSV) its folder."""
+    path = Path(data)
+    return path if path.is_dir() else path.parent
+
+
 def resolve_inside(root: Path, relative: str) -> Path:
     """Join ``relative`` to ``root`` and refuse results outside ``root``."""
     root_resolved = root.resolve()

@@ -113,11 +113,17 @@ def generate_demo(
     metadata = pd.DataFrame(rows)
     planted = pd.DataFrame(planted, columns=["image_id", "kind", "detail"])
     if pool:
-        metadata = _move_pool(metadata, planted, out, Path(pool_dir or out.parent / f"{out.name}-pool"), pool, rng)
+        metadata = _move_pool(metadata, planted, out, Path(pool_dir or pool_folder(out)), pool, rng)
         planted = planted[planted["image_id"].isin(set(metadata["image_id"]))]
     write_csv(out / "HAM10000_metadata.csv", metadata)
     write_csv(out / "planted.csv", planted)
     return metadata
+
+
+def pool_folder(out: str | os.PathLike) -> Path:
+    """Where ``generate_demo(out, pool=N)`` puts the unlabeled pool by default: ``OUT-pool`` beside ``out``."""
+    out = Path(out)
+    return out.parent / f"{out.name}-pool"
 
 
 def _move_pool(metadata: pd.DataFrame, planted: pd.DataFrame, out: Path, pool_dir: Path, size: int,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.io import file_digest, load_array, read_json, write_json
+from hardmine.core.io import load_array, read_json, write_json
 from hardmine.record.config import RunConfig, ThresholdConfig
 from hardmine.record.layout import (
     ANSWERS_FILE,
@@ -172,9 +172,9 @@ class RunFolder:
         manifest = Manifest(self.root)
         manifest.check_run_files()
         name = path.relative_to(self.root).as_posix()
-        if name in manifest.files and file_digest(path) != manifest.files[name]["sha256"]:
-            raise HardmineError(f"{path} is damaged (contents differ from the recorded checksum); "
-                                "`hardmine round --out RUN --resume` retrains it")  # fmt: skip
+        problem = manifest.damage(name) if name in manifest.files else None
+        if problem:
+            raise HardmineError(f"{path} is damaged ({problem}); `hardmine round --out RUN --resume` retrains it")
         return path
 
     def dynamics_path(self, r: int) -> Path:

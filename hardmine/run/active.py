@@ -19,7 +19,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.core.io import write_csv
-from hardmine.data.answers import UNSURE
+from hardmine.data.answers import UNSURE, read_answers
 from hardmine.data.images import read_csv, require_columns
 from hardmine.engine.inference import Callback
 from hardmine.record.layout import ORACLE_ANSWERS_FILE
@@ -65,8 +65,10 @@ def active_rounds(
     report = run_rounds(run, 0, resume=resume, init_checkpoint=init_checkpoint, callback=callback)
     labeled = []
     picked = pd.DataFrame()
+    pool = open_pool(run, pool_source)  # its images checked once; each query leaves out what was answered since
     for _ in range(n):
-        picked = query_pool(run, open_pool(run, pool_source), budget, method=method, callback=callback,
+        asked = pool["id"].isin(set(read_answers(run.config.data.data)["image_id"]))
+        picked = query_pool(run, pool[~asked].reset_index(drop=True), budget, method=method, callback=callback,
                             pool_source=pool_source)  # fmt: skip
         answers = pd.DataFrame({"image_id": picked["id"], "label": picked["id"].map(truth)})
         path = write_csv(run.root / ORACLE_ANSWERS_FILE, answers)

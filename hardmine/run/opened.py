@@ -23,6 +23,7 @@ from hardmine import __version__
 from hardmine.core import ranks
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import TMP_SUFFIX, copy_file, write_csv, write_json
+from hardmine.data.images import data_root
 from hardmine.data.sources import load_samples
 from hardmine.data.splits import make_or_load_split
 from hardmine.record.config import RunConfig, comparable, first_difference
@@ -144,9 +145,9 @@ class Run(RunFolder):
         elif root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
             raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
         data = config.data
-        data_root = Path(data.data) if Path(data.data).is_dir() else Path(data.data).parent
-        if root.resolve().is_relative_to(data_root.resolve()):
-            raise HardmineError(f"--out {root} is inside the data folder {data_root}: the run's own files would be "
+        folder = data_root(data.data)
+        if root.resolve().is_relative_to(folder.resolve()):
+            raise HardmineError(f"--out {root} is inside the data folder {folder}: the run's own files would be "
                                 "read as data next time; choose an --out outside it")  # fmt: skip
         table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
                                      verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip

@@ -22,6 +22,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError, warn
 from hardmine.core.io import unguard_formula, write_csv
+from hardmine.data.images import data_root
 from hardmine.record.record import RunFolder
 
 DECISIONS = ("relabel", "exclude", "keep")
@@ -80,7 +81,7 @@ def apply_decisions(
     samples = folder.samples()
     chosen = read_decisions(decisions, samples)
     data = Path(folder.run_config().data.data)
-    root = (data if data.is_dir() else data.parent).resolve()
+    root = data_root(data).resolve()
     out_path = Path(out) if out is not None else root / f"relabelled-{folder.root.name}.csv"
     if not out_path.resolve().parent.is_relative_to(root):
         raise DataError(f"--out {out_path} must be inside the data root {root} (manifest paths may not leave it)")
