@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -174,3 +175,89 @@ def test_progress_says_whether_an_out_of_fold_network_trains():
         "round 1: out-of-fold model 3/3",
         "round 1: training (resumed at epoch 2/4)",
     ]
+
+
+class _PidLogged(ImageDataset):
+    """An image dataset that notes which process loads each sample."""
+
+    log = None
+
+    def __getitem__(self, index):
+        with open(self.log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return super().__getitem__(index)
+
+
+def test_loader_workers_start_once_per_fit(tiny_sets, tmp_path):
+    train, val = tiny_sets
+    _PidLogged.log = tmp_path / "pids.txt"
+    logged = [_PidLogged(ds.table, image_size=24, train=ds.train) for ds in (train, val)]
+    fit(build_model("tiny"), *logged, _config(epochs=3, num_workers=2, batch_size=8), tmp_path / "run")
+    pids = set(_PidLogged.log.read_text().split())
+    # 2 training + 2 validation workers for the whole fit; new loaders each epoch started 12
+    assert len(pids) == 4 and str(os.getpid()) not in pids
+
+
+def test_resume_with_workers_equals_uninterrupted_without(tiny_sets, tmp_path):
+    """Augmentations are seeded per (epoch, sample): worker processes that live through the fit, or a
+    resume that starts new ones, draw what the main process alone draws."""
+    train, val = tiny_sets
+    fit(build_model("tiny", seed=0), train, val, _config(epochs=2, num_workers=0), tmp_path / "full")
+
+    def kill_after_first_epoch(event, info):
+        if event == "epoch_end":
+            raise _Kill
+
+    cfg = _config(epochs=2, num_workers=2)
+    with pytest.raises(_Kill):
+        fit(build_model("tiny", seed=0), train, val, cfg, tmp_path / "cut", callback=kill_after_first_epoch)
+    fit(build_model("tiny", seed=0), train, val, cfg, tmp_path / "cut")
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_fp16_trains_through_a_grad_scaler(tiny_sets, tmp_path):
+    train, val = tiny_sets
+    result = fit(build_model("tiny"), train, val, _config(epochs=2, precision="fp16"), tmp_path)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["scaler"]["scale"] > 0  # the scaler stepped (and its state is in the resume point)
+    assert all(np.isfinite(h["train_loss"]) for h in result.history)
+    fp32 = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert all(v.dtype != torch.float16 for v in fp32.values())  # weights stay fp32 under autocast
+
+
+def test_no_host_sync_per_training_step(tiny_sets, tmp_path, monkeypatch):
+    """hardmine's loop waits for the device a fixed number of times per epoch, whatever the number of
+    steps (torch's own CPU-side bookkeeping, e.g. AdamW's step counter, is not counted)."""
+    import sys
+
+    import hardmine.engine.train as train_module
+
+    train, val = tiny_sets
+    counts, inside = [], [False]
+    epoch_fn = train_module._train_epoch
+
+    def counted_epoch(*args, **kwargs):
+        inside[0] = True
+        try:
+            return epoch_fn(*args, **kwargs)
+        finally:
+            inside[0] = False
+
+    for name in ("cpu", "item", "__float__", "numpy", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *a, _original=original, **kw):
+            if inside[0] and sys._getframe(1).f_code.co_filename == train_module.__file__:
+                counts[-1] += 1
+            return _original(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    monkeypatch.setattr(train_module, "_train_epoch", counted_epoch)
+    for batch_size in (8, 32):
+        counts.append(0)
+        # images load in worker processes: what is counted here is the training loop's own
+        config = _config(epochs=1, batch_size=batch_size, num_workers=1)
+        fit(build_model("tiny"), train, val, config, tmp_path / str(batch_size))
+    assert counts[0] == counts[1] and counts[0] <= 5, counts

@@ -50,6 +50,7 @@ ScoreSource = choice("ScoreSource", cfg.SCORE_SOURCES)
 TriageEvidence = choice("TriageEvidence", cfg.TRIAGE_EVIDENCE)
 Strategy = choice("Strategy", tuple(STRATEGIES))
 SelectBy = choice("SelectBy", cfg.SELECT_BY)
+Precision = choice("Precision", cfg.PRECISIONS)
 
 
 @dataclass
@@ -122,6 +123,10 @@ TRAIN = OptionGroup("train", TrainConfig, _T, {
     "seed": (int, _opt(0, help="Random seed.", panel=_T)),
     "device": (str, _opt("auto", help="auto | cpu | cuda | cuda:N.", panel=_T)),
     "workers": (int | None, _opt(None, help="DataLoader workers (default: chosen for the machine).", panel=_T)),
+    "precision": (Precision, _opt("auto", help="Autocast: auto = bf16 on GPUs that run it natively, fp16 with "
+                                  "loss scaling on older ones (T4, V100), fp32 on CPU.", panel=_T)),
+    "threads": (int | None, _opt(None, help="Torch CPU threads (default: the cores free when the run starts).",
+                                 panel=_T)),
 }, renamed={"workers": "num_workers"})  # fmt: skip
 
 _H = "Threshold"

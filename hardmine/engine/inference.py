@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 
 from hardmine.core.errors import HardmineError
 from hardmine.engine import distributed
+from hardmine.record.config import PRECISIONS
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -41,10 +42,28 @@ def default_workers(device: torch.device, image_size: int) -> int:
     return 0 if image_size <= 128 or cpus <= 2 else min(4, cpus - 1)
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: full fp32).
+
+    ``auto``: bf16 on GPUs that run it natively (Ampere and later), fp16 on older
+    GPUs (T4, V100 only emulate bf16, slowly; fp16 needs a GradScaler when
+    training), fp32 on CPU and MPS, where autocast rarely pays.
+    """
+    if precision not in PRECISIONS:
+        raise HardmineError(f"--precision {precision!r} is not valid; expected one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+
+
 def make_loader(
     dataset, batch_size: int, device: torch.device, num_workers: int | None, sampler=None,
-    image_size: int = 224,
+    image_size: int = 224, persistent: bool = False,
 ) -> DataLoader:  # fmt: skip
+    """A loader over ``dataset``; with ``persistent``, its worker processes start once and serve every
+    pass over it (a fit's epochs), instead of starting again at each pass."""
     workers = default_workers(device, image_size) if num_workers is None else num_workers
     return DataLoader(
         dataset,
@@ -53,7 +72,7 @@ def make_loader(
         shuffle=False,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
     )
 
 
@@ -63,13 +82,18 @@ def predict(
     dataset,
     batch_size: int = 128,
     device: torch.device | str = "cpu",
-    amp: bool = True,
+    precision: str = "auto",
     num_workers: int | None = None,
     tta: bool = False,
     callback: Callback | None = None,
     embedding_sink: Callable[[np.ndarray, np.ndarray], None] | None = None,
+    loader: DataLoader | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits and embeddings of every sample from one forward pass (no augmentation).
+
+    ``precision`` is an autocast choice of :func:`autocast_dtype`. ``loader``: a loader over
+    ``dataset`` made by :func:`make_loader` to use instead of a new one (a fit's validation passes
+    reuse one, and its workers).
 
     Returns
     -------
@@ -91,14 +115,16 @@ def predict(
         if distributed.world_size() == 1
         else Subset(dataset, range(distributed.rank(), n, distributed.world_size()))
     )
-    loader = make_loader(shard, batch_size, device, num_workers, image_size=getattr(dataset, "image_size", 224))
+    if loader is None:
+        loader = make_loader(shard, batch_size, device, num_workers, image_size=getattr(dataset, "image_size", 224))
+    dtype = autocast_dtype(precision, device)
     indices, logits_parts, emb_parts = [], [], []
     done = 0
     for images, _, index in loader:
         images = to_device(images, device)
-        logits, emb = forward(model, images, device, amp)
+        logits, emb = forward(model, images, device, dtype)
         if tta:
-            flipped_logits, flipped_emb = forward(model, torch.flip(images, dims=[3]), device, amp)
+            flipped_logits, flipped_emb = forward(model, torch.flip(images, dims=[3]), device, dtype)
             logits, emb = (logits + flipped_logits) / 2, (emb + flipped_emb) / 2
         indices.append(index.numpy())
         logits_parts.append(logits.float().cpu().numpy())
@@ -124,6 +150,7 @@ def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     return images
 
 
-def forward(model, images, device: torch.device, amp: bool):
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+def forward(model, images, device: torch.device, dtype: torch.dtype | None):
+    """``model(images)`` under autocast to ``dtype`` (None: fp32)."""
+    with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         return model(images)

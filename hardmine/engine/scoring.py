@@ -40,7 +40,7 @@ def score_dataset(
     device: str = "cpu",
     batch_size: int = 128,
     tta: bool = False,
-    amp: bool = True,
+    precision: str = "auto",
     num_workers: int | None = None,
     embedding_dtype: str = "float32",
     center: np.ndarray | str | None = "self",
@@ -68,14 +68,14 @@ def score_dataset(
 
     device = resolve_device(device)
     if embeddings_path is None:
-        logits, emb = predict(model, dataset, batch_size, device, amp, num_workers, tta=tta, callback=callback)
+        logits, emb = predict(model, dataset, batch_size, device, precision, num_workers, tta=tta, callback=callback)
         if isinstance(center, str):
             center = emb.mean(axis=0)
         center = np.zeros(emb.shape[1], np.float32) if center is None else np.asarray(center, np.float32)
         table = score_table(ids, dataset.labels, logits, threshold)
         return table, normalise(emb, embedding_dtype, center), center
     writer = _StreamedEmbeddings(Path(embeddings_path), len(dataset), model.embedding_dim)
-    logits, _ = predict(model, dataset, batch_size, device, amp, num_workers, tta=tta, callback=callback,
+    logits, _ = predict(model, dataset, batch_size, device, precision, num_workers, tta=tta, callback=callback,
                         embedding_sink=writer.write)  # fmt: skip
     center = writer.finish(center, embedding_dtype)
     return score_table(ids, dataset.labels, logits, threshold), np.load(embeddings_path, mmap_mode="r"), center

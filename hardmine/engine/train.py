@@ -2,7 +2,12 @@
 
 Library code never prints: progress goes to an optional ``callback(event, info)``
 with events ``fit_start`` (the epoch it starts from: above 0 on resume, ``total_epochs`` when
-a finished training is found), ``epoch_start``, ``batch`` and ``epoch_end``.
+a finished training is found), ``epoch_start``, ``batch`` (its ``loss`` a 0-d tensor on the device:
+reading it waits for the device) and ``epoch_end``.
+
+Speed: one training and one validation loader per fit (worker processes start once), no host
+sync inside an epoch, autocast by ``config.precision`` (fp16 with a GradScaler), channels-last and
+cuDNN autotuning on CUDA.
 
 Files written to ``out_dir`` (each atomically):
 
@@ -19,20 +24,21 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler, RandomSampler
+from torch.utils.data import DistributedSampler, Sampler
 
 from hardmine.core.curriculum import class_balance_weights
 from hardmine.core.errors import HardmineError
 from hardmine.core.io import atomic_path, write_bytes
 from hardmine.core.metrics import binary_metrics, softmax
 from hardmine.engine import distributed
-from hardmine.engine.inference import Callback, forward, make_loader, to_device
+from hardmine.engine.inference import Callback, autocast_dtype, forward, make_loader, to_device
 from hardmine.engine.losses import class_weights, per_sample_loss, weighted_mean
 from hardmine.engine.runtime import Engine
 from hardmine.engine.sampler import CurriculumSampler
@@ -82,6 +88,7 @@ def fit(
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     labels = np.asarray(train_ds.labels)
     n_train = len(labels)
     if sample_weights is not None:
@@ -109,6 +116,16 @@ def fit(
         state.load(ckpt, out)
     if callback:
         callback("fit_start", {"start_epoch": state.next_epoch, "total_epochs": total_epochs})
+    # One loader per fit: its workers (if any) start once and serve every epoch; the sampler draws each
+    # epoch's order from set_epoch, the dataset each sample's augmentation from (epoch, index).
+    if sampler is None:
+        sampler = EpochShuffle(n_train, seed=config.seed)
+    train_ds = EpochSeeded(train_ds, config.seed)
+    loader = make_loader(train_ds, config.batch_size, device, config.num_workers, _SeededBatches(sampler),
+                         config.image_size, persistent=True)  # fmt: skip
+    val_loader = make_loader(val_ds, config.batch_size * 2, device, config.num_workers,
+                             image_size=config.image_size, persistent=True)  # fmt: skip
+    precision = Precision(config.precision, device)
     for epoch in range(state.next_epoch, total_epochs):
         frozen = epoch < config.freeze_epochs
         if optimizer is None or epoch == config.freeze_epochs:
@@ -121,22 +138,18 @@ def fit(
             if epoch == state.next_epoch and state.optim_state is not None and same_phase:
                 optimizer.load_state_dict(state.optim_state)
                 scheduler.load_state_dict(state.sched_state)
-        torch.manual_seed(config.seed * 100_003 + epoch + 7919 * distributed.rank())  # this epoch's augmentations
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-            epoch_sampler = sampler
-        else:
-            epoch_sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(config.seed + epoch))
-        loader = make_loader(train_ds, config.batch_size, device, config.num_workers, epoch_sampler, config.image_size)
+                precision.load_state_dict(state.scaler_state)
+        torch.manual_seed(config.seed * 100_003 + epoch + 7919 * distributed.rank())  # dropout and the like
+        sampler.set_epoch(epoch)
         if callback:
             callback(
                 "epoch_start", {"epoch": epoch, "total_epochs": total_epochs, "steps": len(loader), "frozen": frozen}
             )
         train_loss = _train_epoch(
-            net, model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback
+            net, model, loader, optimizer, scheduler, precision, config, cw, loss_weights, state, epoch, callback
         )
         state.reduce_epoch(epoch)
-        val_logits, _ = engine.predict(model, val_ds)
+        val_logits, _ = engine.predict(model, val_ds, loader=val_loader)
         val_prob = softmax(val_logits)[:, 1]
         val = binary_metrics(np.asarray(val_ds.labels), val_prob)
         value = val[config.monitor]
@@ -157,6 +170,7 @@ def fit(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "scaler": precision.state_dict(),
                 "next_epoch": epoch + 1,
                 "best_epoch": state.best_epoch,
                 "best_value": best_value,
@@ -187,10 +201,12 @@ class _TrainState:
         self.best_epoch: int | None = None
         self.best_value: float | None = None
         self.history: list[dict] = []
+        self.n_train = n_train
         self.losses = np.full((total_epochs, n_train), np.nan, dtype=np.float32)
         self.p_true = np.full((total_epochs, n_train), np.nan, dtype=np.float32)
         self.optim_state = None
         self.sched_state = None
+        self.scaler_state: dict[str, Any] = {}
 
     def reduce_epoch(self, epoch: int) -> None:
         """Combine the ranks' records of one epoch (a mean where a sample was drawn on several)."""
@@ -219,6 +235,7 @@ class _TrainState:
         best = float(ckpt["best_value"])
         self.best_value = None if math.isnan(best) else best
         self.optim_state, self.sched_state = ckpt["optimizer"], ckpt["scheduler"]
+        self.scaler_state = ckpt.get("scaler") or {}
         history_path = out / HISTORY_FILE
         if history_path.exists():
             lines = history_path.read_text().splitlines()
@@ -252,32 +269,124 @@ def _set_trainable(model, frozen: bool) -> None:
         p.requires_grad_(not frozen or id(p) in head)
 
 
-def _train_epoch(net, model, loader, optimizer, scheduler, device, config, cw, loss_weights, state, epoch, callback):
-    """One epoch; ``net`` is ``model`` or its DDP wrapper. Returns the mean training loss over all ranks."""
+def _train_epoch(net, model, loader, optimizer, scheduler, precision, config, cw, loss_weights, state, epoch,
+                 callback):  # fmt: skip
+    """One epoch; ``net`` is ``model`` or its DDP wrapper. Returns the mean training loss over all ranks.
+
+    Nothing waits for the device inside the loop: per-sample records and the loss sum stay on the
+    device and come to the host once, at the epoch's end; a ``batch`` callback gets the step's loss as
+    a 0-d device tensor, so only a callback that reads it waits.
+    """
     model.train()
-    total, count = 0.0, 0
+    device = precision.device
+    losses = torch.full((state.n_train,), float("nan"), device=device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    if loss_weights is not None:
+        loss_weights = loss_weights.to(device)
     for step, (images, targets, index) in enumerate(loader):
         images = to_device(images, device)
         targets = targets.to(device, non_blocking=True)
-        logits, _ = forward(net, images, device, config.amp)
+        index = index.to(device, non_blocking=True)
+        logits, _ = forward(net, images, device, precision.dtype)
         loss_vec = per_sample_loss(logits, targets, config.loss, cw, config.focal_gamma)
-        batch_w = loss_weights[index].to(device) if loss_weights is not None else None
-        loss = weighted_mean(loss_vec, batch_w)
+        loss = weighted_mean(loss_vec, loss_weights[index] if loss_weights is not None else None)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        precision.step(loss, optimizer)
         scheduler.step()
         with torch.no_grad():
-            ce = per_sample_loss(logits.detach(), targets, "ce")
-            idx = index.numpy()
-            state.losses[epoch, idx] = ce.float().cpu().numpy()
-            state.p_true[epoch, idx] = torch.exp(-ce).float().cpu().numpy()
-        total += float(loss.detach()) * len(targets)
+            losses[index] = per_sample_loss(logits.detach(), targets, "ce").float()
+            total += loss.detach().double() * len(targets)
         count += len(targets)
         if callback:
-            callback("batch", {"epoch": epoch, "step": step + 1, "steps": len(loader), "loss": float(loss.detach())})
-    total, count = distributed.all_reduce_sum(np.array([total, count]))
+            callback("batch", {"epoch": epoch, "step": step + 1, "steps": len(loader), "loss": loss.detach()})
+    ce = losses.cpu().numpy()
+    state.losses[epoch] = ce
+    state.p_true[epoch] = np.exp(-ce)
+    total, count = distributed.all_reduce_sum(np.array([float(total), count]))
     return float(total / max(count, 1))
+
+
+class Precision:
+    """Autocast and, for fp16, loss scaling (:func:`~hardmine.engine.inference.autocast_dtype` chooses the
+    dtype); ``step`` is ``backward`` plus ``optimizer.step`` through the scaler when there is one."""
+
+    def __init__(self, precision: str, device: torch.device):
+        self.device = device
+        self.dtype = autocast_dtype(precision, device)
+        # fp16's narrow range underflows small gradients: scale the loss (bf16 has fp32's range)
+        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+
+    def step(self, loss: torch.Tensor, optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+class EpochShuffle(Sampler[int]):
+    """Every index once per epoch, in the order ``torch.randperm`` draws from ``seed + epoch``; like
+    :class:`~hardmine.engine.sampler.CurriculumSampler`, it follows ``set_epoch``, so one loader serves
+    every epoch."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class _SeededBatches(Sampler[tuple[int, int]]):
+    """Pairs each drawn index with its epoch, so a worker process (started once per fit) seeds that
+    sample's augmentation by (epoch, index): the same draws with or without workers, resumed or not."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((int(i), epoch) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochSeeded:
+    """A training dataset read by ``(index, epoch)``: torch's random state is seeded from (seed, epoch,
+    index) for that one sample's transform and restored after, so augmentations do not depend on
+    which process or in which order samples are loaded."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, int(seed)
+        self.labels = dataset.labels
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
+        state = torch.get_rng_state()
+        torch.manual_seed(((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63)
+        try:
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(state)
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:

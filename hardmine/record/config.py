@@ -30,6 +30,7 @@ CLASS_WEIGHTING = ("inverse", "effective")
 SAMPLING = ("none", "oversample")
 SCHEDULES = ("onecycle", "cosine")
 APPLY = ("sampler", "loss")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCORE_SOURCES = ("insample", "oof", "dynamics")
 TRIAGE_EVIDENCE = ("head", "networks")  # what the label suspicion is built from (see hardmine.core.suspicion)
 SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
@@ -37,7 +38,8 @@ SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
 MIN_IMAGE_SIZE = {"tiny": 16, "other": 32}
 MAX_IMAGE_SIZE = 4096
 # Options that change nothing about the results: ignored when comparing configurations.
-RUNTIME_ONLY = {"device", "num_workers"}
+# ("amp" was the precision switch of runs made before --precision)
+RUNTIME_ONLY = {"device", "num_workers", "precision", "threads", "amp"}
 
 
 def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
@@ -104,7 +106,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None
-    amp: bool = True
+    precision: str = "auto"  # autocast: auto (bf16 on GPUs that run it natively, else fp16; fp32 on CPU)
+    threads: int | None = None  # torch CPU threads (None: the cores free when the run starts)
 
     def probability_prior(self, positive_share: float) -> float:
         """The positive share a model trained this way has its probabilities at: 0.5 when training sees the
@@ -138,6 +141,9 @@ class TrainConfig:
         check_device(self.device)
         if self.num_workers is not None and self.num_workers < 0:
             raise HardmineError(f"--workers {self.num_workers} is not valid; expected 0 or more")
+        check_choice("precision", self.precision, PRECISIONS)
+        if self.threads is not None and self.threads < 1:
+            raise HardmineError(f"--threads {self.threads} is not valid; expected 1 or more")
 
     def _validate_model(self) -> None:
         if self.weights == "imagenet" and self.model == "tiny":
