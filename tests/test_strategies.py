@@ -1,6 +1,7 @@
 """Round strategies end to end, the head refit, and the paired bootstrap against hand-computed cases."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,10 +124,15 @@ def test_paired_difference_on_hand_computed_cases():
         paired_difference(labels, groups, a, b[:, :4], sensitivity)
 
 
-def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_path):
+def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
+    import hardmine.engine.train as train_module
     from hardmine.cli import app
+
+    fitted = []
+    fit = train_module.fit
+    monkeypatch.setattr(train_module, "fit", lambda *a, **kw: fitted.append(a[4]) or fit(*a, **kw))
 
     out = tmp_path / "cmp"
     args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "2", "--n", "1", "--image-size", "24",
@@ -152,6 +158,11 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
     val = {m: np.mean([json.loads((out / m / f"seed-{s}" / "round-000" / "metrics.json").read_text())["sens_at_spec90"]
                        for s in (0, 1)]) for m in ("ce", "oversample")}  # fmt: skip
     assert best == max(val, key=val.get)  # chosen on validation, never on test
+    # round 0 of both head methods is the ce baseline's recipe (--sampling none): trained once, not 3 times
+    assert sorted(Path(d).parent.parent.name for d in fitted) == ["ce", "ce", "oversample", "oversample"]
+    for method in ("hardmine-head", "no-mining-head"):
+        shared = out / method / "seed-1" / "round-000" / "model.pt"
+        assert shared.read_bytes() == (out / "ce" / "seed-1" / "round-000" / "model.pt").read_bytes()
 
 
 # ---------------------------------------------------------------- the budget guard

@@ -53,6 +53,13 @@ UNCHECKED = {CHECKPOINT_FILE}
 _ROUND_DIR = re.compile(r"round-(\d{3})$")
 
 
+def round0_trained_files() -> tuple[str, ...]:
+    """What training round 0 and evaluating it leave in ``round-000/`` (the resume point aside): what a
+    run that shares another's round 0 copies (its test evaluation, when present, comes along)."""
+    return (MODEL_FILE, HISTORY_FILE, DYNAMICS_FILE, METRICS_FILE, preds_file("val"), metrics_file("test"),
+            preds_file("test"))  # fmt: skip
+
+
 def round_dir(root: str | os.PathLike, r: int) -> Path:
     """``root/round-RRR``."""
     return Path(root) / f"round-{r:03d}"

@@ -37,7 +37,7 @@ from hardmine.record.config import MiningConfig, RoundsConfig, RunConfig
 from hardmine.record.layout import METRICS_FILE
 from hardmine.record.record import RunFolder
 from hardmine.run.opened import Run, validate
-from hardmine.run.rounds import adopt_reference, budget_reference, run_rounds
+from hardmine.run.rounds import adopt_reference, budget_reference, run_rounds, share_round0
 from hardmine.run.steps import metrics_on_test, train_round
 from hardmine.strategies import STRATEGIES
 
@@ -180,7 +180,7 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
         # other strategies or mining settings reuse the baseline runs instead of refusing them.
         train_cfg = replace(train_cfg, epochs=budget, **BASELINES[method])
         run = Run.create(root, replace(config, train=train_cfg, mining=MiningConfig(), rounds=RoundsConfig()))
-        if not run.is_trained(0):
+        if not run.is_trained(0) and not _share_sibling_round0(run, root):
             train_round(run, 0, callback=callback)
             run.record_wall_time(time.perf_counter() - start)
         return run, run, 0
@@ -191,6 +191,7 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
     for baseline in BASELINES:  # the budget reference is the baseline of round 0's recipe, when it ran
         if adopt_reference(run, n_rounds, RunFolder(root.parent.parent / baseline / root.name)):
             break
+    _share_sibling_round0(run, root)
     done = run.rounds_with(METRICS_FILE)
     report = run_rounds(run, n_rounds, resume=True, callback=callback, finish_outputs=False)
     if done != run.rounds_with(METRICS_FILE):
@@ -198,6 +199,14 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
     if report.get("returned") == "reference":
         return run, budget_reference(run), 0
     return run, run, int(report["best_round"])
+
+
+def _share_sibling_round0(run: Run, root: Path) -> bool:
+    """Take round 0 from another method's run of the same seed that trained the same recipe (the
+    ``oversample`` baseline is round 0 of the ``head`` methods, ``hardmine-X`` and ``no-mining-X`` share
+    theirs). Returns whether ``run``'s round 0 is trained now."""
+    siblings = sorted(p / root.name for p in root.parent.parent.iterdir() if p.is_dir() and p != root.parent)
+    return any(share_round0(run, RunFolder(sibling)) for sibling in siblings if sibling.is_dir())
 
 
 def _external_table(config: RunConfig, external: str | os.PathLike) -> pd.DataFrame:

@@ -13,7 +13,7 @@ metrics), ``report.html`` and the gallery, for Python callers and the CLI alike.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import copy_file, read_json, write_json
 from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
-from hardmine.record.layout import CHECKPOINT_FILE, MINED_FILE, REPORT_FILE
+from hardmine.record.config import RUNTIME_ONLY, TrainConfig
+from hardmine.record.layout import CONFIG_FILE, MINED_FILE, REPORT_FILE, SAMPLES_FILE, SPLIT_FILE, round0_trained_files
 from hardmine.record.manifest import Manifest, Step
 from hardmine.record.record import RunFolder, selection_value
 from hardmine.run.opened import Run
@@ -154,23 +155,67 @@ def adopt_reference(run: Run, n: int, source: RunFolder) -> bool:
     training the same recipe again; only when ``source`` trained exactly the reference's recipe
     (``hardmine compare``: the baseline run of round 0's recipe and budget, same seed).
 
-    The reference's ``timing.json`` records the source's wall time, so the guard's cost is still
-    counted. Returns whether the reference was adopted (False: it will be trained).
+    The reference's ``timing.json`` records the source's round-0 training time, so the guard's cost is
+    still counted. Returns whether the reference was adopted (False: it will be trained).
     """
     cfg = run.config
     epochs = cfg.rounds.reference_epochs(cfg.train.epochs, n)
-    if epochs is None or not source.is_trained(0) or source.run_config().train != replace(cfg.train, epochs=epochs):
+    if epochs is None or not same_round0(run, source, replace(cfg.train, epochs=epochs)):
         return False
     reference = run.reference_run(epochs)
-    manifest = Manifest(reference.root)
-    if not manifest.done(Step(0, "train")) and distributed.is_main():
-        for path in source.round_dir(0).iterdir():
-            if path.is_file() and not path.name.startswith(".") and path.name != CHECKPOINT_FILE:
-                copy_file(path, reference.round_dir(0) / path.name)
-        reference.record_wall_time(source.wall_time())
-        manifest.mark(Step(0, "train"))
+    if not Manifest(reference.root).done(Step(0, "train")):
+        _copy_round0(source, reference)
     distributed.barrier()
     return True
+
+
+def share_round0(run: Run, source: RunFolder) -> bool:
+    """Take ``source``'s trained round 0 as ``run``'s own when it is the same recipe, seed and data
+    (``hardmine compare``: the ``oversample`` baseline is round 0 of every ``head`` method; the
+    rounds of ``hardmine-X`` and ``no-mining-X`` start from one round 0). Its training time is added to
+    ``run``'s. Returns whether ``run``'s round 0 is trained now (False: nothing was shared)."""
+    manifest = Manifest(run.root)
+    if manifest.done(Step(0, "train")) or run.is_trained(0):
+        return True
+    if not same_round0(run, source, run.config.train):
+        return False
+    if distributed.is_main():
+        manifest.rounds["0"] = {"worse": False, "shared_from": os.path.relpath(source.root, run.root)}
+        manifest.save()
+        _copy_round0(source, run)
+    distributed.barrier()
+    return True
+
+
+def same_round0(run: Run, source: RunFolder, train: TrainConfig) -> bool:
+    """Whether ``source`` holds a trained round 0 of recipe ``train`` on ``run``'s sample table and split,
+    its threshold tuned by the same rule."""
+    if source.root.resolve() == run.root.resolve() or not (source.root / CONFIG_FILE).exists():
+        return False
+    try:
+        config = source.run_config()
+        same = _recipe(config.train) == _recipe(train) and config.threshold == run.config.threshold
+        if not same or not source.is_trained(0):
+            return False
+        return all((source.root / name).read_bytes() == (run.root / name).read_bytes()
+                   for name in (SAMPLES_FILE, SPLIT_FILE))  # fmt: skip
+    except (OSError, HardmineError):
+        return False
+
+
+def _recipe(train: TrainConfig) -> dict[str, Any]:
+    return {k: v for k, v in asdict(train).items() if k not in RUNTIME_ONLY}
+
+
+def _copy_round0(source: RunFolder, run: Run) -> None:
+    """Copy ``source``'s trained round 0 into ``run`` and mark it trained, its time counted."""
+    if distributed.is_main():
+        for name in round0_trained_files():
+            if (source.round_dir(0) / name).is_file():
+                copy_file(source.round_dir(0) / name, run.round_dir(0) / name)
+        seconds = read_json(source.metrics_path(0)).get("train_s")
+        run.record_wall_time(source.wall_time() if seconds is None else float(seconds))
+        Manifest(run.root).mark(Step(0, "train"))
 
 
 def budget_reference(run: Run) -> Run | None:

@@ -14,6 +14,7 @@ folder, calls them, and writes its outputs atomically.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,12 @@ def train_round(
     config = train_config or run.config.train
     engine = Engine(run.config.train)
     model = engine.load_model(init_checkpoint) if init_checkpoint else engine.build_model()
+    start = time.perf_counter()
     result = fit(model, engine.dataset(run.part("train"), train=True), engine.dataset(run.part("val")), config,
                  run.round_dir(r), sample_weights=sample_weights, callback=callback)  # fmt: skip
-    return evaluate(run, r, "val", callback=callback, extra={"best_epoch": result.best_epoch})
+    # train_s: what a run that shares this round 0 (hardmine compare) counts as its cost
+    extra = {"best_epoch": result.best_epoch, "train_s": round(time.perf_counter() - start, 3)}
+    return evaluate(run, r, "val", callback=callback, extra=extra)
 
 
 def _check_both_classes(run: Run, split: str) -> None:
