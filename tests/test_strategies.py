@@ -62,6 +62,33 @@ def test_each_strategy_runs_rounds_end_to_end(strategy, demo_dir, tmp_path):
     assert Manifest(run.root).completed_rounds() == [0, 1]
 
 
+def test_head_rounds_score_without_a_second_pass_over_the_training_split(demo_dir, tmp_path, monkeypatch):
+    """Round 0's scoring keeps the raw features; the head refits and the scoring of head rounds read
+    them: one forward pass over the training split for the whole run."""
+    import hardmine.engine.inference as inference
+    import hardmine.engine.runtime as runtime
+
+    passes = []
+    predict = inference.predict
+
+    def counted(model, ds, *a, **kw):
+        passes.append(len(ds))
+        return predict(model, ds, *a, **kw)
+
+    monkeypatch.setattr(inference, "predict", counted)
+    monkeypatch.setattr(runtime, "predict", counted)
+    run = Run.create(tmp_path / "head", _config(demo_dir, "head"))
+    run_rounds(run, 2, finish_outputs=False)
+    n_train = len(run.part("train"))
+    assert passes.count(n_train) == 1
+    # the same scores as a forward pass of the refitted model gives
+    engine = Engine(run.config.train)
+    logits, _ = predict(engine.load_model(run.model_path(2)), engine.dataset(run.part("train")), device="cpu")
+    scores = pd.read_csv(run.scores_path(2))
+    prob = np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1)
+    assert np.allclose(scores["prob_pos"], prob, atol=1e-4)
+
+
 def _separable(rng, n, shift):
     labels = (rng.random(n) < 0.2).astype(int)
     x = rng.normal(size=(n, 6)) + shift * labels[:, None] * np.array([1, 0.5, 0, 0, 0, 0])

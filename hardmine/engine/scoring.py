@@ -46,6 +46,7 @@ def score_dataset(
     center: np.ndarray | str | None = "self",
     callback=None,
     embeddings_path: str | os.PathLike | None = None,
+    raw_path: str | os.PathLike | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Score every sample of ``dataset`` with one forward pass (optionally + flip TTA).
 
@@ -56,7 +57,8 @@ def score_dataset(
     ``embeddings_path``: stream the embeddings to this ``.npy`` during the pass
     (raw rows into a memory-mapped file, then a chunked centre-and-normalise
     pass), so memory does not grow with N; the result is returned memory-mapped.
-    Under torchrun each rank writes its own rows and rank 0 finishes the file.
+    Under torchrun each rank writes its own rows and rank 0 finishes the file. ``raw_path`` (with
+    ``embeddings_path``) keeps the raw embeddings there too, as a ``.npy`` (a head refit's features).
 
     Returns
     -------
@@ -77,8 +79,38 @@ def score_dataset(
     writer = _StreamedEmbeddings(Path(embeddings_path), len(dataset), model.embedding_dim)
     logits, _ = predict(model, dataset, batch_size, device, precision, num_workers, tta=tta, callback=callback,
                         embedding_sink=writer.write)  # fmt: skip
-    center = writer.finish(center, embedding_dtype)
+    center = writer.finish(center, embedding_dtype, keep_raw=raw_path)
     return score_table(ids, dataset.labels, logits, threshold), np.load(embeddings_path, mmap_mode="r"), center
+
+
+def score_features(
+    features: np.ndarray,
+    head_weight: np.ndarray,
+    head_bias: np.ndarray,
+    ids: Sequence,
+    labels: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    embedding_dtype: str = "float32",
+    center: np.ndarray | str | None = "self",
+    embeddings_path: str | os.PathLike,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """:func:`score_dataset` without a forward pass, for a model that is a cached backbone's raw
+    ``features`` (N, D) under a last layer ``head_weight`` (C, D), ``head_bias`` (C,): the ``head``
+    strategy's rounds, whose backbone is round 0's. Same outputs, same embedding file."""
+    from hardmine.engine import distributed
+
+    n, dim = features.shape
+    writer = _StreamedEmbeddings(Path(embeddings_path), n, dim)
+    logits = np.empty((n, len(head_bias)), np.float32)
+    for start in range(0, n, writer.CHUNK):
+        rows = np.arange(start, min(start + writer.CHUNK, n))
+        chunk = np.asarray(features[rows], np.float32)
+        logits[rows] = chunk @ np.asarray(head_weight, np.float32).T + np.asarray(head_bias, np.float32)
+        if distributed.is_main():  # the embedding file's rows, and their sum, once
+            writer.write(rows, chunk)
+    center = writer.finish(center, embedding_dtype)
+    return score_table(ids, labels, logits, threshold), np.load(embeddings_path, mmap_mode="r"), center
 
 
 class _StreamedEmbeddings:
@@ -101,7 +133,8 @@ class _StreamedEmbeddings:
         self.raw[rows] = embeddings
         self.sum += embeddings.sum(axis=0, dtype=np.float64)
 
-    def finish(self, center: np.ndarray | str | None, dtype: str) -> np.ndarray:
+    def finish(self, center: np.ndarray | str | None, dtype: str, keep_raw: str | os.PathLike | None = None,
+               ) -> np.ndarray:  # fmt: skip
         from hardmine.core.io import atomic_path
         from hardmine.engine import distributed
 
@@ -120,7 +153,10 @@ class _StreamedEmbeddings:
                 out.flush()
                 del out
             del self.raw
-            self.raw_path.unlink()
+            if keep_raw is not None:
+                os.replace(self.raw_path, keep_raw)
+            else:
+                self.raw_path.unlink()
         distributed.barrier()
         return center
 

@@ -116,7 +116,23 @@ def refit_head_round(
 
         save_state(run.round_dir(r) / MODEL_FILE, model.state_dict())
     distributed.barrier()
-    return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C})
+    # backbone_round: scoring this round reads that round's cached features instead of a forward pass
+    return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C, "backbone_round": backbone_round})
+
+
+def _cached_backbone_features(run: Run, r: int, n: int) -> np.ndarray | None:
+    """The raw training-split features of round ``r``'s backbone when ``r`` is a head refit and they are
+    cached (``features_train.npy`` of its backbone round, ``n`` rows); else None."""
+    metrics = run.metrics_path(r)
+    backbone = read_json(metrics).get("backbone_round") if metrics.exists() else None
+    if backbone is None:
+        return None
+    path = run.features_path(int(backbone), "train")
+    try:
+        features = load_array(path, mmap=True) if path.exists() else None
+    except HardmineError:
+        return None
+    return features if features is not None and len(features) == n else None
 
 
 def _features(run: Run, engine: Engine, model, r: int, split: str, callback: Callback | None) -> np.ndarray:
@@ -226,9 +242,18 @@ def score_round(
     threshold = run.threshold(r)
     train_part = run.part("train")
     labels = train_part["label"].to_numpy()
-    table, emb, center = engine.score(model, train_part, threshold=threshold, tta=scoring.tta,
-                                      embedding_dtype=scoring.embedding_dtype, callback=callback,
-                                      embeddings_path=run.embeddings_path(r))  # fmt: skip
+    features = None if scoring.tta else _cached_backbone_features(run, r, len(train_part))
+    if features is not None:  # a head round: round 0's backbone under a refitted last layer, no forward pass
+        from hardmine.engine.scoring import score_features
+
+        table, emb, center = score_features(
+            features, model.head.weight.detach().numpy(), model.head.bias.detach().numpy(), train_part["id"], labels,
+            threshold=threshold, embedding_dtype=scoring.embedding_dtype, embeddings_path=run.embeddings_path(r))
+    else:  # the raw embeddings are kept (without TTA): a head refit on this round's backbone reads them
+        raw_path = None if scoring.tta else run.features_path(r, "train")
+        table, emb, center = engine.score(model, train_part, threshold=threshold, tta=scoring.tta,
+                                          embedding_dtype=scoring.embedding_dtype, callback=callback,
+                                          embeddings_path=run.embeddings_path(r), raw_path=raw_path)  # fmt: skip
     dynamics_path = run.dynamics_path(r)
     if dynamics_path.exists():
         try:
@@ -265,7 +290,7 @@ def score_round(
         summary["audit_pairs"] = audit_split(run, engine, model, emb, center, scoring.audit_sim)
     if distributed.is_main():
         written = [run.scores_path(r), run.scores_path(r).with_suffix(".parquet"), run.scoring_path(r),
-                   run.embeddings_path(r)]  # fmt: skip
+                   run.embeddings_path(r), run.features_path(r, "train")]  # fmt: skip
         if audit:
             written.append(run.root / AUDIT_FILE)
         Manifest(run.root).refresh(written)
