@@ -8,6 +8,14 @@ from hardmine.core.index import normalise
 from hardmine.data.synth import generate_demo
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """hardmine's cache of verified images in a folder of the test session, not the user's home."""
+    import os
+
+    os.environ["HARDMINE_CACHE"] = str(tmp_path_factory.mktemp("hardmine-cache"))
+
+
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """A small HAM10000-layout demo set shared by the tests (read-only for them)."""

@@ -120,6 +120,26 @@ def test_corrupt_image_named_and_skip_bad(demo_copy):
     assert len(kept) == len(table) - 1 and report.bad_files == [bad]
 
 
+def test_image_verification_is_remembered_until_a_file_changes(demo_copy, monkeypatch):
+    import hardmine.data.images as images
+
+    checked = []
+    why = images.why_unreadable
+    monkeypatch.setattr(images, "why_unreadable", lambda path: checked.append(str(path)) or why(path))
+    table, _ = load_samples(demo_copy, verify_images=True)
+    assert len(checked) == len(table) and images.verified_cache_path(demo_copy).is_file()
+    checked.clear()
+    load_samples(demo_copy, verify_images=True)
+    assert checked == []  # nothing decoded again
+    bad, touched = table["path"][5], table["path"][6]
+    with open(bad, "r+b") as fh:
+        fh.truncate(200)
+    os.utime(touched, ns=(0, 10**9))  # same bytes, another modification time: checked again
+    with pytest.raises(DataError, match="1 unreadable image"):
+        load_samples(demo_copy, verify_images=True)
+    assert sorted(checked) == sorted([bad, touched])
+
+
 def test_class_without_samples(demo_copy):
     with pytest.raises(DataError, match=r"positive class \(bcc\) has no samples"):
         load_samples(demo_copy, positive="bcc")

@@ -6,13 +6,15 @@ and the engine's dataset. Numpy, pandas and PIL only.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from hardmine.core.errors import DataError, warn
+from hardmine.core.errors import DataError, HardmineError, warn
+from hardmine.core.io import read_json, write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 AUGMENTS = ("dermoscopy", "light", "none")  # training augmentations by name (hardmine.engine.datasets)
@@ -52,10 +54,55 @@ def image_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
     return found
 
 
-def find_unreadable(paths: Sequence[str] | pd.Series) -> list[str]:
+def find_unreadable(paths: Sequence[str] | pd.Series, cache_for: str | os.PathLike | None = None) -> list[str]:
     """Return the paths that PIL cannot decode (checked at reduced scale for speed); :func:`why_unreadable`
-    says why one is."""
-    return [str(path) for path in paths if why_unreadable(path) is not None]
+    says why one is.
+
+    ``cache_for``: a data folder whose decodable images are remembered (by path, size and
+    modification time, in :func:`verified_cache_path`), so that the next run on it decodes only the
+    files that are new or changed since. A cache that cannot be read or written is ignored.
+    """
+    cache_path = verified_cache_path(cache_for) if cache_for is not None else None
+    known = _read_verified(cache_path)
+    verified, bad = {}, []
+    for path in map(str, paths):
+        try:
+            stat = os.stat(path)
+            stamp = [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            stamp = None
+        if stamp is not None and known.get(path) == stamp:
+            verified[path] = stamp
+        elif why_unreadable(path) is None:
+            if stamp is not None:
+                verified[path] = stamp
+        else:
+            bad.append(path)
+    if cache_path is not None and verified != known:
+        try:
+            write_json(cache_path, {"verified": {**known, **verified}})
+        except (OSError, HardmineError):
+            pass  # a read-only home: verified again next time
+    return bad
+
+
+def verified_cache_path(data: str | os.PathLike) -> Path:
+    """Where the decodable images of data folder ``data`` are remembered: ``$HARDMINE_CACHE`` (default
+    ``$XDG_CACHE_HOME/hardmine``, else ``~/.cache/hardmine``) ``/verified/<hash of the folder>.json``."""
+    base = os.environ.get("HARDMINE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
+                                                    "hardmine")  # fmt: skip
+    key = hashlib.sha1(str(Path(data).resolve()).encode()).hexdigest()[:16]
+    return Path(base) / "verified" / f"{key}.json"
+
+
+def _read_verified(path: Path | None) -> dict[str, list[int]]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        verified = read_json(path).get("verified", {})
+    except (HardmineError, AttributeError):
+        return {}
+    return verified if isinstance(verified, dict) else {}
 
 
 def why_unreadable(path: str | os.PathLike) -> str | None:

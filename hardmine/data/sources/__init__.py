@@ -111,7 +111,7 @@ def load_samples(
         raw = pd.concat([raw, answered], ignore_index=True)
     table, report = _apply_task(raw, reader, base, positive, negative)
     if verify_images:
-        bad = find_unreadable(table["path"])
+        bad = find_unreadable(table["path"], cache_for=root_path)
         if bad:
             if not skip_bad:
                 raise DataError(f"{len(bad)} unreadable image(s), first: {bad[0]} ({why_unreadable(bad[0])}); "
