@@ -98,3 +98,12 @@ def test_torch_free_floors_import_no_torch(floor):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"{floor} pulled in torch"
+
+
+def test_the_cli_starts_without_scikit_learn_scipy_or_torch():
+    """``--help`` and every command's start pay for none of them (scikit-learn alone took 1.2 s)."""
+    code = ("import sys\nimport hardmine.cli\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'torch', 'torchvision'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

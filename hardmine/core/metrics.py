@@ -15,9 +15,11 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from hardmine.core.errors import HardmineError
+
+# scikit-learn is imported inside the functions that use it: it takes over a second to load, which
+# every command (and --help) paid before any metric was computed.
 
 METRIC_KEYS = (
     "auroc", "auprc", "sensitivity", "specificity", "precision", "f1", "balanced_accuracy",
@@ -74,12 +76,16 @@ def roc_points(y_true, score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Returns ``fpr, tpr, thresholds``, each (K+1,), starting at (0, 0) with
     threshold ``inf``; point k predicts positive when ``score >= thresholds[k]``.
     """
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, thresholds = roc_curve(y_true, score, drop_intermediate=False)
     return fpr, tpr, thresholds
 
 
 def pr_points(y_true, score) -> tuple[np.ndarray, np.ndarray]:
     """Recall and precision at every distinct threshold (highest threshold first), (K,) each."""
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, _ = precision_recall_curve(y_true, score)
     return recall[:-1][::-1], precision[:-1][::-1]
 
@@ -91,6 +97,8 @@ def partial_auc_above_sensitivity(y_true, score, min_tpr: float = 0.8) -> float:
     region becomes FPR <= 1 - min_tpr of the flipped problem, whose ROC area is
     integrated up to that FPR (linear interpolation at the edge). Range [0, 1 - min_tpr].
     """
+    from sklearn.metrics import auc
+
     y = 1 - np.asarray(y_true)
     fpr, tpr, _ = roc_points(y, -np.asarray(score, dtype=np.float64))
     max_fpr = 1 - min_tpr
@@ -158,6 +166,8 @@ def _threshold_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[s
 
 
 def _ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import auc, average_precision_score
+
     keys = ("auroc", "auprc", "sens_at_spec90", "spec_at_sens90", "sens_at_spec95", "pauc_sens80")
     if y.min() == y.max():
         warnings.warn(f"only class {int(y[0])} present in y_true; ranking metrics are NaN", stacklevel=3)
@@ -177,6 +187,8 @@ def bootstrap_ci(
     y_true, prob_pos, threshold: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, list[float]]:
     """Stratified bootstrap percentile intervals for AUROC and sensitivity."""
+    from sklearn.metrics import roc_auc_score
+
     y, p = check_binary(y_true, prob_pos, "y_true")
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(pos) == 0 or len(neg) == 0:
