@@ -261,3 +261,30 @@ def test_no_host_sync_per_training_step(tiny_sets, tmp_path, monkeypatch):
         config = _config(epochs=1, batch_size=batch_size, num_workers=1)
         fit(build_model("tiny"), train, val, config, tmp_path / str(batch_size))
     assert counts[0] == counts[1] and counts[0] <= 5, counts
+
+
+def test_decoded_images_are_kept_and_change_nothing(demo_copy, monkeypatch):
+    import hardmine.engine.datasets as datasets
+
+    train = ImageDataset(load_samples(demo_copy)[0].head(20), image_size=24, train=True)
+    monkeypatch.setattr(datasets, "DECODED", datasets.DecodedImages())
+    decoded = []
+    load = datasets.load_image
+    monkeypatch.setattr(datasets, "load_image", lambda path, size: decoded.append(path) or load(path, size))
+
+    def items():
+        torch.manual_seed(0)
+        return torch.stack([train[i][0] for i in range(20)])
+
+    first, second = items(), items()
+    assert len(decoded) == 20 and torch.equal(first, second)  # the second pass decoded nothing
+    monkeypatch.setenv("HARDMINE_IMAGE_CACHE_MB", "0")
+    monkeypatch.setattr(datasets, "DECODED", datasets.DecodedImages())
+    assert torch.equal(items(), first) and len(decoded) == 40  # without the cache: decoded again, same tensors
+    os.utime(train.paths[0], ns=(0, 10**9))
+    monkeypatch.delenv("HARDMINE_IMAGE_CACHE_MB")
+    monkeypatch.setattr(datasets, "DECODED", datasets.DecodedImages())
+    items()
+    os.utime(train.paths[0], ns=(0, 2 * 10**9))  # a changed file is decoded again
+    items()
+    assert decoded.count(train.paths[0]) == 4

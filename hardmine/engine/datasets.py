@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -56,5 +58,78 @@ class ImageDataset:
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        image = load_image(self.paths[index], self.image_size)
+        image = DECODED.get(self.paths[index], self.image_size)
         return self.transform(image), int(self.labels[index]), int(index)
+
+
+class DecodedImages:
+    """Decoded images, resized to the model's input, kept in RAM for the process's later passes.
+
+    Every epoch, validation pass and scoring pass of a run (and every run of a ``compare``) reads
+    the same files: after the first pass an image costs an array copy instead of a decode and a
+    resize. The transform's resize is then a no-op, so results are the same bit for bit.
+
+    Only the main process adds images: loader worker processes (GPU machines) decode in parallel
+    and would each hold a copy. The budget is ``$HARDMINE_IMAGE_CACHE_MB`` (0 turns it off), by
+    default a quarter of the memory available when first used, at most 4 GiB; past it, images
+    are decoded as before. Keyed by path, size and modification time.
+    """
+
+    def __init__(self):
+        self.images: dict[tuple[str, int], tuple[int, np.ndarray]] = {}
+        self.budget: int | None = None
+        self.used = 0
+
+    def get(self, path: str, size: int):
+        from PIL import Image
+
+        key = (path, size)
+        found = self.images.get(key)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = None  # load_image names the missing file
+        if found is not None and found[0] == mtime:
+            return Image.fromarray(found[1])
+        image = load_image(path, size).resize((size, size), Image.BILINEAR)
+        if mtime is not None and self._room(size * size * 3):
+            array = np.asarray(image)
+            self.used += array.nbytes - (found[1].nbytes if found is not None else 0)
+            self.images[key] = (mtime, array)
+        return image
+
+    def _room(self, nbytes: int) -> bool:
+        if self.budget is None:
+            self.budget = _cache_budget()
+        return self.used + nbytes <= self.budget and _in_main_process()
+
+    def clear(self) -> None:
+        self.images.clear()
+        self.used = 0
+
+
+def _cache_budget() -> int:
+    configured = os.environ.get("HARDMINE_IMAGE_CACHE_MB")
+    if configured is not None:
+        try:
+            return max(0, int(float(configured) * 2**20))
+        except ValueError:
+            raise DataError(f"HARDMINE_IMAGE_CACHE_MB={configured!r} is not valid; expected megabytes, "
+                            "0 to turn the cache off") from None  # fmt: skip
+    available = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return min(available // 4, 4 * 2**30)
+
+
+def _in_main_process() -> bool:
+    from torch.utils.data import get_worker_info
+
+    return get_worker_info() is None
+
+
+DECODED = DecodedImages()  # one per process

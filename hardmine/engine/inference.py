@@ -109,12 +109,7 @@ def predict(
     n = len(dataset)
     if n == 0:
         raise HardmineError("cannot predict on an empty dataset")
-    # Under torchrun each rank scores rows rank, rank + world, ...: every row exactly once, no padding.
-    shard = (
-        dataset
-        if distributed.world_size() == 1
-        else Subset(dataset, range(distributed.rank(), n, distributed.world_size()))
-    )
+    shard = rank_shard(dataset)
     if loader is None:
         loader = make_loader(shard, batch_size, device, num_workers, image_size=getattr(dataset, "image_size", 224))
     dtype = autocast_dtype(precision, device)
@@ -141,6 +136,15 @@ def predict(
         return distributed.gather_rows(index, logits_all, n=n)[0], None
     emb_all = np.concatenate(emb_parts) if emb_parts else np.empty((0, 0), np.float32)
     return distributed.gather_rows(index, logits_all, emb_all, n=n)
+
+
+def rank_shard(dataset):
+    """The rows of ``dataset`` this rank predicts: under torchrun rows rank, rank + world, ... (every row
+    exactly once, no padding); the whole dataset otherwise. A loader handed to :func:`predict` is
+    made over this."""
+    if distributed.world_size() == 1:
+        return dataset
+    return Subset(dataset, range(distributed.rank(), len(dataset), distributed.world_size()))
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:

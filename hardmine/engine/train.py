@@ -38,7 +38,7 @@ from hardmine.core.errors import HardmineError
 from hardmine.core.io import atomic_path, write_bytes
 from hardmine.core.metrics import binary_metrics, softmax
 from hardmine.engine import distributed
-from hardmine.engine.inference import Callback, autocast_dtype, forward, make_loader, to_device
+from hardmine.engine.inference import Callback, autocast_dtype, forward, make_loader, rank_shard, to_device
 from hardmine.engine.losses import class_weights, per_sample_loss, weighted_mean
 from hardmine.engine.runtime import Engine
 from hardmine.engine.sampler import CurriculumSampler
@@ -123,7 +123,7 @@ def fit(
     train_ds = EpochSeeded(train_ds, config.seed)
     loader = make_loader(train_ds, config.batch_size, device, config.num_workers, _SeededBatches(sampler),
                          config.image_size, persistent=True)  # fmt: skip
-    val_loader = make_loader(val_ds, config.batch_size * 2, device, config.num_workers,
+    val_loader = make_loader(rank_shard(val_ds), config.batch_size * 2, device, config.num_workers,
                              image_size=config.image_size, persistent=True)  # fmt: skip
     precision = Precision(config.precision, device)
     for epoch in range(state.next_epoch, total_epochs):
