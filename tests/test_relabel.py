@@ -1,5 +1,7 @@
 """Gallery decisions applied to a new manifest that the next run reads; the user's metadata untouched."""
 
+import json
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -31,7 +33,7 @@ def test_relabel_round_trip_feeds_the_next_run(trained, tmp_path):
     decisions.to_csv(tmp_path / "decisions.csv", index=False)
     result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "decisions.csv")])
     assert result.exit_code == 0, result.output
-    assert "1 relabelled, 1 excluded" in result.output and "--positive mel --negative nv" in result.output
+    assert "1 relabelled (1 whole lesion(s)), 1 excluded, 2 reviewed" in result.output and "--positive mel --negative nv" in result.output
     manifest = data / "relabelled-run.csv"
     table, _ = load_samples(manifest, positive="mel", negative="nv")
     by_path = {p: row for p, row in zip(table["path"], table.itertuples(), strict=True)}
@@ -88,7 +90,7 @@ def test_guarded_values_from_the_gallery_download_read_back_as_written(tmp_path)
     # the page writes '-1 for a label -1 and '-scan0 for an id -scan0 (a spreadsheet would run them as formulas)
     from hardmine.views.relabel import read_decisions
 
-    samples = pd.DataFrame({"id": ["-scan0", "=scan1", "scan2"], "class_name": ["-1", "1", "1"]})
+    samples = pd.DataFrame({"id": ["-scan0", "=scan1", "scan2"], "class_name": ["-1", "1", "1"], "group": list("abc")})
     (tmp_path / "d.csv").write_text('image_id,current_label,decision,new_label\n"\'-scan0","\'-1","relabel","1"\n'
                                     '"\'=scan1","1","relabel","\'-1"\n"scan2","1","exclude",""\n')  # fmt: skip
     chosen = read_decisions(tmp_path / "d.csv", samples)
@@ -104,3 +106,57 @@ def test_a_manifest_left_with_one_class_is_flagged(trained, tmp_path):
     (tmp_path / "d.csv").write_text(f"image_id,current_label,decision,new_label\n{rows}\n")
     result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")])
     assert result.exit_code == 0 and "holds one class only (nv)" in result.stderr
+
+
+def _lesion_with(samples, class_name, images=2):
+    counts = samples[samples.class_name == class_name].groupby("group")["id"].apply(list)
+    return counts[counts.map(len) >= images].iloc[0]
+
+
+def test_relabel_applies_to_the_lesion_and_a_mixed_lesion_is_refused(trained, tmp_path):
+    run, data = trained
+    samples = pd.read_csv(run / "samples.csv", dtype=str)
+    first, second = _lesion_with(samples, "mel")[:2]
+    (tmp_path / "mixed.csv").write_text(f"image_id,decision,new_label\n{first},relabel,nv\n{second},keep,\n")
+    with pytest.raises(DataError, match=f"lesion .* would have two diagnoses: {first} relabelled nv, {second} kept"):
+        apply_decisions(run, tmp_path / "mixed.csv")
+    (tmp_path / "d.csv").write_text(f"image_id,decision,new_label\n{first},relabel,nv\n")
+    path, counts = apply_decisions(run, tmp_path / "d.csv")
+    manifest = pd.read_csv(path, dtype=str, keep_default_na=False).set_index("id")
+    lesion = samples.loc[samples.id == first, "group"].iloc[0]
+    mates = samples.loc[samples.group == lesion, "id"]
+    assert (manifest.loc[mates, "label"] == "nv").all() and counts["relabelled"] == len(mates) >= 2
+    assert (manifest.loc[mates, "reviewed"] == "yes").all() and (manifest["reviewed"] == "yes").sum() == len(mates)
+    # the next run reads it (a lesion of one class), with the run's own ids
+    table, _ = load_samples(path, positive="mel", negative="nv")
+    assert set(table["id"]) == set(samples["id"])
+
+
+def test_the_review_loop_closes_on_the_same_split(trained, tmp_path):
+    """relabel (a keep recorded as reviewed) -> a round on the earlier split -> before against after on the
+    same test lesions."""
+    run, data = trained
+    samples = pd.read_csv(run / "samples.csv", dtype=str)
+    split = pd.read_csv(run / "split.csv", dtype=str)
+    train_ids = set(split.loc[split.split == "train", "id"])
+    mel = next(i for i in _lesion_with(samples, "mel", 1) if i in train_ids)
+    nv = next(i for i in samples.loc[samples.class_name == "nv", "id"] if i in train_ids)
+    (tmp_path / "d.csv").write_text(f"image_id,decision,new_label\n{mel},relabel,nv\n{nv},keep,\n")
+    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")])
+    assert result.exit_code == 0, result.output
+    assert f"--split-from {run} --trusted reviewed=yes" in result.output.replace("\n", "")
+    after = tmp_path / "after"
+    args = ["round", "--data", str(data / "relabelled-run.csv"), "--positive", "mel", "--negative", "nv", "--out",
+            str(after), "--split-from", str(run), "--trusted", "reviewed=yes", "--n", "0", "--epochs", "1",
+            "--image-size", "24", "--device", "cpu", "--workers", "0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    new_split = pd.read_csv(after / "split.csv", dtype=str).set_index("id")["split"]
+    assert new_split.to_dict() == split.set_index("id")["split"].to_dict()  # no image moved
+    before = json.loads((after / "report.json").read_text())["before"]
+    assert before["images"] == int((split.split == "test").sum()) and before["relabelled"] == 0
+    assert {"before", "after", "low", "high", "verdict"} <= set(before["sens_at_spec90"])
+    assert "before (" in result.output and "against after" in result.output
+    # the reviewed images are trusted: never quarantined
+    mined = pd.read_csv(after / "round-000" / "mined.csv", dtype=str)
+    assert not set(mined.loc[mined.role == "quarantined", "id"]) & {mel, nv}

@@ -447,7 +447,8 @@ def relabel_cmd(
     from hardmine.views.relabel import apply_decisions, next_round_command
 
     path, counts = apply_decisions(run_dir, decisions, out)
-    console.print(f"{counts['relabelled']} relabelled, {counts['excluded']} excluded, {counts['rows']} rows -> {path}")
+    console.print(f"{counts['relabelled']} relabelled ({counts['lesions']} whole lesion(s)), {counts['excluded']} "
+                  f"excluded, {counts['reviewed']} reviewed, {counts['rows']} rows -> {path}")  # fmt: skip
     console.print(f"next: {next_round_command(run_dir, path)}", soft_wrap=True)
 
 

@@ -87,6 +87,7 @@ def _data_values(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("data") is not None:
         values["data"] = str(Path(values["data"]).resolve())
     values["metadata"] = str(values["metadata"]) if values.get("metadata") else None
+    values["split_from"] = str(Path(values["split_from"]).resolve()) if values.get("split_from") else None
     return values
 
 
@@ -101,6 +102,8 @@ DATA = OptionGroup("data", DataConfig, "Data", {
                                   panel="Data")),
     "skip_bad": (bool, _opt(False, "--skip-bad", help="Drop unreadable images instead of failing.", panel="Data")),
     "split_seed": (int, _opt(0, help="Seed of the grouped train/val/test split.", panel="Data")),
+    "split_from": (Path | None, _opt(None, help="Take the split of this earlier run (same test lesions; new lesions "
+                                     "go to train): after `hardmine relabel`, before against after.", panel="Data")),
 }, _data_values)  # fmt: skip
 
 _T = "Model and training"

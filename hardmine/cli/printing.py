@@ -128,6 +128,16 @@ def print_report(report: dict[str, Any]) -> None:
                       f"{fmt(ref['val']['auroc'], 3)}, sens@spec90 {fmt(ref['val']['sens_at_spec90'], 3)}")  # fmt: skip
     console.print(metrics_table(columns_on_test(report), "test split (thresholds tuned on validation)"))
     console.print(verdict_sentence(report))
+    before = report.get("before")
+    if before and "skipped" not in before:
+        rows = pd.DataFrame([{"metric": name, "before": v["before"], "after": v["after"], "after - before":
+                              f"{v['difference']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] {v['verdict']}"}
+                             for name, v in before.items() if isinstance(v, dict)])  # fmt: skip
+        console.print(frame_table(rows, f"before ({before['run']}, its returned model) against after, on the same "
+                                        f"{before['images']} test images of {before['lesions']} lesions (95% "
+                                        "bootstrap over lesions)"))  # fmt: skip
+    elif before:
+        console.print(f"no before/after comparison: {before['skipped']}")
 
 
 def print_comparison(result: Comparison, seeds: int) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hardmine.core.errors import DataError
+from hardmine.core.errors import DataError, warn
 from hardmine.core.io import write_csv
 from hardmine.core.splits import SPLITS, grouped_split
 from hardmine.data.images import read_csv, require_columns
@@ -19,8 +19,14 @@ def make_or_load_split(
     path: str | os.PathLike,
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    split_from: str | os.PathLike | None = None,
 ) -> pd.Series:
     """Return the split of each row, re-using ``path`` (``split.csv``) when it exists.
+
+    A new split is grouped by lesion; with ``split_from`` (an earlier run's ``split.csv``) it is
+    that split instead: an image keeps its split, an image new to it takes its lesion's, and a
+    lesion new to it goes to train (so reviewed or relabelled images never move into test, and
+    two runs are measured on the same test lesions).
 
     Returns a Series aligned with ``table`` holding ``train|val|test``.
     """
@@ -40,13 +46,31 @@ def make_or_load_split(
         if bad:
             raise DataError(f"{path}: unknown split value(s) {', '.join(bad)}")
         return split.rename("split")
-    split = pd.Series(
-        grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), fractions, seed),
-        index=table.index,
-        name="split",
-    )
+    if split_from is not None:
+        split = _earlier_split(table, Path(split_from))
+    else:
+        split = pd.Series(
+            grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), fractions, seed),
+            index=table.index,
+            name="split",
+        )
     write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
     return split
+
+
+def _earlier_split(table: pd.DataFrame, earlier: Path) -> pd.Series:
+    saved = read_csv(earlier)
+    require_columns(saved, ("id", "group", "split"), earlier)
+    by_id = dict(zip(saved["id"], saved["split"], strict=True))
+    by_group = dict(zip(saved["group"], saved["split"], strict=False))
+    split = table["id"].map(by_id).fillna(table["group"].map(by_group))
+    known = split.notna()
+    if not known.any():
+        raise DataError(f"--split-from: no image of this data is in {earlier} (its ids differ: was the earlier run "
+                        "made on other data?)")  # fmt: skip
+    if not known.all():
+        warn(f"--split-from {earlier.parent}: {int((~known).sum())} image(s) of lesions it did not hold go to train")
+    return split.fillna("train").rename("split")
 
 
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from hardmine.core.metrics import METRIC_KEYS, THRESHOLD_RULES, check_costs, cho
 from hardmine.core.mining import MiningConfig
 from hardmine.data.images import AUGMENTS
 from hardmine.data.sources import source_names
+from hardmine.record.layout import SPLIT_FILE
 from hardmine.strategies import STRATEGIES, get_strategy
 
 LOSSES = ("ce", "weighted-ce", "focal")
@@ -74,6 +75,7 @@ class DataConfig:
     verify: bool = True
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     split_seed: int = 0
+    split_from: str | None = None  # an earlier run whose split this run takes (same test lesions)
 
     def validate(self) -> None:
         check_choice("source", self.source, source_names())
@@ -81,6 +83,9 @@ class DataConfig:
         if split.shape != (3,) or (split < 0).any() or abs(split.sum() - 1) > 1e-6:
             raise HardmineError(f"split fractions {list(self.split)} must be three values summing to 1")
         check_number("--split-seed", self.split_seed)
+        if self.split_from is not None and not (Path(self.split_from) / SPLIT_FILE).is_file():
+            raise HardmineError(f"--split-from {self.split_from} holds no {SPLIT_FILE}; expected an earlier run's "
+                                "folder")  # fmt: skip
 
 
 @dataclass

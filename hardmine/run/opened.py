@@ -176,7 +176,8 @@ class Run(RunFolder):
                      "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
             write_json(config_path, config.to_dict() | facts)
         new = not (root / SPLIT_FILE).exists()
-        split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed)
+        earlier = Path(data.split_from) / SPLIT_FILE if data.split_from else None
+        split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed, earlier)
         if new:
             _warn_small_validation(table, split)
         return cls(root, config, table, split)

@@ -17,6 +17,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import copy_file, read_json, write_json
 from hardmine.engine import distributed
@@ -267,10 +269,48 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
         "test_round0": test[0],
         "test_difference": difference_from_round0(run, best) if best != 0 and returned == "round" else {},
     }
+    if config.data.split_from is not None:
+        report["before"] = before_and_after(run, RunFolder(config.data.split_from), report)
     if distributed.is_main():
         write_json(run.root / REPORT_FILE, report)
     distributed.barrier()
     return report
+
+
+def before_and_after(run: Run, earlier: RunFolder, report: dict[str, Any]) -> dict[str, Any]:
+    """The model ``earlier`` hands back against the one ``run`` hands back, on ``run``'s test images
+    (``--split-from``: the same lesions), with this run's labels (a relabel corrects them): per
+    metric both values and the paired difference after - before with its bootstrap interval over
+    test lesions. ``relabelled``: test images whose label changed since ``earlier``."""
+    from hardmine.core.metrics import softmax
+    from hardmine.core.paired import METRICS, paired_difference
+    from hardmine.engine.runtime import Engine
+
+    test = run.part("test")
+    earlier_folder, earlier_round = earlier.returned()
+    engine = Engine(earlier_folder.run_config().train)
+    logits, _ = engine.predict(engine.load_model(earlier_folder.verified_model_path(earlier_round)), test)
+    returned_folder, returned_round = (budget_reference(run), 0) if report["returned"] == "reference" else (
+        run, report["best_round"])  # fmt: skip
+    after = _read_preds(returned_folder.preds_path(returned_round, "test")).loc[test["id"], "prob_pos"]
+    labels, groups = test["label"].to_numpy(), test["group"].to_numpy()
+    a, b = after.to_numpy()[None], softmax(logits)[:, 1][None]
+    earlier_labels = earlier.samples().set_index("id")["label"].astype(int).reindex(test["id"]).to_numpy()
+    known = ~np.isnan(earlier_labels)
+    out: dict[str, Any] = {"run": str(earlier.root), "round": earlier_round, "images": len(test),
+                           "lesions": int(test["group"].nunique()),
+                           "relabelled": int((earlier_labels[known] != labels[known]).sum())}  # fmt: skip
+    for name, metric in METRICS.items():
+        result = paired_difference(labels, groups, a, b, metric, n_boot=1000, seed=run.config.train.seed)
+        out[name] = {"before": metric(labels, b[0]), "after": metric(labels, a[0]), "difference": result.estimate,
+                     "low": result.low, "high": result.high, "verdict": result.verdict}  # fmt: skip
+    return out
+
+
+def _read_preds(path: Path):
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"id": str}).set_index("id")
 
 
 def finish(run: Run) -> dict[str, Path]:

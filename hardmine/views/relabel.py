@@ -31,8 +31,10 @@ DECISIONS = ("relabel", "exclude", "keep")
 def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFrame:
     """The decisions of ``path`` checked against ``samples`` (the run's sample table).
 
-    Returns ``image_id, decision, new_label`` (``keep`` rows dropped). Raises
-    :class:`DataError` naming the row for unknown ids, decisions or labels.
+    Returns ``image_id, decision, new_label``, one row per decision (``keep`` included: a
+    reviewed image). Raises :class:`DataError` naming the row for unknown ids, decisions or
+    labels, and naming the lesion when its images are decided differently (a lesion has one
+    diagnosis: a relabel applies to every image of it).
     """
     path = Path(path)
     try:
@@ -65,7 +67,29 @@ def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFra
     dup = frame["image_id"][frame["image_id"].duplicated()]
     if len(dup):
         raise DataError(f"{path}: image_id {dup.iloc[0]!r} has more than one decision")
-    return frame.loc[frame["decision"] != "keep", ["image_id", "decision", "new_label"]].reset_index(drop=True)
+    chosen = frame[["image_id", "decision", "new_label"]].reset_index(drop=True)
+    _check_lesions(path, chosen, dict(zip(samples["id"], samples["group"], strict=True)))
+    return chosen
+
+
+def _check_lesions(path: Path, chosen: pd.DataFrame, group_of: dict[str, str]) -> None:
+    """Refuse decisions that would leave a lesion with two diagnoses: two relabels to different classes,
+    or one image relabelled and another kept."""
+    verdict: dict[str, tuple[str, str]] = {}  # lesion -> (what its images become, the image that said so)
+    for image_id, decision, new_label in chosen.itertuples(index=False):
+        if decision == "exclude":
+            continue
+        said = new_label if decision == "relabel" else "its label"
+        earlier = verdict.setdefault(group_of[image_id], (said, image_id))
+        if earlier[0] != said:
+            first, other = earlier[1], image_id
+            raise DataError(f"{path}: lesion {group_of[image_id]!r} would have two diagnoses: {first} "
+                            f"{_wording(earlier[0])}, {other} {_wording(said)}; a relabel applies to every image of "
+                            "a lesion: decide its images alike (or exclude the odd one)")  # fmt: skip
+
+
+def _wording(said: str) -> str:
+    return "kept as labelled" if said == "its label" else f"relabelled {said}"
 
 
 def apply_decisions(
@@ -86,16 +110,23 @@ def apply_decisions(
     if not out_path.resolve().parent.is_relative_to(root):
         raise DataError(f"--out {out_path} must be inside the data root {root} (manifest paths may not leave it)")
     _check_writable(out_path, data)
-    new_label = dict(zip(chosen.loc[chosen["decision"] == "relabel", "image_id"],
-                         chosen.loc[chosen["decision"] == "relabel", "new_label"], strict=True))  # fmt: skip
+    relabel = chosen[chosen["decision"] == "relabel"]
+    lesion_label = dict(zip(samples.set_index("id").loc[relabel["image_id"], "group"], relabel["new_label"],
+                            strict=True))  # fmt: skip
     excluded = set(chosen.loc[chosen["decision"] == "exclude", "image_id"])
     kept = samples[~samples["id"].isin(excluded)].reset_index(drop=True)
+    new_label = {i: lesion_label[g] for i, g in zip(kept["id"], kept["group"], strict=True) if g in lesion_label}
+    reviewed = set(chosen["image_id"]) | set(new_label)
+    if "reviewed" in kept:  # reviewed in an earlier relabel: still reviewed
+        reviewed |= set(kept.loc[kept["reviewed"] == "yes", "id"])
     base = out_path.resolve().parent
     manifest = pd.DataFrame({
         "path": [Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p in kept["path"]],
         "label": [new_label.get(i, c) for i, c in zip(kept["id"], kept["class_name"], strict=True)],
         "group": kept["group"],
         "relabelled_from": [kept["class_name"][k] if i in new_label else "" for k, i in enumerate(kept["id"])],
+        "id": kept["id"],  # the run's ids: the next run's match them (and --split-from finds them)
+        "reviewed": ["yes" if i in reviewed else "" for i in kept["id"]],  # --trusted reviewed=yes
     })  # fmt: skip
     extra = [c for c in kept.columns if c not in ("id", "path", "label", "group", "class_name", *manifest.columns)]
     for column in extra:
@@ -104,7 +135,8 @@ def apply_decisions(
         warn(f"{out_path} holds one class only ({manifest['label'].iloc[0] if len(manifest) else 'no rows'}): "
              "no run can train on it; were the relabel decisions meant for that many images?")  # fmt: skip
     write_csv(out_path, manifest)
-    counts = {"relabelled": len(new_label), "excluded": len(excluded), "rows": len(manifest)}
+    counts = {"relabelled": len(new_label), "lesions": len(lesion_label), "excluded": len(excluded),
+              "reviewed": len(reviewed & set(kept["id"])), "rows": len(manifest)}  # fmt: skip
     return out_path, counts
 
 
@@ -124,7 +156,8 @@ def _check_writable(out_path: Path, data: Path) -> None:
 
 
 def next_round_command(run_dir: str | os.PathLike, manifest: str | os.PathLike) -> str:
-    """The ``hardmine round`` command that trains on ``manifest`` with the run's class mapping."""
+    """The ``hardmine round`` command that trains on ``manifest`` with the run's class mapping, on its
+    split (the same test lesions: the report compares before and after), reviewed labels trusted."""
     classes = RunFolder(run_dir).config_dict().get("classes") or {}
     task = "".join(f" --{side} {','.join(names)}" for side, names in classes.items() if names)
-    return f"hardmine round --data {manifest}{task} --out NEW_RUN ..."
+    return f"hardmine round --data {manifest}{task} --split-from {run_dir} --trusted reviewed=yes --out NEW_RUN ..."

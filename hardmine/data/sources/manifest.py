@@ -1,4 +1,4 @@
-"""A manifest CSV: ``path,label[,group]``, paths relative to the CSV's folder and never outside it."""
+"""A manifest CSV: ``path,label[,group][,id]``, paths relative to the CSV's folder and never outside it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ _SHOW = 5
 
 
 class Manifest(DataSource):
-    """id = the path without its suffix; group = the ``group`` column, else the image itself."""
+    """id = the ``id`` column (``hardmine relabel`` writes the run's ids there, so they stay the same), else
+    the path without its suffix; group = the ``group`` column, else the image itself."""
 
     name = "manifest"
 
@@ -53,6 +54,15 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
                             "again; list each image once")  # fmt: skip
         seen[path] = row
     rel_ids = frame["path"].astype(str).map(lambda s: Path(s).with_suffix("").as_posix())
+    if "id" in frame:
+        blank = np.flatnonzero(frame["id"].str.strip() == "")
+        if len(blank):
+            raise DataError(f"{csv_path} row {blank[0] + 2}: the id is empty; give every image an id, or drop the "
+                            "id column to use the paths")  # fmt: skip
+        twice = frame["id"][frame["id"].duplicated()]
+        if len(twice):
+            raise DataError(f"{csv_path}: id {twice.iloc[0]!r} names more than one image; ids must be unique")
+        rel_ids = frame["id"]
     groups = frame["group"].astype(str) if "group" in frame else rel_ids
     table = pd.DataFrame(
         {
@@ -62,4 +72,4 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
             "group": groups,
         }
     )
-    return add_metadata(table, frame, ("path", "label", "group"), csv_path), base
+    return add_metadata(table, frame, ("path", "label", "group", "id"), csv_path), base
