@@ -33,7 +33,8 @@ def test_relabel_round_trip_feeds_the_next_run(trained, tmp_path):
     decisions.to_csv(tmp_path / "decisions.csv", index=False)
     result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "decisions.csv")])
     assert result.exit_code == 0, result.output
-    assert "1 relabelled (1 whole lesion(s)), 1 excluded, 2 reviewed" in result.output and "--positive mel --negative nv" in result.output
+    assert "1 relabelled (1 whole lesion(s)), 1 excluded, 2 reviewed" in result.output
+    assert "--positive mel --negative nv" in result.output
     manifest = data / "relabelled-run.csv"
     table, _ = load_samples(manifest, positive="mel", negative="nv")
     by_path = {p: row for p, row in zip(table["path"], table.itertuples(), strict=True)}

@@ -288,3 +288,19 @@ def test_decoded_images_are_kept_and_change_nothing(demo_copy, monkeypatch):
     os.utime(train.paths[0], ns=(0, 2 * 10**9))  # a changed file is decoded again
     items()
     assert decoded.count(train.paths[0]) == 4
+
+
+def test_bench_gpu_prints_its_table_on_cpu_in_small_mode(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    out = subprocess.run([sys.executable, str(bench), "--small", "--out", str(tmp_path), "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    for row in ("model ceiling: train steps", "loader ceiling: training (no model)", "bare PyTorch loop: fit-like",
+                "hardmine fit", "hardmine scoring", "main job: round --n 1, 2 epochs"):
+        assert row in figures and f"| {row}" in out.stdout
+    assert "x the bare loop" in figures["hardmine fit"] and figures["GPU utilisation during fit"] == "n/a"

@@ -381,12 +381,13 @@ class EpochSeeded:
 
     def __getitem__(self, key: tuple[int, int]):
         index, epoch = key
-        state = torch.get_rng_state()
-        torch.manual_seed(((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63)
+        generator = torch.default_generator  # the CPU one alone: torch.manual_seed also queues CUDA seeding, 1 ms
+        state = generator.get_state()
+        generator.manual_seed(((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63)
         try:
             return self.dataset[index]
         finally:
-            torch.set_rng_state(state)
+            generator.set_state(state)
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
