@@ -26,6 +26,8 @@ HERE = Path(__file__).resolve().parents[1]
 
 JOB = """
 import sys
+import hardmine
+assert hardmine.__file__.startswith(sys.argv[4]), (hardmine.__file__, sys.argv[4])  # the tree asked for
 from hardmine.record.config import DataConfig, RunConfig, TrainConfig
 from hardmine.run.compare import compare
 data, out, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -36,10 +38,11 @@ compare(config, out, [seed], n_rounds=3, n_boot=200)
 
 
 def timed(tree: Path, data: Path, out: Path, seed: int) -> float:
+    # run from the tree itself: `python -c` puts the working directory first on sys.path
     env = os.environ | {"PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", JOB, str(data), str(out), str(seed)], env=env, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([sys.executable, "-c", JOB, str(data), str(out.resolve()), str(seed), str(tree.resolve())],
+                   env=env, check=True, stdout=subprocess.DEVNULL, cwd=tree)  # fmt: skip
     return time.perf_counter() - start
 
 
@@ -49,6 +52,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("/tmp/hardmine-compare-speed"))
     args = parser.parse_args()
+    args.out = args.out.resolve()
     data = args.out / "data"
     if not data.exists():
         subprocess.run([sys.executable, "-m", "hardmine", "demo-data", str(data), "--seed", "0"], check=True,

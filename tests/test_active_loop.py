@@ -23,7 +23,7 @@ TRAIN = ["--image-size", "32", "--epochs", "2", "--model", "tiny", "--batch-size
 def queried(tmp_path_factory) -> Path:
     """Demo data with an unlabeled pool, a round-0 run on it and its first query of 16 images."""
     root = tmp_path_factory.mktemp("active")
-    result = runner.invoke(app, ["demo-data", str(root / "demo"), "--n", "300", "--size", "32", "--pool", "160"])
+    result = runner.invoke(app, ["demo-data", str(root / "demo"), "--images", "300", "--size", "32", "--pool", "160"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["round", "--data", str(root / "demo"), "--out", str(root / "run"), "--n", "0",
                                  "--pool", str(root / "demo-pool" / "pool.csv"), "--budget", "16", *TRAIN])  # fmt: skip

@@ -267,7 +267,7 @@ def test_demo_data_deterministic_with_planted_sidecar(tmp_path):
 
 
 def test_demo_data_cli(tmp_path):
-    result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--n", "60", "--size", "24", "--seed", "1"])
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--images", "60", "--size", "24", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "d" / "HAM10000_metadata.csv")) == 60
     result = runner.invoke(app, ["demo-data", str(tmp_path / "e"), "--n", "5"])
@@ -289,6 +289,11 @@ def test_version_and_help():
         assert panel in round_help, panel
     for choices in ("finetune|retrain|head", "ce|weighted-ce|focal", "dermoscopy|light|none"):
         assert choices in round_help, choices  # typer lists the valid values and completes them
+    # at 80 columns: no line wider, flags without a type, arguments in capitals
+    narrow = runner.invoke(app, ["gallery", "--help"], env={"COLUMNS": "80"}).output
+    assert max(map(len, narrow.splitlines())) <= 80 and "<bool>" not in narrow
+    assert "RUN_DIR" in narrow and "run_dir" not in narrow and "--suspicion-threshold" in runner.invoke(
+        app, ["round", "--help"], env={"COLUMNS": "80"}).output
 
 
 def test_a_data_source_is_one_file_and_one_registry_line(tmp_path, monkeypatch):

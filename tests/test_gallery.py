@@ -85,11 +85,22 @@ def test_cli_gallery_writes_page_thumbs_and_png(mined_run):
     assert "data:image/jpeg;base64," in (out / "index.html").read_text()
     result = runner.invoke(app, ["gallery", str(mined_run), "--round", "7"])
     assert result.exit_code == 2 and "round-007" in result.output
-    # without --round the gallery opens on the best round and says so
-    best = json.loads((mined_run / "report.json").read_text())["best_round"]
+    # without --round the gallery opens on the mining that made the returned model and says so
+    opened, story = _made_returned(mined_run)
     result = runner.invoke(app, ["gallery", str(mined_run)], terminal_width=300)
-    assert result.exit_code == 0 and f"round-{best:03d}" in result.output
-    assert "<b>best on validation</b>" in (mined_run / f"round-{best:03d}" / "gallery" / "index.html").read_text()
+    assert result.exit_code == 0 and f"round-{opened:03d}" in result.output
+    assert story in (mined_run / f"round-{opened:03d}" / "gallery" / "index.html").read_text()
+    assert (mined_run / "round-000" / "gallery" / "index.html").exists()  # round 0's is built by the run too
+
+
+def _made_returned(run: Path) -> tuple[int, str]:
+    """The round whose mining made the returned model, and the words the page says it with."""
+    report = json.loads((run / "report.json").read_text())
+    if report["returned"] == "reference":
+        return 0, "the run hands back its budget reference"
+    if report["best_round"] == 0:
+        return 0, "the run hands back round 0, trained before any mining"
+    return report["best_round"] - 1, f"this mining made round {report['best_round']}, the model the run hands back"
 
 
 @contextmanager
@@ -113,11 +124,11 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
         port = int(base.rsplit(":", 1)[1])
         assert port == run_port(mined_run)  # the run's own port: served again, the browser finds its decisions
 
-        def get(path: str, host: str | None = None) -> tuple[int, bytes]:
+        def get(path: str, host: str | None = None, header: str | None = None) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             conn.request("GET", path, headers={"Host": host} if host else {})  # sent as written: no normalising
             response = conn.getresponse()
-            return response.status, response.read()
+            return response.status, response.getheader(header) if header else response.read()
 
         status, page = get("/round-001/gallery/index.html")
         assert status == 200 and page == (mined_run / "round-001" / "gallery" / "index.html").read_bytes()
@@ -126,7 +137,10 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
         outside = mined_run.parent / "outside.txt"
         outside.write_text("not the run's")
         assert get("/../outside.txt")[0] == 404 and get("/round-001/../../outside.txt")[0] == 404
-        assert get("/")[0] == 404  # no listing of the run folder
+        # the run's address opens the gallery of the mining that made the returned model; no listings
+        opened, _ = _made_returned(mined_run)
+        assert get("/", header="Location") == (302, f"/round-{opened:03d}/gallery/index.html")
+        assert get("/round-001/")[0] == 404
         (mined_run / "outside-link").symlink_to(mined_run.parent)  # a symlink out of the run is not followed
         try:
             assert get("/outside-link/outside.txt")[0] == 404
@@ -235,7 +249,22 @@ def test_browser_cards_show_seed_strips_and_metadata(round1_page):
     _render_all(round1_page)
     strips = round1_page.find_elements(By.CSS_SELECTOR, "#sec-neighbour .strip")
     assert strips and all(s.find_elements(By.CSS_SELECTOR, ".seedref img") for s in strips)  # the seed comes first
-    assert "diagnosed by" in round1_page.find_element(By.CSS_SELECTOR, ".card dl").text  # HAM10000's dx_type
+    # a card leads with its image and one line; the rest is one click away
+    first = round1_page.find_element(By.CSS_SELECTOR, ".card")
+    assert first.find_element(By.CSS_SELECTOR, "img").size["width"] >= 180
+    assert " \u2192 " in first.find_element(By.CSS_SELECTOR, ".line").text and first.find_element(By.CSS_SELECTOR,
+                                                                                                 ".why").text
+    assert first.find_element(By.CSS_SELECTOR, "dl").text == ""  # folded
+    round1_page.execute_script("arguments[0].scrollIntoView({block: 'center'})", first)  # below the sticky header
+    first.find_element(By.CSS_SELECTOR, "summary").click()
+    assert "diagnosed by" in first.find_element(By.CSS_SELECTOR, "dl").text  # HAM10000's dx_type
+    # a quarantine card shows the nearest other lesions it was doubted by, as images with their labels
+    quarantined = round1_page.find_elements(By.CSS_SELECTOR, "#sec-quarantined .card")
+    assert quarantined, "the demo run quarantines some images"
+    for card in quarantined[:5]:
+        shown = card.find_elements(By.CSS_SELECTOR, ".evidence figure")
+        assert len(shown) == 4 and all(f.find_element(By.TAG_NAME, "figcaption").text in ("mel", "nv") for f in shown)
+        assert "doubted" in card.find_element(By.CSS_SELECTOR, ".why").text
 
 
 @browser_test
@@ -258,27 +287,41 @@ def test_browser_filter_by_class_and_sort(round1_page):
 
 @browser_test
 def test_browser_zoom_opens_and_closes(round1_page):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
+    round1_page.execute_script("localStorage.clear()")
+    round1_page.refresh()
     image = round1_page.find_element(By.CSS_SELECTOR, ".card img")
+    first = image.find_element(By.XPATH, "..").get_attribute("data-id")
     round1_page.execute_script("arguments[0].scrollIntoView({block: 'center'})", image)
     image.click()
     assert round1_page.find_element(By.ID, "zoom").is_displayed()
     assert round1_page.execute_script("return document.getElementById('zoom-img').getBoundingClientRect().width") > 300
-    round1_page.find_element(By.ID, "zoom").click()
+    # from file:// the zoom shows the original file, not the thumbnail
+    src = round1_page.execute_script("return document.getElementById('zoom-img').src")
+    assert src.startswith("file://") and "/thumbs/" not in src
+    keys = ActionChains(round1_page)
+    keys.send_keys("r").perform()  # a decision from the zoom, by key
+    assert round1_page.execute_script(DECIDED) == {first: "relabel"}
+    assert first in round1_page.find_element(By.ID, "zoom-caption").text
+    keys.send_keys(Keys.ARROW_RIGHT).perform()  # the next card
+    assert first not in round1_page.find_element(By.ID, "zoom-caption").text
+    keys.send_keys(Keys.ESCAPE).perform()
     assert not round1_page.find_element(By.ID, "zoom").is_displayed()
 
 
 @browser_test
-def test_browser_gallery_opens_on_the_best_round_and_says_so(mined_run, browser):
+def test_browser_gallery_opens_on_the_mining_that_made_the_returned_model(mined_run, browser):
     from selenium.webdriver.common.by import By
 
-    best = json.loads((mined_run / "report.json").read_text())["best_round"]
+    opened, story = _made_returned(mined_run)
     assert runner.invoke(app, ["gallery", str(mined_run)]).exit_code == 0
-    browser.get((mined_run / f"round-{best:03d}" / "gallery" / "index.html").as_uri())
+    browser.get((mined_run / f"round-{opened:03d}" / "gallery" / "index.html").as_uri())
     shown_round = "return JSON.parse(document.getElementById('data').textContent).facts.round"
-    assert browser.execute_script(shown_round) == best
-    assert "best on validation" in browser.find_element(By.TAG_NAME, "header").text
+    assert browser.execute_script(shown_round) == opened
+    assert story in browser.find_element(By.TAG_NAME, "header").text
 
 
 def _decide(driver, base: str, choices: dict[int, str]) -> list[str]:

@@ -118,3 +118,30 @@ def test_predict_out_naming_a_folder_is_one_line(run_dir, tmp_path):
     image = pd.read_csv(run_dir / "samples.csv")["path"].iloc[0]
     result = runner.invoke(app, ["predict", str(run_dir), image, "--out", str(tmp_path)])
     assert result.exit_code == 2 and f"--out {tmp_path} is a folder" in result.output
+
+
+def test_predict_skips_unreadable_images_reads_every_format_and_names_missing_rounds(run_dir, demo_dir, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "new"
+    folder.mkdir()
+    source = next((demo_dir / "HAM10000_images_part_1").glob("*.jpg"))
+    with Image.open(source) as image:
+        for suffix in (".bmp", ".tif", ".png"):
+            image.convert("RGB").save(folder / f"lesion{suffix}")
+    (folder / "broken.jpg").write_bytes(source.read_bytes()[:200])
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(run_dir), str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, keep_default_na=False).set_index("path")
+    assert len(table) == 4 and {p.rsplit(".", 1)[1] for p in table.index} == {"bmp", "tif", "png", "jpg"}
+    broken = str(folder / "broken.jpg")
+    assert table.loc[broken, "prediction"] == "" and table.loc[broken, "error"]
+    readable = table.drop(broken)
+    assert (readable["error"] == "").all() and readable["prediction"].isin(["mel", "nv"]).all()
+    assert "skipped 1 unreadable image(s)" in result.stderr and "broken.jpg" in result.stderr
+    strict = runner.invoke(app, ["predict", str(run_dir), str(folder), "--out", str(tmp_path / "s.csv"), "--strict"])
+    assert strict.exit_code == 2 and "1 unreadable image(s), first:" in strict.stderr
+    assert not (tmp_path / "s.csv").exists()
+    missing = runner.invoke(app, ["predict", str(run_dir), str(folder), "--round", "7", "--out", str(tmp_path / "7")])
+    assert missing.exit_code == 2 and "has no round 7; its rounds: 0, 1" in missing.stderr

@@ -87,6 +87,23 @@ def test_relabel_never_replaces_a_file_it_did_not_write(trained, tmp_path, targe
     assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(ours)]).exit_code == 0
 
 
+def test_relabel_refuses_moved_data_and_an_out_whose_folder_misses_images(trained, tmp_path):
+    run, data = trained
+    (tmp_path / "d.csv").write_text("image_id,decision,new_label\n")
+    (data / "sub").mkdir()
+    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(data / "sub" / "m.csv")])
+    assert result.exit_code == 2 and "its folder does not hold every image" in result.stderr
+    assert list((data / "sub").iterdir()) == []
+    moved = data.with_name("moved")
+    data.rename(moved)
+    try:
+        result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")])
+        assert result.exit_code == 2 and "is not there (moved or deleted?)" in result.stderr
+        assert not (data.parent / "relabelled-run.csv").exists() and not data.exists()
+    finally:
+        moved.rename(data)
+
+
 def test_guarded_values_from_the_gallery_download_read_back_as_written(tmp_path):
     # the page writes '-1 for a label -1 and '-scan0 for an id -scan0 (a spreadsheet would run them as formulas)
     from hardmine.views.relabel import read_decisions

@@ -159,6 +159,16 @@ def _nul_in_a_path(tmp: Path, demo: Path) -> list[str]:
     return ["check-data", str(tmp / "data")]
 
 
+def _four_images(tmp: Path, demo: Path) -> list[str]:
+    for i, label in enumerate(("mel", "nv", "mel", "nv")):
+        _image(tmp / "data" / label / f"{i}.png", (40 * i, 60, 90))
+    return ["train", "--data", str(tmp / "data"), "--out", str(tmp / "run"), *FAST]
+
+
+def _no_data(tmp: Path, demo: Path) -> list[str]:
+    return ["train", "--out", str(tmp / "run"), *FAST]
+
+
 BAD_INPUTS = {
     "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
     "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
@@ -203,22 +213,35 @@ BAD_INPUTS = {
     "lesion in both classes": (_lesion_in_both_classes, ["lesion 'L1'", "both classes"]),
     "a single class": (_one_class, ["only one class found (nv)"]),
     "folders source on a file": (_folders_on_a_file, ["m.csv is a file", "sub-folder per class"]),
+    "four images": (_four_images, ["the split of 4 images (4 lesions) leaves", "use more data"]),
+    "no data": (_no_data, ["--data is required", "--config"]),
 }
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` with the SHA-256 of its bytes ("" for a folder)."""
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+            for p in sorted(root.rglob("*")) if not p.is_symlink()}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_one_line_before_anything_is_written(case, demo_dir, tmp_path):
     make_args, expected = BAD_INPUTS[case]
     args = make_args(tmp_path, demo_dir)
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    sentinel = tmp_path / "sentinel"  # files beside the run that no command may touch
+    (sentinel / "nested").mkdir(parents=True)
+    (sentinel / "notes.md").write_text("mine")
+    (sentinel / "nested" / "model.pt").write_bytes(b"\x00" * 64)
+    before = _tree(tmp_path)
     result = runner.invoke(app, args)
     _assert_one_line_error(result, *expected)
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert _tree(tmp_path) == before  # nothing written, removed or changed, the sentinel tree included
 
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["train", "--data", ".", "--out", "r", "--loss", "bogus"], "'bogus' is not one of 'ce', 'weighted-ce', 'focal'"),
-    (["train", "--out", "r"], "Missing option '--data'"),
     (["round", "--data", ".", "--out", "r", "--epochs", "x"], "Invalid value for '--epochs'"),
 ])  # fmt: skip
 def test_usage_errors_are_one_line_from_the_installed_command(args, expected, tmp_path):

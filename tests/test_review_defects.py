@@ -36,8 +36,8 @@ def test_a_one_class_validation_split_is_one_line_before_any_training(tmp_path):
                                  "--epochs", "1", "--image-size", "16", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "the val split" in lines[0] and "holds only one class (0 positive" in lines[0]
-    assert not (tmp_path / "run" / "round-000" / "model.pt").exists()
+    assert len(lines) == 1 and "leaves val with 0 positive and" in lines[0] and "train and val need both" in lines[0]
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
     with pytest.raises(HardmineError, match="only one class"):
         choose_threshold(np.zeros(5), np.linspace(0, 1, 5))
 

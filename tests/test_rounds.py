@@ -161,6 +161,32 @@ def test_different_config_refused_and_overwrite(demo_dir, tmp_path):
     assert (looks / "notes.md").read_text() == "mine" and (looks / "src").is_dir()
 
 
+def test_config_continues_a_run_and_every_difference_is_listed(demo_dir, tmp_path):
+    run = tmp_path / "r"
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "0", "--epochs", "1", "--image-size", "24",
+            "--device", "cpu", "--workers", "0", "--k", "5", "--strategy", "finetune", "--no-budget-guard"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    # every difference at once, and how to go on instead
+    changed = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", "--device", "cpu"])
+    assert changed.exit_code == 2
+    for difference in ("train.epochs: 1 then, 20 now", "train.image_size: 24 then, 64 now", "mining.k: 5 then",
+                       "rounds.strategy: 'finetune' then, 'head' now", f"--config {run / 'config.json'}"):
+        assert difference in changed.stderr.replace("\n", ""), changed.stderr
+    # --config: the saved options, none typed again; an option given changes only itself
+    result = runner.invoke(app, ["round", "--config", str(run / "config.json"), "--out", str(run), "--n", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "manifest.json").read_text())["target_round"] == 1
+    other = tmp_path / "other"
+    result = runner.invoke(app, ["round", "--config", str(run / "config.json"), "--out", str(other), "--n", "0",
+                                 "--round-epochs", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved, new = (json.loads((folder / "config.json").read_text()) for folder in (run, other))
+    assert new["rounds"]["round_epochs"] == 2 and new["rounds"]["strategy"] == "finetune"
+    assert {k: v for k, v in new["train"].items()} == saved["train"] and new["mining"] == saved["mining"]
+    missing = runner.invoke(app, ["round", "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "--data is required" in missing.stderr
+
+
 def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "1", "--n", "1", "--image-size", "24",

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from typer.core import TyperCommand
 
 from hardmine import __version__
 from hardmine.cli.options import DATA, MINING, ROUNDS, SCORING, THRESHOLD, TRAIN, Acquisition, with_options
@@ -34,6 +35,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # click's plain help: flags without a "<bool>" type, arguments as RUN_DIR, option names never cut at
+    # 80 columns, and a `round --help` a third as long as rich's boxed panels
+    rich_markup_mode=None,
 )
 
 
@@ -76,9 +80,28 @@ def command(name: str | None = None, **kwargs):
                     err_console.print(f"[bold red]error:[/] {_one_line(exc)}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
-        return app.command(name, **kwargs)(wrapper)
+        return app.command(name, cls=PanelledCommand, **kwargs)(wrapper)
 
     return decorate
+
+
+class PanelledCommand(TyperCommand):
+    """Click's plain help (it reads at 80 columns), with the options under their panel's heading."""
+
+    def format_options(self, ctx, formatter) -> None:
+        arguments, panels = [], {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append(record)
+            else:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+        for heading, rows in (("Arguments", arguments), *panels.items()):
+            if rows:
+                with formatter.section(heading):
+                    formatter.write_dl(rows)
 
 
 def _one_line(exc: Exception) -> str:
@@ -94,8 +117,9 @@ def _one_line(exc: Exception) -> str:
 
 @command("demo-data")
 def demo_data(
-    out: Annotated[Path, typer.Argument(help="Folder to write the demo data set into.")],
-    n: Annotated[int, typer.Option(help="Number of images.")] = 2300,
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the demo data set into.")],
+    n: Annotated[int, typer.Option("--images", "--n", help="Number of images (--n, its old name, is kept: "
+                                   "--n counts rounds everywhere else).")] = 2300,
     positive_frac: Annotated[float, typer.Option(help="Share of melanoma images.")] = 0.10,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
@@ -119,7 +143,7 @@ def demo_data(
 @command("check-data")
 @with_options(DATA, skip=("data",))
 def check_data(
-    data: Annotated[Path, typer.Argument(help="Data folder or manifest CSV.")], config: RunConfig = None
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Data folder or manifest CSV.")], config: RunConfig = None
 ) -> None:
     """Load a data set the way training will and summarise it."""
     from hardmine.core.splits import grouped_split
@@ -164,7 +188,7 @@ def train_cmd(
 
 @command("evaluate")
 def evaluate_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     split: Annotated[str, typer.Option(help="val (tunes the threshold) | test (uses the val threshold).")] = "val",
     round_: Annotated[int | None, typer.Option("--round", help="Round to evaluate (default: the model the run "
                                                "hands back, like predict and gallery).")] = None,
@@ -193,7 +217,7 @@ def evaluate_cmd(
 @command("score")
 @with_options(SCORING)
 def score_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     round_: Annotated[
         int | None, typer.Option("--round", help="Round whose model scores (default: the latest).")
     ] = None,
@@ -219,7 +243,7 @@ def score_cmd(
 @command("mine")
 @with_options(MINING, SCORING)
 def mine_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     round_: Annotated[int | None, typer.Option("--round", help="Round to mine (default: the latest).")] = None,
     config: RunConfig = None,
 ) -> None:
@@ -292,12 +316,14 @@ def round_cmd(
                           f"training split now {done.train_size}")
         print_query(run, picked, answered=bool(labeled))
     console.print(f"report: {run.root / REPORT_FILE}, {run.root / REPORT_HTML}")
-    console.print(f"mined tables: {run.root}/round-*/{MINED_FILE}; gallery of the best round: "
-                  f"{run.gallery_path(report['best_round'])}")  # fmt: skip
+    from hardmine.views.gallery import mining_story
+
+    opened, story = mining_story(run)
+    console.print(f"mined tables: {run.root}/round-*/{MINED_FILE}; gallery ({story}): {run.gallery_path(opened)}")
 
 
 @command("report")
-def report_cmd(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+def report_cmd(run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")]) -> None:
     """Print the round table again and write report.html with its plots."""
     from hardmine.record.record import RunFolder
     from hardmine.views.report import write_html_report
@@ -346,9 +372,10 @@ def compare_cmd(
 
 @command("predict")
 def predict_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     images: Annotated[
-        list[Path], typer.Argument(help="Image files, folders (searched recursively) or CSVs with a path column.")
+        list[Path], typer.Argument(metavar="IMAGES",
+                                   help="Image files, folders (searched recursively) or CSVs with a path column.")
     ],
     round_: Annotated[
         str, typer.Option("--round", help="best (the model the run hands back, chosen on validation), reference "
@@ -358,6 +385,8 @@ def predict_cmd(
     device: Annotated[
         str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the run's).")
     ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse when an image cannot be read (default: skip "
+                                         "it, list it at the end and in the CSV's error column).")] = False,
 ) -> None:
     """Probabilities and decisions at the run's validation-tuned threshold for new images."""
     from hardmine.core.io import write_csv
@@ -375,19 +404,24 @@ def predict_cmd(
     with progress_bars() as progress:
         chosen = None if round_ == "best" else round_ if round_ == "reference" else int(round_)
         table = predict_images(RunFolder(run_dir), paths, chosen, device=device,
-                               callback=ProgressEvents(progress))  # fmt: skip
+                               callback=ProgressEvents(progress), strict=strict)  # fmt: skip
     write_csv(out, table)
-    counts = table["prediction"].value_counts()
+    counts = table.loc[table["error"] == "", "prediction"].value_counts()
     console.print(
         f"round {table['round'].iloc[0]}, threshold {table['threshold'].iloc[0]:.3f}: "
         + ", ".join(f"{n} {name}" for name, n in counts.items())
         + f" -> {out}"
     )
+    skipped = table[table["error"] != ""]
+    if len(skipped):
+        listed = "; ".join(f"{p} ({e})" for p, e in zip(skipped["path"][:10], skipped["error"][:10], strict=True))
+        more = f"; and {len(skipped) - 10} more (the CSV's error column)" if len(skipped) > 10 else ""
+        warn(f"skipped {len(skipped)} unreadable image(s): {listed}{more}")
 
 
 @command("query")
 def query_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     pool: Annotated[Path, typer.Option("--pool", help="Unlabeled images: a folder, or a CSV with a path column "
                                        "(and id, group).")],
     budget: Annotated[int, typer.Option("--budget", help="Images to pick; a lesion's images come together.")],
@@ -414,8 +448,9 @@ def query_cmd(
 
 @command("label")
 def label_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    answers: Annotated[Path, typer.Argument(help="answers.csv from the labeling page (image_id, label).")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
+    answers: Annotated[Path, typer.Argument(metavar="ANSWERS",
+                                            help="answers.csv from the labeling page (image_id, label).")],
 ) -> None:
     """Add answers to the latest query to the labeled set: beside the data, and to the run's training split."""
     from hardmine.run.label import apply_answers
@@ -434,8 +469,9 @@ def label_cmd(
 
 @command("relabel")
 def relabel_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    decisions: Annotated[Path, typer.Argument(help="decisions.csv from the gallery (image_id, decision, new_label).")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
+    decisions: Annotated[Path, typer.Argument(metavar="DECISIONS",
+                                              help="decisions.csv from the gallery (image_id, decision, new_label).")],
     out: Annotated[
         Path | None,
         typer.Option(
@@ -454,7 +490,7 @@ def relabel_cmd(
 
 @command("gallery")
 def gallery_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     round_: Annotated[
         int | None, typer.Option("--round", help="Round to show (default: the best on validation).")
     ] = None,

@@ -14,19 +14,28 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 import typer
 
 from hardmine.core.acquisition import ACQUISITION
+from hardmine.core.errors import HardmineError
 from hardmine.core.metrics import THRESHOLD_RULES
 from hardmine.core.mining import EXPAND, HARDNESS, QUARANTINE, MiningConfig
 from hardmine.data.images import AUGMENTS
 from hardmine.data.sources import source_names
 from hardmine.record import config as cfg
-from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, ScoringConfig, ThresholdConfig, TrainConfig
+from hardmine.record.config import (
+    SECTIONS,
+    DataConfig,
+    RoundsConfig,
+    RunConfig,
+    ScoringConfig,
+    ThresholdConfig,
+    TrainConfig,
+)
 from hardmine.strategies import STRATEGIES
 
 
@@ -63,12 +72,16 @@ class OptionGroup:
     panel: str
     options: dict[str, tuple[Any, Any]]
     convert: Callable[[dict[str, Any]], dict[str, Any]] = lambda values: values
-    renamed: dict[str, str] = field(default_factory=dict)  # parameter name -> field name
+    renamed: dict[str, str] = field(default_factory=dict)  # parameter name -> field name (after convert)
 
     def build(self, values: dict[str, Any]):
         values = {self.renamed.get(name, name): value.value if isinstance(value, enum.Enum) else value
                   for name, value in values.items()}  # fmt: skip
         return self.kind(**self.convert(values))
+
+    def field_of(self, name: str) -> str:
+        """The configuration field option ``name`` sets."""
+        return self.renamed.get(name, name)
 
 
 class Opt(NamedTuple):
@@ -92,8 +105,8 @@ def _data_values(values: dict[str, Any]) -> dict[str, Any]:
 
 
 DATA = OptionGroup("data", DataConfig, "Data", {
-    "data": (Path, _opt(..., "--data", help="Data folder (HAM10000 layout, manifest CSV or class folders).",
-                        panel="Data")),
+    "data": (Path | None, _opt(None, "--data", help="Data folder (HAM10000 layout, manifest CSV or class folders); "
+                               "required unless --config names a run's configuration.", panel="Data")),
     "source": (Source, _opt("auto", help="Data source kind (auto: detected from the folder).", panel="Data")),
     "metadata": (Path | None, _opt(None, help="HAM10000 metadata CSV if not DATA/HAM10000_metadata.csv.",
                                    panel="Data")),
@@ -172,7 +185,8 @@ _S = "Scoring"
 
 def _scoring_values(values: dict[str, Any]) -> dict[str, Any]:
     values = dict(values)
-    values["embedding_dtype"] = "float16" if values.pop("float16") else "float32"
+    if isinstance(values.get("embedding_dtype"), bool):  # --float16
+        values["embedding_dtype"] = "float16" if values["embedding_dtype"] else "float32"
     return values
 
 
@@ -190,7 +204,7 @@ SCORING = OptionGroup("scoring", ScoringConfig, _S, {
     "float16": (bool, _opt(False, "--float16", help="Store embeddings as float16 (half the disk and memory).",
                            panel=_S)),
     "audit_sim": (float, _opt(0.98, help="Split audit: list cross-split pairs at least this similar.", panel=_S)),
-}, _scoring_values, renamed={"scores": "source", "oof": "oof_folds"})  # fmt: skip
+}, _scoring_values, renamed={"scores": "source", "oof": "oof_folds", "float16": "embedding_dtype"})  # fmt: skip
 
 _R = "Rounds"
 ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
@@ -209,6 +223,29 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
 ALL_GROUPS = (DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
 
 
+CONFIG_OPTION = typer.Option("--config", help="Start from a saved configuration (a run's config.json): every option "
+                             "as it was, changed only where given on this command line.", rich_help_panel="Data")
+
+
+def _saved_config(path: Path | None) -> RunConfig | None:
+    if path is None:
+        return None
+    from hardmine.core.io import read_json
+
+    if not path.is_file():
+        raise HardmineError(f"--config {path} is not a file; expected a run's config.json")
+    return RunConfig.from_dict(read_json(path))
+
+
+def _given_on_command_line(ctx: typer.Context | None) -> set[str]:
+    """Parameter names the user gave (command line or environment), not left at their defaults."""
+    if ctx is None:
+        return set()
+    # by name: typer carries its own copy of click, whose ParameterSource is another enum
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, source in sources.items() if getattr(source, "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
+
+
 def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
     """Add the groups' options to a command's signature; the command receives them as
     ``config``: a :class:`RunConfig` (sections without options keep their defaults),
@@ -220,6 +257,11 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
         hints = typing.get_type_hints(fn, include_extras=True)  # the command's own Annotated options, resolved
         own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
                if p.name != "config"]  # fmt: skip
+        extra_config = [inspect.Parameter("options_context", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                          annotation=typer.Context)]  # typer hands it in: which options were given
+        if DATA in groups and "data" not in skip:  # a command that makes a run can start from a saved configuration
+            extra_config.append(inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                                  annotation=Annotated[Path | None, CONFIG_OPTION]))  # fmt: skip
         extra = [  # typer's Annotated style: the declaration in the annotation, the default as the default
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[annotation, option.info],
                               default=inspect.Parameter.empty if option.default is ... else option.default)
@@ -230,17 +272,28 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
+            saved = _saved_config(kwargs.pop("config_file", None))
+            given = _given_on_command_line(kwargs.pop("options_context", None))
             sections = {}
             for group in groups:
                 values = {name: kwargs.pop(name) for name in group.options if name not in skip}
-                sections[group.section] = group.build(values)
+                built = group.build(values)
+                if saved is not None:  # the saved section, changed where an option was given
+                    changed = {group.field_of(name) for name in values if name in given}
+                    built = replace(getattr(saved, group.section), **{f: getattr(built, f) for f in changed})
+                sections[group.section] = built
+            if saved is not None:
+                sections = {name: getattr(saved, name) for name in SECTIONS} | sections
             config = RunConfig(**sections)
+            if "data" in sections and "data" not in skip and not config.data.data:
+                raise HardmineError("--data is required: a data folder or manifest CSV (or --config RUN/config.json "
+                                    "to go on with a run's options)")  # fmt: skip
             from hardmine.run.opened import validate
 
             validate(config)
             return fn(**kwargs, config=config)
 
-        wrapper.__signature__ = sig.replace(parameters=own + extra)
+        wrapper.__signature__ = sig.replace(parameters=own + extra + extra_config)
         return wrapper
 
     return decorate

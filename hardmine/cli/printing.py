@@ -51,6 +51,11 @@ class ProgressEvents:
             star = "  *" if info["improved"] else ""
             say(f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
                 f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}{star}")  # fmt: skip
+        elif event == "plan" and info["resume"]:
+            done = info["completed"]
+            left = info["target"] - (done[-1] if done else -1)
+            say(f"resuming towards round {info['target']}: rounds {', '.join(map(str, done)) or 'none'} done, "
+                f"{max(left, 0)} to go (the round the interrupted call aimed for, from its manifest)")  # fmt: skip
         elif event == "step":
             self.label = f"round {info['round']}: "
             if info["step"] != "train":
@@ -84,12 +89,15 @@ def progress_bars() -> Progress:
 
 def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
-        return "-"
+        return DASH
     if isinstance(value, bool):
         return "yes" if value else ""
     if isinstance(value, float):
         return "nan" if value != value else f"{value:.{digits}f}"
     return str(value)
+
+
+DASH = "\u2013"
 
 
 def frame_table(frame: pd.DataFrame, title: str, digits: int = 3) -> Table:
@@ -118,8 +126,10 @@ def print_report(report: dict[str, Any]) -> None:
 
     short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
              "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
-    rounds = pd.DataFrame(round_rows(report))
+    rounds = pd.DataFrame(round_rows(report), dtype=object)
     rounds["round"] = [f"{r}*" if r == report["best_round"] else str(r) for r in rounds["round"]]
+    for column in ("seeds", "neighbours", "quarantined", "eff_class_ratio"):  # round 0 was fed by no mining
+        rounds[column] = [DASH if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in rounds[column]]
     rounds = rounds.rename(columns=short)
     console.print(frame_table(rounds.astype(object), f"rounds on validation (best by {report['select_by']}: *)"))
     if report.get("reference"):

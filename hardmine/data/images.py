@@ -16,7 +16,8 @@ import pandas as pd
 from hardmine.core.errors import DataError, HardmineError, warn
 from hardmine.core.io import read_json, write_json
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# what PIL decodes and cameras, scanners and slide exports write; every data source and `predict` read these
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 AUGMENTS = ("dermoscopy", "light", "none")  # training augmentations by name (hardmine.engine.datasets)
 
 

@@ -46,6 +46,19 @@ def make_or_load_split(
         if bad:
             raise DataError(f"{path}: unknown split value(s) {', '.join(bad)}")
         return split.rename("split")
+    split = make_split(table, fractions, seed, split_from)
+    write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
+    return split
+
+
+def make_split(
+    table: pd.DataFrame,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    split_from: str | os.PathLike | None = None,
+) -> pd.Series:
+    """A new split of ``table`` (see :func:`make_or_load_split`), written nowhere; a split that leaves a
+    part empty, or train or val without one of the classes, is a :class:`DataError` saying so."""
     if split_from is not None:
         split = _earlier_split(table, Path(split_from))
     else:
@@ -54,7 +67,13 @@ def make_or_load_split(
             index=table.index,
             name="split",
         )
-    write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
+    for part in ("train", "val", "test"):
+        labels = table["label"][(split == part).to_numpy()]
+        if len(labels) == 0 or (part != "test" and labels.nunique() < 2):
+            held = f"{int(labels.sum())} positive and {int((labels == 0).sum())} negative images"
+            raise DataError(f"the split of {len(table)} images ({table['group'].nunique()} lesions) leaves {part} "
+                            f"with {held}; train and val need both classes and test some images: use more data "
+                            "(tens of lesions of each class at the least)")  # fmt: skip
     return split
 
 

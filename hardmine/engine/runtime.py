@@ -26,11 +26,12 @@ _AUTO_THREADS: int | None = None  # chosen once per process
 
 
 def free_cores(interval: float = 0.2) -> int | None:
-    """CPU cores left idle by other processes, sampled from ``/proc/stat`` over ``interval`` seconds
-    (None where there is no ``/proc/stat``)."""
+    """CPU cores left idle (or to niced work) by other processes, sampled from ``/proc/stat`` over
+    ``interval`` seconds (None where there is no ``/proc/stat``)."""
     def sample() -> tuple[int, int]:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # all jiffies; idle + iowait
+        # user nice system idle iowait ...: niced work yields to ours, so it counts as free
+        return sum(fields), fields[1] + fields[3] + fields[4]
 
     try:
         total0, idle0 = sample()

@@ -329,14 +329,13 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def first_difference(a: dict, b: dict, prefix: str = "") -> str:
-    """``"section.key: A then, B now"`` for the first key where two nested dicts differ ('' if none)."""
+def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """``"section.key: A then, B now"`` for every key where two nested dicts differ, in key order."""
+    found: list[str] = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            found = first_difference(va, vb, f"{prefix}{key}.")
-            if found:
-                return found
+            found += differences(va, vb, f"{prefix}{key}.")
         elif va != vb:
-            return f"{prefix}{key}: {va!r} then, {vb!r} now"
-    return ""
+            found.append(f"{prefix}{key}: {va!r} then, {vb!r} now")
+    return found

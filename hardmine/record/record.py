@@ -90,6 +90,10 @@ class RunFolder:
     def _file(self, r: int, name: str, hint: str) -> Path:
         path = self.round_dir(r) / name
         if not path.exists():
+            trained = self.rounds_with(MODEL_FILE)
+            if r not in trained:  # a round that does not exist: saying how to evaluate it would mislead
+                raise HardmineError(f"{self.root} has no round {r}; its rounds: "
+                                    f"{', '.join(map(str, trained)) or 'none yet'}")  # fmt: skip
             raise HardmineError(f"{path} not found: {hint}")
         # only the size here (cheap on every read); a resume compares checksums (Manifest.verify)
         known = Manifest(self.root).files.get(path.relative_to(self.root).as_posix())

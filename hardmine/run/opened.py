@@ -25,8 +25,8 @@ from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import TMP_SUFFIX, copy_file, write_csv, write_json
 from hardmine.data.images import data_root
 from hardmine.data.sources import load_samples
-from hardmine.data.splits import make_or_load_split
-from hardmine.record.config import RunConfig, comparable, first_difference
+from hardmine.data.splits import make_or_load_split, make_split
+from hardmine.record.config import RunConfig, comparable, differences
 from hardmine.record.layout import (
     CONFIG_FILE,
     REFERENCE_DIR,
@@ -137,8 +137,9 @@ class Run(RunFolder):
             wanted = comparable(config.to_dict())
             if saved != wanted and not overwrite:
                 raise HardmineError(
-                    f"{root} holds a run with a different configuration ({first_difference(saved, wanted)}); "
-                    "use --overwrite to replace it or choose another --out"
+                    f"{root} holds a run with a different configuration ({'; '.join(differences(saved, wanted))}); "
+                    f"use --config {root / CONFIG_FILE} to go on with its options, --overwrite to replace it, or "
+                    "another --out"
                 )
             if overwrite:
                 _check_replaceable(root, existing)
@@ -152,6 +153,9 @@ class Run(RunFolder):
         table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
                                      verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
         config.mining.trusted_mask(table)  # a --trusted column the data lacks fails before anything is written
+        earlier = Path(data.split_from) / SPLIT_FILE if data.split_from else None
+        if existing is None:  # a data set too small to split fails before anything is written
+            make_split(table, data.split, data.split_seed, earlier)
         fingerprint = data_fingerprint(table)
         root.mkdir(parents=True, exist_ok=True)
         _claim(root)
@@ -176,7 +180,6 @@ class Run(RunFolder):
                      "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
             write_json(config_path, config.to_dict() | facts)
         new = not (root / SPLIT_FILE).exists()
-        earlier = Path(data.split_from) / SPLIT_FILE if data.split_from else None
         split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed, earlier)
         if new:
             _warn_small_validation(table, split)

@@ -70,6 +70,8 @@ def run_rounds(
     distributed.barrier()  # every rank has read the manifest before rank 0 rewrites it
     manifest.save()
     note = callback or (lambda event, info: None)
+    # said before any work: a resume aims at the round the manifest names, which the user can check
+    note("plan", {"target": target, "completed": completed, "resume": resume})
     cfg = run.config
 
     def once(step: Step, fn) -> None:
@@ -314,19 +316,19 @@ def _read_preds(path: Path):
 
 
 def finish(run: Run) -> dict[str, Path]:
-    """Write ``report.html`` and the galleries of the last round and of the best round (rank 0 only).
+    """Write ``report.html`` and the galleries of round 0, of the last round and of the mining that made
+    the model the run hands back (rank 0 only).
 
-    Returns the paths written (empty on other ranks); ``gallery`` is the best round's page.
+    Returns the paths written (empty on other ranks); ``gallery`` is the page of the mining that made
+    the returned model (:func:`hardmine.views.gallery.mining_story`), which links to the others.
     """
     if not distributed.is_main():
         return {}
-    from hardmine.views.gallery import build_gallery
+    from hardmine.views.gallery import build_gallery, default_round
     from hardmine.views.report import write_html_report
 
     report = write_html_report(run.root)
-    last = run.latest_round(None, needs=MINED_FILE)
-    if last != run.best_round():
-        build_gallery(run.root, last)
-    return {"report": report, "gallery": build_gallery(run.root)}  # the best round's, linking to the last
-
-
+    opened = default_round(run)
+    for r in sorted({0, run.latest_round(None, needs=MINED_FILE)} - {opened}):
+        build_gallery(run.root, r)
+    return {"report": report, "gallery": build_gallery(run.root, opened)}  # last: it links to every other

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import DataError, HardmineError
 from hardmine.core.io import atomic_path, load_array, read_json, write_csv, write_json, write_parquet_if_available
 from hardmine.core.metrics import binary_metrics, softmax
 from hardmine.core.mining import MiningConfig
@@ -406,7 +406,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
 
 def predict_images(
     folder: RunFolder, paths: list[str], r: int | str | None = None, *, device: str | None = None,
-    callback: Callback | None = None,
+    callback: Callback | None = None, strict: bool = False,
 ) -> pd.DataFrame:  # fmt: skip
     """Probabilities and decisions of round ``r``'s model for image files; by default of the model
     the run hands back (the best round, or the budget reference when no round beat it), with
@@ -415,8 +415,18 @@ def predict_images(
     Reads the run without locking it (a run may go on training meanwhile).
     Returns one row per path: ``path, prob_pos`` (P(positive), higher = more
     likely positive), ``prediction`` (class name at the model's validation-tuned
-    threshold), ``threshold, round`` (a number, or ``reference``).
+    threshold), ``threshold, round`` (a number, or ``reference``), ``error`` (why an image could not
+    be read: its ``prob_pos`` is NaN and its ``prediction`` empty; with ``strict`` one unreadable
+    image is a :class:`DataError` instead).
     """
+    from hardmine.data.images import find_unreadable, why_unreadable
+
+    bad = find_unreadable(paths)
+    if bad and strict:
+        raise DataError(f"{len(bad)} unreadable image(s), first: {bad[0]} ({why_unreadable(bad[0])}); without "
+                        "--strict they are skipped and listed")  # fmt: skip
+    if len(bad) == len(paths):
+        raise DataError(f"none of the {len(paths)} image(s) can be read, first: {bad[0]} ({why_unreadable(bad[0])})")
     Manifest(folder.root).check_run_files()  # class names and configuration as recorded
     if r == "reference":
         source, r = folder.reference(), 0
@@ -431,9 +441,12 @@ def predict_images(
     threshold = folder.threshold(r)
     engine = Engine(config.train, device)
     model = engine.load_model(folder.verified_model_path(r))
-    logits, _ = engine.predict(model, pd.DataFrame({"path": paths, "label": 0}), callback=callback)
-    prob = softmax(logits)[:, 1]
+    readable = [p for p in paths if p not in set(bad)]
+    logits, _ = engine.predict(model, pd.DataFrame({"path": readable, "label": 0}), callback=callback)
+    prob = pd.Series(softmax(logits)[:, 1], index=readable).reindex(paths).to_numpy()
     names = folder.class_names()
+    errors = {path: why_unreadable(path) for path in bad}
     return pd.DataFrame({"path": paths, "prob_pos": prob,
-                         "prediction": np.where(prob >= threshold, names[1], names[0]),
-                         "threshold": threshold, "round": label})  # fmt: skip
+                         "prediction": np.where(np.isnan(prob), "", np.where(prob >= threshold, names[1], names[0])),
+                         "threshold": threshold, "round": label,
+                         "error": [errors.get(path, "") for path in paths]})  # fmt: skip

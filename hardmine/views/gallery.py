@@ -23,6 +23,7 @@ import base64
 import hashlib
 import io
 import json
+import mimetypes
 import os
 import re
 import webbrowser
@@ -30,13 +31,14 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import write_bytes
-from hardmine.record.layout import MINED_FILE
+from hardmine.record.layout import METRICS_FILE, MINED_FILE
 from hardmine.record.record import RunFolder
 
 THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
@@ -82,15 +84,17 @@ def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, An
                 seed_of, sim = match["seed"], float(match["sim"])
         cards.append(_card(row.id, section, row.role, row.reasons, row.hardness, row.weight, seed_of, sim,
                            table, scores, history, names))  # fmt: skip
+    _add_evidence(folder, r, [c for c in cards if c["section"] == "quarantined"], table, names)
     persistent = _persistent_ids(folder, r)
     hardness = dict(zip(mined["id"], mined["hardness"], strict=True))
     weight = dict(zip(mined["id"], mined["weight"], strict=True))
     for sample_id in persistent:
         cards.append(_card(sample_id, "persistent", "seed", f"seed in rounds 0-{r}", hardness.get(sample_id, 0.0),
                            weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
+    opened, story = mining_story(folder, r)
     facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name,
              "store": f"hardmine-decisions:{folder.identity()}", "best_round": _best_round(folder),
-             "rounds": folder.rounds_with(MINED_FILE)}  # fmt: skip
+             "rounds": folder.rounds_with(MINED_FILE), "story": story, "made_returned": opened}  # fmt: skip
     return cards, facts
 
 
@@ -103,10 +107,37 @@ def _best_round(folder: RunFolder) -> int | None:
 
 
 def default_round(folder: RunFolder) -> int:
-    """The round a gallery opens on: the best on validation when it was mined, else the latest mined."""
-    best = _best_round(folder)
-    return best if best is not None and best in folder.rounds_with(MINED_FILE) else folder.latest_round(
-        None, needs=MINED_FILE)  # fmt: skip
+    """The round a gallery opens on: the one whose mining made the model the run hands back
+    (:func:`mining_story`)."""
+    return mining_story(folder)[0]
+
+
+def mining_story(folder: RunFolder, r: int | None = None) -> tuple[int, str]:
+    """The mining that made the model the run hands back, as (round, sentence): round ``b - 1`` when the
+    best round ``b`` > 0 is handed back; round 0 (what its model mined, which made nothing yet) when
+    round 0 or the budget reference is; the latest mined round before a report exists. With ``r``,
+    the sentence for that round's mining instead."""
+    mined = folder.rounds_with(MINED_FILE)
+    try:
+        report = folder.report()
+        best, returned = int(report["best_round"]), report.get("returned", "round")
+    except (HardmineError, KeyError, TypeError, ValueError):
+        report = None
+    if report is None:
+        default, story = folder.latest_round(None, needs=MINED_FILE), "no report yet: the latest mined round"
+    elif returned == "reference":
+        default, story = 0, ("the run hands back its budget reference (round 0's recipe for the whole epoch budget), "
+                             "which no mining made: this is what round 0's model mined")  # fmt: skip
+    elif best == 0:
+        default, story = 0, "the run hands back round 0, trained before any mining: this is what its model mined"
+    else:
+        default, story = best - 1, f"this mining made round {best}, the model the run hands back"
+    if default not in mined:
+        default = folder.latest_round(None, needs=MINED_FILE)
+    if r is not None and r != default:
+        made = f"; it made round {r + 1}" if (folder.round_dir(r + 1) / METRICS_FILE).exists() else ""
+        story = f"what round {r}'s model mined{made} (the mining behind the returned model is round {default}'s)"
+    return default, story
 
 
 def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, table, scores, history, names) -> dict:
@@ -136,7 +167,50 @@ def _card(sample_id, section, role, reasons, hardness, weight, seed_of, sim, tab
         # how the diagnosis was made (HAM10000: histo, follow_up, consensus, confocal) and where
         "meta": {k: str(meta[k]) for k in META_COLUMNS if meta is not None and k in meta and pd.notna(meta[k])},
         "path": str(meta["path"]) if meta is not None else "",
+        "why": _why(section, names[label], names.get(pred, "?"), seed_of, sim, score, names),
     }
+
+
+EVIDENCE_SHOWN = 4  # nearest other-lesion images shown on a quarantine card
+
+
+def _add_evidence(folder: RunFolder, r: int, cards: list[dict], table: pd.DataFrame, names: dict[int, str]) -> None:
+    """Give each quarantine card the nearest training images of other lesions (by the round's embeddings),
+    with their labels: the neighbour evidence its suspicion rests on, as images."""
+    if not cards or not folder.embeddings_path(r).exists():
+        return
+    from hardmine.core.index import exact_neighbours
+
+    ids = folder.scores(r)["id"].astype(str).to_numpy()
+    embeddings = folder.embeddings(r)
+    groups = table["group"].reindex(ids).astype(str).to_numpy()
+    row_of = {sample_id: row for row, sample_id in enumerate(ids)}
+    rows = np.array([row_of[c["id"]] for c in cards if c["id"] in row_of])
+    if not len(rows):
+        return
+    depth = min(len(ids), EVIDENCE_SHOWN + int(pd.Series(groups).value_counts().max()))
+    sims, nbrs = exact_neighbours(embeddings, np.asarray(embeddings[rows]), depth)
+    for card, row, sim_row, nbr_row in zip((c for c in cards if c["id"] in row_of), rows, sims, nbrs, strict=True):
+        keep = [(j, float(v)) for j, v in zip(nbr_row, sim_row, strict=True) if groups[j] != groups[row]]
+        card["evidence"] = [{"id": ids[j], "label": names[int(table.loc[ids[j], "label"])], "sim": round(v, 3),
+                             "path": str(table.loc[ids[j], "path"])} for j, v in keep[:EVIDENCE_SHOWN]]  # fmt: skip
+
+
+def _why(section: str, label: str, pred: str, seed_of: str, sim, score, names: dict[int, str]) -> str:
+    """Why a card was picked, in words (the reason codes stay one click away)."""
+    if section == "fn":
+        return f"missed {label}: called {pred}"
+    if section == "fp":
+        return f"false alarm: {label} called {pred}"
+    if section == "low-margin":
+        return "near the threshold: the model is unsure"
+    if section == "neighbour":
+        return f"looks like hard case {seed_of}" + (f" (similarity {sim:.2f})" if sim is not None else "")
+    if section == "quarantined":
+        suspicion = score["suspicion"] if score is not None and "suspicion" in score else None
+        level = f" (suspicion {float(suspicion):.2f})" if suspicion is not None and pd.notna(suspicion) else ""
+        return f"label {label} doubted{level}: its nearest other lesions say otherwise"
+    return "hard in every round so far"
 
 
 def _num(value) -> float | None:
@@ -209,20 +283,28 @@ def build_gallery(
     thumbs = out / "thumbs"
     thumbs.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
-    for number, card in enumerate(cards):
-        path = card.pop("path")
+
+    def source_of(path: str) -> str:
+        """The thumbnail's address in the page (written once per image)."""
         if not path:
-            card["src"] = ""
-            continue
+            return ""
         if path not in written:
             data = _thumbnail(path)
             if inline:
                 written[path] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
             else:
-                name = f"thumbs/{number:06d}.jpg"
+                name = f"thumbs/{len(written):06d}.jpg"
                 write_bytes(out / name, data)
                 written[path] = name
-        card["src"] = written[path]
+        return written[path]
+
+    for card in cards:
+        path = card.pop("path")
+        card["src"] = source_of(path)
+        # the original at full size: opened from file:// directly, through `gallery --serve` by its id
+        card["original"] = "" if inline or not path else Path(path).resolve().as_uri()
+        for neighbour in card.get("evidence", []):
+            neighbour["src"] = source_of(neighbour.pop("path"))
     page = render_page(cards, facts)
     index = write_bytes(folder.gallery_path(r), page.encode())
     if png:
@@ -267,7 +349,32 @@ class _RunFolderHandler(SimpleHTTPRequestHandler):
         if not self._loopback_host():
             self.send_error(403, "only loopback host names are served")
             return
+        if self.path.split("?", 1)[0] in ("", "/"):  # the run's address opens the gallery a user wants first
+            folder = RunFolder(self.directory)
+            page = folder.gallery_path(default_round(folder))
+            self.send_response(302)
+            self.send_header("Location", "/" + page.relative_to(folder.root).as_posix())
+            self.end_headers()
+            return
+        if self.path.startswith("/original/"):
+            self._send_original(unquote(self.path.removeprefix("/original/").split("?", 1)[0]))
+            return
         super().do_GET()
+
+    def _send_original(self, sample_id: str) -> None:
+        """The full-size image of a sample of the run's own table (by id: no path is ever taken from
+        the request), for the gallery's zoom."""
+        samples = RunFolder(self.directory).samples().set_index("id")
+        path = Path(str(samples.at[sample_id, "path"])) if sample_id in samples.index else None
+        if path is None or not path.is_file():
+            self.send_error(404, "no such image in the run")
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_HEAD(self):  # noqa: N802
         if not self._loopback_host():

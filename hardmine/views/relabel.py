@@ -105,6 +105,10 @@ def apply_decisions(
     samples = folder.samples()
     chosen = read_decisions(decisions, samples)
     data = Path(folder.run_config().data.data)
+    if not data.exists():
+        raise DataError(f"the data the run was made on, {data}, is not there (moved or deleted?): the manifest goes "
+                        "beside it and the run's image paths point into it; put it back, or make a new run where it "
+                        "is now")  # fmt: skip
     root = data_root(data).resolve()
     out_path = Path(out) if out is not None else root / f"relabelled-{folder.root.name}.csv"
     if not out_path.resolve().parent.is_relative_to(root):
@@ -120,8 +124,13 @@ def apply_decisions(
     if "reviewed" in kept:  # reviewed in an earlier relabel: still reviewed
         reviewed |= set(kept.loc[kept["reviewed"] == "yes", "id"])
     base = out_path.resolve().parent
+    relative = [Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p in kept["path"]]
+    outside = next((path for path in relative if path.startswith("../")), None)
+    if outside is not None:
+        raise DataError(f"--out {out_path}: its folder does not hold every image (first: {outside}), and a manifest's "
+                        f"paths may not leave its folder; write it in the data root {root}")  # fmt: skip
     manifest = pd.DataFrame({
-        "path": [Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p in kept["path"]],
+        "path": relative,
         "label": [new_label.get(i, c) for i, c in zip(kept["id"], kept["class_name"], strict=True)],
         "group": kept["group"],
         "relabelled_from": [kept["class_name"][k] if i in new_label else "" for k, i in enumerate(kept["id"])],
