@@ -226,9 +226,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: hardmine's choice)")
+    parser.add_argument("--images", type=int, default=None, help="demo set size (default: 7,818; small: 1,200)")
     parser.add_argument("--skip-main-job", action="store_true")
     args = parser.parse_args()
-    sizes = SMALL if args.small else FULL
+    sizes = dict(SMALL if args.small else FULL)
+    if args.images is not None:
+        sizes["images"] = args.images
     device = resolve_device(args.device)
     data = args.out / "data"
     made = time.perf_counter()

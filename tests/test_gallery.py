@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from hardmine.cli import app
 from hardmine.core.errors import HardmineError
-from hardmine.views.gallery import SECTIONS, gallery_cards, render_page, run_port, serve_run
+from hardmine.views.gallery import SECTIONS, gallery_cards, render_page
+from hardmine.views.serving import run_port, serve_run
 
 runner = CliRunner()
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -361,6 +362,20 @@ def test_browser_decisions_survive_a_reload_and_download_for_relabel(mined_run, 
     relabelled = next(r for r in rows if r["decision"] == "relabel")
     assert relabelled["new_label"] == ("nv" if labels[relabelled["image_id"]] == 1 else "mel")
     assert len(read_decisions(target, pd.read_csv(mined_run / "samples.csv", dtype=str))) == 2  # relabel reads it
+    # the loop closes: relabel (the whole lesion), then a round on the same split, before against after
+    data = mined_run.parent / "data"
+    relabelled = runner.invoke(app, ["relabel", str(mined_run), str(target), "--out", str(data / "reviewed.csv")])
+    assert relabelled.exit_code == 0, relabelled.output
+    after = browser.download_dir / "after"
+    result = runner.invoke(app, ["round", "--data", str(data / "reviewed.csv"), "--positive", "mel", "--negative", "nv",
+                                 "--split-from", str(mined_run), "--trusted", "reviewed=yes", "--out", str(after),
+                                 "--n", "0", "--epochs", "1", "--image-size", "24", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    split = pd.read_csv(mined_run / "split.csv", dtype=str).set_index("id")["split"]
+    new_split = pd.read_csv(after / "split.csv", dtype=str).set_index("id")["split"]
+    assert new_split.to_dict() == split.drop(ids[1]).to_dict()  # the excluded image gone, nothing moved
+    before = json.loads((after / "report.json").read_text())["before"]
+    assert before["images"] == int((new_split == "test").sum()) and "sens_at_spec90" in before
 
 
 @browser_test

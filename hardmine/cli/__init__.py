@@ -512,7 +512,8 @@ def gallery_cmd(
     """Static HTML gallery of what a round mined and why (works offline, from file://)."""
     import webbrowser
 
-    from hardmine.views.gallery import build_gallery, built_page, serve_run, served_url
+    from hardmine.views.gallery import build_gallery, built_page
+    from hardmine.views.serving import serve_run, served_url
 
     try:
         if label:

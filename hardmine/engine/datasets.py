@@ -133,3 +133,28 @@ def _in_main_process() -> bool:
 
 
 DECODED = DecodedImages()  # one per process
+
+
+class EpochSeeded:
+    """A training dataset read by ``(index, epoch)``: torch's random state is seeded from (seed, epoch,
+    index) for that one sample's transform and restored after, so augmentations do not depend on
+    which process or in which order samples are loaded."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, int(seed)
+        self.labels = dataset.labels
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        import torch  # loaded already by then; this module imports no torch at import time
+
+        index, epoch = key
+        generator = torch.default_generator  # the CPU one alone: torch.manual_seed also queues CUDA seeding, 1 ms
+        state = generator.get_state()
+        generator.manual_seed(((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63)
+        try:
+            return self.dataset[index]
+        finally:
+            generator.set_state(state)

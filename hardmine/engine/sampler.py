@@ -116,3 +116,36 @@ class CurriculumSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.per_replica
+
+
+class EpochShuffle(Sampler[int]):
+    """Every index once per epoch, in the order ``torch.randperm`` draws from ``seed + epoch``; like
+    :class:`~hardmine.engine.sampler.CurriculumSampler`, it follows ``set_epoch``, so one loader serves
+    every epoch."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class SeededBatches(Sampler[tuple[int, int]]):
+    """Pairs each drawn index with its epoch, so a worker process (started once per fit) seeds that
+    sample's augmentation by (epoch, index): the same draws with or without workers, resumed or not."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((int(i), epoch) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)

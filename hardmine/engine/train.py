@@ -24,24 +24,24 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import DistributedSampler
 
 from hardmine.core.curriculum import class_balance_weights
 from hardmine.core.errors import HardmineError
 from hardmine.core.io import atomic_path, write_bytes
 from hardmine.core.metrics import binary_metrics, softmax
 from hardmine.engine import distributed
+from hardmine.engine.datasets import EpochSeeded
 from hardmine.engine.inference import Callback, autocast_dtype, forward, make_loader, rank_shard, to_device
 from hardmine.engine.losses import class_weights, per_sample_loss, weighted_mean
 from hardmine.engine.runtime import Engine
-from hardmine.engine.sampler import CurriculumSampler
+from hardmine.engine.sampler import CurriculumSampler, EpochShuffle, SeededBatches
 from hardmine.record.config import TrainConfig
 from hardmine.record.layout import CHECKPOINT_FILE, DYNAMICS_FILE, HISTORY_FILE, MODEL_FILE
 
@@ -121,7 +121,7 @@ def fit(
     if sampler is None:
         sampler = EpochShuffle(n_train, seed=config.seed)
     train_ds = EpochSeeded(train_ds, config.seed)
-    loader = make_loader(train_ds, config.batch_size, device, config.num_workers, _SeededBatches(sampler),
+    loader = make_loader(train_ds, config.batch_size, device, config.num_workers, SeededBatches(sampler),
                          config.image_size, persistent=True)  # fmt: skip
     val_loader = make_loader(rank_shard(val_ds), config.batch_size * 2, device, config.num_workers,
                              image_size=config.image_size, persistent=True)  # fmt: skip
@@ -332,62 +332,6 @@ class Precision:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
-
-
-class EpochShuffle(Sampler[int]):
-    """Every index once per epoch, in the order ``torch.randperm`` draws from ``seed + epoch``; like
-    :class:`~hardmine.engine.sampler.CurriculumSampler`, it follows ``set_epoch``, so one loader serves
-    every epoch."""
-
-    def __init__(self, n: int, seed: int = 0):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
-
-    def __len__(self) -> int:
-        return self.n
-
-
-class _SeededBatches(Sampler[tuple[int, int]]):
-    """Pairs each drawn index with its epoch, so a worker process (started once per fit) seeds that
-    sample's augmentation by (epoch, index): the same draws with or without workers, resumed or not."""
-
-    def __init__(self, sampler):
-        self.sampler = sampler
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.sampler.epoch
-        return ((int(i), epoch) for i in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class EpochSeeded:
-    """A training dataset read by ``(index, epoch)``: torch's random state is seeded from (seed, epoch,
-    index) for that one sample's transform and restored after, so augmentations do not depend on
-    which process or in which order samples are loaded."""
-
-    def __init__(self, dataset, seed: int):
-        self.dataset, self.seed = dataset, int(seed)
-        self.labels = dataset.labels
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]):
-        index, epoch = key
-        generator = torch.default_generator  # the CPU one alone: torch.manual_seed also queues CUDA seeding, 1 ms
-        state = generator.get_state()
-        generator.manual_seed(((self.seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63)
-        try:
-            return self.dataset[index]
-        finally:
-            generator.set_state(state)
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
