@@ -325,6 +325,35 @@ def test_browser_gallery_opens_on_the_mining_that_made_the_returned_model(mined_
     assert story in browser.find_element(By.TAG_NAME, "header").text
 
 
+LESION_ALONE = ("const n = {}; for (const c of DATA.cards) n[c.group] = (n[c.group] || 0) + 1;"
+                "return [...document.querySelectorAll('.card select.decision')]"
+                ".map(s => n[DATA.cards.find(c => c.id === s.parentElement.dataset.id).group] === 1)")  # fmt: skip
+
+
+@browser_test
+def test_browser_a_relabel_decides_the_whole_lesion_on_the_page(round1_page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    round1_page.execute_script("localStorage.clear()")
+    round1_page.refresh()
+    _render_all(round1_page)
+    shared = round1_page.execute_script(
+        "const n = {}; for (const c of DATA.cards) if (c.section !== 'persistent')"
+        " (n[c.group] = n[c.group] || new Set()).add(c.id);"
+        "const g = Object.keys(n).find(k => k && n[k].size > 1); return g ? [...n[g]] : null")  # fmt: skip
+    assert shared, "the demo run mines two images of one lesion"
+    pick = next(p for p in round1_page.find_elements(By.CSS_SELECTOR, ".card select.decision")
+                if p.find_element(By.XPATH, "..").get_attribute("data-id") == shared[0])  # fmt: skip
+    round1_page.execute_script("arguments[0].scrollIntoView({block: 'center'})", pick)
+    Select(pick).select_by_value("relabel")
+    decided = round1_page.execute_script(DECIDED)
+    assert all(decided.get(i) == "relabel" for i in shared), decided
+    assert "images)" in Select(pick).first_selected_option.text  # the choice says it is the lesion's
+    Select(pick).select_by_value("")
+    assert not set(round1_page.execute_script(DECIDED)) & set(shared)
+
+
 def _decide(driver, base: str, choices: dict[int, str]) -> list[str]:
     """On the served round-1 page with a cleared store, set card ``i``'s decision to ``choices[i]``; their ids."""
     from selenium.webdriver.common.by import By
@@ -334,6 +363,9 @@ def _decide(driver, base: str, choices: dict[int, str]) -> list[str]:
     driver.execute_script("localStorage.clear()")
     driver.refresh()
     picks = driver.find_elements(By.CSS_SELECTOR, ".card select.decision")
+    # cards whose lesion has no other card on the page: a keep or relabel decides the whole lesion
+    alone = driver.execute_script(LESION_ALONE)
+    picks = [pick for pick, single in zip(picks, alone, strict=True) if single]
     for i, value in choices.items():
         Select(picks[i]).select_by_value(value)
     return [picks[i].find_element(By.XPATH, "..").get_attribute("data-id") for i in choices]
@@ -393,7 +425,7 @@ def test_browser_a_decision_in_another_tab_shows_and_loses_nothing(mined_run, br
         third = next(p for p in browser.find_elements(By.CSS_SELECTOR, ".card select.decision")
                      if p.find_element(By.XPATH, "..").get_attribute("data-id") not in ids)  # fmt: skip
         third_id = third.find_element(By.XPATH, "..").get_attribute("data-id")
-        Select(third).select_by_value("keep")
+        Select(third).select_by_value("exclude")  # one image's decision (keep or relabel decide its lesion)
         browser.close()
         browser.switch_to.window(first_tab)
         for _ in range(50):
@@ -403,7 +435,7 @@ def test_browser_a_decision_in_another_tab_shows_and_loses_nothing(mined_run, br
         assert browser.find_element(By.ID, "nsel").text == "3"
         shown = browser.execute_script(DECIDED)
         assert {ids[0]: "relabel", ids[1]: "exclude"}.items() <= shown.items()
-        assert shown.get(third_id, "keep") == "keep"
+        assert shown.get(third_id, "exclude") == "exclude"
 
 
 @pytest.mark.browser

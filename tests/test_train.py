@@ -152,7 +152,9 @@ def test_cli_train_then_evaluate(demo_dir, tmp_path):
         assert (run / "round-000" / name).read_bytes()[:4] == b"\x89PNG"
     # the same configuration re-opens; another one is refused without --overwrite
     result = runner.invoke(app, args[:-4] + ["--epochs", "3", "--device", "cpu"])
-    assert result.exit_code == 2 and "different configuration (train.epochs: 2 then, 3 now)" in result.output
+    assert result.exit_code == 2  # every difference at once
+    assert "different configuration (train.epochs: 2 then, 3 now; train.loss: 'weighted-ce' then, 'ce' now)" in (
+        result.output)
 
 
 def test_progress_says_whether_an_out_of_fold_network_trains():

@@ -36,6 +36,7 @@ from hardmine.record.config import (
     ThresholdConfig,
     TrainConfig,
 )
+from hardmine.record.layout import CONFIG_FILE
 from hardmine.strategies import STRATEGIES
 
 
@@ -223,7 +224,7 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
 ALL_GROUPS = (DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)
 
 
-CONFIG_OPTION = typer.Option("--config", help="Start from a saved configuration (a run's config.json): every option "
+CONFIG_OPTION = typer.Option("--config", help=f"Start from a saved configuration (a run's {CONFIG_FILE}): every option "
                              "as it was, changed only where given on this command line.", rich_help_panel="Data")
 
 
@@ -233,7 +234,7 @@ def _saved_config(path: Path | None) -> RunConfig | None:
     from hardmine.core.io import read_json
 
     if not path.is_file():
-        raise HardmineError(f"--config {path} is not a file; expected a run's config.json")
+        raise HardmineError(f"--config {path} is not a file; expected a run's {CONFIG_FILE}")
     return RunConfig.from_dict(read_json(path))
 
 
@@ -286,7 +287,7 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
                 sections = {name: getattr(saved, name) for name in SECTIONS} | sections
             config = RunConfig(**sections)
             if "data" in sections and "data" not in skip and not config.data.data:
-                raise HardmineError("--data is required: a data folder or manifest CSV (or --config RUN/config.json "
+                raise HardmineError(f"--data is required: a data folder or manifest CSV (or --config RUN/{CONFIG_FILE} "
                                     "to go on with a run's options)")  # fmt: skip
             from hardmine.run.opened import validate
 

@@ -78,6 +78,9 @@ def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, An
         cards.append(_card(row.id, section, row.role, row.reasons, row.hardness, row.weight, seed_of, sim,
                            table, scores, history, names))  # fmt: skip
     _add_evidence(folder, r, [c for c in cards if c["section"] == "quarantined"], table, names)
+    lesion_sizes = table["group"].astype(str).value_counts()
+    for card in cards:  # a relabel is the whole lesion's: the page says how many images that is
+        card["lesion_images"] = int(lesion_sizes.get(card["group"], 1))
     persistent = _persistent_ids(folder, r)
     hardness = dict(zip(mined["id"], mined["hardness"], strict=True))
     weight = dict(zip(mined["id"], mined["weight"], strict=True))
