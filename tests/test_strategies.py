@@ -197,8 +197,8 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
 
 def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_path):
     from hardmine.core.io import write_json
+    from hardmine.run.predict import predict_images
     from hardmine.run.rounds import write_report
-    from hardmine.run.steps import predict_images
     from hardmine.views.report import verdict_sentence
 
     run = Run.create(tmp_path / "run", _config(demo_dir, "finetune"))
@@ -250,7 +250,7 @@ def test_no_reference_when_round_0_is_its_own(demo_dir, tmp_path):
     report = run_rounds(head, 1, finish_outputs=False)  # head refits train no epochs: same budget as round 0
     assert "reference" not in report and report["returned"] == "round"
     assert not (head.root / "reference").exists() and head.epochs_trained() == 2  # nothing trained beyond round 0
-    from hardmine.run.steps import predict_images
+    from hardmine.run.predict import predict_images
 
     with pytest.raises(HardmineError, match="no budget reference"):
         predict_images(head, list(head.part("test")["path"][:2]), "reference")

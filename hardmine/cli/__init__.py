@@ -9,10 +9,19 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from typer.core import TyperCommand
 
 from hardmine import __version__
-from hardmine.cli.options import DATA, MINING, ROUNDS, SCORING, THRESHOLD, TRAIN, Acquisition, with_options
+from hardmine.cli.options import (
+    DATA,
+    MINING,
+    ROUNDS,
+    SCORING,
+    THRESHOLD,
+    TRAIN,
+    Acquisition,
+    PanelledCommand,
+    with_options,
+)
 from hardmine.cli.printing import (
     ProgressEvents,
     answer_counts,
@@ -83,25 +92,6 @@ def command(name: str | None = None, **kwargs):
         return app.command(name, cls=PanelledCommand, **kwargs)(wrapper)
 
     return decorate
-
-
-class PanelledCommand(TyperCommand):
-    """Click's plain help (it reads at 80 columns), with the options under their panel's heading."""
-
-    def format_options(self, ctx, formatter) -> None:
-        arguments, panels = [], {}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is None:
-                continue
-            if param.param_type_name == "argument":
-                arguments.append(record)
-            else:
-                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
-        for heading, rows in (("Arguments", arguments), *panels.items()):
-            if rows:
-                with formatter.section(heading):
-                    formatter.write_dl(rows)
 
 
 def _one_line(exc: Exception) -> str:
@@ -392,7 +382,7 @@ def predict_cmd(
     from hardmine.core.io import write_csv
     from hardmine.data.images import image_inputs
     from hardmine.record.record import RunFolder
-    from hardmine.run.steps import predict_images
+    from hardmine.run.predict import predict_images
 
     if round_ not in ("best", "reference") and not round_.isdigit():
         raise HardmineError(f"--round {round_!r} is not valid; expected best, reference or a round number")
@@ -492,7 +482,8 @@ def relabel_cmd(
 def gallery_cmd(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     round_: Annotated[
-        int | None, typer.Option("--round", help="Round to show (default: the best on validation).")
+        int | None, typer.Option("--round", help="Round to show (default: the one whose mining made the model "
+                                 "the run hands back).")
     ] = None,
     inline: Annotated[
         bool, typer.Option("--inline", help="Inline thumbnails in the HTML (one file to share).")

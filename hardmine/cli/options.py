@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 import typer
+from typer.core import TyperCommand
 
 from hardmine.core.acquisition import ACQUISITION
 from hardmine.core.errors import HardmineError
@@ -298,3 +299,22 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
         return wrapper
 
     return decorate
+
+
+class PanelledCommand(TyperCommand):
+    """Click's plain help (it reads at 80 columns), with the options under their panel's heading."""
+
+    def format_options(self, ctx, formatter) -> None:
+        arguments, panels = [], {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append(record)
+            else:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+        for heading, rows in (("Arguments", arguments), *panels.items()):
+            if rows:
+                with formatter.section(heading):
+                    formatter.write_dl(rows)
