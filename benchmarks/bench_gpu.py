@@ -50,7 +50,7 @@ from hardmine.engine.inference import (
 )
 from hardmine.engine.models import build_model
 from hardmine.engine.runtime import Engine
-from hardmine.engine.train import fit
+from hardmine.engine.train import Precision, fit
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainConfig
 from hardmine.run.opened import Run
 from hardmine.run.rounds import run_rounds
@@ -72,23 +72,16 @@ def model_ceiling(cfg: TrainConfig, device, steps: int) -> tuple[float, float]:
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
-    dtype = autocast_dtype(cfg.precision, device)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    precision = Precision(cfg.precision, device)  # backward and step, through a GradScaler for fp16
+    dtype = precision.dtype
     x = to_device(torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size), device)
     y = torch.randint(0, 2, (cfg.batch_size,), device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def train_step():
         logits, _ = forward(model, x, device, dtype)
-        loss = torch.nn.functional.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        precision.step(torch.nn.functional.cross_entropy(logits.float(), y), optimizer)
 
     rates = []
     model.train()
@@ -129,8 +122,8 @@ def bare_loop(engine: Engine, train, val, device, epochs: int) -> tuple[float, f
     model = build_model(cfg.model, "none", seed=0).to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    dtype = autocast_dtype(cfg.precision, device)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    precision = Precision(cfg.precision, device)
+    dtype = precision.dtype
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     shuffle = torch.utils.data.RandomSampler(range(len(train)))
     train_loader = make_loader(engine.dataset(train, train=True), cfg.batch_size, device, cfg.num_workers, shuffle,
@@ -144,13 +137,7 @@ def bare_loop(engine: Engine, train, val, device, epochs: int) -> tuple[float, f
             logits, _ = forward(model, to_device(images, device), device, dtype)
             loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(device, non_blocking=True))
             optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            precision.step(loss, optimizer)
         model.eval()
         with torch.no_grad():
             for images, _, _ in val_loader:

@@ -23,7 +23,7 @@ from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import copy_file, read_json, write_json
 from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
-from hardmine.record.config import RUNTIME_ONLY, TrainConfig
+from hardmine.record.config import TrainConfig, comparable
 from hardmine.record.layout import CONFIG_FILE, MINED_FILE, REPORT_FILE, SAMPLES_FILE, SPLIT_FILE, round0_trained_files
 from hardmine.record.manifest import Manifest, Step
 from hardmine.record.record import RunFolder, selection_value
@@ -208,7 +208,7 @@ def same_round0(run: Run, source: RunFolder, train: TrainConfig) -> bool:
 
 
 def _recipe(train: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(train).items() if k not in RUNTIME_ONLY}
+    return comparable({"train": asdict(train)})["train"]
 
 
 def _copy_round0(source: RunFolder, run: Run) -> None:
