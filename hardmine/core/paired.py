@@ -133,3 +133,20 @@ def sensitivity(y: np.ndarray, decision: np.ndarray) -> float:
 
 
 METRICS: dict[str, Metric] = {"sens_at_spec90": sens_at_spec, "auprc": average_precision, "auroc": auroc}
+
+
+def paired_differences(
+    labels: np.ndarray, groups: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray, metrics=tuple(METRICS), *,
+    n_boot: int = 1000, seed: int = 0,
+) -> dict[str, dict[str, float | str]]:  # fmt: skip
+    """A minus B on one test set, per metric name of :data:`METRICS`: ``{metric: {a, b, difference, low,
+    high, verdict}}`` for P(positive) ``prob_a``, ``prob_b`` (N,) each, the interval bootstrapped over
+    the test groups (:func:`paired_difference` with one seed)."""
+    out: dict[str, dict[str, float | str]] = {}
+    a, b = np.asarray(prob_a)[None], np.asarray(prob_b)[None]
+    for name in metrics:
+        result = paired_difference(labels, groups, a, b, METRICS[name], n_boot=n_boot, seed=seed)
+        out[name] = {"a": METRICS[name](labels, a[0]), "b": METRICS[name](labels, b[0]),
+                     "difference": result.estimate, "low": result.low, "high": result.high,
+                     "verdict": result.verdict}  # fmt: skip
+    return out

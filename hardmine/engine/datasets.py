@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,10 +104,6 @@ class DecodedImages:
             self.budget = _cache_budget()
         return self.used + nbytes <= self.budget and _in_main_process()
 
-    def clear(self) -> None:
-        self.images.clear()
-        self.used = 0
-
 
 def _cache_budget() -> int:
     configured = os.environ.get("HARDMINE_IMAGE_CACHE_MB")
@@ -116,13 +113,11 @@ def _cache_budget() -> int:
         except ValueError:
             raise DataError(f"HARDMINE_IMAGE_CACHE_MB={configured!r} is not valid; expected megabytes, "
                             "0 to turn the cache off") from None  # fmt: skip
-    available = 0
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
     except OSError:
         return 0
+    available = next((int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")), 0)
     return min(available // 4, 4 * 2**30)
 
 

@@ -285,7 +285,7 @@ def before_and_after(run: Run, earlier: RunFolder, report: dict[str, Any]) -> di
     metric both values and the paired difference after - before with its bootstrap interval over
     test lesions. ``relabelled``: test images whose label changed since ``earlier``."""
     from hardmine.core.metrics import softmax
-    from hardmine.core.paired import METRICS, paired_difference
+    from hardmine.core.paired import paired_differences
     from hardmine.engine.runtime import Engine
 
     test = run.part("test")
@@ -294,18 +294,18 @@ def before_and_after(run: Run, earlier: RunFolder, report: dict[str, Any]) -> di
     logits, _ = engine.predict(engine.load_model(earlier_folder.verified_model_path(earlier_round)), test)
     returned_folder, returned_round = (budget_reference(run), 0) if report["returned"] == "reference" else (
         run, report["best_round"])  # fmt: skip
-    after = _read_preds(returned_folder.preds_path(returned_round, "test")).loc[test["id"], "prob_pos"]
+    after = _read_preds(returned_folder.preds_path(returned_round, "test")).loc[test["id"], "prob_pos"].to_numpy()
     labels, groups = test["label"].to_numpy(), test["group"].to_numpy()
-    a, b = after.to_numpy()[None], softmax(logits)[:, 1][None]
+    before = softmax(logits)[:, 1]
     earlier_labels = earlier.samples().set_index("id")["label"].astype(int).reindex(test["id"]).to_numpy()
     known = ~np.isnan(earlier_labels)
     out: dict[str, Any] = {"run": str(earlier.root), "round": earlier_round, "images": len(test),
                            "lesions": int(test["group"].nunique()),
                            "relabelled": int((earlier_labels[known] != labels[known]).sum())}  # fmt: skip
-    for name, metric in METRICS.items():
-        result = paired_difference(labels, groups, a, b, metric, n_boot=1000, seed=run.config.train.seed)
-        out[name] = {"before": metric(labels, b[0]), "after": metric(labels, a[0]), "difference": result.estimate,
-                     "low": result.low, "high": result.high, "verdict": result.verdict}  # fmt: skip
+    found = paired_differences(labels, groups, after, before, seed=run.config.train.seed)
+    for name, values in found.items():  # a = after, b = before
+        out[name] = {"before": values["b"], "after": values["a"]} | {k: values[k] for k in
+                                                                      ("difference", "low", "high", "verdict")}
     return out
 
 

@@ -49,21 +49,16 @@ def round_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
 def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> dict[str, dict[str, Any]]:
     """Best round minus round 0 on the test split, per metric of ``COMPARED``, with a 95% bootstrap
     over test lesions: ``{metric: {difference, low, high, verdict}}`` (empty when a prediction file is missing)."""
-    from hardmine.core.paired import METRICS, paired_difference
+    from hardmine.core.paired import paired_differences
 
     paths = [folder.preds_path(r, "test") for r in (best, 0)]
     if not all(p.exists() for p in paths):
         return {}
     best_preds, first = (pd.read_csv(p, dtype={"id": str}) for p in paths)
     groups = folder.samples().set_index("id").loc[first["id"], "group"].to_numpy()
-    labels = first["label"].to_numpy()
-    out = {}
-    for metric in COMPARED:
-        result = paired_difference(labels, groups, best_preds["prob_pos"].to_numpy()[None],
-                                   first["prob_pos"].to_numpy()[None], METRICS[metric], n_boot=n_boot)  # fmt: skip
-        out[metric] = {"difference": result.estimate, "low": result.low, "high": result.high,
-                       "verdict": result.verdict}  # fmt: skip
-    return out
+    found = paired_differences(first["label"].to_numpy(), groups, best_preds["prob_pos"], first["prob_pos"], COMPARED,
+                               n_boot=n_boot)  # fmt: skip
+    return {metric: {k: v[k] for k in ("difference", "low", "high", "verdict")} for metric, v in found.items()}
 
 
 class EvaluatedModel(NamedTuple):
