@@ -89,17 +89,9 @@ def gallery_cards(run_dir: str | os.PathLike, r: int) -> tuple[list[dict[str, An
                            weight.get(sample_id, 1.0), "", None, table, scores, history, names))  # fmt: skip
     opened, story = mining_story(folder, r)
     facts = {"round": r, "threshold": threshold, "positive": names[1], "negative": names[0], "run": folder.root.name,
-             "store": f"hardmine-decisions:{folder.identity()}", "best_round": _best_round(folder),
+             "store": f"hardmine-decisions:{folder.identity()}",
              "rounds": folder.rounds_with(MINED_FILE), "story": story, "made_returned": opened}  # fmt: skip
     return cards, facts
-
-
-def _best_round(folder: RunFolder) -> int | None:
-    """The best round on validation as the report chose it (None before a report exists)."""
-    try:
-        return int(folder.report()["best_round"])
-    except HardmineError:
-        return None
 
 
 def default_round(folder: RunFolder) -> int:
