@@ -20,13 +20,15 @@ def make_or_load_split(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
     split_from: str | os.PathLike | None = None,
+    planned: pd.Series | None = None,
 ) -> pd.Series:
     """Return the split of each row, re-using ``path`` (``split.csv``) when it exists.
 
     A new split is grouped by lesion; with ``split_from`` (an earlier run's ``split.csv``) it is
     that split instead: an image keeps its split, an image new to it takes its lesion's, and a
     lesion new to it goes to train (so reviewed or relabelled images never move into test, and
-    two runs are measured on the same test lesions).
+    two runs are measured on the same test lesions). ``planned``: that new split, made (and checked)
+    already by :func:`make_split`, to save instead of making it again.
 
     Returns a Series aligned with ``table`` holding ``train|val|test``.
     """
@@ -46,7 +48,7 @@ def make_or_load_split(
         if bad:
             raise DataError(f"{path}: unknown split value(s) {', '.join(bad)}")
         return split.rename("split")
-    split = make_split(table, fractions, seed, split_from)
+    split = planned if planned is not None else make_split(table, fractions, seed, split_from)
     write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
     return split
 

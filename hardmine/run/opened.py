@@ -154,8 +154,8 @@ class Run(RunFolder):
                                      verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
         config.mining.trusted_mask(table)  # a --trusted column the data lacks fails before anything is written
         earlier = Path(data.split_from) / SPLIT_FILE if data.split_from else None
-        if existing is None:  # a data set too small to split fails before anything is written
-            make_split(table, data.split, data.split_seed, earlier)
+        # a new run's split, made before anything is written: a data set too small to split fails here
+        planned = make_split(table, data.split, data.split_seed, earlier) if existing is None else None
         fingerprint = data_fingerprint(table)
         root.mkdir(parents=True, exist_ok=True)
         _claim(root)
@@ -180,7 +180,7 @@ class Run(RunFolder):
                      "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
             write_json(config_path, config.to_dict() | facts)
         new = not (root / SPLIT_FILE).exists()
-        split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed, earlier)
+        split = make_or_load_split(table, root / SPLIT_FILE, data.split, data.split_seed, earlier, planned)
         if new:
             _warn_small_validation(table, split)
         return cls(root, config, table, split)
