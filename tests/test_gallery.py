@@ -117,20 +117,27 @@ def _served(run: Path):
         server.server_close()
 
 
-def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
+def _getter(base: str):
+    """``get(path, host=None, header=None) -> (status, body or that header)`` from the server at ``base``."""
     import http.client
 
+    port = int(base.rsplit(":", 1)[1])
+
+    def get(path: str, host: str | None = None, header: str | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", path, headers={"Host": host} if host else {})  # sent as written: no normalising
+        response = conn.getresponse()
+        return response.status, response.getheader(header) if header else response.read()
+
+    return get
+
+
+def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
     assert runner.invoke(app, ["gallery", str(mined_run), "--round", "1"]).exit_code == 0
     with _served(mined_run) as base:
         port = int(base.rsplit(":", 1)[1])
         assert port == run_port(mined_run)  # the run's own port: served again, the browser finds its decisions
-
-        def get(path: str, host: str | None = None, header: str | None = None) -> tuple[int, bytes]:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", path, headers={"Host": host} if host else {})  # sent as written: no normalising
-            response = conn.getresponse()
-            return response.status, response.getheader(header) if header else response.read()
-
+        get = _getter(base)
         status, page = get("/round-001/gallery/index.html")
         assert status == 200 and page == (mined_run / "round-001" / "gallery" / "index.html").read_bytes()
         thumb = next((mined_run / "round-001" / "gallery" / "thumbs").iterdir())
@@ -142,15 +149,6 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
         opened, _ = _made_returned(mined_run)
         assert get("/", header="Location") == (302, f"/round-{opened:03d}/gallery/index.html")
         assert get("/round-001/")[0] == 404
-        (mined_run / "outside-link").symlink_to(mined_run.parent)  # a symlink out of the run is not followed
-        try:
-            assert get("/outside-link/outside.txt")[0] == 404
-        finally:
-            (mined_run / "outside-link").unlink()
-        for host in ("attacker.example", "attacker.example:80", "127.0.0.1.attacker.example"):  # DNS rebinding
-            assert get("/round-001/gallery/index.html", host)[0] == 403
-        for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
-            assert get("/round-001/gallery/index.html", host)[0] == 200
         with pytest.raises(HardmineError, match=f"cannot serve on 127.0.0.1:{port}"):
             serve_run(mined_run, port)  # taken
     with pytest.raises(HardmineError, match="--port 70000 is not valid"):
@@ -221,6 +219,32 @@ def _render_all(driver) -> None:
         ):
             return
         time.sleep(0.05)
+
+
+def test_attack_serve_follows_no_symlink_out_of_the_run_and_answers_loopback_names_only(mined_run, tmp_path):
+    """Attack (item 6): ``gallery --serve`` of a run folder holding ``etc-link -> /etc`` answered
+    ``GET /etc-link/passwd`` with 200, and a thumbnail symlinked to an outside file served that file; and a
+    web page whose host name an attacker rebinds to 127.0.0.1 (DNS rebinding) could read the run."""
+    assert runner.invoke(app, ["gallery", str(mined_run), "--round", "1"]).exit_code == 0
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the run's")
+    thumbs = mined_run / "round-001" / "gallery" / "thumbs"
+    links = [(mined_run / "etc-link", tmp_path), (thumbs / "leak.png", secret)]
+    for link, target in links:
+        link.symlink_to(target)
+    try:
+        with _served(mined_run) as base:
+            get = _getter(base)
+            port = base.rsplit(":", 1)[1]
+            assert get("/etc-link/secret.txt")[0] == 404  # a folder symlinked out of the run
+            assert get("/round-001/gallery/thumbs/leak.png")[0] == 404  # a file symlinked out of it
+            for host in ("attacker.example", "attacker.example:80", "127.0.0.1.attacker.example"):
+                assert get("/round-001/gallery/index.html", host)[0] == 403
+            for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+                assert get("/round-001/gallery/index.html", host)[0] == 200
+    finally:
+        for link, _ in links:
+            link.unlink()
 
 
 @browser_test
@@ -408,6 +432,72 @@ def test_browser_decisions_survive_a_reload_and_download_for_relabel(mined_run, 
     assert new_split.to_dict() == split.drop(ids[1]).to_dict()  # the excluded image gone, nothing moved
     before = json.loads((after / "report.json").read_text())["before"]
     assert before["images"] == int((new_split == "test").sum()) and "sens_at_spec90" in before
+
+
+HOSTILE_PREFIXES = ("-", "=", "+", "@")  # what a spreadsheet would run as a formula
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A mined round 0 on images whose ids start with - = + @ and whose labels are -1 and 1."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("hostile")
+    data = root / "data"
+    (data / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(100):
+        positive = i % 5 == 0
+        pixels = rng.normal(140 if positive else 110, 40, (24, 24, 3))  # overlapping: a tiny model mines many
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(data / "img" / f"{i}.png")
+        rows.append((f"img/{i}.png", "1" if positive else "-1", f"{HOSTILE_PREFIXES[i % 4]}scan{i}"))
+    pd.DataFrame(rows, columns=["path", "label", "id"]).to_csv(data / "manifest.csv", index=False)
+    run = root / "run"
+    args = ["round", "--data", str(data), "--out", str(run), "--n", "0", "--epochs", "1", "--image-size", "24",
+            "--device", "cpu", "--workers", "0"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    return run, data
+
+
+@browser_test
+def test_browser_download_of_formula_like_ids_and_labels_reads_back_in_relabel(hostile_run, browser):
+    # the page guards values starting with - = + @ with a quote; relabel must read them back as written
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    run, data = hostile_run
+    choices = {"-": "relabel", "=": "exclude", "+": "relabel", "@": "keep"}
+    with _served(run) as base:
+        browser.get(f"{base}/round-000/gallery/index.html")
+        browser.execute_script("localStorage.clear()")
+        browser.refresh()
+        _render_all(browser)
+        picks = {}
+        for pick in browser.find_elements(By.CSS_SELECTOR, ".card select.decision"):
+            picks.setdefault(pick.find_element(By.XPATH, "..").get_attribute("data-id")[0], pick)
+        assert set(picks) == set(HOSTILE_PREFIXES)
+        chosen = {picks[prefix].find_element(By.XPATH, "..").get_attribute("data-id"): decision
+                  for prefix, decision in choices.items()}  # fmt: skip
+        for prefix, decision in choices.items():
+            browser.execute_script("arguments[0].scrollIntoView()", picks[prefix])
+            Select(picks[prefix]).select_by_value(decision)
+        rows = download_csv(browser, "decisions.csv")
+    assert {r["image_id"] for r in rows} == {f"'{i}" for i in chosen}  # guarded in the file
+    assert {r["current_label"] for r in rows} <= {"1", "'-1"}
+    result = runner.invoke(app, ["relabel", str(run), str(browser.download_dir / "decisions.csv")])
+    assert result.exit_code == 0, result.output
+    before = pd.read_csv(run / "samples.csv", dtype=str, keep_default_na=False).set_index("id")["class_name"]
+    after = pd.read_csv(data / "relabelled-run.csv", dtype=str, keep_default_na=False).set_index("id")["label"]
+    other = {"1": "-1", "-1": "1"}
+    for image_id, decision in chosen.items():
+        if decision == "exclude":
+            assert image_id not in after.index
+        else:
+            assert after[image_id] == (other[before[image_id]] if decision == "relabel" else before[image_id])
+    untouched = after.index.difference(list(chosen))
+    assert len(after) == len(before) - 1 and (after[untouched] == before[untouched]).all()
 
 
 @browser_test

@@ -124,6 +124,9 @@ def test_bad_input_is_rejected_or_a_clean_noop(planted_world):
     result = mine(labels, perfect, emb, 0.5)
     assert len(result.seeds) == 0 and "no seeds" in result.message
     assert result.weights.mean() == pytest.approx(1.0)
+    empty = mine(labels, perfect, emb, 0.5, MiningConfig(quarantine="none")).frame(np.arange(100).astype(str))
+    assert empty.empty and empty["reasons"].str.split("|").empty  # text columns stay text (they were float)
+    assert [str(t) for t in empty.dtypes] == ["object", "int64", "object", "object", "float64", "float64"]
     previous = np.linspace(0.5, 1.5, 100)
     result = mine(labels, perfect, emb, 0.5, previous_weights=previous)
     assert np.array_equal(result.weights, previous)

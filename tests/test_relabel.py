@@ -65,15 +65,10 @@ def test_bad_decisions_are_refused_naming_the_row(trained, tmp_path, rows, expec
     assert not (data / "relabelled-run.csv").exists()
 
 
-def test_manifest_outside_the_data_root_is_refused(trained, tmp_path):
-    run, _ = trained
-    (tmp_path / "d.csv").write_text("image_id,decision,new_label\n")
-    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(tmp_path / "m.csv")])
-    assert result.exit_code == 2 and "must be inside the data root" in result.stderr
-
-
 @pytest.mark.parametrize("target", ["HAM10000_metadata.csv", "planted.csv", "HAM10000_images_part_1/{image}"])
-def test_relabel_never_replaces_a_file_it_did_not_write(trained, tmp_path, target):
+def test_attack_relabel_never_replaces_a_file_it_did_not_write(trained, tmp_path, target):
+    """Attack (item 2): ``relabel RUN dec.csv --out DATA/HAM10000_metadata.csv`` exited 0 and replaced the
+    user's metadata (the file the run was trained on); so did an ``--out`` naming an image or ``planted.csv``."""
     run, data = trained
     (tmp_path / "d.csv").write_text("image_id,decision,new_label\n")
     image = next((data / "HAM10000_images_part_1").glob("*.jpg")).name
@@ -85,23 +80,6 @@ def test_relabel_never_replaces_a_file_it_did_not_write(trained, tmp_path, targe
     ours = data / "relabelled-run.csv"  # its own earlier manifest may be written again
     assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")]).exit_code == 0
     assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(ours)]).exit_code == 0
-
-
-def test_relabel_refuses_moved_data_and_an_out_whose_folder_misses_images(trained, tmp_path):
-    run, data = trained
-    (tmp_path / "d.csv").write_text("image_id,decision,new_label\n")
-    (data / "sub").mkdir()
-    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(data / "sub" / "m.csv")])
-    assert result.exit_code == 2 and "its folder does not hold every image" in result.stderr
-    assert list((data / "sub").iterdir()) == []
-    moved = data.with_name("moved")
-    data.rename(moved)
-    try:
-        result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")])
-        assert result.exit_code == 2 and "is not there (moved or deleted?)" in result.stderr
-        assert not (data.parent / "relabelled-run.csv").exists() and not data.exists()
-    finally:
-        moved.rename(data)
 
 
 def test_guarded_values_from_the_gallery_download_read_back_as_written(tmp_path):

@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -49,41 +51,70 @@ def finished_run(demo_dir, tmp_path_factory) -> Path:
     return out
 
 
-# --------------------------------------------------------------------------- bad options and data
+# --------------------------------------------------------------------------- bad input, one table
+# Every bad option, data set and run-folder command of the adversarial run that must be refused: exit 2,
+# one line naming the value or file, no traceback, and nothing changed anywhere (the run, the demo data and
+# a sentinel tree beside them, by checksum). Damaged runs that a resume repairs are the DAMAGE table below.
 
 
-def _no_metadata(tmp: Path, demo: Path) -> list[str]:
-    data = tmp / "data"
-    shutil.copytree(demo, data)
+@dataclass
+class Setting:
+    """Where a case is made: a scratch folder, the shared demo data (read-only), a finished run to copy, and
+    patches for what root cannot make here (a folder it may not read)."""
+
+    tmp: Path
+    demo: Path
+    finished: Callable[[], Path]
+    patches: list[tuple[object, str, object]] = field(default_factory=list)
+
+    def during_the_command(self, target: object, name: str, value: object) -> None:
+        """Set ``target.name`` to ``value`` while the command runs (not while the test looks at the files)."""
+        self.patches.append((target, name, value))
+
+    def data(self) -> Path:
+        """A private copy of the demo data."""
+        shutil.copytree(self.demo, self.tmp / "data")
+        return self.tmp / "data"
+
+    def run(self) -> Path:
+        """A private copy of the finished run (made on the demo data)."""
+        if not (self.tmp / "run").exists():
+            shutil.copytree(self.finished(), self.tmp / "run")
+        return self.tmp / "run"
+
+
+
+def _no_metadata(s: Setting) -> list[str]:
+    data = s.data()
     (data / "HAM10000_metadata.csv").unlink()
     return ["check-data", str(data)]
 
 
-def _same_stem(tmp: Path, demo: Path) -> list[str]:
-    data = tmp / "data"
-    shutil.copytree(demo, data)
+def _same_stem(s: Setting) -> list[str]:
+    data = s.data()
     first = next((data / "HAM10000_images_part_1").glob("*.jpg"))
     _image(data / "HAM10000_images_part_2" / first.name, colour=(1, 2, 3))  # another image under the same name
     return ["check-data", str(data)]
 
 
-def _symlink_image_outside(tmp: Path, demo: Path) -> list[str]:
-    data = tmp / "data"
-    shutil.copytree(demo, data)
+def _symlink_image_outside(s: Setting) -> list[str]:
+    tmp, data = s.tmp, s.data()
     victim = next((data / "HAM10000_images_part_1").glob("*.jpg"))
     shutil.move(victim, tmp / "outside.jpg")
     victim.symlink_to(tmp / "outside.jpg")
     return ["check-data", str(data)]
 
 
-def _symlink_class_outside(tmp: Path, demo: Path) -> list[str]:
+def _symlink_class_outside(s: Setting) -> list[str]:
+    tmp = s.tmp
     _image(tmp / "elsewhere" / "a.png")
     _image(tmp / "data" / "nv" / "b.png")
     (tmp / "data" / "mel").symlink_to(tmp / "elsewhere")
     return ["check-data", str(tmp / "data")]
 
 
-def _lesion_in_both_classes(tmp: Path, demo: Path) -> list[str]:
+def _lesion_in_both_classes(s: Setting) -> list[str]:
+    tmp = s.tmp
     for name in ("a", "b", "c"):
         _image(tmp / "data" / f"{name}.png")
     frame = pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "label": [1, 0, 0], "group": ["L1", "L1", "L2"]})
@@ -91,38 +122,41 @@ def _lesion_in_both_classes(tmp: Path, demo: Path) -> list[str]:
     return ["check-data", str(tmp / "data")]
 
 
-def _one_class(tmp: Path, demo: Path) -> list[str]:
+def _one_class(s: Setting) -> list[str]:
+    tmp = s.tmp
     _image(tmp / "data" / "nv" / "a.png")
     return ["check-data", str(tmp / "data")]
 
 
-def _folders_on_a_file(tmp: Path, demo: Path) -> list[str]:
+def _folders_on_a_file(s: Setting) -> list[str]:
+    tmp = s.tmp
     (tmp / "m.csv").write_text("path,label\n")
     return ["check-data", str(tmp / "m.csv"), "--source", "folders"]
 
 
 def _train(*extra: str):
-    return lambda tmp, demo: ["train", "--data", str(demo), "--out", str(tmp / "run"), *FAST, *extra]
+    return lambda s: ["train", "--data", str(s.demo), "--out", str(s.tmp / "run"), *FAST, *extra]
 
 
 def _round(*extra: str):
-    return lambda tmp, demo: ["round", "--data", str(demo), "--out", str(tmp / "run"), "--n", "1", *FAST, *extra]
+    return lambda s: ["round", "--data", str(s.demo), "--out", str(s.tmp / "run"), "--n", "1", *FAST, *extra]
 
 
-def _out_is_file(tmp: Path, demo: Path) -> list[str]:
+def _out_is_file(s: Setting) -> list[str]:
+    tmp, demo = s.tmp, s.demo
     (tmp / "run").write_text("not a folder")
     return ["round", "--data", str(demo), "--out", str(tmp / "run"), *FAST]
 
 
-def _out_under_file(tmp: Path, demo: Path) -> list[str]:
+def _out_under_file(s: Setting) -> list[str]:
+    tmp, demo = s.tmp, s.demo
     (tmp / "blocker").write_text("a file where a folder should be")
     return ["train", "--data", str(demo), "--out", str(tmp / "blocker" / "run"), *FAST]
 
 
 def _metadata_column(name: str):
-    def make(tmp: Path, demo: Path) -> list[str]:
-        data = tmp / "data"
-        shutil.copytree(demo, data)
+    def make(s: Setting) -> list[str]:
+        data = s.data()
         meta = pd.read_csv(data / "HAM10000_metadata.csv", dtype=str)
         meta[name] = "/etc/passwd" if name == "path" else "x"
         meta.to_csv(data / "HAM10000_metadata.csv", index=False)
@@ -131,7 +165,8 @@ def _metadata_column(name: str):
     return make
 
 
-def _manifest_column(tmp: Path, demo: Path) -> list[str]:
+def _manifest_column(s: Setting) -> list[str]:
+    tmp = s.tmp
     for name in ("a", "b"):
         _image(tmp / "data" / f"{name}.png")
     pd.DataFrame({"path": ["a.png", "b.png"], "label": [1, 0], "class_name": ["x", "y"]}).to_csv(
@@ -139,7 +174,8 @@ def _manifest_column(tmp: Path, demo: Path) -> list[str]:
     return ["check-data", str(tmp / "data")]
 
 
-def _one_image_twice(tmp: Path, demo: Path) -> list[str]:
+def _one_image_twice(s: Setting) -> list[str]:
+    tmp = s.tmp
     for name in ("000", "001"):
         _image(tmp / "data" / "img" / f"{name}.png")
     pd.DataFrame({"path": ["img/000.png", "img/001.png", "img/../img/000.png"], "label": [1, 0, 1]}).to_csv(
@@ -147,26 +183,193 @@ def _one_image_twice(tmp: Path, demo: Path) -> list[str]:
     return ["check-data", str(tmp / "data")]
 
 
-def _out_inside_the_data(tmp: Path, demo: Path) -> list[str]:
-    data = tmp / "data"
-    shutil.copytree(demo, data)
+def _out_inside_the_data(s: Setting) -> list[str]:
+    data = s.data()
     return ["train", "--data", str(data), "--out", str(data / "run"), *FAST]
 
 
-def _nul_in_a_path(tmp: Path, demo: Path) -> list[str]:
+def _nul_in_a_path(s: Setting) -> list[str]:
+    tmp = s.tmp
     _image(tmp / "data" / "a.png")
     (tmp / "data" / "manifest.csv").write_text("path,label\na.png,1\nb\x00.png,0\n")
     return ["check-data", str(tmp / "data")]
 
 
-def _four_images(tmp: Path, demo: Path) -> list[str]:
+def _four_images(s: Setting) -> list[str]:
+    tmp = s.tmp
     for i, label in enumerate(("mel", "nv", "mel", "nv")):
         _image(tmp / "data" / label / f"{i}.png", (40 * i, 60, 90))
     return ["train", "--data", str(tmp / "data"), "--out", str(tmp / "run"), *FAST]
 
 
-def _no_data(tmp: Path, demo: Path) -> list[str]:
+def _no_data(s: Setting) -> list[str]:
+    tmp = s.tmp
     return ["train", "--out", str(tmp / "run"), *FAST]
+
+
+def _single_positive(s: Setting) -> list[str]:
+    _image(s.tmp / "data" / "mel" / "0.png", (200, 30, 30))
+    for i in range(60):
+        _image(s.tmp / "data" / "nv" / f"{i}.png", (30, 30, 4 * i))
+    return ["train", "--data", str(s.tmp / "data"), "--out", str(s.tmp / "run"), *FAST]
+
+
+def _unreadable_folder(s: Setting) -> list[str]:
+    """A class sub-folder the user may not read (as root every folder is readable, so scandir is told so)."""
+    data = s.tmp / "data"
+    for name in ("mel/a.png", "mel/locked/b.png", "nv/c.png"):
+        _image(data / name)
+    real_scandir = os.scandir
+    locked = str(data / "mel" / "locked")
+
+    def scandir(path="."):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)
+
+    s.during_the_command(os, "scandir", scandir)
+    return ["check-data", str(data)]
+
+
+def _unreadable_listed_image(s: Setting) -> list[str]:
+    data = s.tmp / "data"
+    for name in ("a", "b"):
+        _image(data / "img" / f"{name}.png")
+    pd.DataFrame({"path": ["img/a.png", "img/b.png"], "label": [1, 0]}).to_csv(data / "manifest.csv", index=False)
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if os.fspath(path).endswith("b.png"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+
+    s.during_the_command(os, "stat", stat)
+    return ["check-data", str(data)]
+
+
+def _image_of_20000_pixels_square(s: Setting) -> list[str]:
+    """A PNG whose header says 20000 x 20000 (a decompression bomb), beside readable images."""
+    import struct
+    import zlib
+
+    data = s.tmp / "data"
+    for i in range(3):
+        _image(data / "mel" / f"{i}.png")
+        _image(data / "nv" / f"{i}.png")
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    (data / "mel" / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return ["check-data", str(data)]
+
+
+def _demo_data(*extra: str):
+    return lambda s: ["demo-data", str(s.tmp / "demo"), *extra]
+
+
+def _relabel_out(target: str):
+    """``relabel --out`` aimed at ``target`` (relative to the demo data the run was made on)."""
+
+    def make(s: Setting) -> list[str]:
+        run = s.run()
+        (s.tmp / "d.csv").write_text("image_id,decision,new_label\n")
+        image = next((s.demo / "HAM10000_images_part_1").glob("*.jpg")).name
+        return ["relabel", str(run), str(s.tmp / "d.csv"), "--out", str(s.demo / target.format(image=image))]
+
+    return make
+
+
+def _relabel_moved_data(s: Setting) -> list[str]:
+    run = s.run()
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["data"] = str(s.tmp / "moved")
+    write_json(run / "config.json", config)
+    Manifest(run).rerecord_run_files()  # the run is whole: only its data is gone
+    (s.tmp / "d.csv").write_text("image_id,decision,new_label\n")
+    return ["relabel", str(run), str(s.tmp / "d.csv")]
+
+
+def _overwrite_a_lookalike(s: Setting) -> list[str]:
+    looks = s.tmp / "project"
+    (looks / "src").mkdir(parents=True)
+    (looks / "notes.md").write_text("mine")
+    (looks / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
+    return ["round", "--data", str(s.demo), "--out", str(looks), "--overwrite", *FAST]
+
+
+def _on_run(edit, *command: str):
+    """``command`` on a copy of the finished run after ``edit(run)``; "{image}" stands for a data image."""
+
+    def make(s: Setting) -> list[str]:
+        run = s.run()
+        image = pd.read_csv(run / "samples.csv")["path"].iloc[0]
+        edit(run)
+        return [command[0], str(run), *(a.format(image=image, tmp=s.tmp) for a in command[1:])]
+
+    return make
+
+
+def _report(**fields):
+    def edit(run: Path) -> None:
+        report = json.loads((run / "report.json").read_text())
+        report.update(fields)
+        (run / "report.json").write_text(json.dumps(report))
+
+    return edit
+
+
+def _round_0_handed_back_then(edit):
+    return lambda run: (_report(best_round=0, returned="round")(run), edit(run))
+
+
+def _garble_model(run: Path) -> None:
+    model = run / "round-000" / "model.pt"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only a checksum finds it
+    model.write_bytes(bytes(data))
+
+
+def _config_edit(edit):
+    def apply(run: Path) -> None:
+        config = json.loads((run / "config.json").read_text())
+        edit(config)
+        (run / "config.json").write_text(json.dumps(config))
+
+    return apply
+
+
+def _swap_classes(config: dict) -> None:
+    config["classes"] = {"positive": config["classes"]["negative"], "negative": config["classes"]["positive"]}
+
+
+def _truncate(name: str, size: int = 10):
+    def damage(run: Path) -> None:
+        with open(run / name, "r+b") as fh:
+            fh.truncate(size)
+
+    return damage
+
+
+def _not_utf8(name: str):
+    def damage(run: Path) -> None:
+        data = bytearray((run / name).read_bytes())
+        data[len(data) // 2] = 0xFF  # same size: only reading it finds the damage
+        (run / name).write_bytes(bytes(data))
+
+    return damage
+
+
+def _object_dynamics(run: Path) -> None:
+    import numpy as np
+
+    np.savez(run / "round-000" / "dynamics.npz", loss=np.array([object(), 1], dtype=object), p_true=np.zeros(2))
+
+
+def _unchanged(run: Path) -> None:
+    pass
 
 
 BAD_INPUTS = {
@@ -215,6 +418,51 @@ BAD_INPUTS = {
     "folders source on a file": (_folders_on_a_file, ["m.csv is a file", "sub-folder per class"]),
     "four images": (_four_images, ["the split of 4 images (4 lesions) leaves", "use more data"]),
     "no data": (_no_data, ["--data is required", "--config"]),
+    "infinite cost of a false alarm": (_train("--cost-fp", "inf"), ["costs must be positive and finite"]),
+    "nan focal gamma": (_train("--loss", "focal", "--focal-gamma", "nan"), ["--focal-gamma nan"]),
+    "negative demo seed": (_demo_data("--seed", "-1"), ["--seed -1 is not valid", "0 or more"]),
+    "a single positive image": (_single_positive, ["leaves val with 0 positive", "use more data"]),
+    "a class folder that cannot be read": (_unreadable_folder, ["cannot read folder", "locked", "permission denied"]),
+    "a listed image that cannot be read": (_unreadable_listed_image, ["cannot read", "b.png", "permission denied"]),
+    "an image of 20000 x 20000 pixels": (_image_of_20000_pixels_square, ["huge.png", "decompression bomb"]),
+    "relabel over the metadata": (_relabel_out("HAM10000_metadata.csv"), ["is not a manifest `hardmine relabel`"]),
+    "relabel over the planted flips": (_relabel_out("planted.csv"), ["is not a manifest `hardmine relabel` wrote"]),
+    "relabel over an image": (_relabel_out("HAM10000_images_part_1/{image}"), ["is not a manifest"]),
+    "relabel out of the data root": (_relabel_out("../m.csv"), ["must be inside the data root"]),
+    "relabel into a folder missing images": (_relabel_out("HAM10000_images_part_1/m.csv"),
+                                             ["its folder does not hold every image"]),
+    "relabel of data that moved": (_relabel_moved_data, ["is not there (moved or deleted?)"]),
+    "overwrite of a folder that is not a run": (_overwrite_a_lookalike, ["--overwrite replaces only a hardmine run"]),
+    "predict with the best round's metrics gone": (
+        _on_run(_round_0_handed_back_then(lambda run: (run / "round-000" / "metrics.json").unlink()),
+                "predict", "{image}", "--out", "{tmp}/p.csv"), ["the report hands back round 0"]),
+    "predict with a garbled model": (_on_run(_round_0_handed_back_then(_garble_model), "predict", "{image}", "--out",
+                                             "{tmp}/p.csv"), ["model.pt is damaged (contents differ"]),
+    "predict with the class names swapped": (_on_run(_config_edit(_swap_classes), "predict", "{image}", "--out",
+                                                     "{tmp}/p.csv"), ["config.json is damaged"]),
+    "predict out naming a folder": (_on_run(_unchanged, "predict", "{image}", "--out", "{tmp}"), ["is a folder"]),
+    "report best round not a number": (_on_run(_report(best_round="abc", returned="round"), "predict", "{image}",
+                                               "--out", "{tmp}/p.csv"), ["report.json is damaged (best_round 'abc')"]),
+    "report not an object": (_on_run(lambda run: (run / "report.json").write_text("[]"), "predict", "{image}",
+                                     "--out", "{tmp}/p.csv"), ["report.json is damaged (holds list"]),
+    "config image size not a number": (_on_run(_config_edit(lambda c: c["train"].update(image_size="big")),
+                                               "evaluate"), ["train.image_size='big' is not valid"]),
+    "gallery of mined rows not UTF-8": (_on_run(_not_utf8("round-000/mined.csv"), "gallery", "--round", "0"),
+                                        ["mined.csv is damaged"]),
+    "gallery of samples not UTF-8": (_on_run(_not_utf8("samples.csv"), "gallery", "--round", "0"),
+                                     ["samples.csv is damaged"]),
+    "gallery of scores not UTF-8": (_on_run(_not_utf8("round-000/scores.csv"), "gallery", "--round", "0"),
+                                    ["scores.csv is damaged"]),
+    "score of object-array dynamics": (_on_run(_object_dynamics, "score", "--round", "0"), ["dynamics.npz is damaged"]),
+    "evaluate of a cut metrics file": (_on_run(_truncate("round-000/metrics.json", 200), "evaluate", "--round", "0",
+                                               "--split", "test"), ["metrics.json is damaged", "--resume"]),
+    "mine of cut embeddings": (_on_run(_truncate("round-000/embeddings.npy", 200), "mine", "--round", "0"),
+                               ["embeddings.npy is damaged", "--resume"]),
+    "gallery of a cut mined table": (_on_run(_truncate("round-000/mined.csv", 200), "gallery", "--round", "0"),
+                                     ["mined.csv is damaged", "--resume"]),
+    "gallery of a negative top-n": (_on_run(_unchanged, "gallery", "--top-n", "-5"), ["--top-n -5"]),
+    "evaluate a checkpoint that is not there": (_on_run(_unchanged, "evaluate", "--checkpoint", "nope.pt"),
+                                                ["nope.pt not found"]),
 }
 
 
@@ -222,22 +470,27 @@ def _tree(root: Path) -> dict[str, str]:
     """Every file and folder under ``root`` with the SHA-256 of its bytes ("" for a folder)."""
     import hashlib
 
+    # the run's lock file names its last holder: a command that took the lock rewrote it, and that is all
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-            for p in sorted(root.rglob("*")) if not p.is_symlink()}  # fmt: skip
+            for p in sorted(root.rglob("*")) if not p.is_symlink() and p.name != LOCK_FILE}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_one_line_before_anything_is_written(case, demo_dir, tmp_path):
+def test_bad_input_is_one_line_and_changes_nothing(case, demo_dir, tmp_path, monkeypatch, request):
     make_args, expected = BAD_INPUTS[case]
-    args = make_args(tmp_path, demo_dir)
+    setting = Setting(tmp_path, demo_dir, lambda: request.getfixturevalue("finished_run"))
+    args = make_args(setting)
     sentinel = tmp_path / "sentinel"  # files beside the run that no command may touch
     (sentinel / "nested").mkdir(parents=True)
     (sentinel / "notes.md").write_text("mine")
     (sentinel / "nested" / "model.pt").write_bytes(b"\x00" * 64)
-    before = _tree(tmp_path)
+    before = _tree(tmp_path), _tree(demo_dir)
+    for target, name, value in setting.patches:
+        monkeypatch.setattr(target, name, value)
     result = runner.invoke(app, args)
+    monkeypatch.undo()
     _assert_one_line_error(result, *expected)
-    assert _tree(tmp_path) == before  # nothing written, removed or changed, the sentinel tree included
+    assert (_tree(tmp_path), _tree(demo_dir)) == before  # nothing written, removed or changed, anywhere
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -250,15 +503,6 @@ def test_usage_errors_are_one_line_from_the_installed_command(args, expected, tm
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
     assert "--help" in lines[0] and list(tmp_path.iterdir()) == []
-
-
-def test_bad_gallery_and_checkpoint_options_leave_the_run_unchanged(finished_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    manifest = (run / "manifest.json").read_text()
-    _assert_one_line_error(runner.invoke(app, ["gallery", str(run), "--top-n", "-5"]), "--top-n -5")
-    _assert_one_line_error(runner.invoke(app, ["evaluate", str(run), "--checkpoint", "nope.pt"]), "nope.pt not found")
-    assert (run / "manifest.json").read_text() == manifest
 
 
 def test_a_second_copy_of_the_image_folders_is_skipped_with_a_warning(demo_copy):
@@ -285,14 +529,6 @@ def test_empty_lesion_ids_become_their_own_groups_with_a_warning(tmp_path):
 
 
 # --------------------------------------------------------------------------- damaged run folders
-
-
-def _truncate(name: str, size: int = 10):
-    def damage(run: Path) -> None:
-        with open(run / name, "r+b") as fh:
-            fh.truncate(size)
-
-    return damage
 
 
 def _write(name: str, text: str):
@@ -380,7 +616,21 @@ DAMAGE = {
                                      ["manifest.json is damaged"]),
     "manifest record missing its size": (_manifest_edit(lambda m, run: m["files"]["config.json"].pop("size")),
                                          ["manifest.json is damaged", "incomplete"]),
+    "manifest target edited by hand": (_manifest_edit(lambda m, run: m.update(target_round=400)),
+                                       ["manifest.json is damaged (target_round 400 is not round 0 + 1 rounds"]),
 }
+
+
+def _run_state(run: Path) -> tuple[dict[str, str], object]:
+    """A run's files by checksum, its manifest by content (a resume that saves it unchanged may lay it out
+    anew), orphaned temp files left out (a killed write's leftovers, which the lock's holder removes first)."""
+    files = {name: digest for name, digest in _tree(run).items() if not name.endswith(".tmp")}
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+        files.pop("manifest.json")
+    except ValueError:
+        manifest = None  # a damaged one is compared byte for byte
+    return files, manifest
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))
@@ -392,10 +642,16 @@ def test_resume_redoes_a_damaged_step_or_names_the_file(case, finished_run, demo
     orphan.write_text("left by a kill")
     damage, expected = DAMAGE[case]
     damage(run)
+    sentinel = tmp_path / "sentinel"  # beside the run: no resume may touch it, nor the data
+    sentinel.mkdir()
+    (sentinel / "notes.md").write_text("mine")
+    run_before, beside_before = _run_state(run), (_tree(sentinel), _tree(demo_dir))
     args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", "--resume", *FAST, *ROUNDS_THAT_TRAIN]
     result = runner.invoke(app, args)
+    assert (_tree(sentinel), _tree(demo_dir)) == beside_before
     if expected is not None:
         _assert_one_line_error(result, *expected)
+        assert _run_state(run) == run_before  # refused: the run as it was, for the user to mend or delete
         assert not (tmp_path / "pwned.txt").exists()
         victim = tmp_path / "outside" / "victim.txt"
         assert not victim.parent.exists() or victim.read_text() == "the user's"
@@ -408,36 +664,51 @@ def test_resume_redoes_a_damaged_step_or_names_the_file(case, finished_run, demo
     assert not orphan.exists()
 
 
-def test_a_run_file_that_is_not_utf8_is_one_line_in_the_gallery(finished_run, tmp_path):
-    run = tmp_path / "run"
+# --------------------------------------------------------------------------- security: the attacks, written out
+
+
+def test_attack_a_crafted_manifest_cannot_delete_a_file_outside_the_run(finished_run, demo_dir, tmp_path):
+    """Attack (item 1): a run folder handed to the user records, in ``manifest.json``, a file outside it
+    (``../outside/victim.txt``, and the same file by its absolute path) with a wrong checksum under a mining
+    step. ``round --resume`` said "victim.txt is damaged; redoing" and unlinked it. Every command that reads
+    the manifest now refuses the run, and the victim stays."""
+    run = tmp_path / "runs" / "run"
     shutil.copytree(finished_run, run)
-    path = run / "round-000" / "mined.csv"
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] = 0xFF  # same size: only reading it finds the damage
-    path.write_bytes(bytes(data))
-    _assert_one_line_error(runner.invoke(app, ["gallery", str(run), "--round", "0"]), "mined.csv is damaged")
+    victim = tmp_path / "runs" / "outside" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("the user's")
+    manifest = json.loads((run / "manifest.json").read_text())
+    for name in ("../outside/victim.txt", str(victim)):
+        manifest["files"][name] = {"size": 1, "mtime_ns": 1, "sha256": "0" * 64, "step": "r001:mine"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    image = pd.read_csv(run / "samples.csv")["path"].iloc[0]
+    for command in (["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", "--resume", *FAST,
+                     *ROUNDS_THAT_TRAIN], ["evaluate", str(run)], ["mine", str(run), "--round", "0"],
+                    ["predict", str(run), image, "--out", str(tmp_path / "p.csv")]):  # fmt: skip
+        _assert_one_line_error(runner.invoke(app, command), "manifest.json is damaged", "outside the run folder")
+        assert victim.read_text() == "the user's"
 
 
-def test_an_object_array_in_the_dynamics_is_one_line(finished_run, tmp_path):
-    import numpy as np
+def test_attack_metadata_columns_cannot_point_at_other_files_or_merge_lesions(demo_dir, tmp_path):
+    """Attack (item 5): columns in ``HAM10000_metadata.csv`` named like hardmine's own. A ``path`` column
+    pointing at a file outside the data folder made the run read it (and ``--serve`` show its thumbnail),
+    past the inside-the-root and symlink guards; a ``group`` column replaced ``lesion_id``, so one lesion
+    could land in several splits. Both are refused by name, before anything is read or written."""
+    from hardmine.core.errors import DataError
+    from hardmine.data.sources import load_samples
 
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    np.savez(run / "round-000" / "dynamics.npz", loss=np.array([object(), 1], dtype=object), p_true=np.zeros(2))
-    _assert_one_line_error(runner.invoke(app, ["score", str(run), "--round", "0"]), "dynamics.npz is damaged")
-
-
-@pytest.mark.parametrize(("name", "command"), [
-    ("metrics.json", ["evaluate", "--round", "0", "--split", "test"]),  # reads the tuned threshold
-    ("embeddings.npy", ["mine", "--round", "0"]),
-    ("mined.csv", ["gallery", "--round", "0"]),
-])  # fmt: skip
-def test_reader_refuses_a_damaged_file(finished_run, tmp_path, name, command):
-    run = tmp_path / "run"
-    shutil.copytree(finished_run, run)
-    _truncate(f"round-000/{name}", 200)(run)
-    result = runner.invoke(app, [command[0], str(run), *command[1:]])
-    _assert_one_line_error(result, f"{name} is damaged", "--resume")
+    outside = tmp_path / "secret.jpg"
+    _image(outside)
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    original = pd.read_csv(data / "HAM10000_metadata.csv", dtype=str)
+    for column, value in (("path", str(outside)), ("group", original["image_id"])):
+        original.assign(**{column: value}).to_csv(data / "HAM10000_metadata.csv", index=False)
+        with pytest.raises(DataError, match=f"column '{column}' is a name hardmine uses"):
+            load_samples(data)
+        args = ["round", "--data", str(data), "--out", str(tmp_path / "run"), "--n", "1", *FAST]
+        _assert_one_line_error(runner.invoke(app, args), f"column '{column}' is a name hardmine uses")
+        assert not (tmp_path / "run").exists()
 
 
 def test_damaged_array_without_a_record_is_one_error(tmp_path):

@@ -148,13 +148,20 @@ def test_different_config_refused_and_overwrite(demo_dir, tmp_path):
     with pytest.raises(HardmineError, match="not a hardmine run directory"):
         Run.create(tmp_path / "x", other, overwrite=True)
     assert (tmp_path / "x" / "notes.txt").exists()
-    # a folder that only looks like a run (a config.json with a train section) is never deleted
+
+
+def test_attack_overwrite_never_deletes_a_folder_that_is_not_a_run(demo_dir, tmp_path):
+    """Attack (item 3): ``round --out DIR --overwrite`` on a project folder holding ``config.json`` =
+    ``{"train": {...}}`` beside ``src/`` and ``notes.md`` removed the whole folder; and a real run's files
+    copied into a folder of the user's would have taken the user's files with them."""
+    other = _config(demo_dir, select_by="auprc")
     looks = tmp_path / "project"
     (looks / "src").mkdir(parents=True)
     (looks / "notes.md").write_text("mine")
     (looks / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
     with pytest.raises(HardmineError, match="--overwrite replaces only a hardmine run"):
         Run.create(looks, other, overwrite=True)
+    Run.create(tmp_path / "r", _config(demo_dir))
     shutil.copytree(tmp_path / "r", looks, dirs_exist_ok=True)  # a run's files beside the user's
     with pytest.raises(HardmineError, match="also holds notes.md, src that hardmine did not write"):
         Run.create(looks, _config(demo_dir), overwrite=True)

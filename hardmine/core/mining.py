@@ -422,16 +422,16 @@ class MiningResult:
             rows[int(q)] = {"role": "quarantined", "reasons": [f"quarantined:{self.quarantine_reasons[q]}"],
                             "hardness": self.hardness[q]}  # fmt: skip
         order = sorted(rows, key=lambda i: (ROLES.index(rows[i]["role"]), -rows[i]["hardness"], i))
+        # dtypes given: with nothing mined, pandas would make the empty text columns float
         return pd.DataFrame(
             {
-                "id": ids[order] if order else np.array([], dtype=object),
-                "label": self.labels[order].astype(np.int64),
-                "role": [rows[i]["role"] for i in order],
-                "reasons": ["|".join(rows[i]["reasons"]) for i in order],
-                "hardness": np.round([rows[i]["hardness"] for i in order], 6),
-                "weight": np.round(self.weights[order], 6),
-            },
-            columns=["id", "label", "role", "reasons", "hardness", "weight"],
+                "id": pd.Series(ids[order], dtype=object),
+                "label": pd.Series(self.labels[order], dtype=np.int64),
+                "role": pd.Series([rows[i]["role"] for i in order], dtype=object),
+                "reasons": pd.Series(["|".join(rows[i]["reasons"]) for i in order], dtype=object),
+                "hardness": pd.Series(np.round([rows[i]["hardness"] for i in order], 6), dtype=np.float64),
+                "weight": pd.Series(np.round(self.weights[order], 6), dtype=np.float64),
+            }
         )
 
 

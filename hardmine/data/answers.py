@@ -20,7 +20,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.core.io import copy_file, file_digest, write_csv
-from hardmine.data.images import csv_paths, data_root, read_csv, require_columns, resolve_inside
+from hardmine.data.images import csv_paths, data_root, missing_files, read_csv, require_columns, resolve_inside
 
 ANSWERS_DIR = "hardmine-answers"
 ANSWERS_MANIFEST = "manifest.csv"
@@ -55,7 +55,7 @@ def answered_samples(data: str | os.PathLike) -> pd.DataFrame:
     """The labeled answers as source rows: ``id, path, class_name, group`` (``unsure`` left out)."""
     frame = read_answers(data)
     frame = frame[frame["answer"] != UNSURE]
-    missing = [p for p in frame["path"] if not Path(p).is_file()]
+    missing = missing_files(frame["path"])
     if missing:
         raise DataError(f"{answers_folder(data) / ANSWERS_MANIFEST} lists {len(missing)} answered image(s) that are "
                         f"gone, first: {missing[0]}")  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,8 +34,7 @@ def image_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            images = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                            and not any(part.startswith(".") for part in p.relative_to(path).parts))  # fmt: skip
+            images = sorted(str(p) for p in image_files_below(path))
             if not images:
                 raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
             found += images
@@ -49,10 +49,51 @@ def image_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
             raise DataError(f"{path} is not an image ({', '.join(IMAGE_SUFFIXES)}), a folder or a CSV of paths")
         else:
             raise DataError(f"{path} does not exist")
-    missing = [p for p in found if not Path(p).is_file()]
+    missing = missing_files(found)
     if missing:
         raise DataError(f"{len(missing)} listed image(s) not found, first: {missing[0]}")
     return found
+
+
+def missing_files(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The paths of ``paths`` that are not regular files. A path that cannot be looked at for lack of
+    permission is not "missing": it is one :class:`DataError` naming it, and what would fix it."""
+    missing = []
+    for path in paths:
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                missing.append(str(path))
+        except PermissionError:
+            raise DataError(f"cannot read {path}: permission denied; give read access to it and to its folders "
+                            "(chmod -R u+rX on the data folder)") from None  # fmt: skip
+        except (OSError, ValueError):  # not there, a file where a folder should be, a NUL byte
+            missing.append(str(path))
+    return missing
+
+
+def walk_files(root: str | os.PathLike):
+    """``os.walk(root)`` that refuses a folder it cannot read (:class:`DataError` naming it), where
+    ``os.walk`` would skip it in silence and its images would read as "not found"."""
+
+    def refuse(exc: OSError) -> None:
+        if isinstance(exc, PermissionError):
+            raise DataError(f"cannot read folder {exc.filename}: permission denied; give read access to it "
+                            "(chmod -R u+rX on the data folder)") from None  # fmt: skip
+        raise DataError(f"cannot read folder {exc.filename}: {exc.strerror or exc}") from None
+
+    return os.walk(root, onerror=refuse)
+
+
+def image_files_below(root: Path) -> list[Path]:
+    """Every image file (``IMAGE_SUFFIXES``) below folder ``root``, sub-folders included, sorted; hidden
+    files and folders are left out and symlinked folders not followed (as ``Path.rglob``), and a folder
+    that cannot be read is refused (see :func:`walk_files`)."""
+    found = []
+    for dirpath, dirnames, filenames in walk_files(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, name) for name in filenames
+                  if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]  # fmt: skip
+    return sorted(p for p in found if p.is_file())  # a FIFO named like an image is not one
 
 
 def find_unreadable(paths: Sequence[str] | pd.Series, cache_for: str | os.PathLike | None = None) -> list[str]:
@@ -68,8 +109,8 @@ def find_unreadable(paths: Sequence[str] | pd.Series, cache_for: str | os.PathLi
     verified, bad = {}, []
     for path in map(str, paths):
         try:
-            stat = os.stat(path)
-            stamp = [stat.st_size, stat.st_mtime_ns]
+            info = os.stat(path)
+            stamp = [info.st_size, info.st_mtime_ns]
         except OSError:
             stamp = None
         if stamp is not None and known.get(path) == stamp:
@@ -199,7 +240,7 @@ def index_images(root: Path, suffixes: Sequence[str]) -> dict[str, str]:
     base = root.resolve()
     found: dict[str, str] = {}
     copies: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk_files(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # pruned and in a stable order
         for name in sorted(filenames):
             stem, ext = os.path.splitext(name)

@@ -22,6 +22,7 @@ from hardmine.data.images import (
     csv_paths,
     find_unreadable,
     image_inputs,
+    missing_files,
     read_csv,
     require_columns,
     why_unreadable,
@@ -48,7 +49,7 @@ def load_pool(
         groups = frame["group"] if "group" in frame else ids
         pool = pd.DataFrame({"id": ids.astype(str).to_numpy(), "path": paths,
                              "group": groups.astype(str).to_numpy()})  # fmt: skip
-        missing = [p for p in pool["path"] if not Path(p).is_file()]
+        missing = missing_files(pool["path"])
         if missing:
             raise DataError(f"{len(missing)} pool image(s) listed in {path} not found, first: {missing[0]}")
     elif path.is_dir():

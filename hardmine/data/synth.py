@@ -74,8 +74,9 @@ def generate_demo(
         raise HardmineError(f"positive_frac={positive_frac} must be in (0, 1)")
     if size < 16:
         raise HardmineError(f"size={size} must be at least 16")
-    if seed < 0 or pool < 0:
-        raise HardmineError(f"--seed {seed} and --pool {pool} must be 0 or more")
+    for name, value in (("seed", seed), ("pool", pool)):
+        if value < 0:
+            raise HardmineError(f"--{name} {value} is not valid; expected 0 or more")
     from PIL import Image
 
     rng = np.random.default_rng(seed)

@@ -62,17 +62,24 @@ class Manifest:
             raise HardmineError(f"{self.path} is damaged (holds {type(raw).__name__}, expected an object); "
                                 "delete it to redo every step, or start again in another --out")  # fmt: skip
         damaged = f"{self.path} is damaged ({{}}); delete it to redo every step, or start again in another --out"
-        for key, kind in (("steps", list), ("rounds", dict), ("files", dict)):
+        for key, kind in (("steps", list), ("rounds", dict), ("files", dict), ("plan", dict)):
             if not isinstance(raw.get(key, kind()), kind):
                 raise HardmineError(damaged.format(f"{key} holds {type(raw[key]).__name__}, expected {kind.__name__}"))
         try:
             self.steps: list[Step] = [Step.parse(s) for s in raw.get("steps", [])]
             self.target: int = int(raw.get("target_round", -1))
+            # what the call that set the target asked for: {"after": completed round, "rounds": n}
+            self.plan: dict[str, int] = {k: int(v) for k, v in dict(raw.get("plan", {})).items()}
             self.rounds: dict[str, dict[str, Any]] = dict(raw.get("rounds", {}))
             # run-relative path -> {"size", "mtime_ns", "sha256", "step": step key, or None for RUN_FILES}
             self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
         except (TypeError, ValueError, AttributeError, HardmineError) as exc:
             raise HardmineError(damaged.format(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+        if self.plan and self.target != self.plan.get("after", 0) + self.plan.get("rounds", 0):
+            # a hand-edited target would make a resume train that many rounds
+            raise HardmineError(damaged.format(
+                f"target_round {self.target} is not round {self.plan.get('after')} + {self.plan.get('rounds')} "
+                "rounds, the plan of the call that set it"))  # fmt: skip
         inside = self.root.resolve()
         for name, record in self.files.items():
             # a record names a file a resume may delete: it must be one of this run's own
@@ -83,6 +90,13 @@ class Manifest:
         # a run made before outputs were recorded: its files are first recorded as their round's
         # (a damaged one then redoes that round from its training, the safe side)
         self._unrecorded_run = bool(self.steps) and not any(f.get("step") for f in self.files.values())
+
+    def aim(self, after: int, rounds: int) -> int:
+        """Aim for ``rounds`` mining rounds after completed round ``after`` (0 when none is); returns the
+        target round, saved with its plan by :meth:`save`."""
+        self.plan = {"after": after, "rounds": rounds}
+        self.target = after + rounds
+        return self.target
 
     def done(self, step: Step) -> bool:
         return step in self.steps
@@ -140,7 +154,7 @@ class Manifest:
 
         if ranks.is_main():
             write_json(self.path, {"steps": [s.key for s in self.steps], "target_round": self.target,
-                                   "rounds": self.rounds, "files": self.files})  # fmt: skip
+                                   "plan": self.plan, "rounds": self.rounds, "files": self.files})  # fmt: skip
 
     def completed_rounds(self) -> list[int]:
         return sorted(s.round for s in self.steps if s.name == "train")

@@ -65,8 +65,10 @@ def run_rounds(
         raise HardmineError(f"--n must be >= 0; got {n}")
     manifest = _verified_manifest(run)
     completed = manifest.completed_rounds()
-    target = manifest.target if resume and manifest.target >= 0 else (completed[-1] if completed else 0) + n
-    manifest.target = target
+    if resume and manifest.target >= 0:
+        target = manifest.target
+    else:
+        target = manifest.aim(completed[-1] if completed else 0, n)
     distributed.barrier()  # every rank has read the manifest before rank 0 rewrites it
     manifest.save()
     note = callback or (lambda event, info: None)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.data.answers import ANSWERS_DIR
-from hardmine.data.images import IMAGE_SUFFIXES, check_inside
+from hardmine.data.images import check_inside, image_files_below
 from hardmine.data.sources.base import DataSource
 from hardmine.data.sources.ham10000 import HAM_FOLDER, HAM_METADATA
 
@@ -40,13 +40,10 @@ def _read_folders(root: Path) -> tuple[pd.DataFrame, Path]:
     rows = []
     for class_dir in class_dirs:
         check_inside(base, class_dir)
-        for path in sorted(class_dir.rglob("*")):  # images in sub-folders of a class belong to it too
-            relative = path.relative_to(class_dir)
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not any(
-                    part.startswith(".") for part in relative.parts):  # fmt: skip
-                check_inside(base, path)
-                image_id = f"{class_dir.name}/{relative.with_suffix('').as_posix()}"
-                rows.append((image_id, str(path), class_dir.name, image_id))  # each image its own lesion
+        for path in image_files_below(class_dir):  # images in sub-folders of a class belong to it too
+            check_inside(base, path)
+            image_id = f"{class_dir.name}/{path.relative_to(class_dir).with_suffix('').as_posix()}"
+            rows.append((image_id, str(path), class_dir.name, image_id))  # each image its own lesion
     if not rows:
         raise DataError(f"no images (*.jpg, *.png) in the class folders of {root}")
     table = pd.DataFrame(rows, columns=["id", "path", "class_name", "group"])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.data.images import csv_paths, read_csv, require_columns
+from hardmine.data.images import csv_paths, missing_files, read_csv, require_columns
 from hardmine.data.sources.base import DataSource, add_metadata
 
 MANIFEST_NAMES = ("manifest.csv", "labels.csv")
@@ -43,9 +43,9 @@ def _read_manifest(root: Path) -> tuple[pd.DataFrame, Path]:
     require_columns(frame, ("path", "label"), csv_path)
     base = csv_path.parent.resolve()
     paths = csv_paths(csv_path, frame["path"].astype(str))
-    exists = np.array([p.is_file() for p in paths])
-    if not exists.all():
-        missing = [str(frame["path"].iloc[i]) for i in np.flatnonzero(~exists)]
+    absent = set(missing_files(paths))
+    if absent:
+        missing = [str(listed) for listed, path in zip(frame["path"], paths, strict=True) if str(path) in absent]
         raise DataError(f"{len(missing)} image(s) listed in {csv_path} not found, first: {', '.join(missing[:_SHOW])}")
     seen: dict[Path, int] = {}
     for row, path in enumerate(paths, start=2):  # row 1 is the header
