@@ -610,6 +610,8 @@ DAMAGE = {
                                         ["the resume point in", "is damaged (KeyError", "delete"]),
     "damaged history of a killed round": (_killed_in_round_1(lambda fit: (fit / "history.jsonl").write_text("{oops\n")),
                                           ["the resume point in", "is damaged (JSONDecodeError"]),
+    "damaged dynamics of a killed round": (_killed_in_round_1(_truncate("dynamics.npz", 100)),
+                                           ["the resume point in", "is damaged"]),
     "manifest recording a file outside the run": (_manifest_edit(_record_outside), ["outside the run folder"]),
     "manifest files as a list": (_manifest_edit(lambda m, run: m.update(files=[])), ["manifest.json is damaged"]),
     "manifest target not a number": (_manifest_edit(lambda m, run: m.update(target_round="abc")),
@@ -744,6 +746,26 @@ def test_second_writer_is_refused_while_the_first_completes(demo_dir, tmp_path):
     assert Manifest(out).verify() == []
     # the first process is gone: its lock went with it
     assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+
+
+def test_a_run_made_by_another_process_meanwhile_is_said(demo_dir, tmp_path, monkeypatch):
+    # two `train --out R` started together: the other one made R/config.json between this one's first look
+    # and its lock (it read 'NoneType' object has no attribute 'get')
+    import hardmine.run.opened as opened
+
+    out = tmp_path / "run"
+    real_load = opened.load_samples
+
+    def load_while_another_makes_the_run(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        out.mkdir()
+        (out / "config.json").write_text(json.dumps({"train": {"epochs": 2}}))
+        return loaded
+
+    monkeypatch.setattr(opened, "load_samples", load_while_another_makes_the_run)
+    result = runner.invoke(app, ["train", "--data", str(demo_dir), "--out", str(out), *FAST])
+    _assert_one_line_error(result, "another hardmine process made a run in", "run the command again")
+    assert {p.name for p in out.iterdir()} <= {"config.json", LOCK_FILE}  # the other's run left as it made it
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])

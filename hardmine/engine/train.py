@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,7 +225,7 @@ class _TrainState:
         hint = f"delete {out / CHECKPOINT_FILE} to restart this round's training from its first epoch"
         try:
             self._load(ckpt, out)
-        except (KeyError, TypeError, ValueError, OSError, EOFError) as exc:
+        except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # .npz: a zip
             detail = str(exc).splitlines()[0][:120] if str(exc) else "no detail"
             raise HardmineError(f"the resume point in {out} is damaged ({type(exc).__name__}: {detail}); "
                                 f"{hint}") from None
