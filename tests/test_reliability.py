@@ -620,6 +620,8 @@ DAMAGE = {
                                          ["manifest.json is damaged", "incomplete"]),
     "manifest target edited by hand": (_manifest_edit(lambda m, run: m.update(target_round=400)),
                                        ["manifest.json is damaged (target_round 400 is not round 0 + 1 rounds"]),
+    "manifest plan without its start": (_manifest_edit(lambda m, run: m.update(plan={"rounds": 400})),
+                                        ["manifest.json is damaged (its plan {'rounds': 400} is incomplete"]),
 }
 
 

@@ -75,11 +75,12 @@ class Manifest:
             self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
         except (TypeError, ValueError, AttributeError, HardmineError) as exc:
             raise HardmineError(damaged.format(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
-        if self.plan and self.target != self.plan.get("after", 0) + self.plan.get("rounds", 0):
+        if self.plan and set(self.plan) != {"after", "rounds"}:
+            raise HardmineError(damaged.format(f"its plan {self.plan} is incomplete"))
+        if self.plan and self.target != self.plan["after"] + self.plan["rounds"]:
             # a hand-edited target would make a resume train that many rounds
-            raise HardmineError(damaged.format(
-                f"target_round {self.target} is not round {self.plan.get('after')} + {self.plan.get('rounds')} "
-                "rounds, the plan of the call that set it"))  # fmt: skip
+            raise HardmineError(damaged.format(f"target_round {self.target} is not round {self.plan['after']} + "
+                                               f"{self.plan['rounds']} rounds, the plan of the call that set it"))
         inside = self.root.resolve()
         for name, record in self.files.items():
             # a record names a file a resume may delete: it must be one of this run's own

@@ -144,7 +144,7 @@ def mine(
         suspects, unsafe = suspects & ~confirmed, unsafe & ~confirmed
         why = np.where(confirmed, "", why)
     selection = choose_seeds(y, p, threshold, config.hardness, config.band, config.max_frac,
-                        cost_fn / cost_fp, unsafe, dynamics, forgetting)  # fmt: skip
+                             cost_fn / cost_fp, unsafe, dynamics, forgetting)  # fmt: skip
     # A suspect is never upweighted: not a seed (select excluded it), not a neighbour, no boost carried over.
     quarantined = suspects
     seeds = selection.index
@@ -153,7 +153,7 @@ def mine(
     exclude = unsafe.copy()
     exclude[seeds] = True
     expansion = spread(emb, seeds, y, groups, selection.hardness[seeds], config.k, config.min_sim, config.expand,
-                        config.seed_cap, exclude, index)  # fmt: skip
+                       config.seed_cap, exclude, index)  # fmt: skip
     hard = np.zeros(len(y))
     hard[seeds] = selection.hardness[seeds]
     if len(seeds):
