@@ -83,7 +83,6 @@ class Setting:
         return self.tmp / "run"
 
 
-
 def _no_metadata(s: Setting) -> list[str]:
     data = s.data()
     (data / "HAM10000_metadata.csv").unlink()
