@@ -1,281 +1,284 @@
-"""Active learning on the demo data: which acquisition finds melanomas and raises test sens@spec90 per label.
+"""Active learning on the loop as shipped: each step trains on every answer, then its model asks the next batch.
 
-The cheap path of issue 23 (the one users with a frozen backbone take too): for
-each seed, a backbone is trained once on a small labeled seed set (natural
-prior, whole lesions, from the training split); every round then refits a
-class-balanced logistic head on the frozen embeddings of the labeled images
-(seconds), tunes the threshold on validation by cost, scores the pool (the rest
-of the training split) and asks each acquisition function for the next batch;
-a simulated oracle answers from the hidden labels (``--oracle-error`` flips a
-share of its answers). Validation and test are fixed and never labeled from.
+For each seed, the lesions of a labeled HAM10000-layout folder (the demo data, or
+``make_digits.py``'s digits) are split once into an unlabeled pool (a CSV whose
+``dx`` column only the simulated oracle reads) and a labeled part, which
+hardmine splits into train / val / test by lesion as it always does (fractions
+``--split``, split seed = the seed). Then every run spec ``method:update[:curriculum]``
+runs the same code path as
 
-Prints, per acquisition and budget (labels spent beyond the seed set): the
-melanomas found, test sens@spec90 / AUPRC / AUROC (mean over seeds) and the
-paired difference in sens@spec90 against random with a seeds-then-lesions
-bootstrap interval; then the labels each needed to reach random's final
-sens@spec90.
+    hardmine round --data LABELED --out RUN --pool pool.csv --budget B --oracle dx --n K --update U ...
 
-    python benchmarks/bench_active.py --work /tmp/active --n 4000 --seeds 0 1 2 3 4
+(``Run.create`` then :func:`hardmine.run.active.active_rounds`): round 0 on the
+labeled training split, then K times a query by the newest model, the oracle's
+answers added with ``label``'s code, and a step trained on every answer by the
+update mode. Each run works on its own copy (hard links) of the labeled folder,
+so its answers are its own. Validation and test are the run's own and never
+labeled from; round 0 is the same for every spec of a seed.
 
-``--oracle-error`` also reports whether the label-suspicion triage quarantines the
-oracle's wrong answers; ``--retrain-at`` retrains a backbone on each method's
-labeled images at those rounds, to check that the ranking holds off the cheap path.
-Figures: RESULTS.md, "Active learning".
+Prints per spec and budget: labels, melanomas found, validation and test
+sens@spec90 / AUPRC / AUROC (means over seeds); the area under the budget curve
+(AUBC, Lüth et al. 2023: the mean over the K + 1 budgets) of test sens@spec90
+with a paired bootstrap (seeds, then each seed's test lesions) against random
+and against the best other function (chosen on validation AUBC); the labels each
+needs to reach random's final test sens@spec90; the melanoma share of the first
+three batches against the pool's rate; seconds per step.
+
+    python benchmarks/bench_active.py --work W --data demo4000 --budget 40 --batches 6
+    python benchmarks/bench_active.py --work W --data W/digits/pool --augment light --budget 25 --batches 6
+
+A finished run is kept (``W/<data>/seed-S/<spec>/result.json``) and not run again.
+Figures: RESULTS.md, "Active learning on the loop as shipped".
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import json
+import os
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
-from hardmine.core import acquisition
-from hardmine.core.acquisition import ACQUISITION, Picks, Pool, acquire
-from hardmine.core.paired import METRICS, paired_difference
-from hardmine.core.splits import grouped_split
-from hardmine.data.sources import load_samples
-from hardmine.data.synth import generate_demo
-from hardmine.engine.runtime import Engine
-from hardmine.engine.train import fit
-from hardmine.record.config import ThresholdConfig, TrainConfig
+from hardmine.core.paired import METRICS
+from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, ThresholdConfig, TrainConfig
+from hardmine.run.active import active_rounds
+from hardmine.run.opened import Run
 
-
-def quota_then_coreset(pool: Pool, budget: int) -> Picks:
-    """A candidate default measured against the chosen one: the positive quota, then k-center over the whole pool."""
-    batch = acquisition.Batch(pool)
-    batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: "quota", int(round(pool.positive_share * budget)))
-    rest, _ = acquisition._k_center(pool, np.flatnonzero(~batch.taken), batch.rows, budget)
-    batch.take(rest, lambda i: "diverse", budget)
-    return batch.picks()
+DEFAULT_SPECS = ("random:finetune", "margin:finetune", "coreset:finetune", "positive:finetune", "typical:finetune",
+                 "hardmine:finetune", "random:retrain", "hardmine:retrain", "random:head", "hardmine:head",
+                 "hardmine:finetune:curriculum")  # fmt: skip
+CURVE = ("sens_at_spec90", "auprc", "auroc")
 
 
-VARIANTS = {"hm-coreset": quota_then_coreset}
-ACQUISITION.update(VARIANTS)  # measured beside the registered functions, never registered in hardmine itself
+def partition(source: Path, out: Path, pool_frac: float, seed: int) -> tuple[Path, Path]:
+    """Split ``source``'s lesions: ``pool_frac`` of them into ``out/pool.csv`` (``id, path, group, dx``), the rest
+    into the labeled folder ``out/labeled`` (metadata and hard links of its images; the pool's in ``out/pool``).
+    Made once per seed."""
+    labeled, pool_csv = out / "labeled", out / "pool.csv"
+    if pool_csv.exists():
+        return labeled, pool_csv
+    meta = pd.read_csv(source / "HAM10000_metadata.csv", dtype=str)
+    files = {p.stem: p for p in source.rglob("*.jpg")}
+    lesions = meta["lesion_id"].unique()
+    rng = np.random.default_rng(1000 + seed)
+    in_pool = set(rng.permutation(lesions)[: int(len(lesions) * pool_frac)])
+    pooled = meta["lesion_id"].isin(in_pool)
+    (labeled / "images").mkdir(parents=True, exist_ok=True)
+    for image_id in meta.loc[~pooled, "image_id"]:
+        os.link(files[image_id], labeled / "images" / f"{image_id}.jpg")
+    meta[~pooled].to_csv(labeled / "HAM10000_metadata.csv", index=False)
+    pool = meta[pooled]
+    (out / "pool").mkdir(exist_ok=True)
+    for image_id in pool["image_id"]:  # a pool CSV's paths stay inside its own folder
+        os.link(files[image_id], out / "pool" / f"{image_id}.jpg")
+    pd.DataFrame({"id": pool["image_id"], "path": [f"pool/{i}.jpg" for i in pool["image_id"]],
+                  "group": pool["lesion_id"], "dx": pool["dx"]}).to_csv(pool_csv, index=False)  # fmt: skip
+    return labeled, pool_csv
 
 
-def seed_set(train: pd.DataFrame, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Rows of whole random lesions of the training split, about ``size`` images (the natural prior)."""
-    lesions = rng.permutation(train["group"].unique())
-    sizes = train.groupby("group").size()
-    chosen = lesions[np.cumsum(sizes[lesions].to_numpy()) <= size]
-    return np.flatnonzero(train["group"].isin(set(chosen)).to_numpy())
+def run_spec(spec: str, labeled: Path, pool_csv: Path, out: Path, seed: int, args) -> dict:
+    """One spec on one seed through the shipped loop; the learning curve and every step's probabilities."""
+    result_path = out / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    method, update, *extra = spec.split(":")
+    if out.exists():
+        shutil.rmtree(out)  # an interrupted run starts again: its answers live in its own data copy
+    data = out / "data"
+    shutil.copytree(labeled, data, copy_function=os.link)
+    config = RunConfig(
+        data=DataConfig(data=str(data), split=tuple(args.split), split_seed=seed),
+        train=TrainConfig(model="tiny", image_size=args.size, epochs=args.epochs, batch_size=32, device="cpu",
+                          sampling="oversample", augment=args.augment, seed=seed, threads=1),
+        threshold=ThresholdConfig(),
+        rounds=RoundsConfig(update=update, step_curriculum="curriculum" in extra),
+    )  # fmt: skip
+    start = time.perf_counter()
+    run = Run.create(out / "run", config)
+    report, _, labeled_batches = active_rounds(run, args.batches, pool_csv, args.budget, method=method, oracle="dx")
+    seconds = time.perf_counter() - start
+    curve = report["learning_curve"]["steps"]
+    steps = []
+    for row in curve:
+        preds = {split: pd.read_csv(run.preds_path(row["round"], split), dtype={"id": str})
+                 for split in ("val", "test")}  # fmt: skip
+        steps.append({"round": row["round"], "labels": row["labels"], "positives": row["positives"],
+                      "batch": row.get("batch"), "batch_positives": row.get("batch_positives"),
+                      "pool_rate": row.get("pool_rate"),
+                      "val": preds["val"]["prob_pos"].tolist(), "test": preds["test"]["prob_pos"].tolist(),
+                      "val_label": preds["val"]["label"].tolist(), "test_label": preds["test"]["label"].tolist(),
+                      "test_id": preds["test"]["id"].tolist()})  # fmt: skip
+    round0_s = json.loads(run.metrics_path(0).read_text()).get("train_s", 0.0)
+    result = {"spec": spec, "seed": seed, "seconds": seconds, "round0_train_s": round0_s,
+              "step_s": (seconds - round0_s) / max(1, len(curve) - 1), "steps": steps,
+              "test_groups": run.part("test").set_index("id").loc[steps[0]["test_id"], "group"].tolist(),
+              "handed_back": report["handed_back"]["round"]}  # fmt: skip
+    result_path.write_text(json.dumps(result))
+    return result
 
 
-def embed(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, labeled: np.ndarray, config: TrainConfig,
-          out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Train a backbone on the labeled seed set once; normalised embeddings of every split in its space.
-
-    Kept in ``out/embeddings.npz`` and reused by a later call with the same seed set.
-    """
-    cache = out / "embeddings.npz"
-    if cache.exists():
-        saved = np.load(cache)
-        if np.array_equal(saved["labeled"], labeled):
-            return saved["train"], saved["val"], saved["test"]
-    engine = Engine(config)
-    model = engine.build_model()
-    fit(model, engine.dataset(train.iloc[labeled], train=True), engine.dataset(val), config, out)
-    model = engine.load_model(out / "model.pt")
-    _, train_emb, center = engine.score(model, train)
-    _, val_emb, _ = engine.score(model, val, center=center)
-    _, test_emb, _ = engine.score(model, test, center=center)
-    np.savez(cache, labeled=labeled, train=train_emb, val=val_emb, test=test_emb)
-    return np.asarray(train_emb), np.asarray(val_emb), np.asarray(test_emb)
+def aubc(values: np.ndarray) -> float:
+    """Area under the budget curve over equally spaced budgets, normalised to [0, 1] (trapezoid)."""
+    return float(np.trapezoid(values) / (len(values) - 1)) if len(values) > 1 else float(values[0])
 
 
-def refit(x: np.ndarray, y: np.ndarray) -> LogisticRegression:
-    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(x, y)
+def paired_bootstrap(results_a: list[dict], results_b: list[dict], statistic, n_boot: int = 1000,
+                     seed: int = 0) -> tuple[float, float, float]:  # fmt: skip
+    """Mean over seeds of statistic(a) - statistic(b), each seed on its own test set, with a percentile interval
+    from resampling the seeds and then each seed's test lesions (the same draw for both).
+
+    ``statistic(result, rows)``: a number from one run's steps on test rows ``rows``."""
+    rng = np.random.default_rng(seed)
+    members = []
+    for a in results_a:
+        codes = np.unique(np.asarray(a["test_groups"]), return_inverse=True)[1]
+        members.append([np.flatnonzero(codes == g) for g in range(codes.max() + 1)])
+    full = [np.arange(len(a["test_groups"])) for a in results_a]
+    estimate = np.mean([statistic(a, rows) - statistic(b, rows) for a, b, rows in zip(results_a, results_b, full,
+                                                                                      strict=True)])  # fmt: skip
+    diffs = []
+    for _ in range(n_boot):
+        seeds = rng.integers(0, len(results_a), len(results_a))
+        total = []
+        for s in seeds:
+            groups = members[s]
+            rows = np.concatenate([groups[g] for g in rng.integers(0, len(groups), len(groups))])
+            total.append(statistic(results_a[s], rows) - statistic(results_b[s], rows))
+        diffs.append(np.mean(total))
+    low, high = np.nanpercentile(diffs, [2.5, 97.5])
+    return float(estimate), float(low), float(high)
 
 
-def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, start: np.ndarray, budget: int,
-               rounds: int, oracle_error: float) -> list[dict]:  # fmt: skip
-    """One acquisition function from one seed set: a row per budget (test probabilities kept for pairing)."""
-    train_emb, val_emb, test_emb = emb
-    train_y, val_y, _ = y
-    lesion = np.unique(groups, return_inverse=True)[1]
-    wrong = (np.random.default_rng(1000 + seed).random(lesion.max() + 1) < oracle_error)[lesion]
-    answers = np.where(wrong, 1 - train_y, train_y)  # the oracle's mistakes: whole lesions, fixed per seed
-    labeled = np.zeros(len(train_y), dtype=bool)
-    labeled[start] = True
-    threshold_rule = ThresholdConfig()
-    rows = []
-    for r in range(rounds + 1):
-        head = refit(train_emb[labeled], answers[labeled])
-        threshold = threshold_rule.choose(val_y, head.predict_proba(val_emb)[:, 1])
-        rows.append({"method": name, "seed": seed, "round": r, "labels": int(labeled.sum() - len(start)),
-                     "found": int(train_y[labeled & ~np.isin(np.arange(len(train_y)), start)].sum()),
-                     "val": head.predict_proba(val_emb)[:, 1], "test": head.predict_proba(test_emb)[:, 1],
-                     "threshold": threshold, "labeled": np.flatnonzero(labeled)})  # fmt: skip
-        if r == rounds and oracle_error:
-            rows[-1] |= triage(train_emb[labeled], answers[labeled], wrong[labeled], groups[labeled], threshold, seed)
-        if r == rounds:
-            break
-        pool = np.flatnonzero(~labeled)
-        pool_prob = head.predict_proba(train_emb[pool])[:, 1]
-        picked, _ = acquire(name, pool_prob, train_emb[pool], min(budget, len(pool)), groups=groups[pool],
-                            threshold=threshold, labeled_embeddings=train_emb[labeled],
-                            labeled_labels=answers[labeled],
-                            seed=seed * 100 + r)  # fmt: skip
-        labeled[pool[picked]] = True
-    return rows
+def curve_on(result: dict, rows: np.ndarray | None = None, split: str = "test",
+             metric: str = "sens_at_spec90") -> np.ndarray:  # fmt: skip
+    """(steps,) ``metric`` of each step on ``split``'s rows ``rows`` (None: all of them)."""
+    y = np.asarray(result["steps"][0][f"{split}_label"])
+    rows = np.arange(len(y)) if rows is None else rows
+    return np.array([METRICS[metric](y[rows], np.asarray(step[split])[rows]) for step in result["steps"]])
 
 
-def triage(x: np.ndarray, answers: np.ndarray, wrong: np.ndarray, groups: np.ndarray, threshold: float,
-           seed: int) -> dict:  # fmt: skip
-    """Does the label-suspicion triage catch the oracle's wrong answers among the labeled images?
-
-    The head's out-of-fold probabilities (5 folds grouped by lesion, class-balanced, the ``--triage
-    networks`` setting) are the evidence; :func:`hardmine.core.mining.mine` with the default settings
-    quarantines. Counts every wrong label in the labeled set.
-    """
-    from sklearn.model_selection import GroupKFold
-
-    from hardmine.core.mining import MiningConfig, mine
-
-    oof = np.zeros(len(answers))
-    for fit_rows, held in GroupKFold(5).split(x, answers, groups):
-        oof[held] = refit(x[fit_rows], answers[fit_rows]).predict_proba(x[held])[:, 1]
-    prob = refit(x, answers).predict_proba(x)[:, 1]
-    result = mine(answers, prob, x, threshold, MiningConfig(), groups=groups, oof_prob=oof, seed=seed)
-    upweighted = result.hard_mask() | (result.neighbour > 0)  # a seed or a neighbour, as bench_triage.py counts
-    return {"wrong": int(wrong.sum()), "caught": int((result.quarantined & wrong).sum()),
-            "quarantined": int(result.quarantined.sum()), "upweighted": int((upweighted & wrong).sum())}
+def shown(estimate: float, low: float, high: float) -> str:
+    verdict = "better" if low > 0 else "worse" if high < 0 else "level"
+    return f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}"
 
 
-def retrain(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, labeled: np.ndarray, answers: np.ndarray,
-            config: TrainConfig, out: Path) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """The retraining check: a fresh backbone trained on the labeled images (with their answers); (val, test) P(pos)."""
-    engine = Engine(config)
-    model = engine.build_model()
-    fit(model, engine.dataset(train.iloc[labeled].assign(label=answers[labeled]), train=True), engine.dataset(val),
-        config, out)  # fmt: skip
-    model = engine.load_model(out / "model.pt")
-    return tuple(engine.score(model, part)[0]["prob_pos"].to_numpy() for part in (val, test))
+def report(results: dict[str, list[dict]], default: str) -> None:
+    """Every figure of the module docstring, from the runs' results (``results[spec]``: one per seed, same order)."""
+    specs = list(results)
+    seeds = [r["seed"] for r in results[specs[0]]]
+    first = results[specs[0]][0]
+    print(f"{len(seeds)} seeds {seeds}; batches of {first['steps'][1]['batch'] if len(first['steps']) > 1 else '?'}; "
+          f"pool rate {first['steps'][1]['pool_rate']:.3f}")  # fmt: skip
+    print("\nper budget, means over seeds: labels, melanomas found (queried), val / test sens@spec90, AUPRC, AUROC")
+    for spec in specs:
+        runs = results[spec]
+        k = min(len(r["steps"]) for r in runs)
+        for i in range(k):
+            labels = np.mean([r["steps"][i]["labels"] for r in runs])
+            found = np.mean([r["steps"][i]["positives"] - r["steps"][0]["positives"] for r in runs])
+            cells = []
+            for split in ("val", "test"):
+                for metric in CURVE:
+                    cells.append(np.mean([curve_on(r, None, split, metric)[i] for r in runs]))
+            print(f"  {spec:28s} {labels:6.0f} {found:6.1f}   val " + " ".join(f"{c:.3f}" for c in cells[:3])
+                  + "   test " + " ".join(f"{c:.3f}" for c in cells[3:]))
+
+    def mean_aubc(spec: str, split: str) -> float:
+        return float(np.mean([aubc(curve_on(r, None, split)) for r in results[spec]]))
+
+    print("\nAUBC of sens@spec90 (mean over seeds): val / test; paired test AUBC difference against random")
+    for spec in specs:
+        against = ""
+        if not spec.startswith("random:") and (random := "random:" + spec.split(":")[1]) in results:
+            against = shown(*paired_bootstrap(results[spec], results[random], lambda r, rows: aubc(curve_on(r, rows))))
+            against = f"vs {random}: {against}"
+        print(f"  {spec:28s} {mean_aubc(spec, 'val'):.3f} / {mean_aubc(spec, 'test'):.3f}   {against}")
+    if default in results:
+        update = default.split(":")[1]
+        others = [s for s in specs if s != default and s.split(":")[1:] == [update] and not s.startswith("random:")]
+        if others:
+            best = max(others, key=lambda s: mean_aubc(s, "val"))
+            print(f"\n{default} against the best other function on validation AUBC ({best}):")
+            overall = paired_bootstrap(results[default], results[best], lambda r, rows: aubc(curve_on(r, rows)))
+            print(f"  test AUBC {shown(*overall)}")
+            k = min(len(r["steps"]) for r in results[default])
+            for i in range(1, k):
+                per_budget_best = max(others, key=lambda s, i=i: np.mean([curve_on(r, None, "val")[i]
+                                                                          for r in results[s]]))  # fmt: skip
+                diff = paired_bootstrap(results[default], results[per_budget_best],
+                                        lambda r, rows, i=i: curve_on(r, rows)[i])
+                print(f"  budget {i} ({np.mean([r['steps'][i]['labels'] for r in results[default]]):.0f} labels), "
+                      f"best other on val {per_budget_best}: {shown(*diff)}")
+    print("\nlabels beyond round 0 to reach random's final mean test sens@spec90 (first reached / held from)")
+    for update in sorted({s.split(':')[1] for s in specs}):
+        random = f"random:{update}"
+        if random not in results:
+            continue
+        target = np.mean([curve_on(r)[-1] for r in results[random]])
+        random_labels = np.mean([r["steps"][-1]["labels"] - r["steps"][0]["labels"] for r in results[random]])
+        for spec in [s for s in specs if s.split(":")[1] == update]:
+            runs = results[spec]
+            k = min(len(r["steps"]) for r in runs)
+            mean = np.array([np.mean([curve_on(r)[i] for r in runs]) for i in range(k)])
+            labels = np.array([np.mean([r["steps"][i]["labels"] - r["steps"][0]["labels"] for r in runs])
+                               for i in range(k)])  # fmt: skip
+            reached = np.flatnonzero(mean >= target)
+            held = [i for i in range(k) if (mean[i:] >= target).all()]
+            first, since = (f"{labels[i[0]]:.0f} ({labels[i[0]] / random_labels:.0%})" if len(i) else "no"
+                            for i in (reached, held))  # fmt: skip
+            print(f"  {spec:28s} target {target:.3f}: {first} / {since}")
+    print("\nmelanoma share of the first three batches against the pool's rate; seconds per step (mean)")
+    for spec in specs:
+        runs = results[spec]
+        share = np.mean([sum(s["batch_positives"] for s in r["steps"][1:4]) / sum(s["batch"] for s in r["steps"][1:4])
+                         for r in runs])  # fmt: skip
+        rate = np.mean([np.mean([s["pool_rate"] for s in r["steps"][1:4]]) for r in runs])
+        step_s, round0_s = (np.mean([r[key] for r in runs]) for key in ("step_s", "round0_train_s"))
+        print(f"  {spec:28s} {share:.3f} ({share / rate:.1f}x pool {rate:.3f})   {step_s:.1f} s/step, round 0 "
+              f"{round0_s:.1f} s")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--n", type=int, default=4000, help="demo images")
-    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--data", type=str, required=True,
+                        help="a HAM10000-layout folder, or demoN: the demo data of N images (made in --work)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--seed-set", type=int, default=200, help="labeled images to start from")
-    parser.add_argument("--budget", type=int, default=50, help="labels per round")
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=15, help="epochs of the backbone on the seed set")
-    parser.add_argument("--oracle-error", type=float, default=0.0)
-    parser.add_argument("--methods", nargs="+", default=list(ACQUISITION))
-    parser.add_argument("--data", type=Path, help="a labeled folder (HAM10000 layout) instead of generated demo data")
+    parser.add_argument("--specs", nargs="+", default=list(DEFAULT_SPECS))
+    parser.add_argument("--default", default="hardmine:finetune")
+    parser.add_argument("--pool-frac", type=float, default=0.7)
+    parser.add_argument("--split", type=float, nargs=3, default=[0.25, 0.375, 0.375])
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--augment", default="dermoscopy")
-    parser.add_argument("--retrain-at", type=int, nargs="*", default=[], help="rounds at which to check the ranking "
-                        "by retraining the backbone on the labeled images (slow)")  # fmt: skip
-    parser.add_argument("--retrain-methods", nargs="+", default=["random", "coreset", "positive", "hardmine"])
-    args = parser.parse_args(argv)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if args.data.startswith("demo"):
+        from hardmine.data.synth import generate_demo
 
-    data = args.data or args.work / f"demo-{args.n}-{args.size}"
-    if args.data is None and not (data / "HAM10000_metadata.csv").exists():
-        generate_demo(data, n=args.n, size=args.size, seed=0)
-    table, _ = load_samples(data)
-    split = grouped_split(table["label"].to_numpy(), table["group"].to_numpy(), seed=0)
-    parts = [table[split == name].reset_index(drop=True) for name in ("train", "val", "test")]
-    train, val, test = parts
-    y = tuple(p["label"].to_numpy() for p in parts)
-    config = TrainConfig(image_size=args.size, epochs=args.epochs, batch_size=64, device="cpu", sampling="oversample",
-                         augment=args.augment)  # fmt: skip
-    rows = []
+        source = args.work / args.data
+        if not (source / "HAM10000_metadata.csv").exists():
+            generate_demo(source, n=int(args.data[4:]), size=args.size, seed=0)
+    else:
+        source = Path(args.data)
+    name = source.name if source.name != "pool" else source.parent.name
+    results: dict[str, list[dict]] = {spec: [] for spec in args.specs}
     for seed in args.seeds:
-        start = seed_set(train, args.seed_set, np.random.default_rng(seed))
-        emb = embed(train, val, test, start, replace(config, seed=seed), args.work / f"backbone-{data.name}-{seed}")
-        for name in args.methods:
-            rows += run_method(name, seed, emb, y, train["group"].to_numpy(), start, args.budget, args.rounds,
-                               args.oracle_error)  # fmt: skip
-    frame = pd.DataFrame(rows)
-    frame.to_pickle(args.work / f"rows-{data.name}-err{args.oracle_error}.pkl")  # to report again without rerunning
-    report(frame, y, test["group"].to_numpy(), train["label"].mean(), args)
-    if args.oracle_error:
-        report_triage(frame)
-    if args.retrain_at:
-        checks = []
-        chosen = frame["method"].isin(args.retrain_methods) & frame["round"].isin(args.retrain_at)
-        for row in frame[chosen].itertuples():
-            answers = y[0]  # the retraining check runs with a truthful oracle
-            out = args.work / f"retrain-{data.name}-{row.method}-{row.seed}-{row.round}"
-            val_prob, test_prob = retrain(train, val, test, row.labeled, answers, replace(config, seed=row.seed), out)
-            checks.append({"method": row.method, "seed": row.seed, "round": row.round, "labels": row.labels,
-                           "found": row.found, "val": val_prob, "test": test_prob})  # fmt: skip
-        retrained = pd.DataFrame(checks)
-        retrained.to_pickle(args.work / f"retrain-{data.name}.pkl")
-        print("retraining check: a fresh backbone on each method's labeled images (with the seed set)")
-        report(retrained, y, test["group"].to_numpy(), train["label"].mean(), args)
-
-
-def report_triage(frame: pd.DataFrame) -> None:
-    """The triage of the oracle's wrong answers at the last budget, per method (sums over seeds)."""
-    last = frame[frame["round"] == frame["round"].max()]
-    print("triage of wrong answers at the last budget (sums over seeds): wrong labels, quarantined among them, "
-          "upweighted among them, quarantined in all")  # fmt: skip
-    for name, part in last.groupby("method"):
-        wrong, caught, upweighted, quarantined = (int(part[c].sum()) for c in ("wrong", "caught", "upweighted",
-                                                                               "quarantined"))  # fmt: skip
-        print(f"  {name:18s} {wrong:4d} wrong, caught {caught:3d} ({caught / max(wrong, 1):.0%}), upweighted "
-              f"{upweighted:3d} ({upweighted / max(wrong, 1):.0%}), quarantined {quarantined:4d}")  # fmt: skip
-
-
-def report(frame: pd.DataFrame, y: tuple, test_groups: np.ndarray, base_rate: float, args,
-           default: str = "hardmine") -> None:  # fmt: skip
-    """Per budget: means, then the default's paired difference against random and against the best other.
-
-    The best other acquisition at a budget is chosen on validation (mean sens@spec90), never on test.
-    """
-    _, val_y, test_y = y
-    sens = METRICS["sens_at_spec90"]
-    methods = set(frame["method"])
-    seeds = sorted(frame["seed"].unique())
-    print(f"pool base rate {base_rate:.3f}; {len(seeds)} seeds; seed set {args.seed_set}; batches of {args.budget}; "
-          f"oracle error {args.oracle_error}; data {args.data or f'demo n={args.n}'}")  # fmt: skip
-    frame = frame.sort_values(["method", "round", "seed"], kind="stable")
-    frame["val_sens"] = [sens(val_y, p) for p in frame["val"]]
-    frame["test_sens"] = [sens(test_y, p) for p in frame["test"]]
-    frame["auprc"] = [METRICS["auprc"](test_y, p) for p in frame["test"]]
-    frame["auroc"] = [METRICS["auroc"](test_y, p) for p in frame["test"]]
-
-    def scores(name: str, r: int) -> np.ndarray:
-        return np.stack(frame[(frame["method"] == name) & (frame["round"] == r)]["test"].to_numpy())
-
-    def versus(name: str, other: str, r: int) -> str:
-        result = paired_difference(test_y, test_groups, scores(name, r), scores(other, r), sens, n_boot=1000)
-        return f"{result.estimate:+.3f} [{result.low:+.3f}, {result.high:+.3f}] {result.verdict}"
-
-    # rounds, not label counts, pair the methods: a batch that keeps lesions whole can come back a few images short
-    columns = ["labels", "found", "val_sens", "test_sens", "auprc", "auroc"]
-    means = frame.groupby(["method", "round"], sort=False)[columns].mean()
-    print("method             labels  found  val s@s90  test s@s90  auprc  auroc  vs random [95%]")
-    for (name, r), row in means.iterrows():
-        diff = versus(name, "random", r) if name != "random" and "random" in methods and r else ""
-        print(f"{name:18s} {row['labels']:6.0f} {row['found']:6.1f}  {row['val_sens']:9.3f}  {row['test_sens']:10.3f}  "
-              f"{row['auprc']:.3f}  {row['auroc']:.3f}  {diff}")  # fmt: skip
-    if default in methods:
-        print(f"{default} against the best other acquisition at each budget (chosen on validation):")
-        for r in [r for r in sorted(frame["round"].unique()) if r > 0]:
-            others = means.xs(r, level="round").drop(index=default)["val_sens"]
-            best = str(others.idxmax())
-            print(f"  round {r} ({means.loc[(default, r), 'labels']:.0f} labels)  best other {best:18s} "
-                  f"{versus(default, best, r)}")  # fmt: skip
-    if "random" in methods:
-        last = frame["round"].max()
-        target = means.loc[("random", last), "test_sens"]
-        print(f"labels needed to reach random's final test sens@spec90 ({target:.3f}): first reached / held from")
-        for name in means.index.get_level_values("method").unique():
-            curve = means.loc[name]
-            reached = curve.index[curve["test_sens"].to_numpy() >= target]
-            held = [r for r in curve.index if (curve.loc[r:, "test_sens"] >= target).all()]
-            first = f"{curve.loc[reached[0], 'labels']:.0f}" if len(reached) else "not reached"
-            since = f"{curve.loc[held[0], 'labels']:.0f}" if held else "not held"
-            print(f"  {name:18s} {first} / {since}")
+        labeled, pool_csv = partition(source, args.work / name / f"seed-{seed}", args.pool_frac, seed)
+        for spec in args.specs:
+            out = args.work / name / f"seed-{seed}" / spec.replace(":", "-")
+            if args.report_only and not (out / "result.json").exists():
+                continue
+            results[spec].append(run_spec(spec, labeled, pool_csv, out, seed, args))
+            print(f"seed {seed} {spec}: {results[spec][-1]['seconds']:.0f} s", flush=True)
+    results = {spec: runs for spec, runs in results.items() if len(runs) == len(args.seeds)}
+    report(results, args.default)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def loop(queried, tmp_path) -> Path:
     """A private copy of ``queried`` (data, pool and run) that a test may change."""
     for name in ("demo", "demo-pool", "run"):
         shutil.copytree(queried / name, tmp_path / name)
-    for name in ("query.csv", "samples.csv", "config.json"):  # the copied run names the copied pool and data
+    for name in ("query.csv", "queries/001/query.csv", "samples.csv", "config.json"):  # the copy names its own files
         path = tmp_path / "run" / name
         path.write_text(path.read_text().replace(str(queried), str(tmp_path)))
     from hardmine.record.manifest import Manifest
@@ -80,7 +80,7 @@ def test_query_lesions_whole_with_reasons_and_neighbours(queried):
          "line 2: label 'bcc' for .* is not valid; expected one of mel, nv, unsure"),
         (lambda a: pd.concat([a, a.iloc[[3]]]), "is answered twice \\(also on line 5\\)"),
         (lambda a: a.assign(image_id=[*a["image_id"][:2], "ISIC_9999999", *a["image_id"][3:]]),
-         "line 4: image id 'ISIC_9999999' is not in the run's latest query"),
+         "line 4: image id 'ISIC_9999999' is not in any query of the run"),
         (lambda a: a.rename(columns={"label": "dx"}), "expected columns image_id and label"),
         (lambda a: a.iloc[:0], "holds no answers"),
     ],
@@ -153,7 +153,7 @@ def test_oracle_rounds_answer_whole_lesions_and_grow_the_training_split(loop):
     run = Run.open(loop / "oracle")
     assert set(kept["image_id"]) <= set(run.table.loc[run.split == "train", "id"])
     result = runner.invoke(app, ["round", "--data", str(data), "--out", str(loop / "x"), "--oracle", "dx", *TRAIN])
-    assert result.exit_code == 2 and "--oracle answers queries of a pool: give --pool too" in result.output
+    assert result.exit_code == 2 and "--oracle applies to queries of a pool: give --pool too" in result.output
 
 
 def test_pool_image_already_labeled_is_refused_by_name(loop):

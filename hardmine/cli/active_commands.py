@@ -19,6 +19,7 @@ from hardmine.cli.printing import (
     progress_bars,
 )
 from hardmine.record.config import check_device
+from hardmine.record.layout import CONFIG_FILE
 
 
 @command("query")
@@ -34,17 +35,16 @@ def query_cmd(
 ) -> None:
     """Which unlabeled images a dermatologist should label next, and why (RUN/query.csv)."""
     from hardmine.run.opened import Run
-    from hardmine.run.query import open_pool, query_pool
-    from hardmine.views.labeling import build_label_page
+    from hardmine.run.query import check_budget, open_pool, query_pool
 
     if device is not None:
         check_device(device)
     run = Run.open(run_dir)
     images = open_pool(run, pool)
+    check_budget(budget, len(images), pool)
     with progress_bars() as progress:
         picked = query_pool(run, images, budget, method=getattr(method, "value", method), device=device,
                             callback=ProgressEvents(progress), pool_source=pool)  # fmt: skip
-    build_label_page(run.root)
     print_query(run, picked, pool_size=len(images), answered_before=images.attrs.get("answered", 0))
 
 @command("label")
@@ -59,10 +59,12 @@ def label_cmd(
 
     run = Run.open(run_dir)
     done = apply_answers(run, answers)
-    console.print(f"answers: {answer_counts(done.counts)}; {done.added} image(s) joined the training split "
+    batches = f" to batch {', '.join(map(str, done.batches))}" if done.batches else ""
+    console.print(f"answers{batches}: {answer_counts(done.counts)}; {done.added} image(s) joined the training split "
                   f"(now {done.train_size}); kept in {done.kept_in}")  # fmt: skip
     if done.disagreements:
-        console.print(f"{len(done.disagreements)} answer(s) disagree with the model at its threshold (first: "
-                      f"{done.disagreements[0]}); the next round's mining triages them like any label")  # fmt: skip
-    console.print("next: the same `hardmine round ... --pool POOL --budget B` command trains a round on them and "
-                  "asks again")  # fmt: skip
+        console.print(f"{len(done.disagreements)} answer(s) disagree with the model that asked, at its threshold: "
+                      f"all listed in {done.disagreements_file}; the next step's mining triages them like any "
+                      "label")  # fmt: skip
+    console.print(f"next: `hardmine round --config {run.root / CONFIG_FILE} --out {run.root} --pool POOL` trains a "
+                  "step on every answer so far and asks again (without --pool: trains the step only)")  # fmt: skip

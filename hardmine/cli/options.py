@@ -38,7 +38,7 @@ from hardmine.record.config import (
     TrainConfig,
 )
 from hardmine.record.layout import CONFIG_FILE
-from hardmine.strategies import STRATEGIES
+from hardmine.strategies import STRATEGIES, UPDATES
 
 
 def choice(name: str, values: tuple[str, ...]) -> type[enum.Enum]:
@@ -60,6 +60,7 @@ Expand = choice("Expand", EXPAND)
 ScoreSource = choice("ScoreSource", cfg.SCORE_SOURCES)
 TriageEvidence = choice("TriageEvidence", cfg.TRIAGE_EVIDENCE)
 Strategy = choice("Strategy", tuple(STRATEGIES))
+Update = choice("Update", tuple(UPDATES))
 SelectBy = choice("SelectBy", cfg.SELECT_BY)
 Precision = choice("Precision", cfg.PRECISIONS)
 
@@ -220,6 +221,11 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
     "budget_guard": (bool, _opt(True, "--budget-guard/--no-budget-guard", help="Also train round 0's recipe for "
                                 "the rounds' whole epoch budget (RUN/reference/) and hand it back when no round "
                                 "beats it on validation.", panel=_R)),
+    "update": (Update, _opt("finetune", help="How an active-learning step trains on every answer so far: " + "; ".join(
+        f"{name} ({kind.description})" for name, kind in UPDATES.items()) + ".", panel=_R)),
+    "step_curriculum": (bool, _opt(False, "--step-curriculum/--no-step-curriculum", help="Weight an active-learning "
+                                   "step's training by the previous step's mining (hard cases up, suspects out).",
+                                   panel=_R)),
 })  # fmt: skip
 
 ALL_GROUPS = (DATA, TRAIN, THRESHOLD, MINING, SCORING, ROUNDS)

@@ -122,7 +122,7 @@ def metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    from hardmine.views.report import columns_on_test, round_rows, verdict_sentence
+    from hardmine.views.report import columns_on_test, learning_curve_rows, round_rows, verdict_sentence
 
     short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
              "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
@@ -137,6 +137,12 @@ def print_report(report: dict[str, Any]) -> None:
         console.print(f"budget reference (round 0's recipe, {ref['epochs']} epochs): val AUROC "
                       f"{fmt(ref['val']['auroc'], 3)}, sens@spec90 {fmt(ref['val']['sens_at_spec90'], 3)}")  # fmt: skip
     console.print(metrics_table(columns_on_test(report), "test split (thresholds tuned on validation)"))
+    curve = report.get("learning_curve")
+    if curve:
+        console.print(frame_table(pd.DataFrame(learning_curve_rows(curve), dtype=object),
+                                  "learning curve: round 0 and each active-learning step (95% intervals over lesions)"))
+        if curve.get("stop_hint"):
+            console.print(f"stopping hint: {curve['stop_hint']}")
     console.print(verdict_sentence(report))
     before = report.get("before")
     if before and "skipped" not in before:

@@ -128,11 +128,12 @@ def mine_cmd(
 def round_cmd(
     out: Annotated[Path, typer.Option("--out", help="Run directory.")],
     n: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--n", "--rounds", help="Mining rounds to add (round 0 first if missing); under torchrun use --rounds."
+            "--n", "--rounds", help="Mining rounds to add (round 0 first if missing; default 3, or 0 with --pool); "
+            "with --oracle, queries to answer (default 3). Under torchrun use --rounds."
         ),
-    ] = 3,
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Finish an interrupted run up to the round it aimed for.")
     ] = False,
@@ -140,8 +141,9 @@ def round_cmd(
     init_checkpoint: Annotated[Path | None, typer.Option(help="Start round 0 from this state dict.")] = None,
     pool: Annotated[Path | None, typer.Option("--pool", help="Unlabeled images (folder or CSV): end with a query "
                                               "of --budget images to label and its labeling page.")] = None,
-    budget: Annotated[int, typer.Option("--budget", help="Images per query (with --pool).")] = 50,
-    method: Annotated[Acquisition, typer.Option("--method", help="Acquisition function (with --pool).")] = "hardmine",
+    budget: Annotated[int | None, typer.Option("--budget", help="Images per query (with --pool; default 50).")] = None,
+    method: Annotated[Acquisition | None, typer.Option("--method", help="Acquisition function (with --pool; default "
+                                                       "hardmine).")] = None,
     oracle: Annotated[str | None, typer.Option("--oracle", help="Benchmarks only: answer each query from this column "
                                                "of the pool CSV and run --n query rounds.")] = None,
     oracle_error: Annotated[float, typer.Option("--oracle-error", help="Benchmarks only: share of the oracle's "
@@ -153,8 +155,16 @@ def round_cmd(
     from hardmine.run.opened import Run
     from hardmine.run.rounds import run_rounds
 
-    if pool is None and oracle is not None:
-        raise HardmineError("--oracle answers queries of a pool: give --pool too")
+    if pool is None:
+        given = [name for name, value in (("--oracle", oracle), ("--budget", budget), ("--method", method))
+                 if value is not None]  # fmt: skip
+        if given:
+            raise HardmineError(f"{given[0]} applies to queries of a pool: give --pool too (answers already added "
+                                "with `hardmine label` are trained on without it)")  # fmt: skip
+    if n is None:
+        n = 0 if pool is not None and oracle is None else 3
+    budget = 50 if budget is None else budget
+    method = "hardmine" if method is None else getattr(method, "value", method)
     for message in config.unused_options():
         warn(message)
     run = Run.create(out, config, overwrite=overwrite)
@@ -166,7 +176,7 @@ def round_cmd(
             from hardmine.run.active import active_rounds
 
             report, picked, labeled = active_rounds(
-                run, n, pool, budget, method=getattr(method, "value", method), oracle=oracle,
+                run, n, pool, budget, method=method, oracle=oracle,
                 oracle_error=oracle_error, resume=resume, init_checkpoint=init_checkpoint,
                 callback=ProgressEvents(progress))  # fmt: skip
     print_report(report)

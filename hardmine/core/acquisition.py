@@ -184,6 +184,56 @@ def hardmine(pool: Pool, budget: int) -> Picks:
     return batch.picks()
 
 
+TYPICAL_NEIGHBOURS = 20  # the neighbours whose mean distance measures a point's typicality (TypiClust)
+
+
+def typical(pool: Pool, budget: int) -> Picks:
+    """TypiClust (Hacohen et al. 2022), for a cold start: the most typical image of each uncovered cluster.
+
+    The pool and the labeled set are clustered together by k-means into (labeled + budget) clusters
+    (faiss, seeded); clusters that hold no labeled image are taken largest first, and from each the pool
+    image whose 20 nearest cluster-mates are closest on average (the densest point: typical of its
+    region, not an outlier). At a small budget typical points teach more than uncertain ones, which a
+    model trained on few labels cannot yet judge. Reads no probability.
+    """
+    from hardmine.core.index import _faiss
+
+    emb = np.ascontiguousarray(pool.embeddings, dtype=np.float32)
+    labeled = (np.zeros((0, emb.shape[1]), np.float32) if pool.labeled_embeddings is None else
+               np.ascontiguousarray(pool.labeled_embeddings, dtype=np.float32))  # fmt: skip
+    both = np.concatenate([emb, labeled])
+    n_clusters = min(len(labeled) + budget, len(emb))
+    kmeans = _faiss().Kmeans(both.shape[1], n_clusters, niter=20, seed=pool.seed + 1, verbose=False,
+                              min_points_per_centroid=1)  # small pools: no warning for few points a cluster
+    kmeans.train(both)
+    _, assigned = kmeans.index.search(both, 1)
+    assigned = assigned[:, 0]
+    in_pool, of_labeled = assigned[: len(emb)], assigned[len(emb):]
+    sizes = np.bincount(in_pool, minlength=n_clusters)
+    covered = np.zeros(n_clusters, dtype=bool)
+    covered[of_labeled] = True
+    order = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] and not covered[c]]
+    order += [c for c in np.argsort(-sizes, kind="stable") if sizes[c] and covered[c]]  # when budget is left
+    picks, reasons = [], []
+    for c in order:
+        members = np.flatnonzero(in_pool == c)
+        k = min(TYPICAL_NEIGHBOURS, len(members) - 1)
+        if k > 0:
+            distance = 1 - emb[members] @ emb[members].T
+            np.fill_diagonal(distance, np.inf)
+            spread = np.mean(np.sort(distance, axis=1)[:, :k], axis=1)
+            best = int(members[np.argmin(spread)])
+        else:
+            best = int(members[0])
+        picks.append(best)
+        state = "covered" if covered[c] else "no labeled image"
+        reasons.append(f"typical: the densest image of a cluster of {sizes[c]} pool images ({state})")
+    batch = Batch(pool)
+    why = dict(zip(picks, reasons, strict=True))
+    batch.take(np.array(picks, dtype=np.int64), lambda i: why[i], budget)
+    return batch.picks()
+
+
 class Batch:
     """A batch filled in order, a lesion at a time, passing over near-duplicates of earlier picks.
 
@@ -233,6 +283,7 @@ ACQUISITION: dict[str, Callable[[Pool, int], Picks]] = {
     "positive": positive,
     "coreset": coreset,
     "seals": seals,
+    "typical": typical,
     "hardmine": hardmine,
 }
 

@@ -150,3 +150,28 @@ def paired_differences(
                      "difference": result.estimate, "low": result.low, "high": result.high,
                      "verdict": result.verdict}  # fmt: skip
     return out
+
+
+def metric_intervals(
+    labels: np.ndarray, groups: np.ndarray, prob: np.ndarray, metrics=tuple(METRICS), *, n_boot: int = 1000,
+    seed: int = 0, level: float = 0.95,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """One model's metrics on one set with a percentile interval bootstrapped over its groups (lesions):
+    ``{metric: {value, low, high}}`` for P(positive) ``prob`` (N,), each metric a name of :data:`METRICS`
+    (higher = better). A replicate that leaves a metric undefined (no positive drawn) is left out."""
+    y, p = check_binary(labels, prob)
+    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
+    if len(codes) != len(y):
+        raise HardmineError(f"{len(codes)} groups for {len(y)} labels")
+    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    rng = np.random.default_rng(seed)
+    draws = [np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]) for _ in range(n_boot)]
+    out: dict[str, dict[str, float]] = {}
+    for name in metrics:
+        metric = METRICS[name]
+        values = np.array([metric(y[rows], p[rows]) for rows in draws])
+        values = values[np.isfinite(values)]
+        low, high = np.percentile(values, [(1 - level) / 2 * 100, (1 + level) / 2 * 100]) if len(values) else (
+            np.nan, np.nan)  # fmt: skip
+        out[name] = {"value": float(metric(y, p)), "low": float(low), "high": float(high)}
+    return out

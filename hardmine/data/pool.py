@@ -74,6 +74,35 @@ def load_pool(
     return pool
 
 
+def copies_of_labeled(pool: pd.DataFrame, labeled: pd.DataFrame) -> pd.Series:
+    """(N,) for each pool image, the id of a labeled image whose file holds the same bytes (a renamed or
+    moved copy), else None.
+
+    Only files of a size some labeled file has are read and hashed (SHA-256), so a pool with no copies
+    costs a ``stat`` per file.
+    """
+    import hashlib
+
+    def size(path: str) -> int:
+        return os.stat(path).st_size
+
+    def digest(path: str) -> str:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    labeled_sizes = pd.Series([size(p) for p in labeled["path"]], index=labeled.index)
+    pool_sizes = pd.Series([size(p) for p in pool["path"]], index=pool.index)
+    candidates = pool_sizes.isin(set(labeled_sizes))
+    found = pd.Series([None] * len(pool), index=pool.index, dtype=object)
+    if not candidates.any():
+        return found
+    same_size = labeled[labeled_sizes.isin(set(pool_sizes[candidates]))]
+    by_digest = {digest(path): image_id for image_id, path in zip(same_size["id"], same_size["path"], strict=True)}
+    for row in pool.index[candidates]:
+        found[row] = by_digest.get(digest(pool.at[row, "path"]))
+    return found
+
+
 def _check_not_labeled(pool: pd.DataFrame, labeled: pd.DataFrame, source: Path) -> None:
     known_ids = set(labeled["id"].astype(str))
     known_paths = {os.path.realpath(p) for p in labeled["path"]}

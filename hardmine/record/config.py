@@ -24,7 +24,7 @@ from hardmine.core.mining import MiningConfig
 from hardmine.data.images import AUGMENTS
 from hardmine.data.sources import source_names
 from hardmine.record.layout import SPLIT_FILE
-from hardmine.strategies import STRATEGIES, get_strategy
+from hardmine.strategies import STRATEGIES, UPDATES, get_strategy
 
 LOSSES = ("ce", "weighted-ce", "focal")
 CLASS_WEIGHTING = ("inverse", "effective")
@@ -219,9 +219,14 @@ class RoundsConfig:
     guard_tol: float = 0.02
     # also train round 0's recipe for the rounds' whole epoch budget; hand it back when no round beats it
     budget_guard: bool = True
+    # how an active-learning step trains on every answer so far: a name in hardmine.strategies.UPDATES
+    update: str = "finetune"
+    # weight a step's training by the mining curriculum of the step before (hard cases up, suspects out)
+    step_curriculum: bool = False
 
     def validate(self) -> None:
         check_choice("--strategy", self.strategy, tuple(STRATEGIES))
+        check_choice("--update", self.update, tuple(UPDATES))
         check_choice("--select-by", self.select_by, SELECT_BY)
         if self.round_epochs is not None and self.round_epochs < 1:
             raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")

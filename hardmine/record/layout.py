@@ -9,6 +9,7 @@
       manifest.json   steps completed (what resume reads), size and SHA-256 of every step's outputs
       report.json     rounds on validation, best round, the model handed back, test metrics
       round-RRR/      model.pt metrics.json scores.csv embeddings.npy mined.csv weights.csv gallery/ ...
+      queries/NNN/    every query as asked: query.csv, query.json, label/ (the latest also at RUN/query.csv)
       reference/      the budget reference: round 0's recipe trained for the rounds' whole epoch
                       budget, itself a run folder (config, samples, split, manifest, round-000/)
 
@@ -93,6 +94,14 @@ QUERY_INFO = "query.json"  # how the latest query was made: pool, method, budget
 ANSWERS_FILE = "labeled.csv"  # the answers `hardmine label` added to this run's training split, in order
 ORACLE_ANSWERS_FILE = "oracle-answers.csv"  # a simulated oracle's answers to the latest query (benchmarks only)
 LABEL_DIR = "label"  # the labeling page of the latest query (index.html, thumbs/)
+DISAGREEMENTS_FILE = "disagreements.csv"  # answers `hardmine label` took that disagree with the model that asked
+QUERIES_DIR = "queries"  # every query kept: queries/NNN/ holds batch NNN's query.csv, query.json and label/
+LEARNING_CURVE_PNG = "learning_curve.png"  # an active-learning run's learning curve (report.html shows it)
+
+
+def query_dir(root: str | os.PathLike, batch: int) -> Path:
+    """``root/queries/NNN``: batch ``batch``'s query, as it was asked."""
+    return Path(root) / QUERIES_DIR / f"{batch:03d}"
 
 
 def foreign_entries(root: str | os.PathLike) -> list[str]:
@@ -105,7 +114,7 @@ def foreign_entries(root: str | os.PathLike) -> list[str]:
 
     ours = {CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
             REFERENCE_DIR, AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, LABEL_DIR,
-            LOCK_FILE}  # fmt: skip
+            QUERIES_DIR, DISAGREEMENTS_FILE, LEARNING_CURVE_PNG, LOCK_FILE}  # fmt: skip
     return sorted(p.name for p in Path(root).iterdir()
                   if p.name not in ours and not _ROUND_DIR.match(p.name) and p.suffix != ".png"
                   and not p.name.startswith("."))  # fmt: skip

@@ -35,6 +35,7 @@ from hardmine.record.layout import (
     MINING_FILE,
     MODEL_FILE,
     OOF_DIR,
+    QUERIES_DIR,
     QUERY_FILE,
     QUERY_INFO,
     REFERENCE_DIR,
@@ -48,6 +49,7 @@ from hardmine.record.layout import (
     features_file,
     metrics_file,
     preds_file,
+    query_dir,
     round_dir,
     round_number,
 )
@@ -249,6 +251,18 @@ class RunFolder:
             raise HardmineError(f"{path} not found: pick images first with `hardmine query RUN --pool POOL --budget B`")
         return _read_csv(path, dtype={"id": str, "group": str, "path": str, "neighbours": str},
                            keep_default_na=False)  # fmt: skip
+
+    def batches(self) -> list[int]:
+        """The numbers of the queries kept in ``queries/NNN/`` (every query since batches were kept), in order."""
+        folder = self.root / QUERIES_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / QUERY_FILE).is_file())
+
+    def batch_query(self, batch: int) -> pd.DataFrame:
+        """Batch ``batch``'s picks as asked (the columns of :meth:`query`)."""
+        return _read_csv(query_dir(self.root, batch) / QUERY_FILE, dtype={"id": str, "group": str, "path": str,
+                                                                         "neighbours": str}, keep_default_na=False)
 
     def answers_path(self) -> Path:
         """The answers ``hardmine label`` added to this run's training split."""

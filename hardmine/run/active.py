@@ -23,12 +23,10 @@ from hardmine.data.answers import UNSURE, read_answers
 from hardmine.data.images import read_csv, require_columns
 from hardmine.engine.inference import Callback
 from hardmine.record.layout import ORACLE_ANSWERS_FILE
-from hardmine.record.manifest import Manifest
 from hardmine.run.label import Labeled, apply_answers
 from hardmine.run.opened import Run
-from hardmine.run.query import open_pool, query_pool
+from hardmine.run.query import check_budget, open_pool, query_pool
 from hardmine.run.rounds import run_rounds
-from hardmine.views.labeling import build_label_page
 
 
 def active_rounds(
@@ -46,43 +44,36 @@ def active_rounds(
 ) -> tuple[dict[str, Any], pd.DataFrame, list[Labeled]]:
     """Rounds that end with a query of the pool; returns the last report, the last query and what was labeled.
 
-    Without ``oracle``: the ``n`` rounds of :func:`run_rounds` (at least one when answers joined the
-    training split since the latest round), then one query (``RUN/query.csv``) and its labeling page,
+    Without ``oracle``: an active-learning step when answers joined the training split since the latest
+    round, the ``n`` mining rounds of :func:`run_rounds`, then one query (``RUN/query.csv``) and its labeling page,
     for a person to answer. With ``oracle`` (a column of the pool CSV holding each
     image's class): round 0 if missing, then ``n`` times a query answered from that column
     (``oracle_error``: the share of answers flipped, fixed by the run's seed), the answers added to
     the training split, and one more round trained on them.
     """
+    pool = open_pool(run, pool_source)  # its images checked once, before any training
+    check_budget(budget, len(pool), pool_source)
     if oracle is None:
-        if n == 0 and _new_labels(run):
-            n = 1  # answers joined the training split since the last round: train on them before asking again
+        # answers that joined the training split since the latest round are trained on first (a step)
         report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=callback)
-        picked = query_pool(run, open_pool(run, pool_source), budget, method=method, callback=callback,
-                            pool_source=pool_source)  # fmt: skip
-        build_label_page(run.root)
+        picked = query_pool(run, pool, budget, method=method, callback=callback, pool_source=pool_source)
         return report, picked, []
     truth = oracle_answers(pool_source, oracle, run, oracle_error)
     report = run_rounds(run, 0, resume=resume, init_checkpoint=init_checkpoint, callback=callback)
     labeled = []
     picked = pd.DataFrame()
-    pool = open_pool(run, pool_source)  # its images checked once; each query leaves out what was answered since
+    classes = run.config_dict()["classes"]
     for _ in range(n):
         asked = pool["id"].isin(set(read_answers(run.config.data.data)["image_id"]))
-        picked = query_pool(run, pool[~asked].reset_index(drop=True), budget, method=method, callback=callback,
-                            pool_source=pool_source)  # fmt: skip
+        left = pool[~asked].reset_index(drop=True)
+        rate = float(left["id"].map(truth).isin(classes["positive"]).mean())  # the oracle knows the pool's rate
+        picked = query_pool(run, left, budget, method=method, callback=callback, pool_source=pool_source,
+                            pool_rate=rate)  # fmt: skip
         answers = pd.DataFrame({"image_id": picked["id"], "label": picked["id"].map(truth)})
         path = write_csv(run.root / ORACLE_ANSWERS_FILE, answers)
         labeled.append(apply_answers(run, path))
-        report = run_rounds(run, 1, callback=callback)
+        report = run_rounds(run, 0, callback=callback)  # one step, trained on every answer so far
     return report, picked, labeled
-
-
-def _new_labels(run: Run) -> bool:
-    """Whether the training split grew (``hardmine label``) since the latest round was scored on it."""
-    completed = Manifest(run.root).completed_rounds()
-    if not completed or not run.scores_path(completed[-1]).exists():
-        return False
-    return len(run.scores(completed[-1])) < int((run.split == "train").sum())
 
 
 def oracle_answers(pool_source: str | os.PathLike, column: str, run: Run, error: float = 0.0) -> pd.Series:

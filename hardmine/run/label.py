@@ -24,7 +24,15 @@ from hardmine.core.errors import DataError
 from hardmine.core.io import read_json, unguard_formula, write_csv, write_json
 from hardmine.data.answers import UNSURE, answers_folder, read_answers, record_answers
 from hardmine.data.images import read_csv
-from hardmine.record.layout import CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE
+from hardmine.record.layout import (
+    CONFIG_FILE,
+    DISAGREEMENTS_FILE,
+    QUERIES_DIR,
+    QUERY_INFO,
+    SAMPLES_FILE,
+    SPLIT_FILE,
+    query_dir,
+)
 from hardmine.record.manifest import Manifest
 from hardmine.run.opened import Run, data_fingerprint
 
@@ -41,10 +49,12 @@ class Labeled:
     train_size: int
     disagreements: list[str]
     kept_in: Path
+    batches: list[int]  # the kept batches the answers belong to
+    disagreements_file: Path  # every answer that disagrees with the model that asked
 
 
 def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
-    """The answers in ``path`` as ``image_id, answer``, each checked against the run's latest query.
+    """The answers in ``path`` as ``image_id, answer``, each checked against the run's queries (any kept batch).
 
     Raises :class:`DataError` naming the file and line of the first problem: a missing column, an
     empty file, an id that is not in the query (or already labeled), a label that is not a class of
@@ -59,7 +69,7 @@ def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path} holds no answers")
     frame = frame.map(unguard_formula)  # the labeling page's download guards values a spreadsheet would run
-    query = run.query()
+    query = asked_images(run)
     asked = dict(zip(query["id"], query["group"], strict=True))
     classes = run.config_dict()["classes"]
     allowed = [*classes["positive"], *classes["negative"], UNSURE]
@@ -72,8 +82,8 @@ def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
             raise DataError(f"{where}: {image_id} is answered twice (also on line {seen[image_id]})")
         seen[image_id] = line
         if image_id not in asked:
-            known = "is already labeled in the run" if image_id in labeled else "is not in the run's latest query"
-            raise DataError(f"{where}: image id {image_id!r} {known} ({run.query_path()})")
+            known = "is already labeled in the run" if image_id in labeled else "is not in any query of the run"
+            raise DataError(f"{where}: image id {image_id!r} {known} ({run.root / QUERIES_DIR})")
         if answer not in allowed:
             raise DataError(f"{where}: label {answer!r} for {image_id} is not valid; expected one of "
                             f"{', '.join(allowed)}")  # fmt: skip
@@ -91,13 +101,29 @@ def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
     return answers.assign(label=np.where(positive, 1, 0))
 
 
+def asked_images(run: Run) -> pd.DataFrame:
+    """Every image the run asked for: the kept batches' picks with their ``batch`` and the ``threshold`` of
+    the model that asked (a run from before batches were kept: its latest query, batch None)."""
+    batches = run.batches()
+    if not batches:
+        threshold = float(read_json(run.query_info_path())["threshold"]) if run.query_info_path().exists() else 0.5
+        return run.query().assign(batch=None, threshold=threshold)
+    frames = []
+    for batch in batches:
+        info = read_json(query_dir(run.root, batch) / QUERY_INFO)
+        frames.append(run.batch_query(batch).assign(batch=batch, threshold=float(info["threshold"])))
+    return pd.concat(frames, ignore_index=True).drop_duplicates("id", keep="last")
+
+
 def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     """Keep the answers beside the data and add the labeled ones to ``run``'s training split.
 
+    Answers to any kept batch are taken (a batch stays open until each of its images is answered). Every
+    answer that disagrees with the model that asked, at its threshold, is listed in ``RUN/disagreements.csv``.
     Safe to run again with the same file: answers already kept or already in the run are not repeated.
     """
     answers = read_answers_csv(answers_csv, run)
-    query = run.query().set_index("id")
+    query = asked_images(run).set_index("id")
     answers["source_path"] = answers["image_id"].map(query["path"])
     data = run.config.data.data
     record_answers(data, answers[["image_id", "source_path", "answer", "group"]], run.root.name)
@@ -111,18 +137,23 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     asked = answers["image_id"]
     log = answers[["image_id", "answer"]].assign(prob_pos=asked.map(query["prob_pos"]),
-                                                  reason=asked.map(query["reason"]), answered_at=now)  # fmt: skip
-    previous = pd.read_csv(run.answers_path(), dtype=str) if run.answers_path().exists() else None
-    if previous is not None:
-        log = pd.concat([previous, log[~log["image_id"].isin(set(previous["image_id"]))]], ignore_index=True)
-    write_csv(run.answers_path(), log)
-    threshold = float(read_json(run.query_info_path())["threshold"]) if run.query_info_path().exists() else 0.5
-    prob = answers["image_id"].map(query["prob_pos"]).to_numpy(dtype=float)
-    decided = answers["answer"] != UNSURE
-    disagree = decided & ((prob >= threshold) != (answers["label"] == 1))
+                                                  reason=asked.map(query["reason"]), batch=asked.map(query["batch"]),
+                                                  answered_at=now)  # fmt: skip
+    prob = asked.map(query["prob_pos"]).to_numpy(dtype=float)
+    threshold = asked.map(query["threshold"]).to_numpy(dtype=float)
+    disagree = ((answers["answer"] != UNSURE) & ((prob >= threshold) != (answers["label"] == 1))).to_numpy()
+    listed = log[disagree].assign(threshold=threshold[disagree])[["image_id", "answer", "prob_pos", "threshold",
+                                                                  "batch", "reason"]]  # fmt: skip
+    for path, frame in ((run.answers_path(), log), (run.root / DISAGREEMENTS_FILE, listed)):
+        previous = pd.read_csv(path, dtype=str) if path.exists() else None  # every call's rows are kept, once
+        if previous is not None:
+            frame = pd.concat([previous, frame[~frame["image_id"].isin(set(previous["image_id"]))]], ignore_index=True)
+        write_csv(path, frame)
     counts = answers["answer"].value_counts().to_dict()
+    batches = sorted({int(b) for b in asked.map(query["batch"]).dropna()})
     return Labeled(counts=counts, added=len(rows), train_size=int((run.split == "train").sum()),
-                   disagreements=answers["image_id"][disagree].tolist(), kept_in=folder)  # fmt: skip
+                   disagreements=answers["image_id"][disagree].tolist(), kept_in=folder, batches=batches,
+                   disagreements_file=run.root / DISAGREEMENTS_FILE)  # fmt: skip
 
 
 def _add_to_training_split(run: Run, rows: pd.DataFrame) -> None:

@@ -27,9 +27,10 @@ from hardmine.record.config import TrainConfig, comparable
 from hardmine.record.layout import CONFIG_FILE, MINED_FILE, REPORT_FILE, SAMPLES_FILE, SPLIT_FILE, round0_trained_files
 from hardmine.record.manifest import Manifest, Step
 from hardmine.record.record import RunFolder, selection_value
+from hardmine.run.learning_curve import batch_facts, hand_back, labels_grew, learning_curve, step_rounds
 from hardmine.run.opened import Run
 from hardmine.run.steps import metrics_on_test, mine_round, refit_head_round, score_round, train_round
-from hardmine.strategies import RoundContext, get_strategy
+from hardmine.strategies import RoundContext, get_strategy, get_update
 
 
 def run_rounds(
@@ -68,7 +69,9 @@ def run_rounds(
     if resume and manifest.target >= 0:
         target = manifest.target
     else:
-        target = manifest.aim(completed[-1] if completed else 0, n)
+        # answers joined the training split since the latest round: an active-learning step trains on them first
+        step = int(bool(completed) and labels_grew(run, manifest, completed[-1]))
+        target = manifest.aim(completed[-1] if completed else 0, n + step)
     distributed.barrier()  # every rank has read the manifest before rank 0 rewrites it
     manifest.save()
     note = callback or (lambda event, info: None)
@@ -92,7 +95,8 @@ def run_rounds(
         if not manifest.done(Step(r, "train")):
             _train_step(run, r, manifest, init_checkpoint if r == 0 else None, note, callback)
     score_and_mine(target)  # the last round too, so its gallery exists and a later call can go on
-    reference_epochs = cfg.rounds.reference_epochs(cfg.train.epochs, target)
+    # an active-learning run hands back its newest step (the most labels), not a longer plain training
+    reference_epochs = None if step_rounds(manifest) else cfg.rounds.reference_epochs(cfg.train.epochs, target)
     if reference_epochs is not None:
         _reference_step(run, reference_epochs, init_checkpoint, note, callback)
     if not manifest.done(Step(target, "report")):
@@ -117,21 +121,29 @@ def _verified_manifest(run: Run) -> Manifest:
 def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, callback) -> None:
     note("step", {"round": r, "step": "train"})
     cfg = run.config
-    info: dict[str, Any] = {"worse": False}
+    train_labels = run.part("train")["label"]
+    info: dict[str, Any] = {"worse": False, "labels": len(train_labels), "positives": int(train_labels.sum())}
     if r == 0:
         metrics = train_round(run, 0, init_checkpoint=init_checkpoint, callback=callback)
     else:
-        strategy = get_strategy(cfg.rounds.strategy)
+        # a round whose previous round saw fewer labels than the split holds now is an active-learning step:
+        # the update mode trains on every answer so far, from the newest model, with no curriculum unless asked
+        is_step = labels_grew(run, manifest, r - 1)
+        strategy = get_update(cfg.rounds.update) if is_step else get_strategy(cfg.rounds.strategy)
+        weights = run.weights(r - 1, run.part("train")["id"]) if cfg.rounds.step_curriculum or not is_step else None
         previous = manifest.rounds.get(str(r - 1), {})
+        if is_step:
+            info |= {"kind": "step", "update": strategy.name, "curriculum": weights is not None} | batch_facts(run)
         context = RoundContext(
-            round=r, config=cfg, weights=run.weights(r - 1, run.part("train")["id"]),
-            previous=run.best_round(manifest.completed_rounds()) if previous.get("worse") else r - 1,
+            round=r, config=cfg, weights=weights,
+            previous=run.best_round(manifest.completed_rounds()) if previous.get("worse") and not is_step else r - 1,
             model_path=run.model_path,
             train=lambda train_config, **kw: train_round(run, r, train_config=train_config, callback=callback, **kw),
             refit_head=lambda backbone, **kw: refit_head_round(run, r, backbone_round=backbone, callback=callback,
                                                                **kw),
         )  # fmt: skip
-        info["strategy"] = strategy.name
+        if not is_step:
+            info["strategy"] = strategy.name
         metrics, info["init_round"] = strategy.build_round(context)
         best = run.best_round(manifest.completed_rounds())
         best_value = selection_value(run.val_metrics(best), cfg.rounds.select_by, cfg.threshold)
@@ -245,7 +257,9 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
     distributed.barrier()
     manifest = Manifest(run.root)
     rounds = manifest.completed_rounds()
-    best = run.best_round(rounds)
+    steps = step_rounds(manifest)
+    # active learning hands back the newest step unless validation shows it worse beyond its interval
+    best, handed_back = hand_back(run, manifest) if steps else (run.best_round(rounds), None)
     config = run.config
     rows = []
     for r in rounds:
@@ -256,9 +270,12 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
     test = {r: metrics_on_test(run, r, callback=callback) for r in sorted({0, best})}
     from hardmine.views.report import difference_from_round0
 
-    reference = budget_reference(run)
+    reference = None if steps else budget_reference(run)
     returned = "round"
     report: dict[str, Any] = {"rounds": rows, "best_round": best, "select_by": config.rounds.select_by}
+    if handed_back is not None:
+        report["handed_back"] = handed_back
+        report["learning_curve"] = learning_curve(run, manifest, callback=callback)
     if reference is not None:
         ref_val = reference.val_metrics(0)
         value = {name: selection_value(metrics, config.rounds.select_by, config.threshold)

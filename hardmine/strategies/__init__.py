@@ -10,6 +10,13 @@ through, so this floor sits right above the numpy core.
 
 Adding one: write ``hardmine/strategies/<name>.py`` with a :class:`Strategy`
 subclass and add one line to :data:`STRATEGIES`.
+
+:data:`UPDATES` is the second family on this floor: how an active-learning step
+turns the labeled set as it stands (every answer so far) into the next model
+(``--update``). An update mode builds a step through the same
+:class:`RoundContext` and protocol, its ``weights`` None unless the step takes
+the mining curriculum (``--step-curriculum``); the three modes are today the
+three strategies' classes, and a mode of its own is one more file and line.
 """
 
 from __future__ import annotations
@@ -20,13 +27,29 @@ from hardmine.strategies.finetune import Finetune
 from hardmine.strategies.head import Head
 from hardmine.strategies.retrain import Retrain
 
-__all__ = ["STRATEGIES", "RoundContext", "Strategy", "get_strategy"]
+__all__ = ["STRATEGIES", "UPDATES", "RoundContext", "Strategy", "get_strategy", "get_update"]
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "finetune": Finetune,
     "retrain": Retrain,
     "head": Head,
 }
+
+# how an active-learning step updates the model on every answer so far: continue from the previous step's
+# model (a quarter of round 0's epochs, lr / 3), train afresh from the initial weights, or refit round 0's
+# last layer on its frozen backbone
+UPDATES: dict[str, type[Strategy]] = {
+    "finetune": Finetune,
+    "retrain": Retrain,
+    "head": Head,
+}
+
+
+def get_update(name: str) -> Strategy:
+    """The update mode registered as ``name``; :class:`HardmineError` naming the valid choices otherwise."""
+    if name not in UPDATES:
+        raise HardmineError(f"--update {name!r} is not valid; expected one of {', '.join(UPDATES)}")
+    return UPDATES[name]()
 
 
 def get_strategy(name: str) -> Strategy:

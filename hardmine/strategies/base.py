@@ -23,7 +23,8 @@ class RoundContext:
     ----------
     round : the round being built (>= 1).
     config : the run's configuration.
-    weights : (N,) curriculum weights of the training split mined from round ``round - 1``.
+    weights : (N,) curriculum weights of the training split mined from round ``round - 1``; None for an
+        active-learning step without the curriculum (every label counts once, round 0's sampling).
     previous : the round to continue from: ``round - 1``, or the best round so far when ``round - 1``
         made validation worse by more than ``guard_tol``.
     model_path : the model file of a completed round.
@@ -56,11 +57,12 @@ class Strategy:
         """Training epochs of each mining round, given round 0's ``train_epochs`` (0: no epochs trained)."""
         raise NotImplementedError
 
-    def train_config(self, config: RunConfig) -> TrainConfig:
-        """How a mining round trains: round 0's recipe for :meth:`epochs_per_round` epochs; the curriculum
-        weights replace oversampling when they carry the class balance (both would square it)."""
+    def train_config(self, config: RunConfig, *, weighted: bool = True) -> TrainConfig:
+        """How a round trains: round 0's recipe for :meth:`epochs_per_round` epochs; curriculum weights
+        (``weighted``) replace oversampling when they carry the class balance (both would square it), and an
+        unweighted round (an active-learning step on its labels as they stand) keeps round 0's sampling."""
         train = replace(config.train, epochs=self.epochs_per_round(config.rounds, config.train.epochs))
-        return replace(train, sampling="none") if config.mining.balance else train
+        return replace(train, sampling="none") if weighted and config.mining.balance else train
 
     def build_round(self, ctx: RoundContext) -> tuple[Metrics, int | None]:
         """Train round ``ctx.round``; returns its validation metrics and the round it started from (None: fresh

@@ -14,4 +14,5 @@ class Retrain(Strategy):
         return rounds.round_epochs or train_epochs
 
     def build_round(self, ctx: RoundContext) -> tuple[Metrics, int | None]:
-        return ctx.train(self.train_config(ctx.config), sample_weights=ctx.weights), None
+        return ctx.train(self.train_config(ctx.config, weighted=ctx.weights is not None),
+                         sample_weights=ctx.weights), None

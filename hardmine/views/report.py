@@ -15,7 +15,7 @@ import pandas as pd
 from hardmine.core.io import write_bytes
 from hardmine.record.layout import REPORT_HTML
 from hardmine.record.record import RunFolder
-from hardmine.strategies import get_strategy
+from hardmine.strategies import get_strategy, get_update
 
 COMPARED = ("sens_at_spec90", "auprc", "auroc")
 
@@ -93,6 +93,13 @@ def columns_on_test(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def verdict_sentence(report: dict[str, Any]) -> str:
     """One plain sentence on what mining bought on test (from ``report.json``)."""
     best, select_by = report["best_round"], report["select_by"]
+    if report.get("handed_back"):  # active learning: what the labels bought, not what mining did
+        diff = report.get("test_difference") or {}
+        if not diff:
+            return f"The run hands back round {best}: {report['handed_back']['reason']}."
+        parts = ", ".join(f"{m} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for m, d in diff.items())
+        return (f"The run hands back round {best}: {report['handed_back']['reason']}. Against round 0 on test: "
+                f"{parts}; {_outcome({d['verdict'] for d in diff.values()}, 'the labels')}.")  # fmt: skip
     reference = report.get("reference")
     if reference and report.get("returned") == "reference":
         best_val = next(row["val"] for row in report["rounds"] if row["round"] == best)
@@ -112,22 +119,51 @@ def verdict_sentence(report: dict[str, Any]) -> str:
     if not diff:
         return f"Round {best} was best on validation ({select_by})."
     parts = ", ".join(f"{m} {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for m, d in diff.items())
-    verdicts = {d["verdict"] for d in diff.values()}
-    if verdicts == {"level"}:
-        outcome = "level with round 0 within the 95% intervals: mining did not measurably help on test"
-    elif "worse" in verdicts and "better" not in verdicts:
-        outcome = "worse than round 0 on test: mining hurt here"
-    elif "better" in verdicts and "worse" not in verdicts:
-        outcome = "better than round 0 on test"
-    else:
-        outcome = "better than round 0 on some metrics and worse on others"
+    outcome = _outcome({d["verdict"] for d in diff.values()}, "mining")
     return f"Round {best} (best on validation) against round 0 on test: {parts}; {outcome}."
+
+
+def learning_curve_rows(curve: dict[str, Any]) -> list[dict[str, str]]:
+    """The learning curve of ``report.json`` as table rows of text: per step the labels so far and the
+    melanomas among them, the batch's melanoma share against the pool's rate, and sens@spec90, AUPRC and
+    AUROC on validation and test with their 95% intervals over lesions."""
+
+    def interval(m: dict[str, float]) -> str:
+        return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+    rows = []
+    for row in curve["steps"]:
+        share = row.get("batch_share")
+        rate = row.get("pool_rate")
+        batch = "-" if share is None else f"{share:.2f} of {row['batch']}" + (
+            f" ({share / rate:.1f}x pool {rate:.2f})" if rate else "")  # fmt: skip
+        rows.append({"round": str(row["round"]), "update": row.get("update") or "initial", "labels": str(row["labels"]),
+                     "melanomas": _fmt(row.get("positives")), "batch melanoma share": batch}
+                    | {f"{split} {CURVE_SHORT[m]}": interval(row[split][m]) for split in ("val", "test")
+                       for m in CURVE_SHORT})  # fmt: skip
+    return rows
+
+
+CURVE_SHORT = {"sens_at_spec90": "se@sp90", "auprc": "AUPRC", "auroc": "AUROC"}
+
+
+def _outcome(verdicts: set[str], what: str) -> str:
+    """What paired verdicts against round 0 on test say, in words (``what``: mining, or the labels)."""
+    if verdicts == {"level"}:
+        return f"level with round 0 within the 95% intervals: {what} did not measurably help on test"
+    if "worse" in verdicts and "better" not in verdicts:
+        return f"worse than round 0 on test: {what} hurt here"
+    if "better" in verdicts and "worse" not in verdicts:
+        return "better than round 0 on test"
+    return "better than round 0 on some metrics and worse on others"
 
 
 def _init_text(row: dict[str, Any]) -> str:
     """Where a round started: ``-`` (round 0), else as its strategy says (``rN``, ``scratch``, ``head rN``)."""
     if row["round"] == 0:
         return "-"
+    if row.get("kind") == "step":
+        return f"step: {get_update(row['update']).init_text(row.get('init_round'))}"
     return get_strategy(row.get("strategy", "finetune")).init_text(row.get("init_round"))
 
 
