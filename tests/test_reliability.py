@@ -138,7 +138,8 @@ def _train(*extra: str):
 
 
 def _round(*extra: str):
-    return lambda s: ["round", "--data", str(s.demo), "--out", str(s.tmp / "run"), "--n", "1", *FAST, *extra]
+    return lambda s: ["round", "--data", str(s.demo), "--out", str(s.tmp / "run"), "--n", "1", *FAST,
+                      *(a.format(tmp=s.tmp) for a in extra)]
 
 
 def _out_is_file(s: Setting) -> list[str]:
@@ -371,6 +372,17 @@ def _unchanged(run: Path) -> None:
     pass
 
 
+def _pool_of_copies(s: Setting) -> list[str]:
+    """A pool whose every image is a renamed byte copy of an image of the finished run."""
+    run = s.run()
+    samples = pd.read_csv(run / "samples.csv")
+    (s.tmp / "pool").mkdir()
+    for i, path in enumerate(samples["path"][:3]):
+        shutil.copy(path, s.tmp / "pool" / f"new_{i}.jpg")
+    pd.DataFrame({"path": [f"pool/new_{i}.jpg" for i in range(3)]}).to_csv(s.tmp / "pool.csv", index=False)
+    return ["query", str(run), "--pool", str(s.tmp / "pool.csv"), "--budget", "2"]
+
+
 BAD_INPUTS = {
     "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
     "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
@@ -462,6 +474,11 @@ BAD_INPUTS = {
     "gallery of a negative top-n": (_on_run(_unchanged, "gallery", "--top-n", "-5"), ["--top-n -5"]),
     "evaluate a checkpoint that is not there": (_on_run(_unchanged, "evaluate", "--checkpoint", "nope.pt"),
                                                 ["nope.pt not found"]),
+    "budget without a pool": (_round("--budget", "5"), ["--budget applies to queries of a pool: give --pool too"]),
+    "method without a pool": (_round("--method", "random"), ["--method applies to queries of a pool"]),
+    "a pool folder that is not there": (_round("--pool", "{tmp}/nope"), ["--pool", "nope", "expected a folder"]),
+    "a pool of byte copies of labeled images": (_pool_of_copies, ["every one of its 3 image(s) is a byte copy",
+                                                                  "new_0 = "]),
 }
 
 
@@ -495,6 +512,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, demo_dir, tmp_path, mon
 @pytest.mark.parametrize(("args", "expected"), [
     (["train", "--data", ".", "--out", "r", "--loss", "bogus"], "'bogus' is not one of 'ce', 'weighted-ce', 'focal'"),
     (["round", "--data", ".", "--out", "r", "--epochs", "x"], "Invalid value for '--epochs'"),
+    (["round", "--data", ".", "--out", "r", "--update", "bogus"], "'bogus' is not one of 'finetune', 'retrain', 'head'"),
 ])  # fmt: skip
 def test_usage_errors_are_one_line_from_the_installed_command(args, expected, tmp_path):
     result = subprocess.run([sys.executable, "-m", "hardmine", *args], capture_output=True, text=True, cwd=tmp_path)

@@ -103,7 +103,7 @@ DASH = "\u2013"
 def frame_table(frame: pd.DataFrame, title: str, digits: int = 3) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for col in frame.columns:
-        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right")
+        table.add_column(str(col), justify="left" if frame[col].dtype == object else "right", overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*(fmt(v, digits) for v in row))
     return table
@@ -139,8 +139,9 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(metrics_table(columns_on_test(report), "test split (thresholds tuned on validation)"))
     curve = report.get("learning_curve")
     if curve:
-        console.print(frame_table(pd.DataFrame(learning_curve_rows(curve), dtype=object),
-                                  "learning curve: round 0 and each active-learning step (95% intervals over lesions)"))
+        rows = learning_curve_rows(curve, intervals=("sens_at_spec90",))  # every interval: report.json, report.html
+        console.print(frame_table(pd.DataFrame(rows, dtype=object), "learning curve: round 0 and each active-learning "
+                                  "step (sens@spec90 with its 95% interval over lesions)"))  # fmt: skip
         if curve.get("stop_hint"):
             console.print(f"stopping hint: {curve['stop_hint']}")
     console.print(verdict_sentence(report))

@@ -167,6 +167,10 @@ def round_cmd(
     method = "hardmine" if method is None else getattr(method, "value", method)
     for message in config.unused_options():
         warn(message)
+    if pool is not None:  # a pool that cannot be read is refused before the run is made or trained
+        from hardmine.data.pool import load_pool
+
+        load_pool(pool)
     run = Run.create(out, config, overwrite=overwrite)
     with progress_bars() as progress:
         if pool is None:

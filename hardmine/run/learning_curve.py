@@ -72,25 +72,26 @@ def _paired(run: Run, a: int, b: int, metrics=CURVE_METRICS, split: str = "val")
 def hand_back(run: Run, manifest: Manifest) -> tuple[int, dict[str, Any]]:
     """The round an active-learning run hands back, and why.
 
-    The newest round trained on every label so far, unless it is worse on validation than the best round
-    (by ``select_by``) beyond the paired interval over validation lesions; then that best round.
+    The newest step: the round trained on every label so far (when mining rounds followed it on the same
+    labels, the best of those on validation), unless it is worse on validation than the best round of the
+    run (by ``select_by``) beyond the paired interval over validation lesions; then that best round.
     """
     rounds = manifest.completed_rounds()
     seen = {r: labels_seen(run, manifest, r) for r in rounds}
-    newest = max(r for r in rounds if seen[r] == max(seen.values()))
+    newest = run.best_round([r for r in rounds if seen[r] == max(seen.values())])
     best = run.best_round(rounds)
     why: dict[str, Any] = {"newest": newest, "labels": seen[newest], "best_on_val": best}
     if best == newest:
-        return newest, why | {"round": newest, "reason": f"round {newest} is the newest, trained on every label "
-                              f"({seen[newest]}), and the best on validation"}  # fmt: skip
+        return newest, why | {"round": newest, "reason": f"round {newest} is trained on every label "
+                              f"({seen[newest]}) and the best on validation"}  # fmt: skip
     metric = run.config.rounds.select_by if run.config.rounds.select_by in CURVE_METRICS else "sens_at_spec90"
     found = _paired(run, newest, best, (metric,))[metric]
     shown = f"{metric} {found['difference']:+.3f} [{found['low']:+.3f}, {found['high']:+.3f}]"
     why["difference"] = {"metric": metric} | found
     if found["verdict"] == "worse":
-        return best, why | {"round": best, "reason": f"round {newest}, the newest ({seen[newest]} labels), is worse "
+        return best, why | {"round": best, "reason": f"round {newest}, trained on every label ({seen[newest]}), is worse "
                             f"on validation than round {best} beyond its paired interval ({shown})"}  # fmt: skip
-    return newest, why | {"round": newest, "reason": f"round {newest} is the newest, trained on every label "
+    return newest, why | {"round": newest, "reason": f"round {newest} is trained on every label "
                           f"({seen[newest]}); against round {best}, the best on validation: {shown}, "
                           f"{found['verdict']}"}  # fmt: skip
 

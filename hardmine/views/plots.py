@@ -95,6 +95,34 @@ def rounds_plot(report: dict, out_path: str | os.PathLike) -> Path:
     return path
 
 
+def learning_curve_plot(curve: dict, out_path: str | os.PathLike) -> Path:
+    """An active-learning run's learning curve: validation and test sens@spec90, AUPRC and AUROC against the
+    labels so far, each with its 95% interval over lesions (shaded), and the melanomas among the labels."""
+    plt = _pyplot()
+    steps = curve["steps"]
+    labels = [row["labels"] for row in steps]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, split in zip(axes, ("val", "test"), strict=True):
+        for metric, style in (("sens_at_spec90", "o-"), ("auprc", "s-"), ("auroc", "^-")):
+            values = [row[split][metric] for row in steps]
+            line = ax.plot(labels, [v["value"] for v in values], style, label=metric)[0]
+            ax.fill_between(labels, [v["low"] for v in values], [v["high"] for v in values], alpha=0.15,
+                            color=line.get_color())  # fmt: skip
+        ax.set(xlabel="labels so far", title={"val": "validation", "test": "test (reported, never chosen on)"}[split],
+               ylim=(0, 1.02))  # fmt: skip
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("value (95% interval over lesions)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    found = axes[1].twinx()
+    found.plot(labels, [row["positives"] or 0 for row in steps], "k:", label="melanomas labeled")
+    found.set_ylabel("melanomas among the labels")
+    found.legend(loc="upper left", fontsize=8)
+    fig.suptitle("Learning curve: round 0 and each active-learning step")
+    path = _save(fig, Path(out_path))
+    plt.close(fig)
+    return path
+
+
 def curves_compare(
     curves: dict[str, tuple[np.ndarray, np.ndarray]], out_dir: str | os.PathLike, tag: str
 ) -> list[Path]:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from hardmine.core.io import write_bytes
-from hardmine.record.layout import REPORT_HTML
+from hardmine.record.layout import LEARNING_CURVE_PNG, REPORT_HTML
 from hardmine.record.record import RunFolder
 from hardmine.strategies import get_strategy, get_update
 
@@ -123,28 +123,28 @@ def verdict_sentence(report: dict[str, Any]) -> str:
     return f"Round {best} (best on validation) against round 0 on test: {parts}; {outcome}."
 
 
-def learning_curve_rows(curve: dict[str, Any]) -> list[dict[str, str]]:
+CURVE_SHORT = {"sens_at_spec90": "se@sp90", "auprc": "AUPRC", "auroc": "AUROC"}
+
+
+def learning_curve_rows(curve: dict[str, Any], intervals: tuple[str, ...] = tuple(CURVE_SHORT)) -> list[dict[str, str]]:
     """The learning curve of ``report.json`` as table rows of text: per step the labels so far and the
     melanomas among them, the batch's melanoma share against the pool's rate, and sens@spec90, AUPRC and
-    AUROC on validation and test with their 95% intervals over lesions."""
+    AUROC on validation and test, with their 95% intervals over lesions for the metrics in ``intervals``."""
 
-    def interval(m: dict[str, float]) -> str:
-        return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+    def cell(m: dict[str, float], metric: str) -> str:
+        return f"{m['value']:.2f} ({m['low']:.2f}-{m['high']:.2f})" if metric in intervals else f"{m['value']:.2f}"
 
     rows = []
     for row in curve["steps"]:
         share = row.get("batch_share")
         rate = row.get("pool_rate")
         batch = "-" if share is None else f"{share:.2f} of {row['batch']}" + (
-            f" ({share / rate:.1f}x pool {rate:.2f})" if rate else "")  # fmt: skip
+            f", {share / rate:.1f}x pool" if rate else "")  # fmt: skip
         rows.append({"round": str(row["round"]), "update": row.get("update") or "initial", "labels": str(row["labels"]),
                      "melanomas": _fmt(row.get("positives")), "batch melanoma share": batch}
-                    | {f"{split} {CURVE_SHORT[m]}": interval(row[split][m]) for split in ("val", "test")
-                       for m in CURVE_SHORT})  # fmt: skip
+                    | {f"{split} {short}": cell(row[split][m], m) for split in ("val", "test")
+                       for m, short in CURVE_SHORT.items()})  # fmt: skip
     return rows
-
-
-CURVE_SHORT = {"sens_at_spec90": "se@sp90", "auprc": "AUPRC", "auroc": "AUROC"}
 
 
 def _outcome(verdicts: set[str], what: str) -> str:
@@ -176,6 +176,9 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     report = folder.report()
     best = report["best_round"]
     images = [plots.rounds_plot(report, root / "rounds.png")]
+    curve = report.get("learning_curve")
+    if curve:
+        images.insert(0, plots.learning_curve_plot(curve, root / LEARNING_CURVE_PNG))
     reference = folder.reference()
     curves, returned = {}, None
     for model in evaluated_models(report):
@@ -207,6 +210,9 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
                           f"called {names[0]}"],
         confusion_rows=[[f"true {names[1]}", t["tp"], t["fn"]], [f"true {names[0]}", t["fp"], t["tn"]]],
         figures=[(p.name, base64.b64encode(p.read_bytes()).decode()) for p in images],
+        curve_header=list(learning_curve_rows(curve)[0]) if curve else [],
+        curve_rows=[list(row.values()) for row in learning_curve_rows(curve)] if curve else [],
+        stop_hint=(curve or {}).get("stop_hint"),
     )  # fmt: skip
     return write_bytes(root / REPORT_HTML, page.encode())
 
