@@ -89,8 +89,8 @@ def hand_back(run: Run, manifest: Manifest) -> tuple[int, dict[str, Any]]:
     shown = f"{metric} {found['difference']:+.3f} [{found['low']:+.3f}, {found['high']:+.3f}]"
     why["difference"] = {"metric": metric} | found
     if found["verdict"] == "worse":
-        return best, why | {"round": best, "reason": f"round {newest}, trained on every label ({seen[newest]}), is worse "
-                            f"on validation than round {best} beyond its paired interval ({shown})"}  # fmt: skip
+        return best, why | {"round": best, "reason": f"round {newest}, trained on every label ({seen[newest]}), is "
+                            f"worse on validation than round {best} beyond its paired interval ({shown})"}  # fmt: skip
     return newest, why | {"round": newest, "reason": f"round {newest} is trained on every label "
                           f"({seen[newest]}); against round {best}, the best on validation: {shown}, "
                           f"{found['verdict']}"}  # fmt: skip
