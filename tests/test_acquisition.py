@@ -156,7 +156,8 @@ def test_query_command_picks_from_the_pool_and_refuses_bad_pools(demo_dir, tmp_p
     result = runner.invoke(app, ["query", str(run), "--pool", str(tmp_path / "unlabeled" / "pool.csv"),
                                  "--budget", "1000"])  # fmt: skip
     # checked before the pool is scored; the first batch's 12 images wait for answers, so 48 are left to ask
-    assert result.exit_code == 2 and "--budget 1000 must be between 1 and the 48 image(s) the pool holds" in result.output
+    assert result.exit_code == 2
+    assert "--budget 1000 must be between 1 and the 48 image(s) the pool holds" in result.output
     assert "12 pool image(s) of open batch(es) 1 wait for answers" in result.output
     labeled = pd.read_csv(run / "samples.csv").iloc[0]  # a labeled image copied into the pool under its id
     shutil.copy(labeled["path"], tmp_path / "unlabeled" / "copy.jpg")
