@@ -169,41 +169,46 @@ def test_pool_image_already_labeled_is_refused_by_name(loop):
 
 
 @browser_test
-def test_browser_labeling_keys_survive_a_reload_and_download_what_label_reads(queried, browser):
+def test_browser_labeling_answers_a_whole_lesion_with_one_key_and_label_reads_the_download(queried, browser):
     from selenium.webdriver.common.by import By
 
     run_dir = queried / "run"
+    query = pd.read_csv(run_dir / "query.csv", dtype=str)
+    groups = query["group"].tolist()
     with _served(run_dir) as base:
         browser.get(f"{base}/label/index.html")
         cards = browser.find_elements(By.CSS_SELECTOR, ".card")
         ids = [c.get_attribute("data-id") for c in cards]
-        assert len(ids) == len(pd.read_csv(run_dir / "query.csv"))
+        assert ids == query["id"].tolist()
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+        assert not cards[0].find_element(By.CSS_SELECTOR, ".model").is_displayed()  # no anchoring before an answer
         from selenium.webdriver.common.keys import Keys
 
-        groups = pd.read_csv(run_dir / "query.csv", dtype=str)["group"].tolist()
-        other = next(i for i, g in enumerate(groups) if g != groups[0])  # another lesion: a lesion has one answer
         body = browser.find_element(By.TAG_NAME, "body")
-        body.send_keys("m")  # mel, and on to the next image
-        for _ in range(other - 1):
+        multi = next(i for i, g in enumerate(groups) if groups.count(g) > 1)  # the first lesion of several images
+        for _ in range(multi):
             body.send_keys(Keys.ARROW_RIGHT)
-        for key in ("n", "s", "u"):  # nv, skip (no answer), unsure
-            body.send_keys(key)
-        expected = {ids[0]: "mel", ids[other]: "nv", ids[other + 2]: "unsure"}
-        assert browser.find_element(By.ID, "count").text == "3"
+        body.send_keys("m")  # mel for that whole lesion; on to the next lesion's first card
+        after = next(i for i in range(multi, len(groups)) if groups[i] != groups[multi])
+        body.send_keys("n")  # nv for that lesion, all of its cards
+        expected = {i: "mel" for i, g in zip(ids, groups, strict=True) if g == groups[multi]}
+        expected |= {i: "nv" for i, g in zip(ids, groups, strict=True) if g == groups[after]}
+        assert len(expected) >= 3 and browser.find_element(By.ID, "count").text == str(len(expected))
+        assert cards[multi].find_element(By.CSS_SELECTOR, ".model").is_displayed()  # answered: the model's view
         browser.refresh()
         browser.find_element(By.CSS_SELECTOR, ".card")
-        assert browser.find_element(By.ID, "count").text == "3"
-        shown = browser.execute_script(
-            "return Object.fromEntries([...document.querySelectorAll('.card')]"
-            ".filter(c => c.dataset.answer).map(c => [c.dataset.id, c.dataset.answer]))"
-        )
-        assert shown == {ids[0]: "pos", ids[other]: "neg", ids[other + 2]: "unsure"}
+        body = browser.find_element(By.TAG_NAME, "body")
+        assert browser.find_element(By.ID, "count").text == str(len(expected))
+        image = browser.find_element(By.CSS_SELECTOR, ".card img.large")
+        browser.execute_script("arguments[0].click()", image)  # the zoom shows the original
+        assert browser.find_element(By.ID, "zoom").is_displayed()
+        assert browser.find_element(By.ID, "zoom-img").get_attribute("naturalWidth") != "0"
+        body.send_keys(Keys.ESCAPE)
+        assert not browser.find_element(By.ID, "zoom").is_displayed()
         rows = download_csv(browser, "answers.csv")
     assert {r["image_id"]: r["label"] for r in rows} == expected
     read = read_answers_csv(browser.download_dir / "answers.csv", Run.open(run_dir))  # what `hardmine label` reads
     assert dict(zip(read["image_id"], read["answer"], strict=True)) == expected
-
 
 
 def test_pool_images_of_a_held_out_lesion_are_left_out_with_a_warning(loop):

@@ -263,11 +263,17 @@ class Batch:
             ):
                 continue
             self.taken[whole] = True
+            self.reasons += [why(i), *[same_lesion_as(len(self.rows))] * (len(whole) - 1)]
             self.rows += whole.tolist()
-            self.reasons += [why(i), *[f"same lesion as {i}"] * (len(whole) - 1)]
 
     def picks(self) -> Picks:
         return np.array(self.rows, dtype=np.int64), self.reasons
+
+
+def same_lesion_as(position: int) -> str:
+    """The reason of an image asked because another image of its lesion was picked, at batch ``position``
+    (0-based): named by its card number on the labeling page, never by a pool row the user cannot see."""
+    return f"same lesion as card {position + 1}"
 
 
 def _labeled_positives(pool: Pool) -> np.ndarray:
@@ -355,8 +361,8 @@ def _whole_lesions(pool: Pool, order: np.ndarray, why: list[str], budget: int) -
         if len(rows) + len(whole) > budget:
             continue  # a lesion is asked whole or not at all; a smaller one may still fit
         taken[whole] = True
+        reasons += [reason, *[same_lesion_as(len(rows))] * (len(whole) - 1)]
         rows += whole.tolist()
-        reasons += [reason, *[f"same lesion as {i}"] * (len(whole) - 1)]
         if len(rows) == budget:
             break
     return np.array(rows, dtype=np.int64), np.array(reasons, dtype=object)

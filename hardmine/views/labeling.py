@@ -1,8 +1,11 @@
 """The labeling page: the gallery in "label" mode for a run's latest query (``RUN/label/index.html``).
 
-One card per picked pool image, in pick order: the image large, P(positive)
-under the model, why it was picked, and its nearest labeled training images
-with their labels. The keyboard answers (``m``/``1`` positive, ``n``/``0``
+One card per picked pool image, in pick order: the image large (a click shows
+the original, up to 1024 px), its card number, id and lesion, and its nearest
+labeled training images with their labels; P(positive) under the model and why
+it was picked stay hidden until the image is answered (a header switch shows
+them), so they do not anchor the expert. One answer decides every card of the
+lesion. The keyboard answers (``m``/``1`` positive, ``n``/``0``
 negative, ``u`` unsure, ``s`` skip, arrows to move); answers are kept in the
 browser (reliably when served: ``hardmine gallery RUN --label --serve``) and
 downloaded as ``answers.csv`` (``image_id, label``), the file ``hardmine
@@ -23,6 +26,7 @@ from hardmine.views.gallery import _script_json, _thumbnail
 
 LARGE = 320  # the picked image, shown at 256 px
 SMALL = 96  # its labeled neighbours, shown at 64 px
+FULL = 1024  # the zoom: the original, down to this many pixels a side when larger
 
 
 def build_label_page(run_dir: str | os.PathLike) -> Path:
@@ -45,11 +49,13 @@ def build_label_page(run_dir: str | os.PathLike) -> Path:
         return name
 
     cards = []
+    lesion_images = query["group"].value_counts()
     for row in query.itertuples(index=False):
         neighbours = [n for n in str(row.neighbours).split("|") if n in samples.index] if row.neighbours else []
         cards.append({
             "id": str(row.id), "group": str(row.group), "prob_pos": round(float(row.prob_pos), 4),
-            "reason": str(row.reason), "src": thumb(row.path, LARGE),
+            "reason": str(row.reason), "src": thumb(row.path, LARGE), "full": thumb(row.path, FULL),
+            "lesion_images": int(lesion_images[row.group]),
             "neighbours": [{"id": n, "label": names[int(samples.loc[n, "label"])],
                             "positive": int(samples.loc[n, "label"]) == 1,
                             "src": thumb(samples.loc[n, "path"], SMALL)} for n in neighbours],
@@ -57,7 +63,7 @@ def build_label_page(run_dir: str | os.PathLike) -> Path:
     stamp = hashlib.sha1("\x1f".join(query["id"]).encode()).hexdigest()[:12]
     facts = {"run": folder.root.name, "positive": classes["positive"][0], "negative": classes["negative"][0],
              "unsure": UNSURE, "store": f"hardmine-answers:{folder.identity()}:{stamp}", "n": len(cards),
-             "likely": int((query["prob_pos"] >= 0.5).sum())}  # fmt: skip
+             "likely": int((query["prob_pos"] >= 0.5).sum()), "full_size": FULL}  # fmt: skip
     html = render("label.html.jinja", facts=facts, data=_script_json({"cards": cards, "facts": facts}))
     return write_bytes(page, html.encode())
 
