@@ -11,7 +11,11 @@ One table, measured in one process on data made here:
    (``score_dataset`` over the training split), each as a ratio to the lower ceiling and to the
    bare loop;
 5. **main job**: ``hardmine round --n 3`` (``run_rounds``, the CLI's code path) wall time per step;
-6. **GPU utilisation** sampled with ``nvidia-smi`` during ``fit`` (n/a without one).
+6. **GPU utilisation** sampled with ``nvidia-smi`` during ``fit`` (n/a without one);
+7. **an active-learning step** (full mode, or ``--active-step``): on 5,000 training labels, the code path of
+   ``round --pool --oracle --n 1 --update finetune`` after round 0: the query of a 10,000-image pool by round
+   0's model, the oracle's answers added, and the step fine-tuned on every label (a quarter of round 0's
+   epochs) with its scoring, mining and report; the target on a GPU is under 3 minutes.
 
 Full mode (a GPU machine, about 8 minutes on an H100/H200): ResNet-50 at 224 px, a demo set of
 HAM10000's mel+nv size (7,818 images), ``round --n 3`` with 20 epochs::
@@ -206,6 +210,22 @@ def main_job(data: Path, out: Path, config: RunConfig, rounds: int) -> tuple[flo
     return time.perf_counter() - start, steps
 
 
+def active_step(data: Path, out: Path, config: RunConfig, budget: int) -> tuple[int, float]:
+    """Round 0 on ``data`` (64% of it in the training split), then one active-learning step through
+    :func:`hardmine.run.active.active_rounds` with the demo pool as the oracle: (labels the step saw, its
+    seconds: query, label, training and report)."""
+    from hardmine.data.synth import pool_folder
+    from hardmine.run.active import active_rounds
+
+    split = replace(config.data, data=str(data), split=(0.64, 0.18, 0.18))
+    run = Run.create(out, replace(config, data=split, rounds=RoundsConfig(update="finetune")), overwrite=True)
+    pool = pool_folder(data) / "pool.csv"
+    active_rounds(run, 0, pool, budget, oracle="dx")  # round 0 alone
+    start = time.perf_counter()
+    active_rounds(run, 1, pool, budget, oracle="dx")
+    return int((run.split == "train").sum()), time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="the tiny model at 32 px: runs anywhere in a minute")
@@ -215,6 +235,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: hardmine's choice)")
     parser.add_argument("--images", type=int, default=None, help="demo set size (default: 7,818; small: 1,200)")
     parser.add_argument("--skip-main-job", action="store_true")
+    parser.add_argument("--active-step", action=argparse.BooleanOptionalAction, default=None,
+                        help="time an active-learning step (default: in full mode only)")
     args = parser.parse_args()
     sizes = dict(SMALL if args.small else FULL)
     if args.images is not None:
@@ -222,8 +244,10 @@ def main() -> None:
     device = resolve_device(args.device)
     data = args.out / "data"
     made = time.perf_counter()
+    active = not args.small if args.active_step is None else args.active_step
     if not (data / "HAM10000_metadata.csv").exists():
-        generate_demo(data, n=sizes["images"], positive_frac=0.142, size=sizes["size"], seed=0)
+        pool = (10000 if not args.small else 600) if active else 0
+        generate_demo(data, n=sizes["images"], positive_frac=0.142, size=sizes["size"], seed=0, pool=pool)
     made = time.perf_counter() - made
     train_cfg = TrainConfig(model=sizes["model"], image_size=sizes["size"], batch_size=sizes["batch"],
                             epochs=sizes["bench_epochs"], device=str(device), precision=args.precision,
@@ -275,6 +299,12 @@ def main() -> None:
         total, steps = main_job(data, args.out / "run", job_cfg, sizes["rounds"])
         rows.append((f"main job: round --n {sizes['rounds']}, {sizes['epochs']} epochs", f"{total:.0f} s"))
         rows += [(f"  {step}", f"{seconds:.1f} s") for step, seconds in steps.items()]
+    if active:
+        job_cfg = replace(config, train=replace(train_cfg, epochs=sizes["epochs"]))
+        budget = 50 if args.small else 200
+        labels, seconds = active_step(data, args.out / "active", job_cfg, budget)
+        rows.append((f"active-learning step: query {budget}, label, fine-tune on {labels} labels, report",
+                     f"{seconds:.0f} s"))  # fmt: skip
     width = max(len(k) for k, _ in rows)
     print(f"| {'what':<{width}} | figure |\n| {'-' * width} | --- |")
     for key, value in rows:
