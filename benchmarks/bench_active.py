@@ -49,6 +49,7 @@ from hardmine.run.active import active_rounds
 from hardmine.run.opened import Run
 
 DEFAULT_SPECS = ("random:finetune", "margin:finetune", "coreset:finetune", "positive:finetune", "typical:finetune",
+                 "balanced:finetune",
                  "hardmine:finetune", "random:retrain", "hardmine:retrain", "random:head", "hardmine:head",
                  "hardmine:finetune:curriculum")  # fmt: skip
 CURVE = ("sens_at_spec90", "auprc", "auroc")

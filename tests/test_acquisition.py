@@ -64,6 +64,37 @@ def test_hardmine_keeps_its_positive_quota_skips_duplicates_and_spreads_the_unce
     assert all(r.startswith("uncertain: P(pos) 0.50 at threshold 0.50, cosine distance") for r in reasons[3:])
 
 
+def test_typical_takes_the_densest_image_of_each_cluster_no_label_covers():
+    rng = np.random.default_rng(3)
+    centres = _circle([0, 90, 180, 270])
+    clusters = [normalise(c + 0.03 * rng.normal(size=(25, 2))) for c in centres]
+    outliers = _circle([45, 135, 225, 315])  # alone between the clusters: never typical of anything
+    emb = np.vstack([*clusters, outliers]).astype(np.float32)
+    labeled = centres[:1]  # the cluster at 0 degrees is covered by a label
+    rows, reasons = acquire("typical", np.full(len(emb), 0.5), emb, 3, labeled_embeddings=labeled,
+                            labeled_labels=[1])  # fmt: skip
+    picked_clusters = {int(r) // 25 for r in rows}
+    assert picked_clusters == {1, 2, 3}  # one image from each uncovered cluster, none from the covered one
+    for r in rows:  # the densest: closer to its cluster's centre than most of its cluster
+        own = emb[(int(r) // 25) * 25:(int(r) // 25 + 1) * 25]
+        distance = 1 - own @ centres[int(r) // 25]
+        assert 1 - emb[r] @ centres[int(r) // 25] <= np.quantile(distance, 0.5)
+    assert all("no labeled image" in reason for reason in reasons)
+
+
+def test_balanced_keeps_the_batch_half_called_positive_on_an_imbalanced_pool():
+    rng = np.random.default_rng(4)
+    prob = np.concatenate([rng.uniform(0.31, 0.9, 10), rng.uniform(0.0, 0.29, 190)])  # 5% called positive
+    emb = normalise(rng.normal(size=(200, 8))).astype(np.float32)
+    rows, reasons = acquire("balanced", prob, emb, 10, threshold=0.3)
+    called = prob[rows] >= 0.3
+    assert called.sum() == 5 and sum(r.startswith("balanced, called positive") for r in reasons) == 5
+    assert prob[rows][called].max() <= np.sort(prob[:10])[5]  # the positives nearest the threshold
+    assert prob[rows][~called].min() >= np.sort(prob[10:])[-6]  # the negatives nearest it
+    margin_rows, _ = acquire("margin", prob, emb, 10, threshold=0.3)
+    assert (prob[margin_rows] >= 0.3).sum() < 5  # what plain uncertainty would have asked
+
+
 @pytest.mark.parametrize("name", sorted(ACQUISITION))
 def test_a_lesions_images_are_asked_together_and_every_pick_says_why(name):
     rng = np.random.default_rng(2)

@@ -52,6 +52,7 @@ def three_batches(tmp_path_factory) -> tuple[Path, list[str]]:
     result = runner.invoke(app, ["round", "--data", str(root / "demo"), "--out", str(root / "run"), "--pool", pool,
                                  "--budget", "12", *TRAIN])  # fmt: skip
     assert result.exit_code == 0, result.output
+    outputs.append(result.output)
     for _ in range(BATCHES):
         labeled = runner.invoke(app, ["label", str(root / "run"), str(_answer_latest(root))])
         assert labeled.exit_code == 0, labeled.output
@@ -84,7 +85,8 @@ def test_each_step_trains_on_every_answer_and_its_model_asks_the_next_batch(thre
         asked = json.loads((run / "queries" / f"{b:03d}" / "query.json").read_text())
         assert (asked["batch"], asked["round"], asked["labels"]) == (b, b - 1, labels[b - 1])
     assert not set(batches[-1]["id"]) & set(answered["image_id"])  # an answered image is never asked again
-    assert "mining did not help" not in "".join(outputs)
+    assert "mining did not help" not in "".join(outputs)  # no mining was asked for
+    assert "Round 0 is the only round" in " ".join(outputs[0].split())
 
 
 def test_the_learning_curve_is_what_the_run_files_say(three_batches):

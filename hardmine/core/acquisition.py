@@ -184,6 +184,28 @@ def hardmine(pool: Pool, budget: int) -> Picks:
     return batch.picks()
 
 
+def balanced(pool: Pool, budget: int) -> Picks:
+    """Class-balanced selection around the threshold (Emam et al. 2021): half the batch from the images the
+    model calls positive, the rest from those it calls negative, each side closest to the threshold first.
+
+    On an imbalanced pool uncertainty alone asks mostly for negatives; this keeps the batch's predicted
+    classes even, so the positive share follows what the model finds near its boundary rather than a fixed
+    quota of the most likely positives. When fewer images are called positive, negatives fill the batch.
+    """
+    odds = pool.log_odds()
+    by_closeness = np.argsort(np.abs(odds), kind="stable")
+    called = odds[by_closeness] >= 0
+
+    def why(i: int) -> str:
+        side = "positive" if odds[i] >= 0 else "negative"
+        return f"balanced, called {side}: P(pos) {pool.prob_pos[i]:.2f} at threshold {pool.threshold:.2f}"
+
+    batch = Batch(pool)
+    batch.take(by_closeness[called], why, int(round(budget / 2)))
+    batch.take(by_closeness[~called], why, budget)
+    return batch.picks()
+
+
 TYPICAL_NEIGHBOURS = 20  # the neighbours whose mean distance measures a point's typicality (TypiClust)
 
 
@@ -290,6 +312,7 @@ ACQUISITION: dict[str, Callable[[Pool, int], Picks]] = {
     "coreset": coreset,
     "seals": seals,
     "typical": typical,
+    "balanced": balanced,
     "hardmine": hardmine,
 }
 
