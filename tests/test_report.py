@@ -59,3 +59,49 @@ def test_verdict_and_test_columns_name_the_budget_reference():
     sentence = verdict_sentence(report)
     assert sentence.startswith("Round 1 beat the budget reference (30 epochs) on validation and is handed back.")
     assert list(columns_on_test(report)) == ["round 0", "best (round 1) (returned)", "reference (30 epochs)"]
+
+
+def _rounds_on_validation(root, vals: list[dict], probs: list[np.ndarray], labels: np.ndarray) -> RunFolder:
+    """A run folder holding only what choosing a round reads: the config, the samples, and per round its
+    validation metrics and predictions."""
+    import json
+
+    from hardmine.record.config import RunConfig
+
+    ids = [f"v{i}" for i in range(len(labels))]
+    (root / "config.json").write_text(json.dumps(RunConfig().to_dict()))
+    pd.DataFrame({"id": ids, "path": "x.png", "label": labels, "group": [f"L{i // 2}" for i in range(len(ids))],
+                  "class_name": "nv"}).to_csv(root / "samples.csv", index=False)  # fmt: skip
+    for r, (val, prob) in enumerate(zip(vals, probs, strict=True)):
+        (root / f"round-{r:03d}").mkdir()
+        (root / f"round-{r:03d}" / "metrics.json").write_text(json.dumps(val))
+        pd.DataFrame({"id": ids, "label": labels, "prob_pos": prob}).to_csv(root / f"round-{r:03d}" / "preds_val.csv",
+                                                                            index=False)  # fmt: skip
+    return RunFolder(root)
+
+
+def test_a_tie_on_the_selection_metric_goes_to_auprc_then_auroc_then_the_earlier_round(tmp_path):
+    labels = np.array([1] * 10 + [0] * 90)
+    prob = np.linspace(1, 0, 100)
+    vals = [{"sens_at_spec90": 0.5, "auprc": 0.40, "auroc": 0.80},
+            {"sens_at_spec90": 0.6, "auprc": 0.45, "auroc": 0.86},  # AUROC alone broke the tie before
+            {"sens_at_spec90": 0.6, "auprc": 0.50, "auroc": 0.84},  # AUPRC first now
+            {"sens_at_spec90": 0.6, "auprc": 0.50, "auroc": 0.84}]  # level with round 2: the earlier wins
+    folder = _rounds_on_validation(tmp_path, vals, [prob] * 4, labels)
+    assert folder.best_round([0, 1, 2, 3]) == 2
+    assert folder.best_round([0, 1]) == 1
+
+
+def test_a_round_worse_on_auprc_and_auroc_is_not_handed_back_for_a_level_operating_point(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.array([1] * 12 + [0] * 108)
+    base = np.clip(labels * 0.1 + rng.uniform(0, 0.9, 120), 0, 1)
+    vals = [{"sens_at_spec90": 0.50, "auprc": 0.46, "auroc": 0.82},
+            {"sens_at_spec90": 0.58, "auprc": 0.40, "auroc": 0.81}]  # the scene of the new-user run
+    (tmp_path / "level").mkdir()
+    level = _rounds_on_validation(tmp_path / "level", vals, [base, base + rng.normal(0, 0.01, 120)], labels)
+    assert level.best_round([0, 1]) == 0  # sens@spec90 level within its interval: round 0 stays
+    better = labels * 0.6 + rng.uniform(0, 0.5, 120)  # separates the classes far better: beyond the interval
+    (tmp_path / "better").mkdir()
+    clear = _rounds_on_validation(tmp_path / "better", vals, [base, better], labels)
+    assert clear.best_round([0, 1]) == 1

@@ -320,18 +320,51 @@ class RunFolder:
         return ids.isin(set(mined.loc[mined["role"] == "seed", "id"])).to_numpy()
 
     def best_round(self, rounds: list[int] | None = None) -> int:
-        """The round with the best validation value (ties: AUROC, then the earlier round)."""
+        """The round with the best validation value of ``select_by``; ties broken by validation AUPRC, then
+        AUROC, then the earlier round.
+
+        A round worse than round 0 on validation AUPRC and AUROC both is passed over unless its selection
+        value beats round 0's beyond the paired 95% interval over validation lesions: a tie or a lucky
+        operating point on a few positives never hands back a model that ranks worse.
+        """
         config = self.run_config()
         rounds = rounds if rounds is not None else Manifest(self.root).completed_rounds()
         if not rounds:
             raise HardmineError(f"{self.root} has no completed round")
 
+        def number(value) -> float:
+            return float("-inf") if value is None or value != value else float(value)
+
         def key(r: int):
             val = self.val_metrics(r)
-            auroc = val["auroc"] if val["auroc"] is not None else float("-inf")
-            return (selection_value(val, config.rounds.select_by, config.threshold), auroc, -r)
+            return (selection_value(val, config.rounds.select_by, config.threshold), number(val.get("auprc")),
+                    number(val.get("auroc")), -r)  # fmt: skip
 
+        if 0 in rounds:
+            base = self.val_metrics(0)
+
+            def ranks_worse(r: int) -> bool:
+                val = self.val_metrics(r)
+                return all(number(val.get(m)) < number(base.get(m)) for m in ("auprc", "auroc"))
+
+            select_by = config.rounds.select_by
+            rounds = [r for r in rounds if r == 0 or not ranks_worse(r) or self._beats_round0(r, select_by)]
         return max(rounds, key=key)
+
+    def _beats_round0(self, r: int, select_by: str) -> bool:
+        """Whether round ``r`` is better than round 0 on validation ``select_by`` beyond the paired interval over
+        validation lesions (False for a metric the paired bootstrap does not know, such as ``cost``)."""
+        from hardmine.core.paired import METRICS, paired_differences
+
+        if select_by not in METRICS or not all(self.preds_path(q, "val").exists() for q in (0, r)):
+            return False
+        preds = {q: _read_csv(self.preds_path(q, "val"), dtype={"id": str}).set_index("id") for q in (0, r)}
+        ids = preds[0].index
+        groups = self.samples().set_index("id")["group"].reindex(ids).fillna("").to_numpy()
+        found = paired_differences(preds[0]["label"].to_numpy(), groups, preds[r].loc[ids, "prob_pos"].to_numpy(),
+                                   preds[0]["prob_pos"].to_numpy(), (select_by,),
+                                   seed=self.run_config().train.seed)  # fmt: skip
+        return found[select_by]["verdict"] == "better"
 
     def reference(self) -> RunFolder | None:
         """The budget reference (``RUN/reference/``, an ordinary run folder) once its round 0 is trained."""

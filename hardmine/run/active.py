@@ -49,7 +49,8 @@ def active_rounds(
     for a person to answer. With ``oracle`` (a column of the pool CSV holding each
     image's class): round 0 if missing, then ``n`` times a query answered from that column
     (``oracle_error``: the share of answers flipped, fixed by the run's seed), the answers added to
-    the training split, and one more round trained on them.
+    the training split, and an active-learning step trained on every answer so far (``--update``), whose
+    model asks the next query. Either way the pool and the budget are checked before anything trains.
     """
     pool = open_pool(run, pool_source)  # its images checked once, before any training
     check_budget(budget, len(pool), pool_source)

@@ -20,6 +20,7 @@ from hardmine.engine.runtime import Engine
 from hardmine.record.layout import LABEL_DIR, QUERY_FILE, QUERY_INFO, query_dir
 from hardmine.record.manifest import Manifest
 from hardmine.record.record import RunFolder
+from hardmine.run.learning_curve import labels_seen
 from hardmine.run.opened import Run
 from hardmine.views.labeling import build_label_page
 
@@ -123,13 +124,12 @@ def query_pool(
         pool_rate, rate_from = _initial_rate(run), "round 0's training split"
     else:
         rate_from = "given"
-    write_json(run.query_info_path(), {"batch": batch, "pool": None if pool_source is None else str(pool_source),
-                                       "method": method,
-                                       "budget": budget, "pool_size": len(pool), "round": r,
-                                       "model": "reference" if source.root != run.root else "round",
-                                       "labels": seen["labels"], "positives": seen["positives"],
-                                       "pool_rate": pool_rate, "pool_rate_from": rate_from,
-                                       "threshold": threshold, "k": k, "positive_share": positive_share})  # fmt: skip
+    write_json(run.query_info_path(), {
+        "batch": batch, "pool": None if pool_source is None else str(pool_source), "method": method, "budget": budget,
+        "pool_size": len(pool), "round": r, "model": "reference" if source.root != run.root else "round",
+        "labels": seen["labels"], "positives": seen["positives"], "pool_rate": pool_rate, "pool_rate_from": rate_from,
+        "threshold": threshold, "k": k, "positive_share": positive_share,
+    })  # fmt: skip
     build_label_page(run.root)
     keep_batch(run, batch)
     return picked
@@ -140,7 +140,7 @@ def keep_batch(run: Run, batch: int) -> Path:
     answers are taken whenever they come, and the learning curve can say which model asked it."""
     folder = query_dir(run.root, batch)
     if folder.exists():
-        shutil.rmtree(folder)  # a batch number is only reused when the run's record of it was lost
+        shutil.rmtree(folder)  # left incomplete by an interrupted query (no query.csv): its number is free
     copy_file(run.query_path(), folder / QUERY_FILE)
     copy_file(run.query_info_path(), folder / QUERY_INFO)
     shutil.copytree(run.label_page_path().parent, folder / LABEL_DIR)
@@ -162,8 +162,6 @@ def asking_model(run: Run) -> tuple[RunFolder, int, dict[str, int]]:
     Raises :class:`HardmineError` when no round saw the answers added since the latest one: the next
     query must come from a model trained on every answer (``hardmine round --out RUN`` trains it).
     """
-    from hardmine.run.learning_curve import labels_seen
-
     manifest = Manifest(run.root)
     train = run.part("train")["label"]
     completed = manifest.completed_rounds()  # none for a run trained by `hardmine train` alone: its model asks

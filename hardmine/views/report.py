@@ -112,7 +112,7 @@ def verdict_sentence(report: dict[str, Any]) -> str:
     if reference:
         return (f"Round {best} beat the budget reference ({reference['epochs']} epochs) on validation and is "
                 f"handed back. " + verdict_sentence({k: v for k, v in report.items() if k != "reference"}))
-    if len(report["rounds"]) == 1:  # e.g. the first call of an active-learning loop: nothing was mined
+    if len(report.get("rounds", ())) == 1:  # e.g. the first call of an active-learning loop: nothing was mined
         return "Round 0 is the only round (no mining round or active-learning step was asked); it is handed back."
     if best == 0:
         return (f"No mining round beat round 0 on validation ({select_by}), so the run hands back round 0: "
