@@ -105,3 +105,16 @@ def test_a_round_worse_on_auprc_and_auroc_is_not_handed_back_for_a_level_operati
     (tmp_path / "better").mkdir()
     clear = _rounds_on_validation(tmp_path / "better", vals, [base, better], labels)
     assert clear.best_round([0, 1]) == 1
+
+
+def test_the_verdict_names_the_operating_point_against_round_0():
+    def at(tp, fn, fp, tn):
+        return {"tp": tp, "fn": fn, "fp": fp, "tn": tn, "sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp)}
+
+    report = {"best_round": 2, "select_by": "sens_at_spec90", "rounds": [{}, {}, {}], "test_difference": {},
+              "test": at(15, 5, 58, 242), "test_round0": at(14, 6, 38, 262)}  # the new user's run: 20 alarms for 1
+    text = " ".join(verdict_sentence(report).split())
+    assert "sensitivity 0.75 and specificity 0.81 (15 of 20 positives caught, 58 false alarms)" in text
+    assert "round 0: 0.70 and 0.87 (14 caught, 38 false alarms): 20.0 more false alarms per extra positive" in text
+    fewer = report | {"test": at(13, 7, 30, 270)}
+    assert "1 more positive(s) missed, -8 false alarms" in verdict_sentence(fewer)

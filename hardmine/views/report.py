@@ -91,7 +91,36 @@ def columns_on_test(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def verdict_sentence(report: dict[str, Any]) -> str:
-    """One plain sentence on what mining bought on test (from ``report.json``)."""
+    """Plain sentences on what mining (or the labels) bought on test, then the operating point of the model
+    handed back against round 0's (from ``report.json``)."""
+    point = operating_point(report)
+    return _verdict(report) + (f" {point}" if point else "")
+
+
+def operating_point(report: dict[str, Any]) -> str:
+    """The returned model at its validation-tuned threshold on test against round 0 at its own: sensitivity,
+    specificity, melanomas caught and false alarms, and what each extra melanoma caught cost in false alarms."""
+    test, base = report.get("test") or {}, report.get("test_round0") or {}
+    if not all(key in test for key in ("tp", "fp", "fn", "sensitivity", "specificity")):
+        return ""
+    text = (f"At its threshold on test the model handed back has sensitivity {test['sensitivity']:.2f} and specificity "
+            f"{test['specificity']:.2f} ({test['tp']} of {test['tp'] + test['fn']} positives caught, {test['fp']} "
+            "false alarms)")  # fmt: skip
+    if not all(key in base for key in ("tp", "fp")) or (base["tp"], base["fp"]) == (test["tp"], test["fp"]):
+        return text + "."
+    caught, alarms = test["tp"] - base["tp"], test["fp"] - base["fp"]
+    if caught > 0:
+        trade = (f"{alarms / caught:.1f} more false alarms per extra positive caught" if alarms > 0 else
+                 f"{caught} more positive(s) caught with {-alarms} fewer false alarms")  # fmt: skip
+    elif caught < 0:
+        trade = f"{-caught} more positive(s) missed, {alarms:+d} false alarms"
+    else:
+        trade = f"the same positives caught, {alarms:+d} false alarms"
+    return (f"{text}; round 0: {base['sensitivity']:.2f} and {base['specificity']:.2f} ({base['tp']} caught, "
+            f"{base['fp']} false alarms): {trade}.")
+
+
+def _verdict(report: dict[str, Any]) -> str:
     best, select_by = report["best_round"], report["select_by"]
     if report.get("handed_back"):  # active learning: what the labels bought, not what mining did
         diff = report.get("test_difference") or {}
@@ -111,7 +140,7 @@ def verdict_sentence(report: dict[str, Any]) -> str:
                 "not help here.")  # fmt: skip
     if reference:
         return (f"Round {best} beat the budget reference ({reference['epochs']} epochs) on validation and is "
-                f"handed back. " + verdict_sentence({k: v for k, v in report.items() if k != "reference"}))
+                f"handed back. " + _verdict({k: v for k, v in report.items() if k != "reference"}))
     if len(report.get("rounds", ())) == 1:  # e.g. the first call of an active-learning loop: nothing was mined
         return "Round 0 is the only round (no mining round or active-learning step was asked); it is handed back."
     if best == 0:
