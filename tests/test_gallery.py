@@ -297,6 +297,16 @@ def test_browser_filter_by_class_and_sort(round1_page):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
+    # by default the quarantine is a review queue, most suspect first; the other sections by hardness
+    order = round1_page.execute_script("""return [...document.querySelectorAll('#sec-quarantined .card')]
+        .map(c => DATA.cards.find(x => x.id === c.dataset.id).suspicion)""")
+    assert len(order) > 2 and order == sorted(order, reverse=True)
+    hardness = round1_page.execute_script("""return [...document.querySelectorAll('#sec-fp .card')]
+        .map(c => DATA.cards.find(x => x.id === c.dataset.id).hardness)""")
+    assert hardness == sorted(hardness, reverse=True)
+    tips = round1_page.execute_script(
+        "return [...document.querySelectorAll('.card dt[title]')].map(d => d.textContent)")
+    assert {"loss", "margin (true)", "hardness", "weight"} <= set(tips)  # the jargon explained on hover
     Select(round1_page.find_element(By.ID, "cls")).select_by_value("1")
     shown_pos = round1_page.execute_script("return [...document.querySelectorAll('.card dd.pos')].length")
     cards = round1_page.execute_script("return document.querySelectorAll('.card').length")
