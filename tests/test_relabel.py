@@ -1,6 +1,7 @@
 """Gallery decisions applied to a new manifest that the next run reads; the user's metadata untouched."""
 
 import json
+import shlex
 
 import pandas as pd
 import pytest
@@ -140,12 +141,14 @@ def test_the_review_loop_closes_on_the_same_split(trained, tmp_path):
     (tmp_path / "d.csv").write_text(f"image_id,decision,new_label\n{mel},relabel,nv\n{nv},keep,\n")
     result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")])
     assert result.exit_code == 0, result.output
-    assert f"--split-from {run} --trusted reviewed=yes" in result.output.replace("\n", "")
+    # the whole next command, the run's recipe through its saved configuration: run as printed
+    printed = next(line for line in result.output.splitlines() if line.startswith("next: "))
+    args = shlex.split(printed.removeprefix("next: hardmine "))
+    assert "..." not in args and args[args.index("--config") + 1] == str(run / "config.json")
+    assert args[args.index("--split-from") + 1] == str(run) and "reviewed=yes" in args
     after = tmp_path / "after"
-    args = ["round", "--data", str(data / "relabelled-run.csv"), "--positive", "mel", "--negative", "nv", "--out",
-            str(after), "--split-from", str(run), "--trusted", "reviewed=yes", "--n", "0", "--epochs", "1",
-            "--image-size", "24", "--device", "cpu", "--workers", "0"]  # fmt: skip
-    result = runner.invoke(app, args)
+    args[args.index("--out") + 1] = str(after)  # beside this test's files, not the shared run's
+    result = runner.invoke(app, [*args, "--n", "0"])
     assert result.exit_code == 0, result.output
     new_split = pd.read_csv(after / "split.csv", dtype=str).set_index("id")["split"]
     assert new_split.to_dict() == split.set_index("id")["split"].to_dict()  # no image moved

@@ -23,6 +23,7 @@ import pandas as pd
 from hardmine.core.errors import DataError, warn
 from hardmine.core.io import unguard_formula, write_csv
 from hardmine.data.images import data_root
+from hardmine.record.layout import CONFIG_FILE
 from hardmine.record.record import RunFolder
 
 DECISIONS = ("relabel", "exclude", "keep")
@@ -165,8 +166,11 @@ def _check_writable(out_path: Path, data: Path) -> None:
 
 
 def next_round_command(run_dir: str | os.PathLike, manifest: str | os.PathLike) -> str:
-    """The ``hardmine round`` command that trains on ``manifest`` with the run's class mapping, on its
-    split (the same test lesions: the report compares before and after), reviewed labels trusted."""
-    classes = RunFolder(run_dir).config_dict().get("classes") or {}
+    """The whole ``hardmine round`` command that trains on ``manifest`` with the run's recipe (its saved
+    configuration) and class mapping, on its split (the same test lesions: the report compares before and
+    after), reviewed labels trusted, into a new run folder beside it."""
+    folder = RunFolder(run_dir)
+    classes = folder.config_dict().get("classes") or {}
     task = "".join(f" --{side} {','.join(names)}" for side, names in classes.items() if names)
-    return f"hardmine round --data {manifest}{task} --split-from {run_dir} --trusted reviewed=yes --out NEW_RUN ..."
+    return (f"hardmine round --config {folder.root / CONFIG_FILE} --data {manifest} --source manifest{task} "
+            f"--split-from {folder.root} --trusted reviewed=yes --out {folder.root}-reviewed")
