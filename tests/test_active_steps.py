@@ -119,7 +119,12 @@ def test_the_learning_curve_is_what_the_run_files_say(three_batches):
     assert "learning curve: round 0 and each active-learning step" in printed
     for row in curve:  # the printout's rows: labels so far and melanomas among them
         assert f"{row['labels']} {row['positives']}" in printed
-    assert (run / "learning_curve.png").stat().st_size > 0 and "Learning curve" in (run / "report.html").read_text()
+    html = (run / "report.html").read_text()
+    assert (run / "learning_curve.png").stat().st_size > 0 and "Learning curve" in html
+    # the report links the labeling page of the latest query and the galleries, and its test table's heading
+    # names exactly the columns it holds
+    assert 'href="label/index.html"' in html and 'href="round-000/gallery/index.html"' in html
+    assert f"<h2>Test: round 0, best (round {report['best_round']}) (returned)</h2>" in html
     handed = report["handed_back"]
     assert handed["newest"] == BATCHES and report["best_round"] == handed["round"]
     assert handed["round"] == BATCHES or handed["difference"]["verdict"] == "worse"

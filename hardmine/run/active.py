@@ -26,7 +26,7 @@ from hardmine.record.layout import ORACLE_ANSWERS_FILE
 from hardmine.run.label import Labeled, apply_answers
 from hardmine.run.opened import Run
 from hardmine.run.query import check_budget, open_pool, query_pool
-from hardmine.run.rounds import run_rounds
+from hardmine.run.rounds import finish, run_rounds
 
 
 def active_rounds(
@@ -56,8 +56,10 @@ def active_rounds(
     check_budget(budget, len(pool), pool_source)
     if oracle is None:
         # answers that joined the training split since the latest round are trained on first (a step)
-        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=callback)
+        report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=callback,
+                            finish_outputs=False)  # fmt: skip
         picked = query_pool(run, pool, budget, method=method, callback=callback, pool_source=pool_source)
+        finish(run)  # after the query: report.html links its labeling page
         return report, picked, []
     truth = oracle_answers(pool_source, oracle, run, oracle_error)
     report = run_rounds(run, 0, resume=resume, init_checkpoint=init_checkpoint, callback=callback)

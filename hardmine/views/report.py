@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from hardmine.core.io import write_bytes
-from hardmine.record.layout import LEARNING_CURVE_PNG, REPORT_HTML
+from hardmine.record.layout import GALLERY_DIR, GALLERY_PAGE, LEARNING_CURVE_PNG, MINED_FILE, REPORT_HTML
 from hardmine.record.record import RunFolder
 from hardmine.strategies import get_strategy, get_update
 
@@ -157,6 +157,25 @@ def _verdict(report: dict[str, Any]) -> str:
 CURVE_SHORT = {"sens_at_spec90": "se@sp90", "auprc": "AUPRC", "auroc": "AUROC"}
 
 
+def _page_links(folder: RunFolder) -> list[tuple[str, str]]:
+    """The run's other pages, as (text, path relative to the run): the galleries (round 0's, the last mined
+    round's, any other built, and the one whose mining made the returned model, first) and the labeling page."""
+    from hardmine.views.gallery import mining_story
+
+    made, story = mining_story(folder)
+    built = folder.rounds_with(f"{GALLERY_DIR}/{GALLERY_PAGE}")
+    rounds = sorted({0, made, *folder.rounds_with(MINED_FILE)[-1:], *built})  # finish() builds the first three
+    links = [(f"gallery of round {made}'s mining ({story})", _relative(folder, folder.gallery_path(made)))]
+    links += [(f"gallery of round {r}", _relative(folder, folder.gallery_path(r))) for r in rounds if r != made]
+    if folder.label_page_path().exists():
+        links.append(("labeling page of the latest query", _relative(folder, folder.label_page_path())))
+    return links
+
+
+def _relative(folder: RunFolder, path: Path) -> str:
+    return path.relative_to(folder.root).as_posix()
+
+
 def learning_curve_rows(curve: dict[str, Any], intervals: tuple[str, ...] = tuple(CURVE_SHORT)) -> list[dict[str, str]]:
     """The learning curve of ``report.json`` as table rows of text: per step the labels so far and the
     melanomas among them, the batch's melanoma share against the pool's rate, and sens@spec90, AUPRC and
@@ -241,6 +260,8 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
                           f"called {names[0]}"],
         confusion_rows=[[f"true {names[1]}", t["tp"], t["fn"]], [f"true {names[0]}", t["fp"], t["tn"]]],
         figures=[(p.name, base64.b64encode(p.read_bytes()).decode()) for p in images],
+        test_title="Test: " + ", ".join(columns),
+        links=_page_links(folder),
         curve_header=list(learning_curve_rows(curve)[0]) if curve else [],
         curve_rows=[list(row.values()) for row in learning_curve_rows(curve)] if curve else [],
         stop_hint=(curve or {}).get("stop_hint"),
