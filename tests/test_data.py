@@ -270,8 +270,22 @@ def test_demo_data_cli(tmp_path):
     result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--images", "60", "--size", "24", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "d" / "HAM10000_metadata.csv")) == 60
-    result = runner.invoke(app, ["demo-data", str(tmp_path / "e"), "--n", "5"])
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "e"), "--images", "5"])
     assert result.exit_code == 2 and "at least 20" in result.output
+    metadata = (tmp_path / "d" / "HAM10000_metadata.csv").read_bytes()
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--images", "80", "--size", "24"])
+    assert result.exit_code == 2 and "already holds files" in result.output and "--overwrite" in result.output
+    assert (tmp_path / "d" / "HAM10000_metadata.csv").read_bytes() == metadata  # nothing replaced silently
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--images", "80", "--size", "24", "--overwrite"])
+    assert result.exit_code == 0 and len(pd.read_csv(tmp_path / "d" / "HAM10000_metadata.csv")) == 80
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "mine"), "--overwrite"])
+    assert result.exit_code == 2 and "is not a demo set" in result.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "f"), "--n", "60"])  # --n counts rounds elsewhere
+    assert result.exit_code == 2 and "demo-data counts images with --images" in result.output
+    assert not (tmp_path / "f").exists()
 
 
 def test_version_and_help():

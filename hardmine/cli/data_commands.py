@@ -17,22 +17,35 @@ from hardmine.cli.printing import (
     console,
     frame_table,
 )
+from hardmine.core.errors import HardmineError
 from hardmine.record.config import RunConfig
 
 
 @command("demo-data")
 def demo_data(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write the demo data set into.")],
-    n: Annotated[int, typer.Option("--images", "--n", help="Number of images (--n, its old name, is kept: "
-                                   "--n counts rounds everywhere else).")] = 2300,
+    n: Annotated[int, typer.Option("--images", help="Number of images.")] = 2300,
     positive_frac: Annotated[float, typer.Option(help="Share of melanoma images.")] = 0.10,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
     pool: Annotated[int, typer.Option(help="Also about this many unlabeled images in OUT-pool/ (pool.csv; its "
                                       "dx column is for a simulated oracle only).")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the demo set already in OUT (and "
+                                            "OUT-pool), answers kept beside it included.")] = False,
+    rounds_alias: Annotated[int | None, typer.Option("--n", hidden=True)] = None,
 ) -> None:
     """Write a HAM10000-layout demo set with planted hard cases and label flips."""
-    from hardmine.data.synth import generate_demo, pool_folder
+    from hardmine.data.synth import check_demo_options, generate_demo, pool_folder, remove_demo
+
+    if rounds_alias is not None:  # --n counts rounds everywhere else: never read it as a number of images
+        raise HardmineError(f"demo-data counts images with --images (got --n {rounds_alias}; --n counts rounds in "
+                            "`hardmine round`)")  # fmt: skip
+    check_demo_options(n=n, positive_frac=positive_frac, size=size, seed=seed, pool=pool)  # before anything is removed
+    if out.exists() and any(out.iterdir()) or pool_folder(out).exists():
+        if not overwrite:
+            raise HardmineError(f"{out} already holds files; demo-data writes a new data set: choose another folder, "
+                                "or --overwrite to replace a demo set made there")  # fmt: skip
+        remove_demo(out)
 
     meta = generate_demo(out, n=n, positive_frac=positive_frac, size=size, seed=seed, pool=pool)
     n_mel = int((meta["dx"] == "mel").sum())

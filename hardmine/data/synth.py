@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import DataError, HardmineError
 from hardmine.core.io import write_csv
 
 if TYPE_CHECKING:
@@ -42,6 +42,19 @@ _PINK = np.array([0.86, 0.58, 0.58])
 _VASCULAR = np.array([[0.78, 0.28, 0.32], [0.70, 0.20, 0.25], [0.90, 0.62, 0.62]])
 AMELANOTIC_FRAC = 0.2  # share of melanoma lesions of the rare amelanotic subtype
 PINK_NEVUS_FRAC = 0.15  # share of nevi that are pink too, so colour alone does not give melanoma away
+
+
+def check_demo_options(*, n: int, positive_frac: float, size: int, seed: int, pool: int) -> None:
+    """Raise :class:`HardmineError` naming the first option :func:`generate_demo` cannot make a demo set with."""
+    if n < 20:
+        raise HardmineError(f"n={n} is too small for a demo set; use at least 20")
+    if not 0 < positive_frac < 1:
+        raise HardmineError(f"positive_frac={positive_frac} must be in (0, 1)")
+    if size < 16:
+        raise HardmineError(f"size={size} must be at least 16")
+    for name, value in (("seed", seed), ("pool", pool)):
+        if value < 0:
+            raise HardmineError(f"--{name} {value} is not valid; expected 0 or more")
 
 
 def generate_demo(
@@ -68,15 +81,7 @@ def generate_demo(
     ``boundary`` or ``amelanotic`` for hard cases, ``drawn as mel|nv`` for flips).
     Deterministic for a seed.
     """
-    if n < 20:
-        raise HardmineError(f"n={n} is too small for a demo set; use at least 20")
-    if not 0 < positive_frac < 1:
-        raise HardmineError(f"positive_frac={positive_frac} must be in (0, 1)")
-    if size < 16:
-        raise HardmineError(f"size={size} must be at least 16")
-    for name, value in (("seed", seed), ("pool", pool)):
-        if value < 0:
-            raise HardmineError(f"--{name} {value} is not valid; expected 0 or more")
+    check_demo_options(n=n, positive_frac=positive_frac, size=size, seed=seed, pool=pool)
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -119,6 +124,32 @@ def generate_demo(
     write_csv(out / "HAM10000_metadata.csv", metadata)
     write_csv(out / "planted.csv", planted)
     return metadata
+
+
+def remove_demo(out: str | os.PathLike) -> None:
+    """Delete the demo set in ``out`` and its pool folder, refusing (naming it) any file a demo set does not hold:
+    ``--overwrite`` replaces what :func:`generate_demo` made, never a folder of the user's own."""
+    import shutil
+
+    out = Path(out)
+    ours = {"HAM10000_metadata.csv", "planted.csv", "HAM10000_images_part_1", "HAM10000_images_part_2",
+            "hardmine-answers"}  # fmt: skip
+    if out.exists():
+        if not (out / "planted.csv").is_file() or not (out / "HAM10000_metadata.csv").is_file():
+            raise DataError(f"{out} is not a demo set (no planted.csv beside HAM10000_metadata.csv); --overwrite "
+                            "replaces only a demo set: choose another folder")  # fmt: skip
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
+        if foreign:
+            raise DataError(f"{out} holds files a demo set does not ({', '.join(foreign[:5])}); --overwrite replaces "
+                            "only a demo set: move them or choose another folder")  # fmt: skip
+    pool = pool_folder(out)
+    if pool.exists():
+        foreign = sorted(p.name for p in pool.iterdir() if p.name not in {"images", "pool.csv"})
+        if foreign:
+            raise DataError(f"{pool} holds files a demo pool does not ({', '.join(foreign[:5])}); move them first")
+    for folder in (out, pool):
+        if folder.exists():
+            shutil.rmtree(folder)
 
 
 def pool_folder(out: str | os.PathLike) -> Path:
