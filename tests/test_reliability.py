@@ -868,6 +868,12 @@ def test_evaluate_defaults_to_the_model_the_run_hands_back(finished_run, tmp_pat
     assert result.exit_code == 0, result.output
     expected = "the budget reference, round 0" if report["returned"] == "reference" else f"round {report['best_round']}"
     assert f"{expected}, test" in " ".join(result.output.split())  # the table's title may wrap
+    # --round takes what predict takes: best, reference or a number
+    for value, title in (("best", expected), ("reference", "the budget reference, round 0"), ("1", "round 1")):
+        result = runner.invoke(app, ["evaluate", str(run), "--split", "test", "--round", value], terminal_width=200)
+        assert result.exit_code == 0 and f"{title}, test" in " ".join(result.output.split()), result.output
+    result = runner.invoke(app, ["evaluate", str(run), "--round", "latest"])
+    assert result.exit_code == 2 and "--round 'latest' is not valid; expected best, reference" in result.output
 
 
 def test_an_option_that_does_nothing_is_said(demo_dir, tmp_path):

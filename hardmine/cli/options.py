@@ -324,3 +324,14 @@ class PanelledCommand(TyperCommand):
             if rows:
                 with formatter.section(heading):
                     formatter.write_dl(rows)
+
+
+ROUND_HELP = ("best (the model the run hands back, chosen on validation), reference (the budget reference) or a "
+              "round number.")  # fmt: skip
+
+
+def parse_round(value: str) -> int | str | None:
+    """``--round`` as ``predict`` and ``evaluate`` take it: None for best, "reference", or a round number."""
+    if value not in ("best", "reference") and not value.isdigit():
+        raise HardmineError(f"--round {value!r} is not valid; expected best, reference or a round number")
+    return None if value == "best" else value if value == "reference" else int(value)

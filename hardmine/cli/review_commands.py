@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hardmine.cli.app import command
+from hardmine.cli.options import ROUND_HELP, parse_round
 from hardmine.cli.printing import (
     ProgressEvents,
     console,
@@ -24,10 +25,7 @@ def predict_cmd(
         list[Path], typer.Argument(metavar="IMAGES",
                                    help="Image files, folders (searched recursively) or CSVs with a path column.")
     ],
-    round_: Annotated[
-        str, typer.Option("--round", help="best (the model the run hands back, chosen on validation), reference "
-                          "(the budget reference) or a round number.")
-    ] = "best",
+    round_: Annotated[str, typer.Option("--round", help=ROUND_HELP)] = "best",
     out: Annotated[Path, typer.Option("--out", help="CSV to write.")] = Path("predictions.csv"),
     device: Annotated[
         str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the run's).")
@@ -41,15 +39,13 @@ def predict_cmd(
     from hardmine.record.record import RunFolder
     from hardmine.run.predict import predict_images
 
-    if round_ not in ("best", "reference") and not round_.isdigit():
-        raise HardmineError(f"--round {round_!r} is not valid; expected best, reference or a round number")
+    chosen = parse_round(round_)
     if device is not None:
         check_device(device)
     if out.is_dir():
         raise HardmineError(f"--out {out} is a folder; expected the path of a CSV file to write")
     paths = image_inputs(images)
     with progress_bars() as progress:
-        chosen = None if round_ == "best" else round_ if round_ == "reference" else int(round_)
         table = predict_images(RunFolder(run_dir), paths, chosen, device=device,
                                callback=ProgressEvents(progress), strict=strict)  # fmt: skip
     write_csv(out, table)

@@ -11,11 +11,13 @@ from hardmine.cli.app import command
 from hardmine.cli.options import (
     DATA,
     MINING,
+    ROUND_HELP,
     ROUNDS,
     SCORING,
     THRESHOLD,
     TRAIN,
     Acquisition,
+    parse_round,
     with_options,
 )
 from hardmine.cli.printing import (
@@ -53,8 +55,7 @@ def train_cmd(
 def evaluate_cmd(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory.")],
     split: Annotated[str, typer.Option(help="val (tunes the threshold) | test (uses the val threshold).")] = "val",
-    round_: Annotated[int | None, typer.Option("--round", help="Round to evaluate (default: the model the run "
-                                               "hands back, like predict and gallery).")] = None,
+    round_: Annotated[str, typer.Option("--round", help=ROUND_HELP)] = "best",
     checkpoint: Annotated[Path | None, typer.Option(help="Model file (default: the round's model).")] = None,
     ci: Annotated[bool, typer.Option("--ci", help="Bootstrap 95% intervals for AUROC and sensitivity.")] = False,
 ) -> None:
@@ -63,14 +64,20 @@ def evaluate_cmd(
     from hardmine.run.opened import Run
     from hardmine.run.steps import evaluate
 
+    chosen = parse_round(round_)
     run = Run.open(run_dir)
     which = ""
-    if round_ is None and (run.root / REPORT_FILE).exists():
+    if chosen == "reference":
+        reference = run.reference()
+        if reference is None:
+            raise HardmineError(f"{run.root} has no budget reference; --round best or a round number")
+        run, r, which = Run.open(reference.root), 0, "the budget reference, "
+    elif chosen is None and (run.root / REPORT_FILE).exists():
         source, r = run.returned()
         if source.root != run.root:  # the budget reference: a run folder of its own
             run, which = Run.open(source.root), "the budget reference, "
     else:
-        r = run.latest_round(round_)
+        r = run.latest_round(chosen)
     with progress_bars() as progress:
         metrics = evaluate(run, r, split, checkpoint=checkpoint, ci=ci, plots=True, callback=ProgressEvents(progress))
     console.print(metrics_table({split: metrics}, f"{which}round {r}, {split}"))
