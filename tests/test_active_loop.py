@@ -81,7 +81,8 @@ def test_query_lesions_whole_with_reasons_and_neighbours(queried):
         (lambda a: pd.concat([a, a.iloc[[3]]]), "is answered twice \\(also on line 5\\)"),
         (lambda a: a.assign(image_id=[*a["image_id"][:2], "ISIC_9999999", *a["image_id"][3:]]),
          "line 4: image id 'ISIC_9999999' is not in any query of the run"),
-        (lambda a: a.rename(columns={"label": "dx"}), "expected columns image_id and label"),
+        (lambda a: a.rename(columns={"label": "dx"}),
+         "expected columns image_id \\(or id\\) and label \\(or answer\\)"),
         (lambda a: a.iloc[:0], "holds no answers"),
     ],
 )  # fmt: skip

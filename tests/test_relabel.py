@@ -29,7 +29,8 @@ def test_relabel_round_trip_feeds_the_next_run(trained, tmp_path):
     metadata_before = (data / "HAM10000_metadata.csv").read_bytes()
     samples = pd.read_csv(run / "samples.csv", dtype=str)
     mel, nv = samples[samples.class_name == "mel"].id.iloc[0], samples[samples.class_name == "nv"].id.iloc[:2]
-    decisions = pd.DataFrame({"image_id": [mel, nv.iloc[0], nv.iloc[1]], "current_label": ["mel", "nv", "nv"],
+    # the image column spelled `id`, as `hardmine label` takes it too
+    decisions = pd.DataFrame({"id": [mel, nv.iloc[0], nv.iloc[1]], "current_label": ["mel", "nv", "nv"],
                               "decision": ["relabel", "exclude", "keep"], "new_label": ["nv", "", ""]})  # fmt: skip
     decisions.to_csv(tmp_path / "decisions.csv", index=False)
     result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "decisions.csv")])
@@ -53,7 +54,8 @@ def test_relabel_round_trip_feeds_the_next_run(trained, tmp_path):
     ("image_id,decision,new_label\n{id},flip,nv\n", "row 2: decision 'flip' is not valid"),
     ("image_id,decision,new_label\n{id},relabel,melanoma\n", "row 2: new_label 'melanoma' is not a class"),
     ("image_id,decision,new_label\n{id},exclude,\n{id},keep,\n", "has more than one decision"),
-    ("id,what\nx,y\n", "column(s) image_id, decision missing"),
+    ("what\nx\n", "column(s) image_id, decision missing"),
+    ("id,what\nx,y\n", "column(s) decision missing; expected image_id (or id), decision"),
     ("image_id,current_label,decision,new_label\n{id},{other},relabel,{other}\n", "but the run labels it"),
 ])  # fmt: skip
 def test_bad_decisions_are_refused_naming_the_row(trained, tmp_path, rows, expected):

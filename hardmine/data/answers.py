@@ -26,6 +26,7 @@ ANSWERS_DIR = "hardmine-answers"
 ANSWERS_MANIFEST = "manifest.csv"
 ANSWERED_IMAGES = "images"
 UNSURE = "unsure"
+ID_COLUMNS = ("image_id", "id")  # how an answers or decisions file may name its image column (label, relabel)
 COLUMNS = ("image_id", "path", "answer", "group", "run", "answered_at")
 
 

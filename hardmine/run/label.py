@@ -22,7 +22,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError
 from hardmine.core.io import read_json, unguard_formula, write_csv, write_json
-from hardmine.data.answers import UNSURE, answers_folder, read_answers, record_answers
+from hardmine.data.answers import ID_COLUMNS, UNSURE, answers_folder, read_answers, record_answers
 from hardmine.data.images import read_csv
 from hardmine.record.layout import (
     CONFIG_FILE,
@@ -36,7 +36,6 @@ from hardmine.record.layout import (
 from hardmine.record.manifest import Manifest
 from hardmine.run.opened import Run, data_fingerprint
 
-ID_COLUMNS = ("image_id", "id")
 LABEL_COLUMNS = ("label", "answer")
 
 
@@ -65,7 +64,8 @@ def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
     id_col = next((c for c in ID_COLUMNS if c in frame), None)
     label_col = next((c for c in LABEL_COLUMNS if c in frame), None)
     if id_col is None or label_col is None:
-        raise DataError(f"{path}: expected columns image_id and label (found: {', '.join(frame.columns) or 'none'})")
+        raise DataError(f"{path}: expected columns image_id (or id) and label (or answer) (found: "
+                        f"{', '.join(frame.columns) or 'none'})")  # fmt: skip
     if frame.empty:
         raise DataError(f"{path} holds no answers")
     frame = frame.map(unguard_formula)  # the labeling page's download guards values a spreadsheet would run

@@ -22,6 +22,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError, warn
 from hardmine.core.io import unguard_formula, write_csv
+from hardmine.data.answers import ID_COLUMNS
 from hardmine.data.images import data_root
 from hardmine.record.layout import CONFIG_FILE
 from hardmine.record.record import RunFolder
@@ -42,9 +43,12 @@ def read_decisions(path: str | os.PathLike, samples: pd.DataFrame) -> pd.DataFra
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a malformed file
         raise DataError(f"cannot read decisions {path}: {str(exc).splitlines()[0]}") from None
-    missing = [c for c in ("image_id", "decision") if c not in frame.columns]
+    id_column = next((c for c in ID_COLUMNS if c in frame.columns), None)  # the spellings `label` takes too
+    missing = [c for c, ok in (("image_id", id_column is not None), ("decision", "decision" in frame)) if not ok]
     if missing:
-        raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected image_id, decision, new_label")
+        raise DataError(f"{path}: column(s) {', '.join(missing)} missing; expected image_id (or id), decision, "
+                        "new_label")  # fmt: skip
+    frame = frame.rename(columns={id_column: "image_id"})
     if "new_label" not in frame:
         frame["new_label"] = ""
     frame = frame.map(unguard_formula)  # the gallery's download guards values a spreadsheet would run
