@@ -106,7 +106,9 @@ def _made_returned(run: Path) -> tuple[int, str]:
 
 @contextmanager
 def _served(run: Path):
-    """The run's galleries on ``hardmine gallery --serve``'s server, in a thread."""
+    """The run's galleries on ``hardmine gallery --serve``'s server, in a thread; the decisions it keeps in the run
+    folder are removed before and after, so no test sees another's."""
+    (run / "decisions.json").unlink(missing_ok=True)
     server = serve_run(run)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -115,6 +117,7 @@ def _served(run: Path):
     finally:
         server.shutdown()
         server.server_close()
+        (run / "decisions.json").unlink(missing_ok=True)
 
 
 def _getter(base: str):
@@ -338,8 +341,11 @@ def test_browser_zoom_opens_and_closes(round1_page):
     src = round1_page.execute_script("return document.getElementById('zoom-img').src")
     assert src.startswith("file://") and "/thumbs/" not in src
     keys = ActionChains(round1_page)
-    keys.send_keys("r").perform()  # a decision from the zoom, by key
-    assert round1_page.execute_script(DECIDED) == {first: "relabel"}
+    keys.send_keys("r").perform()  # a decision from the zoom, by key: the lesion's, as on its card
+    decided = round1_page.execute_script(DECIDED)
+    group = "return DATA.cards.find(c => c.id === arguments[0]).group"
+    assert decided[first] == "relabel" and set(decided.values()) == {"relabel"}
+    assert {round1_page.execute_script(group, i) for i in decided} == {round1_page.execute_script(group, first)}
     assert first in round1_page.find_element(By.ID, "zoom-caption").text
     keys.send_keys(Keys.ARROW_RIGHT).perform()  # the next card
     assert first not in round1_page.find_element(By.ID, "zoom-caption").text
@@ -388,14 +394,24 @@ def test_browser_a_relabel_decides_the_whole_lesion_on_the_page(round1_page):
     assert not set(round1_page.execute_script(DECIDED)) & set(shared)
 
 
+def _open_fresh(driver, base: str, page: str) -> None:
+    """Open ``page`` of the served run with no decision anywhere: the browser's storage of the origin cleared
+    (from a page that runs no script) and the run folder's emptied through the server."""
+    import urllib.request
+
+    driver.get(f"{base}/decisions")
+    driver.execute_script("localStorage.clear()")
+    urllib.request.urlopen(urllib.request.Request(f"{base}/decisions", data=b"{}", method="POST",
+                                                  headers={"Content-Type": "application/json"}))  # fmt: skip
+    driver.get(f"{base}/{page}")
+
+
 def _decide(driver, base: str, choices: dict[int, str]) -> list[str]:
     """On the served round-1 page with a cleared store, set card ``i``'s decision to ``choices[i]``; their ids."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    driver.get(f"{base}/round-001/gallery/index.html")
-    driver.execute_script("localStorage.clear()")
-    driver.refresh()
+    _open_fresh(driver, base, "round-001/gallery/index.html")
     picks = driver.find_elements(By.CSS_SELECTOR, ".card select.decision")
     # cards whose lesion has no other card on the page: a keep or relabel decides the whole lesion
     alone = driver.execute_script(LESION_ALONE)
@@ -444,6 +460,75 @@ def test_browser_decisions_survive_a_reload_and_download_for_relabel(mined_run, 
     assert before["images"] == int((new_split == "test").sum()) and "sens_at_spec90" in before
 
 
+def _wait_for(browser, script: str, expected, tries: int = 50):
+    import time
+
+    for _ in range(tries):
+        if (found := browser.execute_script(script)) == expected:
+            return found
+        time.sleep(0.1)
+    return browser.execute_script(script)
+
+
+@browser_test
+def test_browser_decisions_move_from_disk_to_the_server_by_import_and_stay_in_the_run_folder(mined_run, browser):
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get((mined_run / "round-001" / "gallery" / "index.html").as_uri())  # from disk: this browser only
+    browser.execute_script("localStorage.clear()")
+    browser.refresh()
+    assert "in this browser only" in browser.find_element(By.ID, "kept").text
+    alone = browser.execute_script(LESION_ALONE)
+    pick = [p for p, single in zip(browser.find_elements(By.CSS_SELECTOR, ".card select.decision"), alone,
+                                   strict=True) if single][0]  # fmt: skip
+    Select(pick).select_by_value("exclude")
+    decided = browser.execute_script(DECIDED)
+    assert list(decided.values()) == ["exclude"]
+    download_csv(browser, "decisions.csv")
+    with _served(mined_run) as base:
+        _open_fresh(browser, base, "round-001/gallery/index.html")  # another origin: another browser storage
+        assert "in the run folder" in browser.find_element(By.ID, "kept").text
+        assert browser.execute_script(DECIDED) == {}
+        browser.find_element(By.ID, "import").send_keys(str(browser.download_dir / "decisions.csv"))
+        assert _wait_for(browser, DECIDED, decided) == decided
+        stored = mined_run / "decisions.json"
+        for _ in range(50):
+            if stored.exists():
+                break
+            time.sleep(0.1)
+        assert {i: d["decision"] for i, d in json.loads(stored.read_text()).items()} == decided
+        browser.execute_script("localStorage.clear()")  # a fresh browser, or another machine's
+        browser.refresh()
+        browser.find_element(By.CSS_SELECTOR, ".card")
+        assert _wait_for(browser, DECIDED, decided) == decided  # from the run folder
+
+
+def test_the_server_keeps_decisions_only_from_its_own_pages(mined_run):
+    import urllib.request
+
+    image_id = pd.read_csv(mined_run / "samples.csv", dtype=str)["id"].iloc[0]
+    with _served(mined_run) as base:
+        def post(body: bytes, **headers) -> int:
+            request = urllib.request.Request(f"{base}/decisions", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"} | headers)  # fmt: skip
+            try:
+                return urllib.request.urlopen(request).status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        good = json.dumps({image_id: {"decision": "keep", "current": "nv", "new_label": ""}}).encode()
+        assert post(good, Origin="http://evil.example") == 403  # another site's page
+        assert post(good, **{"Content-Type": "text/plain"}) == 404  # a request another site could send unasked
+        assert post(json.dumps({"../../etc": {"decision": "keep"}}).encode()) == 400  # not an image of the run
+        assert post(json.dumps({image_id: {"decision": "delete"}}).encode()) == 400
+        assert not (mined_run / "decisions.json").exists()
+        assert post(good) == 204
+        assert json.loads(urllib.request.urlopen(f"{base}/decisions").read()) == json.loads(good)
+
+
 HOSTILE_PREFIXES = ("-", "=", "+", "@")  # what a spreadsheet would run as a formula
 
 
@@ -480,9 +565,7 @@ def test_browser_download_of_formula_like_ids_and_labels_reads_back_in_relabel(h
     run, data = hostile_run
     choices = {"-": "relabel", "=": "exclude", "+": "relabel", "@": "keep"}
     with _served(run) as base:
-        browser.get(f"{base}/round-000/gallery/index.html")
-        browser.execute_script("localStorage.clear()")
-        browser.refresh()
+        _open_fresh(browser, base, "round-000/gallery/index.html")
         _render_all(browser)
         picks = {}
         for pick in browser.find_elements(By.CSS_SELECTOR, ".card select.decision"):

@@ -94,6 +94,7 @@ QUERY_INFO = "query.json"  # how the latest query was made: pool, method, budget
 ANSWERS_FILE = "labeled.csv"  # the answers `hardmine label` added to this run's training split, in order
 ORACLE_ANSWERS_FILE = "oracle-answers.csv"  # a simulated oracle's answers to the latest query (benchmarks only)
 LABEL_DIR = "label"  # the labeling page of the latest query (index.html, thumbs/)
+DECISIONS_FILE = "decisions.json"  # review decisions `gallery --serve` keeps for the run's galleries (by image id)
 DISAGREEMENTS_FILE = "disagreements.csv"  # answers `hardmine label` took that disagree with the model that asked
 QUERIES_DIR = "queries"  # every query kept: queries/NNN/ holds batch NNN's query.csv, query.json and label/
 LEARNING_CURVE_PNG = "learning_curve.png"  # an active-learning run's learning curve (report.html shows it)
@@ -114,7 +115,7 @@ def foreign_entries(root: str | os.PathLike) -> list[str]:
 
     ours = {CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
             REFERENCE_DIR, AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, LABEL_DIR,
-            QUERIES_DIR, DISAGREEMENTS_FILE, LEARNING_CURVE_PNG, LOCK_FILE}  # fmt: skip
+            QUERIES_DIR, DISAGREEMENTS_FILE, DECISIONS_FILE, LEARNING_CURVE_PNG, LOCK_FILE}  # fmt: skip
     return sorted(p.name for p in Path(root).iterdir()
                   if p.name not in ours and not _ROUND_DIR.match(p.name) and p.suffix != ".png"
                   and not p.name.startswith("."))  # fmt: skip

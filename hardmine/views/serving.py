@@ -3,12 +3,15 @@
 Served over http the browser keeps review decisions reliably (Chromium loses some on reloads of
 ``file://`` pages). The server answers loopback host names only (a page of another site that
 rebinds its name to 127.0.0.1 is refused), never lists a folder, never follows a link out of the
-run, and serves an original image only by the id of a sample of the run's own table.
+run, and serves an original image only by the id of a sample of the run's own table. Review decisions
+made on a served gallery are kept in the run folder (``decisions.json``, ``GET``/``POST /decisions``), so
+they survive browsers and machines; only this server's own pages may store them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
 import os
 from functools import partial
@@ -17,10 +20,31 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from hardmine.core.errors import HardmineError, warn
+from hardmine.core.io import write_json
+from hardmine.record.layout import DECISIONS_FILE
 from hardmine.record.record import RunFolder
 from hardmine.views.gallery import default_round
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+DECISIONS_PATH = "/decisions"  # GET and POST the run's review decisions (decisions.json)
+MAX_DECISIONS_BYTES = 16 * 2**20
+DECISION_VALUES = ("keep", "relabel", "exclude")
+
+
+def check_decisions(decisions: object, folder: RunFolder) -> dict[str, dict[str, str]]:
+    """The decisions a page sent, as ``{image id: {decision, current, new_label}}``; raises ``ValueError``
+    naming the first entry that is not of that shape, not an image of the run, or not a known decision."""
+    if not isinstance(decisions, dict):
+        raise ValueError("decisions must be an object of image id -> decision")
+    known = set(folder.samples()["id"])
+    for image_id, entry in decisions.items():
+        if image_id not in known:
+            raise ValueError(f"{image_id!r} is not an image of the run")
+        if not isinstance(entry, dict) or entry.get("decision") not in DECISION_VALUES or not all(
+                isinstance(entry.get(k, ""), str) for k in ("current", "new_label")):  # fmt: skip
+            raise ValueError(f"the decision for {image_id!r} is not one of {', '.join(DECISION_VALUES)} with text "
+                             "labels")
+    return {i: {k: str(e.get(k, "")) for k in ("decision", "current", "new_label")} for i, e in decisions.items()}
 
 
 class _RunFolderHandler(SimpleHTTPRequestHandler):
@@ -54,6 +78,9 @@ class _RunFolderHandler(SimpleHTTPRequestHandler):
             self.send_header("Location", "/" + page.relative_to(folder.root).as_posix())
             self.end_headers()
             return
+        if self.path.split("?", 1)[0] == DECISIONS_PATH:
+            self._send_decisions()
+            return
         if self.path.startswith("/original/"):
             self._send_original(unquote(self.path.removeprefix("/original/").split("?", 1)[0]))
             return
@@ -70,6 +97,43 @@ class _RunFolderHandler(SimpleHTTPRequestHandler):
         data = path.read_bytes()
         self.send_response(200)
         self.send_header("Content-Type", mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):  # noqa: N802 - the standard library's name
+        """``POST /decisions``: the gallery's review decisions, kept in the run folder (``decisions.json``).
+
+        Only a JSON body from a page of this server: a loopback Host, an Origin (when sent) of this server,
+        and ``Content-Type: application/json``, which a page of another site cannot send without a CORS
+        preflight this server never grants."""
+        origin = self.headers.get("Origin")
+        own = {f"http://{self.headers.get('Host', '')}"}
+        if not self._loopback_host() or (origin is not None and origin not in own):
+            self.send_error(403, "only this server's own pages may store decisions")
+            return
+        if self.path.split("?", 1)[0] != DECISIONS_PATH or self.headers.get("Content-Type") != "application/json":
+            self.send_error(404, "POST only application/json to /decisions")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_DECISIONS_BYTES:
+            self.send_error(413, f"decisions must be 1 to {MAX_DECISIONS_BYTES} bytes")
+            return
+        try:
+            decisions = check_decisions(json.loads(self.rfile.read(length)), RunFolder(self.directory))
+        except (ValueError, HardmineError) as exc:
+            self.send_error(400, str(exc).splitlines()[0][:200])
+            return
+        write_json(Path(self.directory) / DECISIONS_FILE, decisions)
+        self.send_response(204)
+        self.end_headers()
+
+    def _send_decisions(self) -> None:
+        path = Path(self.directory) / DECISIONS_FILE
+        data = path.read_bytes() if path.is_file() else b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
