@@ -685,3 +685,22 @@ def test_serve_a_read_only_run_serves_the_page_built_before(mined_run, monkeypat
     assert result.exit_code == 0 and "is read-only: serving the page built before" in result.stderr
     result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1"])
     assert result.exit_code == 2 and "cannot write the page into" in result.stderr
+
+
+def test_attack_serve_never_sends_a_file_outside_the_recorded_data(mined_run, tmp_path):
+    from hardmine.record.manifest import Manifest
+
+    run = tmp_path / "run"
+    shutil.copytree(mined_run, run)
+    samples = pd.read_csv(run / "samples.csv", dtype=str, keep_default_na=False)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not an image of the run")
+    with _served(run) as base:
+        get = _getter(base)
+        assert get(f"/original/{samples['id'].iloc[1]}")[0] == 200  # a sample of the run, from its data
+        samples.loc[0, "path"] = str(secret)
+        samples.to_csv(run / "samples.csv", index=False)
+        assert get(f"/original/{samples['id'].iloc[0]}")[0] == 500  # the table no longer matches its record
+        Manifest(run).rerecord_run_files()  # an edit recorded too: the path is still outside the data root
+        status, body = get(f"/original/{samples['id'].iloc[0]}")
+        assert status == 404 and b"not an image of the run" not in body

@@ -21,7 +21,9 @@ from urllib.parse import unquote
 
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import write_json
+from hardmine.data.images import data_root
 from hardmine.record.layout import DECISIONS_FILE
+from hardmine.record.manifest import Manifest
 from hardmine.record.record import RunFolder
 from hardmine.views.gallery import default_round
 
@@ -89,10 +91,17 @@ class _RunFolderHandler(SimpleHTTPRequestHandler):
     def _send_original(self, sample_id: str) -> None:
         """The full-size image of a sample of the run's own table (by id: no path is ever taken from
         the request), for the gallery's zoom."""
-        samples = RunFolder(self.directory).samples().set_index("id")
+        folder = RunFolder(self.directory)
+        try:  # a sample table edited since the run recorded it could name any file: serve only a recorded one
+            Manifest(folder.root).check_run_files()
+            samples = folder.samples().set_index("id")
+            root = data_root(folder.run_config().data.data).resolve()
+        except HardmineError as exc:
+            self.send_error(500, str(exc).splitlines()[0][:200])
+            return
         path = Path(str(samples.at[sample_id, "path"])) if sample_id in samples.index else None
-        if path is None or not path.is_file():
-            self.send_error(404, "no such image in the run")
+        if path is None or not path.is_file() or not path.resolve().is_relative_to(root):
+            self.send_error(404, "no such image in the run's data")
             return
         data = path.read_bytes()
         self.send_response(200)
