@@ -37,7 +37,8 @@ def loop(queried, tmp_path) -> Path:
     """A private copy of ``queried`` (data, pool and run) that a test may change."""
     for name in ("demo", "demo-pool", "run"):
         shutil.copytree(queried / name, tmp_path / name)
-    for name in ("query.csv", "queries/001/query.csv", "samples.csv", "config.json"):  # the copy names its own files
+    for name in ("query.csv", "query.json", "queries/001/query.csv", "queries/001/query.json", "samples.csv",
+                 "config.json"):  # the copy names its own files  # fmt: skip
         path = tmp_path / "run" / name
         path.write_text(path.read_text().replace(str(queried), str(tmp_path)))
     from hardmine.record.manifest import Manifest
@@ -216,13 +217,15 @@ def test_pool_images_of_a_held_out_lesion_are_left_out_with_a_warning(loop):
     run = Run.open(loop / "run")
     held_out_lesion = run.table.loc[run.split == "test", "group"].iloc[0]
     pool = pd.read_csv(loop / "demo-pool" / "pool.csv", dtype=str)
-    pool.loc[0, "group"] = held_out_lesion  # another image of a test lesion, unlabeled
+    asked = set(pd.read_csv(loop / "run" / "query.csv", dtype=str)["id"])  # the open batch: left out anyway
+    row = pool.index[~pool["id"].isin(asked)][0]
+    pool.loc[row, "group"] = held_out_lesion  # another image of a test lesion, unlabeled
     pool.to_csv(loop / "demo-pool" / "pool.csv", index=False)
     result = runner.invoke(app, ["query", str(loop / "run"), "--pool", str(loop / "demo-pool" / "pool.csv"),
                                  "--budget", "40", "--method", "random"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "1 pool image(s) belong to lesions in the run's validation or test split" in result.output
-    assert pool.loc[0, "id"] not in set(pd.read_csv(loop / "run" / "query.csv", dtype=str)["id"])
+    assert pool.loc[row, "id"] not in set(pd.read_csv(loop / "run" / "query.csv", dtype=str)["id"])
 
 
 def test_an_answer_id_never_names_a_place_outside_the_answers_folder(demo_dir, tmp_path):

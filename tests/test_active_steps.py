@@ -23,8 +23,8 @@ def _private_copy(root: Path, tmp: Path) -> Path:
 
     for name in ("demo", "demo-pool", "run"):
         shutil.copytree(root / name, tmp / name)
-    for path in [tmp / "run" / n for n in ("query.csv", "samples.csv", "config.json")] + list(
-            (tmp / "run" / "queries").glob("*/query.csv")):  # fmt: skip
+    for path in [tmp / "run" / n for n in ("query.csv", "query.json", "samples.csv", "config.json")] + list(
+            (tmp / "run" / "queries").glob("*/query.*")):  # fmt: skip
         path.write_text(path.read_text().replace(str(root), str(tmp)))
     Manifest(tmp / "run").rerecord_run_files()
     return tmp
@@ -159,3 +159,19 @@ def test_a_renamed_copy_of_a_test_image_is_left_out_of_the_query_and_named(three
     assert result.exit_code == 0, result.output
     assert f"innocent = {test_id} (test)" in " ".join(result.output.split())
     assert "innocent" not in set(pd.read_csv(tmp_path / "run" / "query.csv", dtype=str)["id"])
+
+
+def test_attack_label_never_takes_a_file_an_edited_query_names(three_batches, tmp_path):
+    root = _private_copy(three_batches[0], tmp_path)
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(next((root / "demo").rglob("*.jpg")), secret)  # an image, but not one of the pool
+    answers = _answer_latest(root)
+    for name in ("query.csv", f"queries/{BATCHES + 1:03d}/query.csv"):
+        query = pd.read_csv(root / "run" / name, dtype=str, keep_default_na=False)
+        query.loc[0, "path"] = str(secret)
+        query.to_csv(root / "run" / name, index=False)
+    samples = (root / "run" / "samples.csv").read_bytes()
+    result = runner.invoke(app, ["label", str(root / "run"), str(answers)])
+    assert result.exit_code == 2 and "outside the pool it was asked from" in result.output, result.output
+    assert (root / "run" / "samples.csv").read_bytes() == samples  # nothing taken
+    assert not list((root / "demo").glob("hardmine-answers/images/*secret*"))

@@ -23,7 +23,7 @@ import pandas as pd
 from hardmine.core.errors import DataError
 from hardmine.core.io import read_json, unguard_formula, write_csv, write_json
 from hardmine.data.answers import ID_COLUMNS, UNSURE, answers_folder, read_answers, record_answers
-from hardmine.data.images import read_csv
+from hardmine.data.images import data_root, find_unreadable, read_csv, why_unreadable
 from hardmine.record.layout import (
     CONFIG_FILE,
     DISAGREEMENTS_FILE,
@@ -102,16 +102,18 @@ def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
 
 
 def asked_images(run: Run) -> pd.DataFrame:
-    """Every image the run asked for: the kept batches' picks with their ``batch`` and the ``threshold`` of
-    the model that asked (a run from before batches were kept: its latest query, batch None)."""
+    """Every image the run asked for: the kept batches' picks with their ``batch``, the ``threshold`` of the
+    model that asked and the ``pool`` it was asked from (a run from before batches were kept: its latest
+    query, batch None)."""
     batches = run.batches()
     if not batches:
-        threshold = float(read_json(run.query_info_path())["threshold"]) if run.query_info_path().exists() else 0.5
-        return run.query().assign(batch=None, threshold=threshold)
+        info = read_json(run.query_info_path()) if run.query_info_path().exists() else {}
+        return run.query().assign(batch=None, threshold=float(info.get("threshold", 0.5)), pool=info.get("pool"))
     frames = []
     for batch in batches:
         info = read_json(query_dir(run.root, batch) / QUERY_INFO)
-        frames.append(run.batch_query(batch).assign(batch=batch, threshold=float(info["threshold"])))
+        frames.append(run.batch_query(batch).assign(batch=batch, threshold=float(info["threshold"]),
+                                                    pool=info.get("pool")))  # fmt: skip
     return pd.concat(frames, ignore_index=True).drop_duplicates("id", keep="last")
 
 
@@ -125,6 +127,7 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     answers = read_answers_csv(answers_csv, run)
     query = asked_images(run).set_index("id")
     answers["source_path"] = answers["image_id"].map(query["path"])
+    _check_asked_images(answers[answers["answer"] != UNSURE], query)
     data = run.config.data.data
     record_answers(data, answers[["image_id", "source_path", "answer", "group"]], run.root.name)
     new = answers[(answers["answer"] != UNSURE) & ~answers["image_id"].isin(set(run.table["id"]))]
@@ -154,6 +157,20 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     return Labeled(counts=counts, added=len(rows), train_size=int((run.split == "train").sum()),
                    disagreements=answers["image_id"][disagree].tolist(), kept_in=folder, batches=batches,
                    disagreements_file=run.root / DISAGREEMENTS_FILE)  # fmt: skip
+
+
+def _check_asked_images(answers: pd.DataFrame, query: pd.DataFrame) -> None:
+    """Before anything is kept: each answered image a query names must lie inside the root of the pool its batch
+    was asked from (``query.json``'s pool) and decode, so an edited ``query.csv`` cannot bring another file into
+    the labeled data."""
+    for image_id, path in zip(answers["image_id"], answers["source_path"], strict=True):
+        pool = query.at[image_id, "pool"]
+        if pool and not Path(path).resolve().is_relative_to(data_root(pool).resolve()):
+            raise DataError(f"the query names {path} for {image_id}, outside the pool it was asked from ({pool}); "
+                            "the query file was edited: ask again with `hardmine query`")  # fmt: skip
+    bad = find_unreadable(answers["source_path"].tolist())
+    if bad:
+        raise DataError(f"{len(bad)} asked image(s) cannot be read, first: {bad[0]} ({why_unreadable(bad[0])})")
 
 
 def _add_to_training_split(run: Run, rows: pd.DataFrame) -> None:

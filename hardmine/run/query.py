@@ -125,7 +125,8 @@ def query_pool(
     else:
         rate_from = "given"
     write_json(run.query_info_path(), {
-        "batch": batch, "pool": None if pool_source is None else str(pool_source), "method": method, "budget": budget,
+        "batch": batch, "pool": None if pool_source is None else str(Path(pool_source).resolve()), "method": method,
+        "budget": budget,
         "pool_size": len(pool), "round": r, "model": "reference" if source.root != run.root else "round",
         "labels": seen["labels"], "positives": seen["positives"], "pool_rate": pool_rate, "pool_rate_from": rate_from,
         "threshold": threshold, "k": k, "positive_share": positive_share,
