@@ -105,22 +105,3 @@ def test_every_imported_package_is_declared():
                 extras - declared}  # fmt: skip
     assert all(p.startswith(("hardmine/integrations/", "hardmine/engine/models.py", "hardmine/core/io.py"))
                for where in optional.values() for p in where), optional
-
-
-def test_histopathology_is_trusted_by_default_on_ham10000_data_and_none_turns_it_off(demo_dir, tmp_path):
-    samples = pd.DataFrame({"id": ["a", "b", "c"], "dx_type": ["histo", "follow_up", "histo"]})
-    assert MiningConfig().trusted_mask(samples).tolist() == [True, False, True]  # auto: HAM10000's column
-    assert MiningConfig().trusted_mask(samples.drop(columns="dx_type")) is None  # data without it: none
-    assert MiningConfig(trusted="none").trusted_mask(samples) is None
-    planted = pd.read_csv(demo_dir / "planted.csv", dtype=str)
-    meta = pd.read_csv(demo_dir / "HAM10000_metadata.csv", dtype=str).set_index("image_id")
-    flipped = planted.loc[planted["kind"] == "flipped", "image_id"]
-    assert len(flipped) and not (meta.loc[flipped, "dx_type"] == "histo").any()  # a confirmed label is never wrong
-    args = ["round", "--data", str(demo_dir), "--out", str(tmp_path / "run"), "--n", "0", "--epochs", "2",
-            "--image-size", "24", "--device", "cpu", "--workers", "0"]  # fmt: skip
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "trusting the labels histopathology confirmed (dx_type=histo" in " ".join(result.output.split())
-    mined = pd.read_csv(tmp_path / "run" / "round-000" / "mined.csv", dtype=str)
-    quarantined = mined.loc[mined["role"] == "quarantined", "id"]
-    assert len(quarantined) and not (meta.loc[quarantined, "dx_type"] == "histo").any()

@@ -179,9 +179,8 @@ MINING = OptionGroup("mining", MiningConfig, _M, {
     "index_codec": (str, _opt("flat", help="IVF storage for very large sets: flat | sq8 | pqM (e.g. pq64).",
                               panel=_M)),
     "balance": (bool, _opt(True, "--balance/--no-balance", help="Class-balance the curriculum weights.", panel=_M)),
-    "trusted": (str, _opt("auto", help="COLUMN=VALUE[,VALUE]: labels confirmed outside the model are never "
-                          "quarantined; auto (default): dx_type=histo where the data has HAM10000's dx_type column; "
-                          "none: trust no label.", panel=_M)),
+    "trusted": (str, _opt("", help="COLUMN=VALUE[,VALUE]: labels confirmed outside the model (HAM10000: "
+                          "dx_type=histo) are never quarantined.", panel=_M)),
 })  # fmt: skip
 
 _S = "Scoring"

@@ -179,10 +179,6 @@ def round_cmd(
 
         load_pool(pool)
     run = Run.create(out, config, overwrite=overwrite)
-    trusted = config.mining.trusted_mask(run.table)
-    if config.mining.trusted == "auto" and trusted is not None:
-        console.print(f"trusting the labels histopathology confirmed (dx_type=histo, {int(trusted.sum())} of "
-                      f"{len(trusted)} images): never quarantined; --trusted none turns this off")  # fmt: skip
     with progress_bars() as progress:
         if pool is None:
             report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint,

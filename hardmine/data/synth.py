@@ -210,8 +210,7 @@ def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_f
                 "localization": str(rng.choice(SITES)),
             }
         )
-    # Flip the labels of clear-cut lesions, half the image budget from each class; never a lesion whose diagnosis
-    # histopathology confirmed (dx_type histo): its label is the one a dermatology team can trust (--trusted).
+    # Flip the labels of clear-cut lesions, half the image budget from each class.
     budget = max(2, round(flip_frac * n))
     clear = [i for i in rng.permutation(len(lesions)) if abs(lesions[i]["m"] - 0.5) >= FLIP_MIN_DISTANCE]
     for dx, share in (("mel", budget // 2), ("nv", budget - budget // 2)):
@@ -219,7 +218,7 @@ def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_f
         for i in clear:
             if flipped >= share:
                 break
-            if lesions[i]["dx"] == dx and lesions[i]["kind"] == "" and lesions[i]["dx_type"] != "histo":
+            if lesions[i]["dx"] == dx and lesions[i]["kind"] == "":
                 lesions[i]["dx"] = "nv" if dx == "mel" else "mel"
                 lesions[i]["kind"] = "flipped"
                 lesions[i]["detail"] = f"drawn as {dx}"

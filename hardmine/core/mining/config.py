@@ -14,8 +14,6 @@ from hardmine.core.scores import HARDNESS
 from hardmine.core.suspicion import DEFAULT_SEED_SUSPICION
 
 EXPAND = ("same-label", "opposite-label", "both")
-# what --trusted auto trusts: HAM10000's histopathology-confirmed diagnoses, where the data has its dx_type column
-AUTO_TRUSTED = ("dx_type", ["histo"])
 QUARANTINE = ("suspicion", "confident", "persistent", "both", "none")
 ROLES = ("seed", "neighbour", "quarantined")
 # Above this share of the training set a quarantine says more about the model than about the labels.
@@ -45,9 +43,9 @@ class MiningConfig:
     ema: float = 0.5
     index_codec: str = "flat"  # IVF storage above the exact-search size: flat | sq8 | pqM
     balance: bool = True  # multiply by class-balance weights
-    # COLUMN=VALUE[,VALUE...]: labels confirmed outside the model are never quarantined nor kept from seeding by
-    # suspicion; "auto": dx_type=histo where the data has HAM10000's dx_type column, else none; "none" or "": none
-    trusted: str = "auto"
+    # COLUMN=VALUE[,VALUE...]: labels confirmed outside the model (HAM10000: dx_type=histo) are never
+    # quarantined nor kept from seeding by suspicion; "" trusts none
+    trusted: str = ""
 
     def validate(self) -> None:
         """Check every option; raises :class:`HardmineError` naming the bad value."""
@@ -78,12 +76,8 @@ class MiningConfig:
         self.trusted_rule()
 
     def trusted_mask(self, table: pd.DataFrame) -> np.ndarray | None:
-        """(N,) bool: rows of a sample table whose label the ``trusted`` rule confirms (None without a rule).
-
-        ``auto`` trusts histopathology (``dx_type=histo``) where the table has HAM10000's ``dx_type`` column."""
+        """(N,) bool: rows of a sample table whose label the ``trusted`` rule confirms (None without a rule)."""
         rule = self.trusted_rule()
-        if self.trusted == "auto":
-            rule = AUTO_TRUSTED if AUTO_TRUSTED[0] in table else None
         if rule is None:
             return None
         column, values = rule
@@ -94,13 +88,13 @@ class MiningConfig:
 
     def trusted_rule(self) -> tuple[str, list[str]] | None:
         """``(column, values)`` of ``trusted`` (None when empty); raises on a malformed rule."""
-        if self.trusted in ("", "none", "auto"):  # auto: decided by the data's columns (trusted_mask)
+        if not self.trusted:
             return None
         column, sep, values = self.trusted.partition("=")
         names = [v.strip() for v in values.split(",") if v.strip()]
         if not sep or not column.strip() or not names:
-            raise HardmineError(f"--trusted {self.trusted!r} is not valid; expected COLUMN=VALUE[,VALUE...] "
-                                "(e.g. dx_type=histo), auto or none")  # fmt: skip
+            raise HardmineError(f"--trusted {self.trusted!r} is not valid; expected COLUMN=VALUE[,VALUE...], "
+                                "e.g. dx_type=histo")  # fmt: skip
         return column.strip(), names
 
     def to_dict(self) -> dict[str, Any]:
