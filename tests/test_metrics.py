@@ -104,3 +104,24 @@ def test_other_threshold_rules():
     assert np.mean(p[y == 1] >= t) - np.mean(p[y == 0] >= t) == pytest.approx((tpr - fpr).max())
     with pytest.raises(ValueError, match="unknown threshold rule 'median'.*cost"):
         choose_threshold(y, p, "median")
+
+
+def test_metric_intervals_bootstrap_one_model_over_its_groups():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from hardmine.core.errors import HardmineError
+    from hardmine.core.paired import metric_intervals
+
+    rng = np.random.default_rng(0)
+    y = np.array([1] * 20 + [0] * 180)
+    p = np.clip(y * 0.4 + rng.uniform(0, 0.6, 200), 0, 1)
+    groups = np.arange(200) // 2
+    found = metric_intervals(y, groups, p, n_boot=300)
+    assert found["auroc"]["value"] == pytest.approx(roc_auc_score(y, p))
+    assert found["auprc"]["value"] == pytest.approx(average_precision_score(y, p))
+    for m in found.values():
+        assert m["low"] <= m["value"] <= m["high"] and m["high"] - m["low"] > 0.01
+    perfect = metric_intervals(y, groups, y * 0.9 + 0.05, ("auroc",), n_boot=100)["auroc"]
+    assert (perfect["low"], perfect["value"], perfect["high"]) == (1.0, 1.0, 1.0)
+    with pytest.raises(HardmineError, match="199 groups for 200 labels"):
+        metric_intervals(y, groups[:199], p)

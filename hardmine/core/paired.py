@@ -66,10 +66,7 @@ def paired_difference(
         raise HardmineError(f"scores {a.shape} and {b.shape} must both be (seeds, {len(y)})")
     if not 0 < level < 1 or n_boot < 1:
         raise HardmineError(f"level={level} must be in (0, 1) and n_boot={n_boot} at least 1")
-    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
-    if len(codes) != len(y):
-        raise HardmineError(f"{len(codes)} groups for {len(y)} labels")
-    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    members = _group_members(groups, len(y))
     per_seed = np.array([metric(y, a[s]) - metric(y, b[s]) for s in range(len(a))])
     rng = np.random.default_rng(seed)
     diffs = np.full(n_boot, np.nan)
@@ -84,6 +81,14 @@ def paired_difference(
     low, high = np.percentile(diffs, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     verdict = "better" if low > 0 else "worse" if high < 0 else "level"
     return PairedResult(float(np.mean(per_seed)), float(low), float(high), verdict, per_seed)
+
+
+def _group_members(groups, n: int) -> list[np.ndarray]:
+    """The rows of each group (lesion), the unit a bootstrap resamples; refuses a length other than ``n``."""
+    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
+    if len(codes) != n:
+        raise HardmineError(f"{len(codes)} groups for {n} labels")
+    return [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
 
 
 # ------------------------------------------------------------------ fast metrics for the bootstrap loop
@@ -160,10 +165,7 @@ def metric_intervals(
     ``{metric: {value, low, high}}`` for P(positive) ``prob`` (N,), each metric a name of :data:`METRICS`
     (higher = better). A replicate that leaves a metric undefined (no positive drawn) is left out."""
     y, p = check_binary(labels, prob)
-    codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
-    if len(codes) != len(y):
-        raise HardmineError(f"{len(codes)} groups for {len(y)} labels")
-    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    members = _group_members(groups, len(y))
     rng = np.random.default_rng(seed)
     draws = [np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))]) for _ in range(n_boot)]
     out: dict[str, dict[str, float]] = {}
