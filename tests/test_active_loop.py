@@ -238,3 +238,46 @@ def test_an_answer_id_never_names_a_place_outside_the_answers_folder(demo_dir, t
     with pytest.raises(DataError, match="would be kept outside"):
         record_answers(tmp_path / "data", hostile, "run")
     assert not list(tmp_path.rglob("escaped*"))
+
+
+def _record_slowly(data: str, ids: list[str], image: str, run: str, start: float) -> None:
+    """In another process: record answers to ``ids`` beside ``data``, reading the store slowly (a wide window
+    for another writer between this one's read and its write)."""
+    import time
+
+    from hardmine.data import answers as store
+
+    read = store._stored
+
+    def slow(manifest):
+        frame = read(manifest)
+        time.sleep(0.5)
+        return frame
+
+    store._stored = slow
+    time.sleep(max(0.0, start - time.time()))
+    frame = pd.DataFrame({"image_id": ids, "source_path": [image] * len(ids), "answer": ["nv"] * len(ids),
+                          "group": ids})  # fmt: skip
+    store.record_answers(data, frame, run)
+
+
+def test_two_labels_on_one_data_folder_at_once_keep_every_answer(demo_dir, tmp_path):
+    import multiprocessing
+    import time
+
+    from hardmine.data.answers import read_answers
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_dir, data)
+    image = str(next(data.rglob("*.jpg")))
+    start = time.time() + 1.0  # both read the empty store within one window
+    spawn = multiprocessing.get_context("spawn")
+    writers = [spawn.Process(target=_record_slowly, args=(str(data), [f"{run}_{i}" for i in range(3)], image, run,
+                                                           start)) for run in ("runA", "runB")]  # fmt: skip
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+        assert writer.exitcode == 0
+    kept = read_answers(data)
+    assert sorted(kept["image_id"]) == sorted(f"{run}_{i}" for run in ("runA", "runB") for i in range(3))

@@ -43,6 +43,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def held(lock: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on file ``lock`` (made if missing) for the ``with`` block, waiting for
+    another process that holds it: a read-merge-write of a file shared by several commands (the answers
+    kept beside a data set) sees every earlier write. Where ``fcntl`` does not exist (Windows), no lock."""
+    Path(lock).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the lock
+
+
 def _write_with(path: str | os.PathLike, writer: Callable[[Path], None], suffix: str = "") -> Path:
     with atomic_path(path, suffix) as tmp:
         writer(tmp)

@@ -19,12 +19,13 @@ from pathlib import Path
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.core.io import copy_file, file_digest, write_csv
+from hardmine.core.io import copy_file, file_digest, held, write_csv
 from hardmine.data.images import csv_paths, data_root, missing_files, read_csv, require_columns, resolve_inside
 
 ANSWERS_DIR = "hardmine-answers"
 ANSWERS_MANIFEST = "manifest.csv"
 ANSWERED_IMAGES = "images"
+ANSWERS_LOCK = ".lock"  # held while a command merges its answers into the store
 UNSURE = "unsure"
 ID_COLUMNS = ("image_id", "id")  # how an answers or decisions file may name its image column (label, relabel)
 COLUMNS = ("image_id", "path", "answer", "group", "run", "answered_at")
@@ -73,6 +74,11 @@ def record_answers(data: str | os.PathLike, answers: pd.DataFrame, run: str) -> 
     one recorded with another value raises :class:`DataError`. Returns the rows added.
     """
     folder = answers_folder(data)
+    with held(folder / ANSWERS_LOCK):  # two `label`s on runs of one data set: each merges into the other's store
+        return _record_answers(folder, answers, run)
+
+
+def _record_answers(folder: Path, answers: pd.DataFrame, run: str) -> pd.DataFrame:
     known = _stored(folder / ANSWERS_MANIFEST)
     before = dict(zip(known["image_id"], known["answer"], strict=True))
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
