@@ -281,3 +281,14 @@ def test_two_labels_on_one_data_folder_at_once_keep_every_answer(demo_dir, tmp_p
         assert writer.exitcode == 0
     kept = read_answers(data)
     assert sorted(kept["image_id"]) == sorted(f"{run}_{i}" for run in ("runA", "runB") for i in range(3))
+
+
+def test_answers_one_run_added_are_not_a_changed_data_set_for_another_run(loop):
+    args = ["round", "--data", str(loop / "demo"), "--out", str(loop / "other"), "--n", "0", *TRAIN]
+    assert runner.invoke(app, args).exit_code == 0
+    samples = (loop / "other" / "samples.csv").read_bytes()
+    _answers(loop).to_csv(loop / "answers.csv", index=False)
+    assert runner.invoke(app, ["label", str(loop / "run"), str(loop / "answers.csv")]).exit_code == 0
+    result = runner.invoke(app, args)  # the other run goes on: run's answers are not its data changing
+    assert result.exit_code == 0 and "fingerprint differs" not in result.output, result.output
+    assert (loop / "other" / "samples.csv").read_bytes() == samples

@@ -86,6 +86,15 @@ def _warn_small_validation(table: pd.DataFrame, split: pd.Series) -> None:
              "melanomas make them steadier")  # fmt: skip
 
 
+def _without_others_answers(table: pd.DataFrame, data: str, saved: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without the answered images (kept beside ``data``) that the run's saved sample table lacks:
+    another run labeled them."""
+    from hardmine.data.answers import read_answers
+
+    others = set(read_answers(data)["image_id"]) - set(saved["id"])
+    return table[~table["id"].isin(others)].reset_index(drop=True) if others else table
+
+
 def data_fingerprint(table: pd.DataFrame) -> str:
     """Hash of ids, labels and groups: changes when the data a run was made on changes."""
     digest = hashlib.sha256()
@@ -168,7 +177,9 @@ class Run(RunFolder):
             _claim(root, again=True)
         if config_path.exists():
             Manifest(root).check_run_files()
-            if existing.get("data_fingerprint") != fingerprint:
+            # answers another run of this data added (`hardmine label` on it) are that run's: not a changed data set
+            table = _without_others_answers(table, data.data, RunFolder(root).samples())
+            if existing.get("data_fingerprint") != data_fingerprint(table):
                 raise HardmineError(
                     f"the data in {data.data} changed since {root} was made "
                     "(fingerprint differs); use --overwrite or another --out"
