@@ -1,5 +1,6 @@
 """The active-learning loop end to end: round with a pool, the labeling page, label, the next round."""
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -292,3 +293,59 @@ def test_answers_one_run_added_are_not_a_changed_data_set_for_another_run(loop):
     result = runner.invoke(app, args)  # the other run goes on: run's answers are not its data changing
     assert result.exit_code == 0 and "fingerprint differs" not in result.output, result.output
     assert (loop / "other" / "samples.csv").read_bytes() == samples
+
+
+class _Kill(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_at", ["a new file", "the journal", "a rename"])
+def test_a_kill_inside_labels_run_file_update_leaves_the_run_before_or_after_never_half(loop, kill_at, monkeypatch):
+    import os
+
+    from hardmine.core import io
+    from hardmine.record import manifest as records
+    from hardmine.run.opened import data_fingerprint
+
+    run_dir = loop / "run"
+    before = Run.open(run_dir)
+    train_before = int((before.split == "train").sum())
+    _answers(loop).to_csv(loop / "answers.csv", index=False)
+    writes, renames = [], []
+
+    def write_json(path, obj):  # the config's new content, the journal: the run files' writes of label
+        writes.append(path.name)
+        if (kill_at == "a new file" and path.name.endswith(".new")) or (
+                kill_at == "the journal" and path.name == "run-files.journal"):  # fmt: skip
+            raise _Kill
+        return io.write_json(path, obj)
+
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(source).endswith(".new"):  # the transaction's renames, not the atomic writes' own
+            renames.append(target)
+        if kill_at == "a rename" and len(renames) == 2:
+            raise _Kill  # one run file renamed, two not
+        return real_replace(source, target)
+
+    import hardmine.run.label as label
+
+    monkeypatch.setattr(records, "write_json", write_json)
+    monkeypatch.setattr(label, "write_json", write_json)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Kill):
+        from hardmine.run.label import apply_answers
+
+        apply_answers(Run.open(run_dir), loop / "answers.csv")
+    monkeypatch.undo()
+    assert writes or renames
+    run = Run.open(run_dir)  # opens: the update undone (before the journal) or completed (after it)
+    assert set(pd.read_csv(run_dir / "split.csv", dtype=str)["id"]) == set(run.table["id"])
+    assert json.loads((run_dir / "config.json").read_text())["data_fingerprint"] == data_fingerprint(run.table)
+    grown = int((run.split == "train").sum())
+    assert grown == (train_before if kill_at != "a rename" else train_before + len(_answers(loop)) - 1)
+    assert not list(run_dir.glob("*.new")) and not (run_dir / "run-files.journal").exists()
+    result = runner.invoke(app, ["label", str(run_dir), str(loop / "answers.csv")])  # again: the same end
+    assert result.exit_code == 0, result.output
+    assert int((Run.open(run_dir).split == "train").sum()) == train_before + len(_answers(loop)) - 1

@@ -48,6 +48,8 @@ MINING_FILE = "mining.json"
 SCORING_FILE = "scoring.json"
 STEPS = ("train", "score", "mine", "report")
 RUN_FILES = (CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE)  # made once with the run; no step can redo them
+UPDATE_SUFFIX = ".new"  # a run file's new content while the run files are replaced together
+UPDATE_JOURNAL = "run-files.journal"  # written once every new run file is complete: the update's commit point
 # Round files that later steps read back; plots, pages and the mid-training resume point are not.
 CHECKED_SUFFIXES = (".pt", ".npy", ".npz", ".csv", ".json", ".jsonl", ".parquet")
 UNCHECKED = {CHECKPOINT_FILE}
@@ -115,7 +117,8 @@ def foreign_entries(root: str | os.PathLike) -> list[str]:
 
     ours = {CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
             REFERENCE_DIR, AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, LABEL_DIR,
-            QUERIES_DIR, DISAGREEMENTS_FILE, DECISIONS_FILE, LEARNING_CURVE_PNG, LOCK_FILE}  # fmt: skip
+            QUERIES_DIR, DISAGREEMENTS_FILE, DECISIONS_FILE, LEARNING_CURVE_PNG, UPDATE_JOURNAL, LOCK_FILE,
+            *(name + UPDATE_SUFFIX for name in RUN_FILES)}  # fmt: skip
     return sorted(p.name for p in Path(root).iterdir()
                   if p.name not in ours and not _ROUND_DIR.match(p.name) and p.suffix != ".png"
                   and not p.name.startswith("."))  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from hardmine.record.layout import (
     RUN_FILES,
     STEPS,
     UNCHECKED,
+    UPDATE_JOURNAL,
+    UPDATE_SUFFIX,
     round_dir,
     round_number,
 )
@@ -132,6 +135,35 @@ class Manifest:
                     owner = next((s.key for s in self.steps if s.round == r), owner)
                 self.files[rel] = _file_record(path, owner)
 
+    def replace_run_files(self, writers: dict[str, Callable[[Path], object]]) -> None:
+        """Replace run files (names of ``RUN_FILES``) together, as one transaction (``hardmine label`` adds
+        answered images to the training split, the sample table and the config's fingerprint at once).
+
+        ``writers[name](path)`` writes the new content of ``name`` to ``path`` (a ``.new`` file beside it).
+        The journal written once every new file is complete is the commit point: an interruption before it
+        leaves the run as it was (the ``.new`` files are removed when it is next opened), one after it is
+        completed when the run is next opened (:meth:`finish_interrupted_update`)."""
+        for name, write in writers.items():
+            write(self.root / (name + UPDATE_SUFFIX))
+        records = {name: _file_record(self.root / (name + UPDATE_SUFFIX), None) for name in writers}
+        write_json(self.root / UPDATE_JOURNAL, {"records": records})
+        self.finish_interrupted_update()
+
+    def finish_interrupted_update(self) -> None:
+        """Complete a committed run-file update (its journal written) or undo an uncommitted one (``.new``
+        files without a journal), so a run killed inside :meth:`replace_run_files` opens as one state."""
+        journal = self.root / UPDATE_JOURNAL
+        if journal.exists():
+            records = read_json(journal)["records"]
+            for name in records:
+                if (self.root / (name + UPDATE_SUFFIX)).exists():
+                    os.replace(self.root / (name + UPDATE_SUFFIX), self.root / name)
+            self.files.update(records)
+            self.save()
+            journal.unlink()
+        for name in RUN_FILES:
+            (self.root / (name + UPDATE_SUFFIX)).unlink(missing_ok=True)
+
     def rerecord_run_files(self) -> None:
         """Record config, sample table and split as they are now, after a command changed them on purpose
         (``hardmine label`` adds answered images to the training split), and save."""
@@ -176,7 +208,9 @@ class Manifest:
         return None
 
     def check_run_files(self) -> None:
-        """Raise :class:`HardmineError` when config, sample table or split differ from their records."""
+        """Raise :class:`HardmineError` when config, sample table or split differ from their records (after
+        finishing or undoing an interrupted :meth:`replace_run_files`)."""
+        self.finish_interrupted_update()
         for name in RUN_FILES:
             if name in self.files:
                 problem = self.damage(name)

@@ -174,13 +174,16 @@ def _check_asked_images(answers: pd.DataFrame, query: pd.DataFrame) -> None:
 
 
 def _add_to_training_split(run: Run, rows: pd.DataFrame) -> None:
-    """Append ``rows`` to the run's sample table as training images; re-record the run's files."""
+    """Append ``rows`` to the run's sample table as training images: split, sample table and the config's data
+    fingerprint replaced together (:meth:`~hardmine.record.manifest.Manifest.replace_run_files`), so a kill
+    in between leaves the run as it was or as labeled, never half."""
     table = pd.concat([run.table, rows], ignore_index=True)
     split = pd.concat([run.split, pd.Series(["train"] * len(rows), name="split")], ignore_index=True)
-    # split first: extra ids in split.csv are harmless to a sample table that lacks them
-    write_csv(run.root / SPLIT_FILE, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
-    write_csv(run.root / SAMPLES_FILE, table)
-    config = read_json(run.root / CONFIG_FILE)
-    write_json(run.root / CONFIG_FILE, config | {"data_fingerprint": data_fingerprint(table)})
-    Manifest(run.root).rerecord_run_files()
+    config = read_json(run.root / CONFIG_FILE) | {"data_fingerprint": data_fingerprint(table)}
+    Manifest(run.root).replace_run_files({
+        SPLIT_FILE: lambda path: write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"],
+                                                               "split": split})),
+        SAMPLES_FILE: lambda path: write_csv(path, table),
+        CONFIG_FILE: lambda path: write_json(path, config),
+    })  # fmt: skip
     run.table, run.split = table, split
