@@ -912,3 +912,30 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_old_file_stays(tmp_path
     with pytest.raises(HardmineError, match=r"cannot write .*model\.pt \(\d+ MiB free on its disk"):
         save_state(target, {"w": 1})
     assert target.read_bytes() == b"the earlier model" and not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.parametrize("planted", [".important", ".git/HEAD", "diagram.png", "round-001/my_notes.txt",
+                                     "label/keep.txt", "reference/keep.txt", "round-777/data.csv",
+                                     "round-000/gallery/thumbs/notes.jpg"])  # fmt: skip
+def test_attack_overwrite_never_deletes_what_hardmine_did_not_write(finished_run, demo_dir, tmp_path, planted):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / planted).parent.mkdir(parents=True, exist_ok=True)
+    (run / planted).write_text("the user's")
+    before = _tree(run)
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "0", *FAST, "--epochs", "3", "--overwrite"]
+    result = runner.invoke(app, args)
+    _assert_one_line_error(result, "--overwrite would delete", planted)
+    assert _tree(run) == before
+
+
+def test_overwrite_replaces_a_run_holding_only_what_hardmine_wrote(finished_run, demo_dir, tmp_path):
+    from hardmine.record.layout import foreign_entries
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    assert foreign_entries(run) == []  # every file of a finished run (reference, galleries, plots) is known
+    (run / "round-001" / ".scores.csv.a1b2c3d4.tmp").write_text("left by a kill")  # an atomic write's temporary
+    assert foreign_entries(run) == []
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "0", *FAST, "--epochs", "3", "--overwrite"]
+    assert runner.invoke(app, args).exit_code == 0 and not (run / "round-001").exists()

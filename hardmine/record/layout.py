@@ -108,17 +108,55 @@ def query_dir(root: str | os.PathLike, batch: int) -> Path:
 
 
 def foreign_entries(root: str | os.PathLike) -> list[str]:
-    """Names at the top of run folder ``root`` that hardmine does not write there (sorted).
+    """Files (and links) anywhere under run folder ``root`` that hardmine does not write there, as paths
+    relative to it, sorted.
 
-    ``--overwrite`` replaces a run only when this is empty: a folder holding anything else is not
-    hardmine's to delete.
+    ``--overwrite`` replaces a run only when this is empty: a folder holding anything else, at any depth
+    (a note in a round folder, a ``.git`` folder, a round folder of the user's own), is not hardmine's to
+    delete. What hardmine writes is the layout below, spelled here and checked by name.
     """
-    from hardmine.record.lock import LOCK_FILE
+    root = Path(root)
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        for name in files + [d for d in dirs if (here / d).is_symlink()]:
+            relative = (here / name).relative_to(root).as_posix()
+            if not _ours(relative):
+                found.append(relative)
+    return sorted(found)
 
-    ours = {CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
-            REFERENCE_DIR, AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, LABEL_DIR,
-            QUERIES_DIR, DISAGREEMENTS_FILE, DECISIONS_FILE, LEARNING_CURVE_PNG, UPDATE_JOURNAL, LOCK_FILE,
-            *(name + UPDATE_SUFFIX for name in RUN_FILES)}  # fmt: skip
-    return sorted(p.name for p in Path(root).iterdir()
-                  if p.name not in ours and not _ROUND_DIR.match(p.name) and p.suffix != ".png"
-                  and not p.name.startswith("."))  # fmt: skip
+
+def _ours(relative: str) -> bool:
+    """Whether a path relative to a run folder is one hardmine writes (a budget reference is a run folder)."""
+    if relative.startswith(REFERENCE_DIR + "/"):
+        return _ours(relative.removeprefix(REFERENCE_DIR + "/"))
+    folder, _, name = relative.rpartition("/")
+    temporary = _TMP.fullmatch(name)
+    if temporary:
+        return _ours(f"{folder}/{temporary['name']}".lstrip("/"))
+    return any(pattern.fullmatch(relative) for pattern in _OURS)
+
+
+def _names(*names: str) -> str:
+    return "|".join(re.escape(name) for name in names)
+
+
+# an atomic write's temporary beside its target, left by a kill: .NAME.RANDOM[SUFFIX].tmp (core.io.atomic_path)
+_TMP = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}(\.[a-z]+)?\.tmp")
+_PLOTS = r"(rounds|learning_curve|(roc|pr|confusion|scores)_[a-z]+)\.png"
+_FIT = (_names(MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, DYNAMICS_FILE, METRICS_FILE)
+        + r"|metrics_[a-z]+\.json|preds_[a-z]+\.csv")  # fmt: skip
+_ROUND = (_FIT + "|" + _names(SCORES_FILE, EMBEDDINGS_FILE, MINED_FILE, WEIGHTS_FILE, MINING_FILE, SCORING_FILE)
+          + r"|(scores|mined)\.parquet|features_[a-z]+\.npy|" + _PLOTS)  # fmt: skip
+_PAGE = r"index\.html|thumbs/[0-9a-f]{6,16}\.jpg"  # a gallery's or a labeling page's page and thumbnails
+_OURS = [re.compile(pattern) for pattern in (
+    "(" + _names(CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
+                 AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, DISAGREEMENTS_FILE,
+                 DECISIONS_FILE, UPDATE_JOURNAL, ".hardmine.lock", *(n + UPDATE_SUFFIX for n in RUN_FILES))
+    + "|" + _PLOTS + ")",
+    rf"round-\d{{3}}/({_ROUND})",
+    rf"round-\d{{3}}/{GALLERY_DIR}/({_PAGE}|hardest\.png)",
+    rf"round-\d{{3}}/{OOF_DIR}/(settings\.json|fold-\d+/({_FIT}))",
+    rf"{LABEL_DIR}/({_PAGE})",
+    rf"{QUERIES_DIR}/\d{{3}}/({_names(QUERY_FILE, QUERY_INFO)}|{LABEL_DIR}/({_PAGE}))",
+)]  # fmt: skip
