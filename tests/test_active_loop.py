@@ -349,3 +349,24 @@ def test_a_kill_inside_labels_run_file_update_leaves_the_run_before_or_after_nev
     result = runner.invoke(app, ["label", str(run_dir), str(loop / "answers.csv")])  # again: the same end
     assert result.exit_code == 0, result.output
     assert int((Run.open(run_dir).split == "train").sum()) == train_before + len(_answers(loop)) - 1
+
+
+def test_pool_ids_are_normalised_once_and_a_blank_one_is_refused_by_row(demo_dir, tmp_path):
+    from hardmine.core.errors import DataError
+    from hardmine.data.pool import load_pool
+
+    images = sorted((demo_dir / "HAM10000_images_part_1").glob("*.jpg"))[:3]
+    (tmp_path / "pool").mkdir()
+    for i, image in enumerate(images):
+        shutil.copy(image, tmp_path / "pool" / f"p{i}.jpg")
+    frame = pd.DataFrame({"path": ["p0.jpg", "p1.jpg", "p2.jpg"], "id": ["  spaced  ", "'=guarded", "plain"],
+                          "group": ["L1", " ", "L1"]})  # fmt: skip
+    frame.to_csv(tmp_path / "pool" / "pool.csv", index=False)
+    with pytest.warns(UserWarning, match="1 image\\(s\\) without a lesion \\(first: =guarded\\)"):
+        pool = load_pool(tmp_path / "pool" / "pool.csv")
+    assert pool["id"].tolist() == ["spaced", "=guarded", "plain"]  # as `label` reads the page's download
+    assert pool["group"].tolist() == ["L1", "=guarded", "L1"]
+    frame.loc[2, "id"] = "   "
+    frame.to_csv(tmp_path / "pool" / "pool.csv", index=False)
+    with pytest.raises(DataError, match="pool.csv row 4: the image id is blank"):
+        load_pool(tmp_path / "pool" / "pool.csv")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hardmine.core.errors import DataError
+from hardmine.core.errors import DataError, warn
+from hardmine.core.io import unguard_formula
 from hardmine.data.images import (
     IMAGE_SUFFIXES,
     csv_paths,
@@ -59,6 +60,7 @@ def load_pool(
     else:
         raise DataError(f"--pool {path}: expected a folder of images ({', '.join(IMAGE_SUFFIXES)}) or a CSV with a "
                         "path column")  # fmt: skip
+    pool = _normalised(pool, path)
     asked = pool["id"].isin(answered or set())
     pool = pool[~asked]
     duplicated = pool["id"][pool["id"].duplicated()]
@@ -72,6 +74,24 @@ def load_pool(
     pool = pool.reset_index(drop=True)
     pool.attrs["answered"] = int(asked.sum())
     return pool
+
+
+def _normalised(pool: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """Ids and lesions as every later command reads them, made once here: spaces around them dropped, a
+    spreadsheet's formula guard (a leading ``'`` before ``= + - @``) undone; a blank id is refused naming its
+    row, a blank lesion becomes the image's own (with a warning)."""
+    ids = pool["id"].astype(str).str.strip().map(unguard_formula)
+    groups = pool["group"].astype(str).str.strip().map(unguard_formula)
+    blank = ids == ""
+    if blank.any():
+        raise DataError(f"--pool {source} row {int(blank.to_numpy().argmax()) + 2}: the image id is blank; give every "
+                        "pool image an id (or leave the id column out: ids are then the file names)")  # fmt: skip
+    lone = groups == ""
+    if lone.any():
+        warn(f"--pool {source}: {int(lone.sum())} image(s) without a lesion (first: {ids[lone].iloc[0]}) are each "
+             "their own lesion")  # fmt: skip
+        groups = groups.where(~lone, ids)
+    return pool.assign(id=ids, group=groups)
 
 
 def copies_of_labeled(pool: pd.DataFrame, labeled: pd.DataFrame) -> pd.Series:
