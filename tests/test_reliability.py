@@ -476,6 +476,8 @@ BAD_INPUTS = {
                                                 ["nope.pt not found"]),
     "budget without a pool": (_round("--budget", "5"), ["--budget applies to queries of a pool: give --pool too"]),
     "method without a pool": (_round("--method", "random"), ["--method applies to queries of a pool"]),
+    "oracle error without an oracle": (_round("--pool", "{tmp}", "--oracle-error", "0.1"),
+                                       ["--oracle-error applies to a simulated oracle's answers"]),
     "a pool folder that is not there": (_round("--pool", "{tmp}/nope"), ["--pool", "nope", "expected a folder"]),
     "a pool of byte copies of labeled images": (_pool_of_copies, ["every one of its 3 image(s) is a byte copy",
                                                                   "new_0 = "]),
@@ -883,6 +885,11 @@ def test_an_option_that_does_nothing_is_said(demo_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert "--round-epochs and --round-lr do nothing with --strategy head" in result.stderr
     assert "--suspicion-threshold does nothing with --quarantine none" in result.stderr
+    from hardmine.record.config import RunConfig
+
+    config = RunConfig()
+    config.data.split_from, config.data.split_seed = "earlier", 3
+    assert any("--split-seed does nothing with --split-from" in m for m in config.unused_options())
 
 
 

@@ -168,6 +168,8 @@ def round_cmd(
         if given:
             raise HardmineError(f"{given[0]} applies to queries of a pool: give --pool too (answers already added "
                                 "with `hardmine label` are trained on without it)")  # fmt: skip
+    if oracle is None and oracle_error:
+        raise HardmineError("--oracle-error applies to a simulated oracle's answers: give --oracle COLUMN too")
     if n is None:
         n = 0 if pool is not None and oracle is None else 3
     budget = 50 if budget is None else budget

@@ -284,6 +284,8 @@ class RunConfig:
             unused.append("--round-epochs and --round-lr do nothing with --strategy head (it trains no epochs)")
         if self.mining.quarantine != "suspicion" and self.mining.suspicion_threshold is not None:
             unused.append(f"--suspicion-threshold does nothing with --quarantine {self.mining.quarantine}")
+        if self.data.split_from is not None and self.data.split_seed != 0:
+            unused.append("--split-seed does nothing with --split-from (the earlier run's split is taken as it is)")
         return unused
 
     @classmethod
