@@ -476,6 +476,7 @@ BAD_INPUTS = {
                                                 ["nope.pt not found"]),
     "budget without a pool": (_round("--budget", "5"), ["--budget applies to queries of a pool: give --pool too"]),
     "method without a pool": (_round("--method", "random"), ["--method applies to queries of a pool"]),
+    "label reading a device": (_on_run(_unchanged, "label", "/dev/zero"), ["/dev/zero is not a regular file"]),
     "oracle error without an oracle": (_round("--pool", "{tmp}", "--oracle-error", "0.1"),
                                        ["--oracle-error applies to a simulated oracle's answers"]),
     "a pool folder that is not there": (_round("--pool", "{tmp}/nope"), ["--pool", "nope", "expected a folder"]),

@@ -196,8 +196,17 @@ def resolve_inside(root: Path, relative: str) -> Path:
     return candidate
 
 
+MAX_CSV_BYTES = 2**30  # a metadata, pool or answers table; more is not a CSV hardmine should read into memory
+
+
 def read_csv(path: Path) -> pd.DataFrame:
-    """A CSV as strings (no NA guessing); an unreadable one is one :class:`DataError` naming it."""
+    """A CSV as strings (no NA guessing); an unreadable one is one :class:`DataError` naming it, and so is
+    a path that is not a regular file (a device such as ``/dev/zero``, a pipe) or a file over 1 GiB."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise DataError(f"{path} is not a regular file; expected a CSV file")
+    if os.path.isfile(path) and os.path.getsize(path) > MAX_CSV_BYTES:
+        raise DataError(f"{path} holds {os.path.getsize(path)} bytes; a CSV hardmine reads is at most "
+                        f"{MAX_CSV_BYTES} bytes")  # fmt: skip
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001
