@@ -704,3 +704,15 @@ def test_attack_serve_never_sends_a_file_outside_the_recorded_data(mined_run, tm
         Manifest(run).rerecord_run_files()  # an edit recorded too: the path is still outside the data root
         status, body = get(f"/original/{samples['id'].iloc[0]}")
         assert status == 404 and b"not an image of the run" not in body
+
+
+def test_serve_answers_a_nul_byte_and_a_garbled_sample_table_in_one_line(mined_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(mined_run, run)
+    with _served(run) as base:
+        get = _getter(base)
+        assert get("/round-001/%00index.html")[0] == 400
+        (run / "samples.csv").write_bytes(b"\xff\xfe garbage,\n\x00")
+        status, body = get("/original/anything")
+        assert status == 500 and b"Traceback" not in body
+        assert get("/round-001/gallery/index.html")[0] == 200  # the server still answers

@@ -73,6 +73,17 @@ class _RunFolderHandler(SimpleHTTPRequestHandler):
         if not self._loopback_host():
             self.send_error(403, "only loopback host names are served")
             return
+        if "\x00" in unquote(self.path):
+            self.send_error(400, "a NUL byte is not part of any path")
+            return
+        try:
+            self._get()
+        except ConnectionError:  # the browser went away: nothing to answer
+            return
+        except (HardmineError, OSError, ValueError, KeyError) as exc:  # a damaged run file: one line, no traceback
+            self.send_error(500, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+
+    def _get(self) -> None:
         if self.path.split("?", 1)[0] in ("", "/"):  # the run's address opens the gallery a user wants first
             folder = RunFolder(self.directory)
             page = folder.gallery_path(default_round(folder))
