@@ -947,3 +947,21 @@ def test_overwrite_replaces_a_run_holding_only_what_hardmine_wrote(finished_run,
     assert foreign_entries(run) == []
     args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "0", *FAST, "--epochs", "3", "--overwrite"]
     assert runner.invoke(app, args).exit_code == 0 and not (run / "round-001").exists()
+
+
+def test_attack_a_pickled_file_is_never_advised_to_be_loaded_unsafely(tmp_path):
+    import numpy as np
+    import torch
+
+    from hardmine.core.errors import HardmineError
+    from hardmine.core.io import load_array
+    from hardmine.engine.models import read_state_dict
+
+    torch.save({"model": {"w": torch.zeros(1)}, "payload": Path("not a tensor")}, tmp_path / "model.pt")
+    np.save(tmp_path / "embeddings.npy", np.array([object()], dtype=object), allow_pickle=True)
+    for read, name in ((read_state_dict, "model.pt"), (load_array, "embeddings.npy")):
+        with pytest.raises(HardmineError) as caught:
+            read(tmp_path / name)
+        message = str(caught.value)
+        assert name in message and "pickled Python objects, which hardmine never loads" in message
+        assert "weights_only" not in message and "allow_pickle" not in message and "trust" not in message

@@ -27,3 +27,15 @@ def warn(message: str) -> None:
     import warnings
 
     warnings.warn(message, HardmineWarning, stacklevel=2)
+
+
+def damage_reason(exc: BaseException, limit: int = 200) -> str:
+    """Why a file could not be read, in one line, for a message that names the file and what to do.
+
+    Never passes on a library's advice to load it unsafely: torch's "weights only load failed ... re-run with
+    weights_only=False" and numpy's "allow_pickle=False" say the file holds pickled Python objects, which
+    hardmine never loads (they can run code)."""
+    text = str(exc)
+    if "weights_only" in text or "Weights only load failed" in text or "allow_pickle" in text:
+        return "it holds pickled Python objects, which hardmine never loads (they can run code)"
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, damage_reason
 
 TMP_SUFFIX = ".tmp"
 
@@ -87,7 +87,7 @@ def load_array(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as exc:
-        raise HardmineError(f"{path} is damaged ({str(exc).splitlines()[0]}); `hardmine round --resume` on its "
+        raise HardmineError(f"{path} is damaged ({damage_reason(exc)}); `hardmine round --resume` on its "
                             "run redoes the step that wrote it") from None  # fmt: skip
 
 

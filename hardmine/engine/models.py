@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hardmine.core.errors import ModelError
+from hardmine.core.errors import ModelError, damage_reason
 
 
 class TinyCNN(nn.Module):
@@ -189,7 +189,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"cannot read weights file {path}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"cannot read weights file {path}: {damage_reason(exc)}") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

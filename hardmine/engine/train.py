@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from hardmine.core.curriculum import class_balance_weights
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, damage_reason
 from hardmine.core.io import atomic_path, write_bytes
 from hardmine.core.metrics import binary_metrics, softmax
 from hardmine.engine import distributed
@@ -342,7 +342,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
         if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
             raise ValueError("it holds no model state")
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for damaged or hostile files
-        raise HardmineError(f"{path} is damaged or not a hardmine checkpoint ({str(exc).splitlines()[0][:200]}); "
+        raise HardmineError(f"{path} is damaged or not a hardmine checkpoint ({damage_reason(exc)}); "
                             "delete it to restart this round's training from its first epoch") from None  # fmt: skip
     return ckpt
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, damage_reason
 from hardmine.core.io import atomic_path, load_array, read_json, write_csv, write_json, write_parquet_if_available
 from hardmine.core.metrics import binary_metrics, softmax
 from hardmine.core.mining import MiningConfig
@@ -259,7 +259,7 @@ def score_round(
             with np.load(dynamics_path, allow_pickle=False) as data:
                 loss, p_true = data["loss"], data["p_true"]
         except (ValueError, KeyError, OSError, EOFError) as exc:
-            raise HardmineError(f"{dynamics_path} is damaged ({str(exc).splitlines()[0][:120]}); "
+            raise HardmineError(f"{dynamics_path} is damaged ({damage_reason(exc, 120)}); "
                                 "`hardmine round --out RUN --resume` retrains its round") from None
         if loss.ndim == 2 and loss.shape == p_true.shape and loss.shape[1] == len(table):
             table = pd.concat([table, dynamics_scores(loss, p_true)], axis=1)
