@@ -476,6 +476,9 @@ BAD_INPUTS = {
                                                 ["nope.pt not found"]),
     "budget without a pool": (_round("--budget", "5"), ["--budget applies to queries of a pool: give --pool too"]),
     "method without a pool": (_round("--method", "random"), ["--method applies to queries of a pool"]),
+    "a JSON list as --config": (lambda s: (s.tmp / "list.json").write_text("[1, 2]") and
+                                ["round", "--config", str(s.tmp / "list.json"), "--out", str(s.tmp / "run")],
+                                ["list.json holds a JSON list; expected a run's config.json"]),
     "label reading a device": (_on_run(_unchanged, "label", "/dev/zero"), ["/dev/zero is not a regular file"]),
     "oracle error without an oracle": (_round("--pool", "{tmp}", "--oracle-error", "0.1"),
                                        ["--oracle-error applies to a simulated oracle's answers"]),

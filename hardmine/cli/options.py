@@ -242,7 +242,11 @@ def _saved_config(path: Path | None) -> RunConfig | None:
 
     if not path.is_file():
         raise HardmineError(f"--config {path} is not a file; expected a run's {CONFIG_FILE}")
-    return RunConfig.from_dict(read_json(path))
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise HardmineError(f"--config {path} holds a JSON {type(saved).__name__}; expected a run's {CONFIG_FILE} "
+                            "(an object of sections)")  # fmt: skip
+    return RunConfig.from_dict(saved)
 
 
 def _given_on_command_line(ctx: typer.Context | None) -> set[str]:
