@@ -383,6 +383,16 @@ def _pool_of_copies(s: Setting) -> list[str]:
     return ["query", str(run), "--pool", str(s.tmp / "pool.csv"), "--budget", "2"]
 
 
+def _config_with_seed(s: Setting) -> list[str]:
+    """A --config whose seed is 1e30 (an integer JSON holds, but no random generator takes)."""
+    from hardmine.record.config import RunConfig
+
+    config = RunConfig().to_dict()
+    config["train"]["seed"] = 10**30
+    (s.tmp / "seed.json").write_text(json.dumps(config))
+    return ["round", "--config", str(s.tmp / "seed.json"), "--data", str(s.demo), "--out", str(s.tmp / "run")]
+
+
 BAD_INPUTS = {
     "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
     "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
@@ -479,6 +489,15 @@ BAD_INPUTS = {
     "a JSON list as --config": (lambda s: (s.tmp / "list.json").write_text("[1, 2]") and
                                 ["round", "--config", str(s.tmp / "list.json"), "--out", str(s.tmp / "run")],
                                 ["list.json holds a JSON list; expected a run's config.json"]),
+    "a trillion epochs": (_train("--epochs", "1000000000000"), ["--epochs 1000000000000 is not valid; expected 1 to"]),
+    "a trillion freeze epochs": (_train("--freeze-epochs", "1000000000000"), ["--freeze-epochs", "expected 0 to"]),
+    "a trillion workers": (_train("--workers", "1000000000000"), ["--workers 1000000000000", "expected 0 to 1024"]),
+    "a trillion threads": (_train("--threads", "1000000000000"), ["--threads 1000000000000", "expected 1 to 4096"]),
+    "a trillion round epochs": (_round("--round-epochs", "1000000000000"), ["--round-epochs", "expected 1 to"]),
+    "a trillion out-of-fold epochs": (_round("--oof-epochs", "1000000000000"), ["--oof-epochs", "expected 1 to"]),
+    "a learning rate of 1e308": (_train("--lr", "1e308"), ["--lr 1e+308 is not valid", "up to 100"]),
+    "a round learning rate of 1e308": (_round("--round-lr", "1e308"), ["--round-lr 1e+308", "up to 100"]),
+    "a seed of 1e30 in a config": (_config_with_seed, ["--seed", "expected 0 to 4294967295"]),
     "label reading a device": (_on_run(_unchanged, "label", "/dev/zero"), ["/dev/zero is not a regular file"]),
     "oracle error without an oracle": (_round("--pool", "{tmp}", "--oracle-error", "0.1"),
                                        ["--oracle-error applies to a simulated oracle's answers"]),

@@ -49,11 +49,30 @@ def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
         raise HardmineError(f"{name}={value!r} is not valid; expected one of {', '.join(valid)}")
 
 
-def check_number(option: str, value: float, *, low: float = 0.0, above: bool = False) -> None:
-    """Raise :class:`HardmineError` unless ``value`` is a finite number >= ``low`` (> ``low`` with ``above``)."""
+def check_number(option: str, value: float, *, low: float = 0.0, above: bool = False, high: float = math.inf) -> None:
+    """Raise :class:`HardmineError` unless ``value`` is a finite number >= ``low`` (> ``low`` with ``above``)
+    and at most ``high``."""
     ok = math.isfinite(value) and (value > low if above else value >= low)
     if not ok:
         raise HardmineError(f"{option} {value} is not valid; expected a finite number {'>' if above else '>='} {low:g}")
+    if value > high:
+        raise HardmineError(f"{option} {value} is not valid; expected a value up to {high:g}")
+
+
+# upper bounds of counts and rates: far above any sensible run, low enough that a typo (1e12 epochs, an lr of
+# 1e308) is one line instead of a crash or a run that never ends
+MAX_EPOCHS = 100_000
+MAX_WORKERS = 1024
+MAX_THREADS = 4096
+MAX_BATCH = 1 << 20
+MAX_SEED = 2**32 - 1  # what numpy and torch both take
+MAX_LR = 100.0
+
+
+def check_count(option: str, value: int, low: int, high: int) -> None:
+    """Raise :class:`HardmineError` unless ``low <= value <= high``, naming both bounds."""
+    if not low <= value <= high:
+        raise HardmineError(f"{option} {value} is not valid; expected {low} to {high}")
 
 
 def check_device(name: str) -> None:
@@ -82,7 +101,7 @@ class DataConfig:
         split = np.asarray(self.split, dtype=float)
         if split.shape != (3,) or (split < 0).any() or abs(split.sum() - 1) > 1e-6:
             raise HardmineError(f"split fractions {list(self.split)} must be three values summing to 1")
-        check_number("--split-seed", self.split_seed)
+        check_count("--split-seed", self.split_seed, 0, MAX_SEED)
         if self.split_from is not None and not (Path(self.split_from) / SPLIT_FILE).is_file():
             raise HardmineError(f"--split-from {self.split_from} holds no {SPLIT_FILE}; expected an earlier run's "
                                 "folder")  # fmt: skip
@@ -128,27 +147,24 @@ class TrainConfig:
         for name, valid in choices.items():
             check_choice(name, getattr(self, name), valid)
         check_choice("augment", self.augment, AUGMENTS)
-        if self.epochs < 1:
-            raise HardmineError(f"--epochs {self.epochs} is not valid; expected 1 or more")
-        if self.freeze_epochs < 0:
-            raise HardmineError(f"--freeze-epochs {self.freeze_epochs} is not valid; expected 0 or more")
-        if self.batch_size < 1:
-            raise HardmineError(f"--batch-size {self.batch_size} is not valid; expected 1 or more")
-        check_number("--lr", self.lr, above=True)
+        check_count("--epochs", self.epochs, 1, MAX_EPOCHS)
+        check_count("--freeze-epochs", self.freeze_epochs, 0, MAX_EPOCHS)
+        check_count("--batch-size", self.batch_size, 1, MAX_BATCH)
+        check_number("--lr", self.lr, above=True, high=MAX_LR)
         check_number("--weight-decay", self.weight_decay)
         check_number("--focal-gamma", self.focal_gamma)
-        check_number("--seed", self.seed)
+        check_count("--seed", self.seed, 0, MAX_SEED)
         self._validate_model()
         smallest = MIN_IMAGE_SIZE["tiny" if self.model == "tiny" else "other"]
         if not smallest <= self.image_size <= MAX_IMAGE_SIZE:
             raise HardmineError(f"--image-size {self.image_size} is not valid for model {self.model}; expected "
                                 f"{smallest} to {MAX_IMAGE_SIZE} pixels")  # fmt: skip
         check_device(self.device)
-        if self.num_workers is not None and self.num_workers < 0:
-            raise HardmineError(f"--workers {self.num_workers} is not valid; expected 0 or more")
+        if self.num_workers is not None:
+            check_count("--workers", self.num_workers, 0, MAX_WORKERS)
         check_choice("precision", self.precision, PRECISIONS)
-        if self.threads is not None and self.threads < 1:
-            raise HardmineError(f"--threads {self.threads} is not valid; expected 1 or more")
+        if self.threads is not None:
+            check_count("--threads", self.threads, 1, MAX_THREADS)
 
     def _validate_model(self) -> None:
         if self.weights == "imagenet" and self.model == "tiny":
@@ -196,8 +212,8 @@ class ScoringConfig:
         check_choice("embedding dtype", self.embedding_dtype, ("float32", "float16"))
         if self.trains_networks() and self.oof_folds < 2:
             raise HardmineError(f"--oof needs at least 2 folds; got {self.oof_folds}")
-        if self.oof_epochs is not None and self.oof_epochs < 1:
-            raise HardmineError(f"--oof-epochs must be at least 1; got {self.oof_epochs}")
+        if self.oof_epochs is not None:
+            check_count("--oof-epochs", self.oof_epochs, 1, MAX_EPOCHS)
         if not 0 < self.audit_sim <= 1:
             raise HardmineError(f"--audit-sim {self.audit_sim} is not valid; expected a cosine similarity in (0, 1]")
 
@@ -228,10 +244,10 @@ class RoundsConfig:
         check_choice("--strategy", self.strategy, tuple(STRATEGIES))
         check_choice("--update", self.update, tuple(UPDATES))
         check_choice("--select-by", self.select_by, SELECT_BY)
-        if self.round_epochs is not None and self.round_epochs < 1:
-            raise HardmineError(f"--round-epochs must be at least 1; got {self.round_epochs}")
+        if self.round_epochs is not None:
+            check_count("--round-epochs", self.round_epochs, 1, MAX_EPOCHS)
         if self.round_lr is not None:
-            check_number("--round-lr", self.round_lr, above=True)
+            check_number("--round-lr", self.round_lr, above=True, high=MAX_LR)
         check_number("--guard-tol", self.guard_tol)
 
     def epochs_per_round(self, train_epochs: int) -> int:
