@@ -987,3 +987,23 @@ def test_attack_a_pickled_file_is_never_advised_to_be_loaded_unsafely(tmp_path):
         message = str(caught.value)
         assert name in message and "pickled Python objects, which hardmine never loads" in message
         assert "weights_only" not in message and "allow_pickle" not in message and "trust" not in message
+
+
+def test_a_run_killed_during_creation_is_made_again(demo_dir, tmp_path):
+    run = tmp_path / "run"
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "0", *FAST]
+    assert runner.invoke(app, args).exit_code == 0
+    samples = (run / "samples.csv").read_bytes()
+    shutil.rmtree(run)
+    run.mkdir()
+    (run / "samples.csv").write_bytes(samples)  # killed after the sample table, before config.json
+    (run / ".split.csv.a1b2c3d4.tmp").write_text("half")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "whose creation was interrupted" in result.output and (run / "config.json").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "samples.csv").write_text("not hardmine's, beside a note")
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    result = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(tmp_path / "mine"), "--n", "0", *FAST])
+    assert result.exit_code == 2 and "is not a hardmine run directory" in result.output
+    assert (tmp_path / "mine" / "samples.csv").read_text() == "not hardmine's, beside a note"

@@ -76,6 +76,13 @@ def _check_replaceable(root: Path, config: dict) -> None:
 SMALL_VALIDATION = 20  # positive lesions below which validation choices (threshold, epoch, round) are noise
 
 
+def _only_begun(root: Path, entries: list[Path]) -> bool:
+    """Whether ``entries`` of a folder without ``config.json`` are only what creating a run writes before it
+    (the sample table, the split, their atomic temporaries): a creation that was killed."""
+    return (not foreign_entries(root) and all(p.is_file() and not p.is_symlink() for p in entries)
+            and {p.name for p in entries if not p.name.startswith(".")} <= {SAMPLES_FILE, SPLIT_FILE})  # fmt: skip
+
+
 def _warn_small_validation(table: pd.DataFrame, split: pd.Series) -> None:
     """Say so when the validation split holds few positive lesions: everything chosen on it is then noise."""
     val = table[(split == "val").to_numpy()]
@@ -153,7 +160,14 @@ class Run(RunFolder):
             if overwrite:
                 _check_replaceable(root, existing)
         elif root.exists() and any(p.name != LOCK_FILE for p in root.iterdir()):
-            raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
+            begun = [p for p in root.iterdir() if p.name != LOCK_FILE]
+            if not _only_begun(root, begun):
+                raise HardmineError(f"{root} exists and is not a hardmine run directory; choose another --out")
+            # a creation killed before config.json: what it wrote is made again from the data as it was
+            names = ", ".join(p.name for p in begun)
+            warn(f"{root} holds the start of a run whose creation was interrupted ({names}); making it again")
+            for path in begun:
+                path.unlink()
         data = config.data
         folder = data_root(data.data)
         if root.resolve().is_relative_to(folder.resolve()):
