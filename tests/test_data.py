@@ -329,3 +329,19 @@ def test_a_data_source_is_one_file_and_one_registry_line(tmp_path, monkeypatch):
     assert report.source == "isic2020" and report.positive == ["1"] and report.negative == ["0"]
     assert table["label"].sum() == 4 and table["group"].nunique() == 6  # patients keep their images together
     assert table["id"].str.startswith("ISIC_").all() and table["path"].map(os.path.isfile).all()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: s.assign(split=["train", "val", "test", "test"]), "lesion 'L1' is in more than one split"),
+    (lambda s: s.assign(split=["train", "train", "foo", "test"]), "unknown split value(s) foo; expected train"),
+    (lambda s: pd.concat([s, s.iloc[[0]]]), "sample 'a' is listed more than once"),
+])  # fmt: skip
+def test_a_hand_edited_split_is_refused_before_anything_trains(tmp_path, edit, message):
+    from hardmine.core.errors import DataError
+    from hardmine.data.splits import make_or_load_split
+
+    table = pd.DataFrame({"id": ["a", "b", "c", "d"], "group": ["L0", "L1", "L1", "L2"], "label": [1, 0, 0, 1]})
+    split = pd.DataFrame({"id": table["id"], "group": table["group"], "split": ["train", "val", "val", "test"]})
+    edit(split).to_csv(tmp_path / "split.csv", index=False)
+    with pytest.raises(DataError, match=re.escape(message)):
+        make_or_load_split(table, tmp_path / "split.csv")

@@ -36,6 +36,9 @@ def make_or_load_split(
     if path.exists():
         saved = read_csv(path)
         require_columns(saved, ("id", "group", "split"), path)
+        twice = saved["id"][saved["id"].duplicated()]
+        if len(twice):
+            raise DataError(f"{path}: sample {twice.iloc[0]!r} is listed more than once; one split per image")
         lookup = dict(zip(saved["id"], saved["split"], strict=True))
         split = table["id"].map(lookup)
         if split.isna().any():
@@ -46,7 +49,11 @@ def make_or_load_split(
             )
         bad = sorted(set(split) - set(SPLITS))
         if bad:
-            raise DataError(f"{path}: unknown split value(s) {', '.join(bad)}")
+            raise DataError(f"{path}: unknown split value(s) {', '.join(bad)}; expected {', '.join(SPLITS)}")
+        spread = pd.DataFrame({"group": table["group"], "split": split}).groupby("group")["split"].nunique()
+        if (spread > 1).any():
+            raise DataError(f"{path}: lesion {spread.index[spread > 1][0]!r} is in more than one split; a lesion's "
+                            "images share one split (restore the file, or start again in another --out)")  # fmt: skip
         return split.rename("split")
     split = planned if planned is not None else make_split(table, fractions, seed, split_from)
     write_csv(path, pd.DataFrame({"id": table["id"], "group": table["group"], "split": split}))
