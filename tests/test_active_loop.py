@@ -370,3 +370,21 @@ def test_pool_ids_are_normalised_once_and_a_blank_one_is_refused_by_row(demo_dir
     frame.to_csv(tmp_path / "pool" / "pool.csv", index=False)
     with pytest.raises(DataError, match="pool.csv row 4: the image id is blank"):
         load_pool(tmp_path / "pool" / "pool.csv")
+
+
+def test_label_refuses_an_answer_against_a_lesion_the_run_already_holds(loop):
+    run = Run.open(loop / "run")
+    train = run.table[(run.split == "train").to_numpy()]
+    query = pd.read_csv(loop / "run" / "queries" / "001" / "query.csv", dtype=str, keep_default_na=False)
+    nevus = train[train["label"] == 0].iloc[0]
+    query.loc[0, "group"] = nevus["group"]  # a pool image said to be of a training nevus lesion
+    for name in ("query.csv", "queries/001/query.csv"):
+        query.to_csv(loop / "run" / name, index=False)
+    answers = _answers(loop, unsure=0)
+    answers.loc[answers["image_id"] == query.loc[0, "id"], "label"] = "mel"
+    answers.to_csv(loop / "answers.csv", index=False)
+    before = (loop / "run" / "samples.csv").read_bytes()
+    result = runner.invoke(app, ["label", str(loop / "run"), str(loop / "answers.csv")])
+    assert result.exit_code == 2, result.output
+    assert f"lesion {nevus['group']!r} is labeled nv in the run" in " ".join(result.output.split())
+    assert (loop / "run" / "samples.csv").read_bytes() == before

@@ -98,7 +98,27 @@ def read_answers_csv(path: str | os.PathLike, run: Run) -> pd.DataFrame:
                           .itertuples(index=False))  # fmt: skip
         raise DataError(f"{path}: lesion {lesion!r} is answered with both classes: {shown}; one lesion has one "
                         "diagnosis (answer unsure where it is not clear)")  # fmt: skip
-    return answers.assign(label=np.where(positive, 1, 0))
+    answers = answers.assign(label=np.where(positive, 1, 0))
+    _check_known_lesions(answers[answers["answer"] != UNSURE], run, path)
+    return answers
+
+
+def _check_known_lesions(answers: pd.DataFrame, run: Run, path: Path) -> None:
+    """An answered image of a lesion the run already holds must agree with that lesion's label and join it in
+    the training split: a lesion has one diagnosis, and never spans two splits."""
+    known = run.table.assign(split=run.split.to_numpy()).drop_duplicates("group").set_index("group")
+    for image_id, group, label in zip(answers["image_id"], answers["group"], answers["label"], strict=True):
+        if group not in known.index:
+            continue
+        held = known.at[group, "split"]
+        if held != "train":
+            raise DataError(f"{path}: {image_id} belongs to lesion {group!r}, which is in the run's {held} split; "
+                            "an answer joins the training split, and a lesion never spans two (answer unsure)")
+        if int(known.at[group, "label"]) != int(label):
+            side = "positive" if label == 1 else "negative"
+            raise DataError(f"{path}: {image_id} is answered {side}, but its lesion "
+                            f"{group!r} is labeled {known.at[group, 'class_name']} in the run; one lesion has one "
+                            "diagnosis (answer unsure, or relabel the lesion through the gallery)")  # fmt: skip
 
 
 def asked_images(run: Run) -> pd.DataFrame:
