@@ -388,3 +388,18 @@ def test_label_refuses_an_answer_against_a_lesion_the_run_already_holds(loop):
     assert result.exit_code == 2, result.output
     assert f"lesion {nevus['group']!r} is labeled nv in the run" in " ".join(result.output.split())
     assert (loop / "run" / "samples.csv").read_bytes() == before
+
+
+def test_attack_label_never_writes_through_a_linked_answers_folder_nor_beside_moved_data(loop, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (loop / "demo" / "hardmine-answers").symlink_to(elsewhere, target_is_directory=True)
+    _answers(loop).to_csv(loop / "answers.csv", index=False)
+    result = runner.invoke(app, ["label", str(loop / "run"), str(loop / "answers.csv")])
+    assert result.exit_code == 2 and "is a link out of the data folder" in result.output
+    assert list(elsewhere.iterdir()) == []
+    (loop / "demo" / "hardmine-answers").unlink()
+    (loop / "demo").rename(loop / "moved")
+    result = runner.invoke(app, ["label", str(loop / "run"), str(loop / "answers.csv")])
+    assert result.exit_code == 2 and "is not there (moved or deleted?)" in " ".join(result.output.split())
+    assert not (loop / "hardmine-answers").exists()  # nothing written into the parent folder

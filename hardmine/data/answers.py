@@ -73,7 +73,14 @@ def record_answers(data: str | os.PathLike, answers: pd.DataFrame, run: str) -> 
     the previous manifest intact. An answer already recorded with the same value is not repeated;
     one recorded with another value raises :class:`DataError`. Returns the rows added.
     """
+    if not Path(data).exists():  # else a moved folder would read as a manifest CSV in its parent
+        raise DataError(f"the data {data} is not there (moved or deleted?); the answers are kept beside the data "
+                        "the run was made on")  # fmt: skip
     folder = answers_folder(data)
+    root = data_root(data)
+    if folder.is_symlink() or (folder.exists() and not folder.resolve().is_relative_to(root.resolve())):
+        raise DataError(f"{folder} is a link out of the data folder {root}; the answers are kept inside it: make "
+                        "it a plain folder")  # fmt: skip
     with held(folder / ANSWERS_LOCK):  # two `label`s on runs of one data set: each merges into the other's store
         return _record_answers(folder, answers, run)
 
