@@ -393,6 +393,15 @@ def _config_with_seed(s: Setting) -> list[str]:
     return ["round", "--config", str(s.tmp / "seed.json"), "--data", str(s.demo), "--out", str(s.tmp / "run")]
 
 
+def _config_with_train_key(s: Setting) -> list[str]:
+    from hardmine.record.config import RunConfig
+
+    config = RunConfig().to_dict()
+    config["train"]["epochz"] = 3  # misspelt: never silently dropped
+    (s.tmp / "typo.json").write_text(json.dumps(config))
+    return ["round", "--config", str(s.tmp / "typo.json"), "--data", str(s.demo), "--out", str(s.tmp / "run")]
+
+
 BAD_INPUTS = {
     "image size too small for the model": (_train("--image-size", "8"), ["--image-size 8", "16 to"]),
     "negative image size": (_train("--image-size", "-5"), ["--image-size -5"]),
@@ -498,6 +507,8 @@ BAD_INPUTS = {
     "a learning rate of 1e308": (_train("--lr", "1e308"), ["--lr 1e+308 is not valid", "up to 100"]),
     "a round learning rate of 1e308": (_round("--round-lr", "1e308"), ["--round-lr 1e+308", "up to 100"]),
     "a seed of 1e30 in a config": (_config_with_seed, ["--seed", "expected 0 to 4294967295"]),
+    "an unknown key in --config's train section": (_config_with_train_key, ["train.epochz is not an option",
+                                                                             "expected one of"]),
     "label reading a device": (_on_run(_unchanged, "label", "/dev/zero"), ["/dev/zero is not a regular file"]),
     "oracle error without an oracle": (_round("--pool", "{tmp}", "--oracle-error", "0.1"),
                                        ["--oracle-error applies to a simulated oracle's answers"]),

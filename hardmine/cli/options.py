@@ -246,6 +246,14 @@ def _saved_config(path: Path | None) -> RunConfig | None:
     if not isinstance(saved, dict):
         raise HardmineError(f"--config {path} holds a JSON {type(saved).__name__}; expected a run's {CONFIG_FILE} "
                             "(an object of sections)")  # fmt: skip
+    from dataclasses import fields
+
+    for name, kind in SECTIONS.items():  # a misspelt option would otherwise be dropped without a word
+        section = saved.get(name) or {}
+        unknown = sorted(set(section) - {f.name for f in fields(kind)}) if isinstance(section, dict) else []
+        if unknown:
+            raise HardmineError(f"--config {path}: {name}.{unknown[0]} is not an option of hardmine's {name} "
+                                f"section; expected one of {', '.join(f.name for f in fields(kind))}")  # fmt: skip
     return RunConfig.from_dict(saved)
 
 
