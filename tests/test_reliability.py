@@ -322,7 +322,25 @@ def _report(**fields):
 
 
 def _round_0_handed_back_then(edit):
-    return lambda run: (_report(best_round=0, returned="round")(run), edit(run))
+    """A run whose report hands back round 0 (re-recorded, as if its rounds had gone that way), then ``edit``."""
+    from hardmine.record.manifest import Manifest
+
+    def apply(run: Path) -> None:
+        _report(best_round=0, returned="round")(run)
+        Manifest(run).refresh([run / "report.json"])
+        edit(run)
+
+    return apply
+
+
+def _edit_threshold(run: Path) -> None:
+    """round 0's threshold changed by one digit: a same-size edit only a checksum finds."""
+    path = run / "round-000" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    text = path.read_text()
+    old = repr(metrics["threshold"])
+    digit = old[-1]
+    path.write_text(text.replace(old, old[:-1] + ("1" if digit != "1" else "2"), 1))
 
 
 def _garble_model(run: Path) -> None:
@@ -472,7 +490,9 @@ BAD_INPUTS = {
                                                      "{tmp}/p.csv"), ["config.json is damaged"]),
     "predict out naming a folder": (_on_run(_unchanged, "predict", "{image}", "--out", "{tmp}"), ["is a folder"]),
     "report best round not a number": (_on_run(_report(best_round="abc", returned="round"), "predict", "{image}",
-                                               "--out", "{tmp}/p.csv"), ["report.json is damaged (best_round 'abc')"]),
+                                               "--out", "{tmp}/p.csv"), ["report.json is damaged (", "--resume"]),
+    "predict with an edited threshold": (_on_run(_round_0_handed_back_then(_edit_threshold), "predict", "{image}",
+                                                 "--out", "{tmp}/p.csv"), ["metrics.json is damaged (contents differ"]),
     "report not an object": (_on_run(lambda run: (run / "report.json").write_text("[]"), "predict", "{image}",
                                      "--out", "{tmp}/p.csv"), ["report.json is damaged (holds list"]),
     "config image size not a number": (_on_run(_config_edit(lambda c: c["train"].update(image_size="big")),

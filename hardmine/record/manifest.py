@@ -22,6 +22,7 @@ from hardmine.record.layout import (
     CHECKED_SUFFIXES,
     CHECKPOINT_FILE,
     MANIFEST_FILE,
+    REPORT_FILE,
     RUN_FILES,
     STEPS,
     UNCHECKED,
@@ -120,7 +121,8 @@ class Manifest:
             path = self.root / name
             if name not in self.files and path.is_file():
                 self.files[name] = _file_record(path, None)
-        for path in sorted(self.root.glob("round-[0-9][0-9][0-9]/*")):
+        report = [self.root / REPORT_FILE] if (self.root / REPORT_FILE).is_file() else []
+        for path in sorted(self.root.glob("round-[0-9][0-9][0-9]/*")) + report:  # the report chose the model
             if not _checked(path):
                 continue
             rel = path.relative_to(self.root).as_posix()

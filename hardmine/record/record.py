@@ -177,10 +177,12 @@ class RunFolder:
         path = self.model_path(r)
         manifest = Manifest(self.root)
         manifest.check_run_files()
-        name = path.relative_to(self.root).as_posix()
-        problem = manifest.damage(name) if name in manifest.files else None
-        if problem:
-            raise HardmineError(f"{path} is damaged ({problem}); `hardmine round --out RUN --resume` retrains it")
+        for checked in (path, self.metrics_path(r)):  # the model, and the threshold it decides at
+            name = checked.relative_to(self.root).as_posix()
+            problem = manifest.damage(name) if name in manifest.files else None
+            if problem:
+                raise HardmineError(f"{checked} is damaged ({problem}); `hardmine round --out RUN --resume` redoes "
+                                    "its round")  # fmt: skip
         return path
 
     def dynamics_path(self, r: int) -> Path:
@@ -378,6 +380,12 @@ class RunFolder:
         """The model the run hands back, as (folder, round): the budget reference when ``report.json``
         says no round beat it on validation, else the best round on validation."""
         report = self.report() if (self.root / REPORT_FILE).exists() else {}
+        if report:  # which model the report hands back: only as recorded (an edited best round is refused)
+            manifest = Manifest(self.root)
+            problem = manifest.damage(REPORT_FILE) if REPORT_FILE in manifest.files else None
+            if problem:
+                raise HardmineError(f"{self.root / REPORT_FILE} is damaged ({problem}); `hardmine round --out RUN "
+                                    "--resume` writes it again")  # fmt: skip
         reference = self.reference() if report.get("returned") == "reference" else None
         if reference is not None:
             return reference, 0
