@@ -194,12 +194,18 @@ def report(results: dict[str, list[dict]], default: str) -> None:
     def test_aubc(r: dict, rows: np.ndarray) -> float:
         return aubc(curve_on(r, rows))
 
-    print("\nAUBC of sens@spec90 (mean over seeds): val / test; paired test AUBC differences against random under "
-          f"the same update and against {default}")  # fmt: skip
-    for spec in specs:
-        others = [o for o in dict.fromkeys(("random:" + spec.split(":")[1], default)) if o in results and o != spec]
-        against = [f"vs {o}: {shown(*paired_bootstrap(results[spec], results[o], test_aubc))}" for o in others]
-        print(f"  {spec:28s} {mean_aubc(spec, 'val'):.3f} / {mean_aubc(spec, 'test'):.3f}   {'; '.join(against)}")
+    for metric in ("sens_at_spec90", "auprc"):
+        def on_test(r: dict, rows: np.ndarray, metric: str = metric) -> float:
+            return aubc(curve_on(r, rows, "test", metric))
+
+        print(f"\nAUBC of {metric} (mean over seeds): val / test; paired test AUBC differences against random "
+              f"under the same update and against {default}")  # fmt: skip
+        for spec in specs:
+            others = [o for o in dict.fromkeys(("random:" + spec.split(":")[1], default)) if o in results and o != spec]
+            against = [f"vs {o}: {shown(*paired_bootstrap(results[spec], results[o], on_test))}" for o in others]
+            val = np.mean([aubc(curve_on(r, None, "val", metric)) for r in results[spec]])
+            test = np.mean([aubc(curve_on(r, None, "test", metric)) for r in results[spec]])
+            print(f"  {spec:28s} {val:.3f} / {test:.3f}   {'; '.join(against)}")
     if default in results:
         update = default.split(":")[1]
         others = [s for s in specs if s != default and s.split(":")[1:] == [update] and not s.startswith("random:")]
