@@ -1,4 +1,8 @@
-"""Active learning on the demo data: which acquisition finds melanomas and raises test sens@spec90 per label.
+"""Active learning, cheap path (frozen backbone, head refits): which acquisition finds melanomas per label.
+
+The loop as shipped (each step trains the network on every answer) is ``bench_active.py``; this script
+keeps the earlier measurement of issue 23 reproducible (RESULTS.md, "Active learning: which acquisition
+saves labels").
 
 The cheap path of issue 23 (the one users with a frozen backbone take too): for
 each seed, a backbone is trained once on a small labeled seed set (natural
@@ -15,7 +19,7 @@ paired difference in sens@spec90 against random with a seeds-then-lesions
 bootstrap interval; then the labels each needed to reach random's final
 sens@spec90.
 
-    python benchmarks/bench_active.py --work /tmp/active --n 4000 --seeds 0 1 2 3 4
+    python benchmarks/bench_active_cheap.py --work /tmp/active --n 4000 --seeds 0 1 2 3 4
 
 ``--oracle-error`` also reports whether the label-suspicion triage quarantines the
 oracle's wrong answers; ``--retrain-at`` retrains a backbone on each method's
