@@ -236,6 +236,7 @@ def test_an_answer_id_never_names_a_place_outside_the_answers_folder(demo_dir, t
     image = next(demo_dir.glob("HAM10000_images_part_1/*.jpg"))
     hostile = pd.DataFrame({"image_id": ["../../escaped"], "source_path": [str(image)], "answer": ["mel"],
                             "group": ["g"]})  # fmt: skip
+    (tmp_path / "data").mkdir()
     with pytest.raises(DataError, match="would be kept outside"):
         record_answers(tmp_path / "data", hostile, "run")
     assert not list(tmp_path.rglob("escaped*"))
