@@ -184,8 +184,8 @@ def _check_asked_images(answers: pd.DataFrame, query: pd.DataFrame) -> None:
     was asked from (``query.json``'s pool) and decode, so an edited ``query.csv`` cannot bring another file into
     the labeled data."""
     for image_id, path in zip(answers["image_id"], answers["source_path"], strict=True):
-        pool = query.at[image_id, "pool"]
-        if pool and not Path(path).resolve().is_relative_to(data_root(pool).resolve()):
+        pool = query.at[image_id, "pool"]  # absolute since queries record it so (an older run's may be relative)
+        if pool and Path(pool).is_absolute() and not Path(path).resolve().is_relative_to(data_root(pool).resolve()):
             raise DataError(f"the query names {path} for {image_id}, outside the pool it was asked from ({pool}); "
                             "the query file was edited: ask again with `hardmine query`")  # fmt: skip
     bad = find_unreadable(answers["source_path"].tolist())
