@@ -163,7 +163,7 @@ def test_attack_overwrite_never_deletes_a_folder_that_is_not_a_run(demo_dir, tmp
         Run.create(looks, other, overwrite=True)
     Run.create(tmp_path / "r", _config(demo_dir))
     shutil.copytree(tmp_path / "r", looks, dirs_exist_ok=True)  # a run's files beside the user's
-    with pytest.raises(HardmineError, match="also holds notes.md, src that hardmine did not write"):
+    with pytest.raises(HardmineError, match="also holds notes.md, src/ that hardmine did not write"):
         Run.create(looks, _config(demo_dir), overwrite=True)
     assert (looks / "notes.md").read_text() == "mine" and (looks / "src").is_dir()
 

@@ -123,7 +123,19 @@ def foreign_entries(root: str | os.PathLike) -> list[str]:
             relative = (here / name).relative_to(root).as_posix()
             if not _ours(relative):
                 found.append(relative)
+        for name in [d for d in dirs if not (here / d).is_symlink()]:
+            relative = (here / name).relative_to(root).as_posix()
+            if not _our_folder(relative):  # a folder of the user's, empty or not, is named as a whole
+                found.append(relative + "/")
+                dirs.remove(name)
     return sorted(found)
+
+
+def _our_folder(relative: str) -> bool:
+    """Whether a folder relative to a run folder is one hardmine makes (a budget reference is a run folder)."""
+    if relative == REFERENCE_DIR or relative.startswith(REFERENCE_DIR + "/"):
+        return relative == REFERENCE_DIR or _our_folder(relative.removeprefix(REFERENCE_DIR + "/"))
+    return any(pattern.fullmatch(relative) for pattern in _OUR_FOLDERS)
 
 
 def _ours(relative: str) -> bool:
@@ -149,6 +161,10 @@ _FIT = (_names(MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, DYNAMICS_FILE, METRICS
 _ROUND = (_FIT + "|" + _names(SCORES_FILE, EMBEDDINGS_FILE, MINED_FILE, WEIGHTS_FILE, MINING_FILE, SCORING_FILE)
           + r"|(scores|mined)\.parquet|features_[a-z]+\.npy|" + _PLOTS)  # fmt: skip
 _PAGE = r"index\.html|thumbs/[0-9a-f]{6,16}\.jpg"  # a gallery's or a labeling page's page and thumbnails
+_OUR_FOLDERS = [re.compile(pattern) for pattern in (
+    r"round-\d{3}", rf"round-\d{{3}}/{GALLERY_DIR}(/thumbs)?", rf"round-\d{{3}}/{OOF_DIR}(/fold-\d+)?",
+    rf"{LABEL_DIR}(/thumbs)?", rf"{QUERIES_DIR}(/\d{{3}}(/{LABEL_DIR}(/thumbs)?)?)?",
+)]  # fmt: skip
 _OURS = [re.compile(pattern) for pattern in (
     "(" + _names(CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
                  AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, DISAGREEMENTS_FILE,

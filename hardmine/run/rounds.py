@@ -294,6 +294,7 @@ def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
         report["before"] = before_and_after(run, RunFolder(config.data.split_from), report)
     if distributed.is_main():
         write_json(run.root / REPORT_FILE, report)
+        Manifest(run.root).refresh([run.root / REPORT_FILE])  # once recorded, the record follows every rewrite
     distributed.barrier()
     return report
 
