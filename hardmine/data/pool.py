@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from hardmine.core.errors import DataError, warn
-from hardmine.core.io import unguard_formula
+from hardmine.core.io import file_digest, unguard_formula
 from hardmine.data.images import (
     IMAGE_SUFFIXES,
     csv_paths,
@@ -101,14 +101,8 @@ def copies_of_labeled(pool: pd.DataFrame, labeled: pd.DataFrame) -> pd.Series:
     Only files of a size some labeled file has are read and hashed (SHA-256), so a pool with no copies
     costs a ``stat`` per file.
     """
-    import hashlib
-
     def size(path: str) -> int:
         return os.stat(path).st_size
-
-    def digest(path: str) -> str:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
 
     labeled_sizes = pd.Series([size(p) for p in labeled["path"]], index=labeled.index)
     pool_sizes = pd.Series([size(p) for p in pool["path"]], index=pool.index)
@@ -117,9 +111,9 @@ def copies_of_labeled(pool: pd.DataFrame, labeled: pd.DataFrame) -> pd.Series:
     if not candidates.any():
         return found
     same_size = labeled[labeled_sizes.isin(set(pool_sizes[candidates]))]
-    by_digest = {digest(path): image_id for image_id, path in zip(same_size["id"], same_size["path"], strict=True)}
+    by_digest = {file_digest(path): image_id for image_id, path in zip(same_size["id"], same_size["path"], strict=True)}
     for row in pool.index[candidates]:
-        found[row] = by_digest.get(digest(pool.at[row, "path"]))
+        found[row] = by_digest.get(file_digest(pool.at[row, "path"]))
     return found
 
 

@@ -210,6 +210,23 @@ class RunFolder:
         """Round ``r``'s model's predictions on ``split`` (``id, label, prob_pos``)."""
         return self.round_dir(r) / preds_file(split)
 
+    def preds(self, r: int, split: str) -> pd.DataFrame:
+        """Round ``r``'s predictions on ``split``, indexed by sample id (``label, prob_pos``); a damaged file is
+        one :class:`HardmineError` naming it."""
+        path = self._file(r, preds_file(split), f"evaluate round {r} on {split} first")
+        return _read_csv(path, dtype={"id": str}).set_index("id")
+
+    def paired_on(self, a: int, b: int, metrics, split: str = "val") -> dict[str, dict[str, Any]]:
+        """Round ``a`` minus round ``b`` on ``split`` per metric name of ``core.paired.METRICS``, from their saved
+        predictions, bootstrapped over the split's lesions (:func:`~hardmine.core.paired.paired_differences`)."""
+        from hardmine.core.paired import paired_differences
+
+        first, second = self.preds(a, split), self.preds(b, split)
+        groups = self.samples().set_index("id")["group"].reindex(first.index).fillna("").to_numpy()
+        return paired_differences(first["label"].to_numpy(), groups, first["prob_pos"].to_numpy(),
+                                  second.loc[first.index, "prob_pos"].to_numpy(), tuple(metrics),
+                                  seed=self.run_config().train.seed)  # fmt: skip
+
     def scores_path(self, r: int) -> Path:
         """Round ``r``'s per-image scores of the training split (``scores.parquet`` beside it when pyarrow is there)."""
         return self.round_dir(r) / SCORES_FILE
@@ -356,17 +373,11 @@ class RunFolder:
     def _beats_round0(self, r: int, select_by: str) -> bool:
         """Whether round ``r`` is better than round 0 on validation ``select_by`` beyond the paired interval over
         validation lesions (False for a metric the paired bootstrap does not know, such as ``cost``)."""
-        from hardmine.core.paired import METRICS, paired_differences
+        from hardmine.core.paired import METRICS
 
         if select_by not in METRICS or not all(self.preds_path(q, "val").exists() for q in (0, r)):
             return False
-        preds = {q: _read_csv(self.preds_path(q, "val"), dtype={"id": str}).set_index("id") for q in (0, r)}
-        ids = preds[0].index
-        groups = self.samples().set_index("id")["group"].reindex(ids).fillna("").to_numpy()
-        found = paired_differences(preds[0]["label"].to_numpy(), groups, preds[r].loc[ids, "prob_pos"].to_numpy(),
-                                   preds[0]["prob_pos"].to_numpy(), (select_by,),
-                                   seed=self.run_config().train.seed)  # fmt: skip
-        return found[select_by]["verdict"] == "better"
+        return self.paired_on(r, 0, (select_by,))[select_by]["verdict"] == "better"
 
     def reference(self) -> RunFolder | None:
         """The budget reference (``RUN/reference/``, an ordinary run folder) once its round 0 is trained."""

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from hardmine.core.io import read_json
 from hardmine.engine.inference import Callback
 from hardmine.record.manifest import Manifest
@@ -54,21 +51,6 @@ def batch_facts(run: Run) -> dict[str, Any]:
         "queried_by": info.get("round")}
 
 
-def _preds(run: Run, r: int, split: str = "val") -> np.ndarray:
-    ids = run.part(split)["id"]
-    preds = pd.read_csv(run.preds_path(r, split), dtype={"id": str}).set_index("id")
-    return preds.loc[ids, "prob_pos"].to_numpy(dtype=float)
-
-
-def _paired(run: Run, a: int, b: int, metrics=CURVE_METRICS, split: str = "val") -> dict[str, dict[str, Any]]:
-    """Round ``a`` minus round ``b`` on ``split`` per metric, bootstrapped over its lesions (paired)."""
-    from hardmine.core.paired import paired_differences
-
-    part = run.part(split)
-    return paired_differences(part["label"].to_numpy(), part["group"].to_numpy(), _preds(run, a, split),
-                              _preds(run, b, split), metrics, seed=run.config.train.seed)  # fmt: skip
-
-
 def hand_back(run: Run, manifest: Manifest) -> tuple[int, dict[str, Any]]:
     """The round an active-learning run hands back, and why.
 
@@ -85,7 +67,7 @@ def hand_back(run: Run, manifest: Manifest) -> tuple[int, dict[str, Any]]:
         return newest, why | {"round": newest, "reason": f"round {newest} is trained on every label "
                               f"({seen[newest]}) and the best on validation"}  # fmt: skip
     metric = run.config.rounds.select_by if run.config.rounds.select_by in CURVE_METRICS else "sens_at_spec90"
-    found = _paired(run, newest, best, (metric,))[metric]
+    found = run.paired_on(newest, best, (metric,))[metric]
     shown = f"{metric} {found['difference']:+.3f} [{found['low']:+.3f}, {found['high']:+.3f}]"
     why["difference"] = {"metric": metric} | found
     if found["verdict"] == "worse":
@@ -124,12 +106,13 @@ def learning_curve(run: Run, manifest: Manifest, *, callback: Callback | None = 
         metrics_on_test(run, r, callback=callback)  # writes preds_test.csv once per model
         for split in ("val", "test"):
             part = run.part(split)
-            row[split] = metric_intervals(part["label"].to_numpy(), part["group"].to_numpy(), _preds(run, r, split),
-                                          CURVE_METRICS, seed=run.config.train.seed)  # fmt: skip
+            prob = run.preds(r, split).loc[part["id"], "prob_pos"].to_numpy(dtype=float)
+            row[split] = metric_intervals(part["label"].to_numpy(), part["group"].to_numpy(), prob, CURVE_METRICS,
+                                          seed=run.config.train.seed)  # fmt: skip
         rows.append(row)
     level = []
     for before, after in zip(rows, rows[1:], strict=False):
-        found = _paired(run, after["round"], before["round"])
+        found = run.paired_on(after["round"], before["round"], CURVE_METRICS)
         level.append(all(found[m]["verdict"] == "level" for m in CURVE_METRICS))
     hint = None
     if len(level) >= STOP_AFTER and all(level[-STOP_AFTER:]):

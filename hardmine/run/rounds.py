@@ -314,7 +314,7 @@ def before_and_after(run: Run, earlier: RunFolder, report: dict[str, Any]) -> di
     logits, _ = engine.predict(engine.load_model(earlier_folder.verified_model_path(earlier_round)), test)
     returned_folder, returned_round = (budget_reference(run), 0) if report["returned"] == "reference" else (
         run, report["best_round"])  # fmt: skip
-    after = _read_preds(returned_folder.preds_path(returned_round, "test")).loc[test["id"], "prob_pos"].to_numpy()
+    after = returned_folder.preds(returned_round, "test").loc[test["id"], "prob_pos"].to_numpy()
     labels, groups = test["label"].to_numpy(), test["group"].to_numpy()
     before = softmax(logits)[:, 1]
     earlier_labels = earlier.samples().set_index("id")["label"].astype(int).reindex(test["id"]).to_numpy()
@@ -327,12 +327,6 @@ def before_and_after(run: Run, earlier: RunFolder, report: dict[str, Any]) -> di
         out[name] = {"before": values["b"], "after": values["a"]} | {k: values[k] for k in
                                                                       ("difference", "low", "high", "verdict")}
     return out
-
-
-def _read_preds(path: Path):
-    import pandas as pd
-
-    return pd.read_csv(path, dtype={"id": str}).set_index("id")
 
 
 def finish(run: Run) -> dict[str, Path]:
