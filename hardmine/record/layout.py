@@ -23,6 +23,8 @@ import os
 import re
 from pathlib import Path
 
+from hardmine.record.lock import LOCK_FILE
+
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.csv"
 SPLIT_FILE = "split.csv"
@@ -168,7 +170,7 @@ _OUR_FOLDERS = [re.compile(pattern) for pattern in (
 _OURS = [re.compile(pattern) for pattern in (
     "(" + _names(CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
                  AUDIT_FILE, QUERY_FILE, QUERY_INFO, ANSWERS_FILE, ORACLE_ANSWERS_FILE, DISAGREEMENTS_FILE,
-                 DECISIONS_FILE, UPDATE_JOURNAL, ".hardmine.lock", *(n + UPDATE_SUFFIX for n in RUN_FILES))
+                 DECISIONS_FILE, UPDATE_JOURNAL, LOCK_FILE, *(n + UPDATE_SUFFIX for n in RUN_FILES))
     + "|" + _PLOTS + ")",
     rf"round-\d{{3}}/({_ROUND})",
     rf"round-\d{{3}}/{GALLERY_DIR}/({_PAGE}|hardest\.png)",

@@ -49,7 +49,7 @@ def open_pool(run: Run, source: str | os.PathLike) -> pd.DataFrame:
         warn(f"{int(copies.notna().sum())} pool image(s) are byte copies of labeled images and are left out of the "
              f"query: {named}")  # fmt: skip
         pool = pool[copies.isna()].reset_index(drop=True)
-    pending = pending_images(run)
+    pending = pending_images(run, answered)
     waiting = pool["id"].isin(set(pending["id"]))
     if waiting.any():  # an open batch can still be answered: never ask its images twice
         open_batches = ", ".join(str(b) for b in sorted(set(pending["batch"])))
@@ -148,9 +148,8 @@ def keep_batch(run: Run, batch: int) -> Path:
     return folder
 
 
-def pending_images(run: Run) -> pd.DataFrame:
-    """Images of kept batches that wait for an answer (``id, batch``): not in the answers beside the data."""
-    answered = set(read_answers(run.config.data.data)["image_id"])
+def pending_images(run: Run, answered: set[str]) -> pd.DataFrame:
+    """Images of kept batches that wait for an answer (``id, batch``): not among the ``answered`` ids."""
     frames = [run.batch_query(b)[["id"]].assign(batch=b) for b in run.batches()]
     pending = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": [], "batch": []})
     return pending[~pending["id"].isin(answered)].reset_index(drop=True)
