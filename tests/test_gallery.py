@@ -494,12 +494,16 @@ def test_browser_decisions_move_from_disk_to_the_server_by_import_and_stay_in_th
         assert browser.execute_script(DECIDED) == {}
         browser.find_element(By.ID, "import").send_keys(str(browser.download_dir / "decisions.csv"))
         assert _wait_for(browser, DECIDED, decided) == decided
-        stored = mined_run / "decisions.json"
-        for _ in range(50):
-            if stored.exists():
+        stored = mined_run / "decisions.json"  # exists already ({} from _open_fresh): wait for the page's POST
+
+        def kept() -> dict:
+            return {i: d["decision"] for i, d in json.loads(stored.read_text()).items()} if stored.exists() else {}
+
+        for _ in range(100):
+            if kept() == decided:
                 break
             time.sleep(0.1)
-        assert {i: d["decision"] for i, d in json.loads(stored.read_text()).items()} == decided
+        assert kept() == decided
         browser.execute_script("localStorage.clear()")  # a fresh browser, or another machine's
         browser.refresh()
         browser.find_element(By.CSS_SELECTOR, ".card")
