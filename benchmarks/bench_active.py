@@ -25,10 +25,16 @@ needs to reach random's final test sens@spec90; the melanoma share of the first
 three batches against the pool's rate; seconds per step.
 
     python benchmarks/bench_active.py --work W --data demo4000 --budget 40 --batches 6
+    python benchmarks/bench_active.py --work W2 --data demo3000 --backbone pretrained --size 128 \
+        --specs random:head margin:head hardmine:head typical:head --default hardmine:head
     python benchmarks/bench_active.py --work W --data W/digits/pool --augment light --budget 25 --batches 6
 
 A finished run is kept (``W/<data>/seed-S/<spec>/result.json``) and not run again.
 Figures: RESULTS.md, "Active learning on the loop as shipped".
+
+``--backbone`` picks the substrate: ``tiny`` (the small CNN from scratch), ``pretrained`` (EfficientNet-Lite0
+with ImageNet weights, frozen: round 0 and every step fit the head on its embeddings, so specs name the
+update ``head``) or ``pretrained-finetune`` (the same weights, fine-tuned for ``--epochs``).
 """
 
 from __future__ import annotations
@@ -53,6 +59,11 @@ DEFAULT_SPECS = ("random:finetune", "margin:finetune", "coreset:finetune", "posi
                  "balanced:finetune", "hardmine:finetune", "hardmine:retrain", "hardmine:head",
                  "hardmine:finetune:curriculum")  # fmt: skip
 CURVE = ("sens_at_spec90", "auprc", "auroc")
+BACKBONES = {
+    "tiny": {"model": "tiny", "weights": "none"},
+    "pretrained": {"model": "efficientnet_lite0", "weights": "imagenet", "frozen": True},
+    "pretrained-finetune": {"model": "efficientnet_lite0", "weights": "imagenet"},
+}
 
 
 def partition(source: Path, out: Path, pool_frac: float, seed: int) -> tuple[Path, Path]:
@@ -93,10 +104,11 @@ def run_spec(spec: str, labeled: Path, pool_csv: Path, out: Path, seed: int, arg
     shutil.copytree(labeled, data, copy_function=os.link)
     config = RunConfig(
         data=DataConfig(data=str(data), split=tuple(args.split), split_seed=seed),
-        train=TrainConfig(model="tiny", image_size=args.size, epochs=args.epochs, batch_size=32, device="cpu",
-                          sampling="oversample", augment=args.augment, seed=seed, threads=1),
+        train=TrainConfig(**BACKBONES[args.backbone], image_size=args.size, epochs=args.epochs, batch_size=32,
+                          device="cpu", sampling="oversample", augment=args.augment, seed=seed, threads=1),
         threshold=ThresholdConfig(),
-        rounds=RoundsConfig(update=update, step_curriculum="curriculum" in extra),
+        rounds=RoundsConfig(update=update, step_curriculum="curriculum" in extra,
+                            **({"strategy": "head"} if args.backbone == "pretrained" else {})),
     )  # fmt: skip
     start = time.perf_counter()
     run = Run.create(out / "run", config)
@@ -266,6 +278,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--augment", default="dermoscopy")
+    parser.add_argument("--backbone", choices=tuple(BACKBONES), default="tiny")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     if args.data.startswith("demo"):

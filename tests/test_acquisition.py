@@ -168,7 +168,8 @@ def test_query_command_picks_from_the_pool_and_refuses_bad_pools(demo_dir, tmp_p
 
     runner = CliRunner()
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--data", str(demo_dir), "--out", str(run), "--epochs", "1",
+    result = runner.invoke(app, ["train", "--data", str(demo_dir), "--model", "tiny",
+                                 "--out", str(run), "--epochs", "1",
                                  "--image-size", "24", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     generate_demo(tmp_path / "unlabeled", n=60, positive_frac=0.2, size=24, seed=9)

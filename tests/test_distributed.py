@@ -58,7 +58,7 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
     shutil.copytree(trained, single)
     shutil.copytree(trained, double)
     config = json.loads((trained / "config.json").read_text())
-    data_args = ["--data", config["data"]["data"], "--out"]
+    data_args = ["--data", config["data"]["data"], "--model", "tiny", "--out"]
     finetune = ["--strategy", "finetune"]  # rounds that train (data-parallel), and so a budget reference
     result = runner.invoke(app, ["round", *data_args, str(single), "--n", "1", *finetune, *TRAIN_ARGS])
     assert result.exit_code == 0, result.output

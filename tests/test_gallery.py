@@ -33,7 +33,8 @@ def mined_run(demo_dir, tmp_path_factory):
     meta.loc[meta.index[::2], "lesion_id"] = meta.loc[meta.index[::2], "lesion_id"] + EVIL
     meta.to_csv(data / "HAM10000_metadata.csv", index=False)
     run = base / "run"
-    args = ["round", "--data", str(data), "--out", str(run), "--n", "1", "--image-size", "24", "--epochs", "2",
+    args = ["round", "--data", str(data), "--model", "tiny",
+            "--out", str(run), "--n", "1", "--image-size", "24", "--epochs", "2",
             "--round-epochs", "1", "--strategy", "finetune", "--device", "cpu", "--k", "5"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -449,7 +450,8 @@ def test_browser_decisions_survive_a_reload_and_download_for_relabel(mined_run, 
     relabelled = runner.invoke(app, ["relabel", str(mined_run), str(target), "--out", str(data / "reviewed.csv")])
     assert relabelled.exit_code == 0, relabelled.output
     after = browser.download_dir / "after"
-    result = runner.invoke(app, ["round", "--data", str(data / "reviewed.csv"), "--positive", "mel", "--negative", "nv",
+    result = runner.invoke(app, ["round", "--data", str(data / "reviewed.csv"), "--model", "tiny",
+                                 "--positive", "mel", "--negative", "nv",
                                  "--split-from", str(mined_run), "--trusted", "reviewed=yes", "--out", str(after),
                                  "--n", "0", "--epochs", "1", "--image-size", "24", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -554,7 +556,8 @@ def hostile_run(tmp_path_factory) -> tuple[Path, Path]:
         rows.append((f"img/{i}.png", "1" if positive else "-1", f"{HOSTILE_PREFIXES[i % 4]}scan{i}"))
     pd.DataFrame(rows, columns=["path", "label", "id"]).to_csv(data / "manifest.csv", index=False)
     run = root / "run"
-    args = ["round", "--data", str(data), "--out", str(run), "--n", "0", "--epochs", "1", "--image-size", "24",
+    args = ["round", "--data", str(data), "--model", "tiny",
+            "--out", str(run), "--n", "0", "--epochs", "1", "--image-size", "24",
             "--device", "cpu", "--workers", "0"]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0
     return run, data

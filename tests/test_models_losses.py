@@ -88,12 +88,14 @@ def test_wrong_shape_file_fails_clearly(tmp_path):
         build_model("tiny", weights=str(tmp_path / "nope.pt"))
 
 
-def test_imagenet_offline_fails_with_clear_message(monkeypatch):
+def test_imagenet_offline_fails_with_clear_message(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("HARDMINE_WEIGHTS_DIR", raising=False)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(ModelError, match="offline or download failed.*--weights PATH"):
+    with pytest.raises(ModelError, match="no ImageNet weights for resnet18 offline.*resnet18-.*pth.*--weights none"):
         build_model("resnet18", weights="imagenet")
 
 

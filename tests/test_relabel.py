@@ -18,7 +18,8 @@ runner = CliRunner()
 @pytest.fixture
 def trained(demo_copy, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--data", str(demo_copy), "--out", str(run), "--epochs", "1", "--image-size", "24",
+    args = ["train", "--data", str(demo_copy), "--model", "tiny",
+            "--out", str(run), "--epochs", "1", "--image-size", "24",
             "--device", "cpu", "--workers", "0"]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0
     return run, demo_copy

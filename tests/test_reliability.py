@@ -22,7 +22,7 @@ from hardmine.record.lock import LOCK_FILE
 from hardmine.record.manifest import Manifest
 
 runner = CliRunner()
-FAST = ["--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]
+FAST = ["--model", "tiny", "--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]
 ROUNDS_THAT_TRAIN = ["--strategy", "finetune"]  # a resume point and a budget reference for the damage cases
 
 
@@ -408,7 +408,8 @@ def _config_with_seed(s: Setting) -> list[str]:
     config = RunConfig().to_dict()
     config["train"]["seed"] = 10**30
     (s.tmp / "seed.json").write_text(json.dumps(config))
-    return ["round", "--config", str(s.tmp / "seed.json"), "--data", str(s.demo), "--out", str(s.tmp / "run")]
+    return ["round", "--config", str(s.tmp / "seed.json"), "--data", str(s.demo), "--model", "tiny",
+            "--out", str(s.tmp / "run")]
 
 
 def _config_with_train_key(s: Setting) -> list[str]:
@@ -417,7 +418,8 @@ def _config_with_train_key(s: Setting) -> list[str]:
     config = RunConfig().to_dict()
     config["train"]["epochz"] = 3  # misspelt: never silently dropped
     (s.tmp / "typo.json").write_text(json.dumps(config))
-    return ["round", "--config", str(s.tmp / "typo.json"), "--data", str(s.demo), "--out", str(s.tmp / "run")]
+    return ["round", "--config", str(s.tmp / "typo.json"), "--data", str(s.demo), "--model", "tiny",
+            "--out", str(s.tmp / "run")]
 
 
 BAD_INPUTS = {
@@ -566,9 +568,11 @@ def test_bad_input_is_one_line_and_changes_nothing(case, demo_dir, tmp_path, mon
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["train", "--data", ".", "--out", "r", "--loss", "bogus"], "'bogus' is not one of 'ce', 'weighted-ce', 'focal'"),
-    (["round", "--data", ".", "--out", "r", "--epochs", "x"], "Invalid value for '--epochs'"),
-    (["round", "--data", ".", "--out", "r", "--update", "bogus"], "'bogus' is not one of 'finetune', 'retrain'"),
+    (["train", "--data", ".", "--model", "tiny",
+      "--out", "r", "--loss", "bogus"], "'bogus' is not one of 'ce', 'weighted-ce', 'focal'"),
+    (["round", "--data", ".", "--model", "tiny", "--out", "r", "--epochs", "x"], "Invalid value for '--epochs'"),
+    (["round", "--data", ".", "--model", "tiny",
+      "--out", "r", "--update", "bogus"], "'bogus' is not one of 'finetune', 'retrain'"),
 ])  # fmt: skip
 def test_usage_errors_are_one_line_from_the_installed_command(args, expected, tmp_path):
     result = subprocess.run([sys.executable, "-m", "hardmine", *args], capture_output=True, text=True, cwd=tmp_path)
@@ -803,7 +807,8 @@ def test_damaged_array_without_a_record_is_one_error(tmp_path):
 
 def test_second_writer_is_refused_while_the_first_completes(demo_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "1", "--epochs", "12", "--image-size", "24",
+    args = ["round", "--data", str(demo_dir), "--model", "tiny", "--out", str(out), "--n", "1",
+            "--epochs", "12", "--image-size", "24",
             "--device", "cpu", "--workers", "0"]  # fmt: skip
     first = subprocess.Popen([sys.executable, "-m", "hardmine", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -901,7 +906,8 @@ def test_ctrl_c_says_how_to_go_on(demo_dir, tmp_path):
     import signal
 
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "hardmine", "round", "--data", str(demo_dir), "--out", str(run), "--n", "2",
+    args = [sys.executable, "-m", "hardmine", "round", "--data", str(demo_dir), "--model", "tiny",
+            "--out", str(run), "--n", "2",
             "--epochs", "30", "--image-size", "24", "--device", "cpu", "--workers", "0"]  # fmt: skip
     # Ctrl-C as a terminal sends it (a test started in the background inherits SIGINT ignored)
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

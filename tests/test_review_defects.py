@@ -32,7 +32,8 @@ def test_a_one_class_validation_split_is_one_line_before_any_training(tmp_path):
         Image.new("RGB", (16, 16), (40 + i, 60, 90)).save(path)
         rows.append({"path": path.name, "label": label, "group": group})
     pd.DataFrame(rows).to_csv(tmp_path / "data" / "manifest.csv", index=False)
-    result = runner.invoke(app, ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "data"), "--model", "tiny",
+                                 "--out", str(tmp_path / "run"),
                                  "--epochs", "1", "--image-size", "16", "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 2 and "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]

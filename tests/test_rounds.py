@@ -61,7 +61,8 @@ def test_mining_rounds_fine_tune_briefly_and_do_not_oversample_twice():
 
 def test_round_run_produces_the_contract(demo_dir, tmp_path):
     run_dir = tmp_path / "run"
-    args = ["round", "--data", str(demo_dir), "--out", str(run_dir), "--n", "1", "--image-size", "24", "--epochs", "2",
+    args = ["round", "--data", str(demo_dir), "--model", "tiny",
+            "--out", str(run_dir), "--n", "1", "--image-size", "24", "--epochs", "2",
             "--round-epochs", "1", "--strategy", "finetune", "--device", "cpu", "--k", "5"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -170,11 +171,13 @@ def test_attack_overwrite_never_deletes_a_folder_that_is_not_a_run(demo_dir, tmp
 
 def test_config_continues_a_run_and_every_difference_is_listed(demo_dir, tmp_path):
     run = tmp_path / "r"
-    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "0", "--epochs", "1", "--image-size", "24",
+    args = ["round", "--data", str(demo_dir), "--model", "tiny",
+            "--out", str(run), "--n", "0", "--epochs", "1", "--image-size", "24",
             "--device", "cpu", "--workers", "0", "--k", "5", "--strategy", "finetune", "--no-budget-guard"]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0
     # every difference at once, and how to go on instead
-    changed = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", "--device", "cpu"])
+    changed = runner.invoke(app, ["round", "--data", str(demo_dir), "--model", "tiny",
+                                  "--out", str(run), "--n", "1", "--device", "cpu"])
     assert changed.exit_code == 2
     for difference in ("train.epochs: 1 then, 20 now", "train.image_size: 24 then, 64 now", "mining.k: 5 then",
                        "rounds.strategy: 'finetune' then, 'head' now", f"--config {run / 'config.json'}"):
@@ -196,7 +199,8 @@ def test_config_continues_a_run_and_every_difference_is_listed(demo_dir, tmp_pat
 
 def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tmp_path):
     out = tmp_path / "cmp"
-    args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "1", "--n", "1", "--image-size", "24",
+    args = ["compare", "--data", str(demo_dir), "--model", "tiny",
+            "--out", str(out), "--seeds", "1", "--n", "1", "--image-size", "24",
             "--epochs", "2", "--round-epochs", "1", "--strategy", "finetune", "--device", "cpu",
             "--k", "5"]  # fmt: skip
     result = runner.invoke(app, [*args, "--methods", "oversample,rounds-no-mining,hardmine"])
@@ -231,7 +235,8 @@ def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tm
 
 def test_trusted_labels_from_metadata_are_never_quarantined(demo_dir, tmp_path):
     def run(out, trusted):
-        args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "0", "--epochs", "2", "--image-size", "24",
+        args = ["round", "--data", str(demo_dir), "--model", "tiny",
+                "--out", str(out), "--n", "0", "--epochs", "2", "--image-size", "24",
                 "--device", "cpu", "--workers", "0", "--trusted", trusted]  # fmt: skip
         assert runner.invoke(app, args).exit_code == 0
         mined = pd.read_csv(out / "round-000" / "mined.csv", dtype={"id": str}, keep_default_na=False)
@@ -246,7 +251,8 @@ def test_trusted_labels_from_metadata_are_never_quarantined(demo_dir, tmp_path):
 
 def test_rounds_with_networks_triage_train_them_once(demo_dir, tmp_path):
     out = tmp_path / "oof"
-    args = ["round", "--data", str(demo_dir), "--out", str(out), "--n", "2", "--strategy", "head", "--epochs", "2",
+    args = ["round", "--data", str(demo_dir), "--model", "tiny",
+            "--out", str(out), "--n", "2", "--strategy", "head", "--epochs", "2",
             "--image-size", "24", "--device", "cpu", "--workers", "0", "--triage", "networks", "--oof", "2",
             "--oof-epochs", "1"]  # fmt: skip
     result = runner.invoke(app, args)

@@ -52,7 +52,7 @@ def trained_run(demo_dir, tmp_path_factory):
     args = [
         "train",
         "--data",
-        str(demo_dir),
+        str(demo_dir), "--model", "tiny",
         "--out",
         str(run),
         "--image-size",

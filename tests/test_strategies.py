@@ -162,7 +162,8 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
     monkeypatch.setattr(train_module, "fit", lambda *a, **kw: fitted.append(a[4]) or fit(*a, **kw))
 
     out = tmp_path / "cmp"
-    args = ["compare", "--data", str(demo_dir), "--out", str(out), "--seeds", "2", "--n", "1", "--image-size", "24",
+    args = ["compare", "--data", str(demo_dir), "--model", "tiny",
+            "--out", str(out), "--seeds", "2", "--n", "1", "--image-size", "24",
             "--epochs", "2", "--device", "cpu", "--strategy", "head", "--sampling", "none",
             "--methods", "ce,oversample,hardmine,rounds-no-mining", "--external", str(demo_dir),
             "--subgroup", "pigment"]  # fmt: skip

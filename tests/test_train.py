@@ -135,7 +135,8 @@ def test_sample_weights_through_loss_and_sampler(tiny_sets, tmp_path):
 
 def test_cli_train_then_evaluate(demo_dir, tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--data", str(demo_dir), "--out", str(run), "--image-size", "24", "--epochs", "2",
+    args = ["train", "--data", str(demo_dir), "--model", "tiny",
+            "--out", str(run), "--image-size", "24", "--epochs", "2",
             "--loss", "weighted-ce", "--device", "cpu"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

