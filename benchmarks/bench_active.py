@@ -32,9 +32,8 @@ three batches against the pool's rate; seconds per step.
 A finished run is kept (``W/<data>/seed-S/<spec>/result.json``) and not run again.
 Figures: RESULTS.md, "Active learning on the loop as shipped".
 
-``--backbone`` picks the substrate: ``tiny`` (the small CNN from scratch), ``pretrained`` (EfficientNet-Lite0
-with ImageNet weights, frozen: round 0 and every step fit the head on its embeddings, so specs name the
-update ``head``) or ``pretrained-finetune`` (the same weights, fine-tuned for ``--epochs``).
+``--backbone`` picks the substrate (``benchmarks/substrates.py``): ``tiny``, ``pretrained`` (frozen: round 0
+and every step fit the head, so specs name the update ``head``) or ``pretrained-finetune``.
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from substrates import BACKBONES  # benchmarks/substrates.py
 
 from hardmine.core.paired import METRICS
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, ThresholdConfig, TrainConfig
@@ -59,11 +59,7 @@ DEFAULT_SPECS = ("random:finetune", "margin:finetune", "coreset:finetune", "posi
                  "balanced:finetune", "hardmine:finetune", "hardmine:retrain", "hardmine:head",
                  "hardmine:finetune:curriculum")  # fmt: skip
 CURVE = ("sens_at_spec90", "auprc", "auroc")
-BACKBONES = {
-    "tiny": {"model": "tiny", "weights": "none"},
-    "pretrained": {"model": "efficientnet_lite0", "weights": "imagenet", "frozen": True},
-    "pretrained-finetune": {"model": "efficientnet_lite0", "weights": "imagenet"},
-}
+
 
 
 def partition(source: Path, out: Path, pool_frac: float, seed: int) -> tuple[Path, Path]:

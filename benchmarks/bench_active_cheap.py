@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     parts = [table[split == name].reset_index(drop=True) for name in ("train", "val", "test")]
     train, val, test = parts
     y = tuple(p["label"].to_numpy() for p in parts)
-    config = TrainConfig(image_size=args.size, epochs=args.epochs, batch_size=64, device="cpu", sampling="oversample",
-                         augment=args.augment)  # fmt: skip
+    config = TrainConfig(model="tiny", image_size=args.size, epochs=args.epochs, batch_size=64, device="cpu",
+                         sampling="oversample", augment=args.augment)  # fmt: skip
     rows = []
     for seed in args.seeds:
         start = seed_set(train, args.seed_set, np.random.default_rng(seed))

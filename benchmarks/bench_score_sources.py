@@ -41,7 +41,8 @@ def main() -> None:
         data = Path(tmp) / "data"
         generate_demo(data, n=args.n, seed=args.seed)
         planted = pd.read_csv(data / "planted.csv")
-        config = RunConfig(DataConfig(data=str(data)), TrainConfig(epochs=args.epochs, seed=args.seed, device="cpu"))
+        config = RunConfig(DataConfig(data=str(data)),
+                           TrainConfig(model="tiny", epochs=args.epochs, seed=args.seed, device="cpu"))
         run = Run.create(Path(tmp) / "run", config)
         train_round(run, 0)
         rows = []

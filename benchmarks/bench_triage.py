@@ -35,6 +35,7 @@ Usage::
     python benchmarks/bench_triage.py --work /tmp/triage --digits /tmp/digits/pool --epochs 20 --sizes 32
     python benchmarks/bench_triage.py --work /tmp/triage --sizes 32 64 --digits /tmp/digits/pool --oof-epochs 20
     python benchmarks/bench_triage.py --work /tmp/triage --oof-epochs 20 --seed-suspicion 1.0 --max-frac 0.1
+    python benchmarks/bench_triage.py --work /tmp/triage --backbone pretrained --epochs 1 --sizes 128 --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
+from substrates import BACKBONES  # benchmarks/substrates.py
 
 from hardmine.core.mining import MiningConfig, mine
 from hardmine.core.scores import mining_inputs
@@ -57,10 +59,11 @@ from hardmine.run.opened import Run
 from hardmine.run.steps import score_round, train_round
 
 
-def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str) -> Run:
-    """Round 0 trained and scored (resumes from ``work``)."""
-    root = work / f"{data.name}-e{epochs}-s{size}"
-    train = TrainConfig(image_size=size, epochs=epochs, device="cpu", num_workers=0, augment=augment)
+def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str, backbone: str = "tiny") -> Run:
+    """Round 0 trained and scored (resumes from ``work``); ``backbone`` names one of ``substrates.BACKBONES``."""
+    root = work / f"{data.name}-e{epochs}-s{size}{'' if backbone == 'tiny' else '-' + backbone}"
+    train = TrainConfig(**BACKBONES[backbone], image_size=size, epochs=epochs, device="cpu", num_workers=0,
+                        augment=augment)  # fmt: skip
     # a cached run is re-opened as it is: its round 0 does not depend on the mining options
     if (root / "split.csv").exists():
         run = Run.open(root)
@@ -167,6 +170,8 @@ def main() -> None:
     parser.add_argument("--oof-epochs", type=int, help="also the evidence of 4 networks of this many epochs "
                         "trained out of fold (hardmine score --triage networks --oof-epochs E)")
     parser.add_argument("--oof-folds", type=int, default=4, help="how many networks --oof-epochs trains")
+    parser.add_argument("--backbone", choices=tuple(BACKBONES), default="tiny",
+                        help="the substrate (benchmarks/substrates.py); pretrained is frozen: --epochs do nothing")
     parser.add_argument("--csv", type=Path, help="also write every row to this CSV")
     parser.add_argument("--seed-suspicion", type=float, default=MiningConfig.seed_suspicion,
                         help="the seed bar (hardmine mine --seed-suspicion); 1 lets every unquarantined image seed")
@@ -186,8 +191,8 @@ def main() -> None:
         planted = pd.read_csv(data / "planted.csv", dtype={"image_id": str})
         for size in args.sizes:
             for epochs in args.epochs:
-                run = prepared_run(args.work, data, epochs, size, augment)
-                setting = {"data": name, "px": size, "epochs": epochs}
+                run = prepared_run(args.work, data, epochs, size, augment, args.backbone)
+                setting = {"data": name, "px": size, "epochs": epochs, "backbone": args.backbone}
                 rows.append(setting | {"evidence": "head"} | evaluate(run, planted, config=config))
                 if args.oof_epochs:
                     networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment, args.oof_folds)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from hardmine.cli import app
 
 runner = CliRunner()
-TRAIN_ARGS = ["--image-size", "24", "--epochs", "2", "--device", "cpu", "--batch-size", "32"]
+TRAIN_ARGS = ["--model", "tiny", "--image-size", "24", "--epochs", "2", "--device", "cpu", "--batch-size", "32"]
 
 
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -58,7 +58,7 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
     shutil.copytree(trained, single)
     shutil.copytree(trained, double)
     config = json.loads((trained / "config.json").read_text())
-    data_args = ["--data", config["data"]["data"], "--model", "tiny", "--out"]
+    data_args = ["--data", config["data"]["data"], "--out"]
     finetune = ["--strategy", "finetune"]  # rounds that train (data-parallel), and so a budget reference
     result = runner.invoke(app, ["round", *data_args, str(single), "--n", "1", *finetune, *TRAIN_ARGS])
     assert result.exit_code == 0, result.output

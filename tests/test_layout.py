@@ -112,7 +112,7 @@ def test_grouped_folds_keep_groups_whole_and_spread_positives():
 def tiny_run(demo_dir, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(demo_dir, data)
-    train = TrainConfig(image_size=24, epochs=1, batch_size=32, device="cpu")
+    train = TrainConfig(model="tiny", image_size=24, epochs=1, batch_size=32, device="cpu")
     run = Run.create(tmp_path / "run", RunConfig(DataConfig(data=str(data)), train))
     return run, data
 

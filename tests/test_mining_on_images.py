@@ -15,7 +15,7 @@ from hardmine.views.planted import round_planted_recovery
 def test_default_pipeline_mines_planted_hard_cases_and_quarantines_flips(tmp_path):
     data = tmp_path / "data"
     generate_demo(data, n=2300, seed=1)
-    config = RunConfig(DataConfig(data=str(data)), TrainConfig(seed=1, device="cpu"))
+    config = RunConfig(DataConfig(data=str(data)), TrainConfig(model="tiny", seed=1, device="cpu"))
     run = Run.create(tmp_path / "run", config)
     train_round(run, 0)
     score_round(run, 0)

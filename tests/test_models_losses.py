@@ -80,10 +80,17 @@ def test_checkpoint_roundtrip_weights_only(tmp_path):
         assert torch.equal(a, b), k
 
 
-def test_wrong_shape_file_fails_clearly(tmp_path):
-    torch.save(build_model("tiny", num_classes=3).state_dict(), tmp_path / "three.pt")
-    with pytest.raises(ModelError, match="does not fit model tiny: .*shape mismatch.*\\(3, 64\\)"):
-        build_model("tiny", weights=str(tmp_path / "three.pt"))
+def test_wrong_shape_file_fails_clearly_and_another_head_is_a_starting_point(tmp_path):
+    three = build_model("tiny", num_classes=3, seed=5).state_dict()
+    torch.save(three, tmp_path / "three.pt")
+    # a classifier of 3 classes is a starting point: everything but its head loads, the 2-class head is new
+    started = build_model("tiny", weights=str(tmp_path / "three.pt")).state_dict()
+    assert torch.equal(started["backbone.features.0.0.weight"], three["backbone.features.0.0.weight"])
+    assert started["backbone.fc.weight"].shape == (2, 64)
+    three["backbone.features.0.0.weight"] = torch.zeros(8, 3, 3, 3)
+    torch.save(three, tmp_path / "narrow.pt")
+    with pytest.raises(ModelError, match="does not fit model tiny: .*shape mismatch.*features.0.0.weight \\(8, 3"):
+        build_model("tiny", weights=str(tmp_path / "narrow.pt"))
     with pytest.raises(ModelError, match="weights file .*nope.pt not found"):
         build_model("tiny", weights=str(tmp_path / "nope.pt"))
 

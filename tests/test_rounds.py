@@ -85,7 +85,8 @@ def test_round_run_produces_the_contract(demo_dir, tmp_path):
     assert "budget reference" in result.output
     assert "rnd" in result.output and "test split" in result.output
     # another call adds rounds
-    result = runner.invoke(app, args[:6] + ["1"] + args[7:])
+    at = args.index("--n") + 1
+    result = runner.invoke(app, args[:at] + ["1"] + args[at + 1:])
     assert result.exit_code == 0, result.output
     assert len(json.loads((run_dir / "report.json").read_text())["rounds"]) == 3
     # a different configuration on the same run is refused

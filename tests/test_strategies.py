@@ -20,7 +20,7 @@ from hardmine.run.rounds import run_rounds
 
 
 def _config(data, strategy):
-    train = TrainConfig(image_size=24, epochs=2, batch_size=32, device="cpu", sampling="none")
+    train = TrainConfig(model="tiny", image_size=24, epochs=2, batch_size=32, device="cpu", sampling="none")
     return RunConfig(DataConfig(data=str(data)), train, rounds=RoundsConfig(strategy=strategy, round_epochs=1))
 
 

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from hardmine.core.errors import ModelError, damage_reason
+from hardmine.engine import feature_memo
 from hardmine.engine.efficientnet_lite import EfficientNetLite0 as LiteNet
 from hardmine.engine.efficientnet_lite import from_reference_layout
 from hardmine.engine.weights import LITE0, resolve_imagenet
@@ -64,6 +65,7 @@ class Classifier(nn.Module):
         self.weights_source = weights_source  # where the starting weights came from, in words
         self.head_name = _last_linear(backbone)[0]
         self._embedding: torch.Tensor | None = None
+        self._backbone_digest: str | None = None  # set by remember_features
         head.register_forward_pre_hook(self._capture)
 
     @property
@@ -78,9 +80,29 @@ class Classifier(nn.Module):
         self._embedding = args[0]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._backbone_digest is None or self.training or torch.is_grad_enabled():
+            return self._forward(x)
+        # a frozen backbone in eval mode: embeddings of images seen before come from the memo, the head runs
+        keys = feature_memo.image_keys(x)
+        found = feature_memo.lookup(self._backbone_digest, keys)
+        missing = [i for i, row in enumerate(found) if row is None]
+        if missing:
+            _, new = self._forward(x[missing])
+            feature_memo.remember(self._backbone_digest, [keys[i] for i in missing], new)
+            for i, row in zip(missing, new, strict=True):
+                found[i] = row
+        embedding = torch.stack([row.to(x.device) for row in found])
+        return self.head(embedding), embedding
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.backbone(x)
         embedding, self._embedding = self._embedding, None
         return logits, torch.flatten(embedding, 1)
+
+    def remember_features(self) -> None:
+        """Serve the embeddings of images seen before from :mod:`hardmine.engine.feature_memo` in eval mode
+        (for a backbone that stays frozen: its weights' digest is taken now, so a changed backbone misses)."""
+        self._backbone_digest = feature_memo.weights_digest(self.backbone, self.head_name)
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())

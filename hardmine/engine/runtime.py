@@ -90,12 +90,17 @@ class Engine:
     def build_model(self, seed_offset: int = 0):
         """A new model of the configured architecture and starting weights, seeded ``seed + seed_offset``."""
         cfg = self.config
-        return build_model(cfg.model, cfg.weights, seed=cfg.seed + seed_offset)
+        return self._frozen(build_model(cfg.model, cfg.weights, seed=cfg.seed + seed_offset))
 
     def load_model(self, checkpoint: str | os.PathLike):
         """The configured architecture with the state dict at ``checkpoint`` (read with ``weights_only=True``)."""
         model = build_model(self.config.model, "none")
         load_weights(model, checkpoint)
+        return self._frozen(model)
+
+    def _frozen(self, model):
+        if self.config.frozen:  # every pass of a frozen run embeds an image once (hardmine.engine.feature_memo)
+            model.remember_features()
         return model
 
     def predict(

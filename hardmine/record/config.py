@@ -337,17 +337,22 @@ class RunConfig:
             known = {f.name: f for f in fields(kind)}
             values = {k: v for k, v in section.items() if k in known}
             for key, value in values.items():
-                _check_type(f"{name}.{key}", value, kind.__dataclass_fields__[key].default)
+                spec = kind.__dataclass_fields__[key]
+                _check_type(f"{name}.{key}", value, spec.default, spec.type)
             parts[name] = kind(**values)
         parts["data"].split = tuple(parts["data"].split)
         return cls(**parts)
 
 
-def _check_type(name: str, value: Any, default: Any) -> None:
+def _check_type(name: str, value: Any, default: Any, annotation: Any = None) -> None:
     """Refuse a saved value whose type is not its option's (``image_size: "big"``); None is allowed where the
-    default is None, an int where a float is expected."""
-    if default is None or default is MISSING:
+    default is None (other values then have the annotation's type), an int where a float is expected."""
+    if default is MISSING or value is None and default is None:
         return
+    if default is None:  # an optional option (``int | None``): its type is the annotation's first
+        default = {"int": 0, "float": 0.0, "str": "", "bool": False}.get(str(annotation).split("|")[0].strip())
+        if default is None:
+            return
     expected = float if isinstance(default, float) else type(default)
     if isinstance(default, bool):
         ok = isinstance(value, bool)

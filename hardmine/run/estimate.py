@@ -4,8 +4,9 @@ The cost of one image is measured, not guessed: a few batches of random
 images at the run's size through its model (forward and backward for
 training, forward only for inference), after one warm-up. The run's work is
 then counted in images: every training epoch over the training split, the
-validation pass after each epoch, and the scoring passes of each round. Image
-decoding is left out, so a run on large JPEGs takes somewhat longer.
+validation pass after each epoch, and the scoring passes of each round (one in
+all for a frozen backbone, whose embeddings are remembered). Image decoding is
+left out, so a run on large JPEGs takes somewhat longer.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ def image_costs(config: RunConfig, batch: int = 8, repeats: int = 2) -> tuple[fl
     random images in batches of ``batch``."""
     import torch
 
+    from hardmine.engine.models import build_model
     from hardmine.engine.runtime import Engine
 
     engine = Engine(config.train)
-    model = engine.build_model().to(engine.device)
+    # built directly, not through the engine: a frozen run's memo would serve the repeats from memory
+    model = build_model(config.train.model, config.train.weights).to(engine.device)
     size = config.train.image_size
     images = torch.randn(batch, 3, size, size, device=engine.device)
     labels = torch.zeros(batch, dtype=torch.long, device=engine.device)
@@ -68,9 +71,10 @@ def estimate_run(config: RunConfig, split_sizes: dict[str, int], rounds: int) ->
     epochs = round0_epochs + rounds * config.rounds.epochs_per_round(train.epochs)
     reference = config.rounds.reference_epochs(train.epochs, rounds) or 0
     trained = (epochs + reference) * n_train
-    # a validation pass each epoch; each round scores train and val once (a head refit embeds them once);
-    # the report scores test
-    inferred = (epochs + reference) * n_val + (rounds + 1) * (n_train + n_val) + n_test
+    # a validation pass each epoch; each round scores train and val once; the report scores test; a frozen
+    # backbone embeds each image once (hardmine.engine.feature_memo)
+    passes = 1 if train.frozen else rounds + 1
+    inferred = (epochs + reference) * n_val + passes * (n_train + n_val) + n_test
     return Estimate(trained * train_s + inferred * infer_s, train_s, infer_s, rounds)
 
 

@@ -47,7 +47,10 @@ def train_round(
     """Train round ``r`` into ``round-RRR/`` and evaluate it on validation.
 
     ``train_config`` overrides the run's training options for this round (a
-    mining round fine-tunes with fewer epochs). Returns the validation metrics
+    mining round fine-tunes with fewer epochs). A ``frozen`` configuration
+    trains no epochs: the starting backbone is kept and its head fitted on
+    its embeddings (:func:`refit_head_round`; class-balanced when the recipe
+    balances classes, else unweighted). Returns the validation metrics
     (threshold tuned by the run's rule, plus ``best_epoch``), also written to
     ``round-RRR/metrics.json``.
     """
@@ -61,6 +64,9 @@ def train_round(
         if distributed.is_main():
             save_state(run.round_dir(r) / MODEL_FILE, model.state_dict())
         distributed.barrier()
+        if sample_weights is None and config.probability_prior(0.0) != 0.5:
+            # a recipe that trains on the data as it is (ce, no oversampling) fits its head unweighted too
+            sample_weights = np.ones(len(run.part("train")))
         return refit_head_round(run, r, backbone_round=r, sample_weights=sample_weights, callback=callback)
     start = time.perf_counter()
     result = fit(model, engine.dataset(run.part("train"), train=True), engine.dataset(run.part("val")), config,
