@@ -17,9 +17,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hardmine demo-data $(DEMO_DATA) --seed 0 --overwrite
+	$(BIN)/hardmine demo-data $(DEMO_DATA) --seed 0 --size 128 --overwrite
 	$(BIN)/hardmine check-data $(DEMO_DATA)
-	$(BIN)/hardmine round --data $(DEMO_DATA) --out $(DEMO_RUN) --n 3 --model tiny --image-size 64 --overwrite
+	$(BIN)/hardmine round --data $(DEMO_DATA) --out $(DEMO_RUN) --n 3 --model efficientnet_lite0 --weights imagenet \
+		--frozen --image-size 128 --overwrite
 	@echo "Results are in $(DEMO_RUN)/ (report.json, report.html, round-*/mined.csv)"
 
 lint: $(STAMP)

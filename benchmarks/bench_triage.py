@@ -182,7 +182,7 @@ def main() -> None:
     for seed in args.seeds:
         data = args.work / f"demo-{seed}"
         if not (data / "HAM10000_metadata.csv").exists():
-            generate_demo(data, seed=seed)
+            generate_demo(data, seed=seed, size=max(args.sizes))  # images as large as the model sees them
         sets.append((f"demo seed {seed}", data, "dermoscopy"))
     if args.digits:
         sets.append(("digits", args.digits.resolve(), "light"))

@@ -229,8 +229,9 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
     "budget_guard": (bool, _opt(True, "--budget-guard/--no-budget-guard", help="Also train round 0's recipe for "
                                 "the rounds' whole epoch budget (RUN/reference/) and hand it back when no round "
                                 "beats it on validation.", panel=_R)),
-    "update": (Update, _opt("finetune", help="How an active-learning step trains on every answer so far: " + "; ".join(
-        f"{name} ({kind.description})" for name, kind in UPDATES.items()) + ".", panel=_R)),
+    "update": (Update | None, _opt(None, help="How an active-learning step trains on every answer so far (default: "
+        "finetune; head with --frozen): " + "; ".join(f"{name} ({kind.description})" for name, kind in UPDATES.items())
+        + ".", panel=_R)),
     "step_curriculum": (bool, _opt(False, "--step-curriculum/--no-step-curriculum", help="Weight an active-learning "
                                    "step's training by the previous step's mining (hard cases up, suspects out).",
                                    panel=_R)),
@@ -313,9 +314,6 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
             if saved is not None:
                 sections = {name: getattr(saved, name) for name in SECTIONS} | sections
             config = RunConfig(**sections)
-            if config.train.frozen and "update" not in given and config.rounds.update != "head":
-                # --frozen alone is the fast path: its steps refit the head too (an explicit other --update is refused)
-                config = replace(config, rounds=replace(config.rounds, update="head"))
             if "data" in sections and "data" not in skip and not config.data.data:
                 raise HardmineError(f"--data is required: a data folder or manifest CSV (or --config RUN/{CONFIG_FILE} "
                                     "to go on with a run's options)")  # fmt: skip

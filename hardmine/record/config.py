@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -251,13 +251,15 @@ class RoundsConfig:
     # also train round 0's recipe for the rounds' whole epoch budget; hand it back when no round beats it
     budget_guard: bool = True
     # how an active-learning step trains on every answer so far: a name in hardmine.strategies.UPDATES
-    update: str = "finetune"
+    # (None: RunConfig makes it head for a frozen backbone, else finetune)
+    update: str | None = None
     # weight a step's training by the mining curriculum of the step before (hard cases up, suspects out)
     step_curriculum: bool = False
 
     def validate(self) -> None:
         check_choice("--strategy", self.strategy, tuple(STRATEGIES))
-        check_choice("--update", self.update, tuple(UPDATES))
+        if self.update is not None:
+            check_choice("--update", self.update, tuple(UPDATES))
         check_choice("--select-by", self.select_by, SELECT_BY)
         if self.round_epochs is not None:
             check_count("--round-epochs", self.round_epochs, 1, MAX_EPOCHS)
@@ -298,6 +300,10 @@ class RunConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     rounds: RoundsConfig = field(default_factory=RoundsConfig)
+
+    def __post_init__(self) -> None:
+        if self.rounds.update is None:  # a frozen backbone's steps refit the head; others fine-tune
+            self.rounds = replace(self.rounds, update="head" if self.train.frozen else "finetune")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: asdict(getattr(self, name)) for name in SECTIONS}
