@@ -134,6 +134,16 @@ def test_cli_score_out_of_fold(trained_run):
     assert (fold / "last.pt").stat().st_mtime_ns == trained
     assert "out-of-fold model 2/2: trained before, reused" in result.output
     assert np.allclose(pd.read_csv(trained_run / "round-000" / "scores.csv")["prob_pos_oof"], p)
+    # options that change nothing about the results (a resume with other --threads, --precision) reuse them too
+    from dataclasses import replace
+
+    from hardmine.engine.scoring import out_of_fold_logits
+    from hardmine.run.opened import Run
+
+    run = Run.open(trained_run)
+    runtime = replace(run.config.train, epochs=1, threads=1, precision="fp32", num_workers=0, device="cpu")
+    out_of_fold_logits(run.part("train"), runtime, 2, run.oof_dir(), seed=run.config.train.seed)
+    assert (fold / "last.pt").stat().st_mtime_ns == trained
     (fold / "left-by-the-1-epoch-networks").write_text("")
     result = runner.invoke(app, ["score", str(trained_run), "--scores", "oof", "--oof", "2", "--oof-epochs", "2"])
     assert result.exit_code == 0, result.output

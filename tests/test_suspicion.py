@@ -48,6 +48,23 @@ def test_evidence_flags_planted_flips_far_above_clean_images(planted_world):
     assert (evidence.neighbours_other[flipped] >= 7).mean() > 0.8  # most of their 10 neighbours say otherwise
 
 
+def test_a_new_piece_keeps_counts_of_its_own(planted_world, monkeypatch):
+    from hardmine.core import evidence as evidence_module
+
+    def far_from_centre(inputs):  # a toy piece: its own count, under a name no built-in piece uses
+        distance = np.linalg.norm(inputs.embeddings - inputs.embeddings.mean(axis=0), axis=1)
+        return evidence_module.Piece(distance / distance.max(), {"far_rank": np.argsort(-distance)})
+
+    monkeypatch.setitem(evidence_module.EVIDENCE, "far", far_from_centre)
+    labels, _, emb, groups, _, _ = planted_world()
+    evidence = gather_evidence(labels, groups, emb)
+    assert set(evidence.parts) >= {"oof", "neighbours", "far"}
+    assert evidence.details["far_rank"].shape == labels.shape and evidence.neighbours_other is not None
+    back = Evidence.from_columns(pd.DataFrame(evidence.columns()))  # as scores.csv keeps it
+    assert np.array_equal(back.details["far_rank"], evidence.details["far_rank"])
+    assert np.array_equal(back.neighbours_other, evidence.neighbours_other)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_planted_flips_are_quarantined_and_never_upweighted(seed, planted_world):
     labels, prob, emb, groups, hard, flipped = planted_world(seed=seed)

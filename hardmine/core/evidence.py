@@ -201,4 +201,4 @@ def gather_evidence(
         if found is not None:
             parts[name] = found.wrong
             details |= found.details
-    return Evidence(parts, **details)
+    return Evidence(parts, details)

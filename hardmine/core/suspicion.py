@@ -42,7 +42,7 @@ prior. Numpy only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,6 +53,10 @@ NETWORKS_THRESHOLD = 0.8  # quarantine, evidence from networks trained out of fo
 DEFAULT_SEED_SUSPICION = 0.55  # a seed or neighbour must have less doubt than this
 
 
+# the neighbour vote's counts keep the scores.csv column names they had before pieces could add their own
+_DETAIL_COLUMNS = {"neighbours_other": "neighbours_other_label", "neighbours_seen": "neighbours_seen"}
+
+
 @dataclass
 class Evidence:
     """Per-sample evidence that the given label is wrong.
@@ -60,13 +64,22 @@ class Evidence:
     ``parts`` maps each piece's name in :data:`hardmine.core.evidence.EVIDENCE` (``oof``: the out-of-fold
     head; ``networks``: networks trained out of fold; ``neighbours``; ``dynamics``) to an (N,) P(the given
     label is wrong) in [0, 1], in registry order; a piece that could not be gathered is absent.
-    ``neighbours_other`` / ``neighbours_seen``: (N,) how many of the other-lesion neighbours carry the
-    other label, and how many were found (the quarantine reason and the gallery show them).
+    ``details`` holds the (N,) counts pieces keep beside them, by name: the neighbour vote's
+    ``neighbours_other`` / ``neighbours_seen`` (how many of the other-lesion neighbours carry the other
+    label, and how many were found; the quarantine reason and the gallery show them), and any a new
+    piece adds.
     """
 
     parts: dict[str, np.ndarray]
-    neighbours_other: np.ndarray | None = None
-    neighbours_seen: np.ndarray | None = None
+    details: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def neighbours_other(self) -> np.ndarray | None:
+        return self.details.get("neighbours_other")
+
+    @property
+    def neighbours_seen(self) -> np.ndarray | None:
+        return self.details.get("neighbours_seen")
 
     @classmethod
     def of(cls, oof: np.ndarray, neighbours: np.ndarray, dynamics: np.ndarray | None = None,
@@ -76,7 +89,8 @@ class Evidence:
         parts = {"networks" if networks else "oof": oof, "neighbours": neighbours}
         if dynamics is not None:
             parts["dynamics"] = dynamics
-        return cls(parts, neighbours_other, neighbours_seen)
+        counts = {"neighbours_other": neighbours_other, "neighbours_seen": neighbours_seen}
+        return cls(parts, {name: values for name, values in counts.items() if values is not None})
 
     @property
     def networks(self) -> bool:
@@ -97,13 +111,11 @@ class Evidence:
         return self.parts.get("dynamics")
 
     def columns(self) -> dict[str, np.ndarray]:
-        """The evidence as ``scores.csv`` columns: ``suspicion`` and ``suspicion_<piece>`` for each piece,
-        ``neighbours_other_label`` and ``neighbours_seen`` when counted."""
+        """The evidence as ``scores.csv`` columns: ``suspicion`` and ``suspicion_<piece>`` for each piece, and
+        each count in ``details`` (the neighbour vote's as ``neighbours_other_label`` and ``neighbours_seen``,
+        any other as ``detail_<name>``)."""
         cols = {"suspicion": self.score(), **{f"suspicion_{name}": value for name, value in self.parts.items()}}
-        if self.neighbours_other is not None:
-            cols["neighbours_other_label"] = self.neighbours_other
-            cols["neighbours_seen"] = self.neighbours_seen
-        return cols
+        return cols | {_DETAIL_COLUMNS.get(name, f"detail_{name}"): values for name, values in self.details.items()}
 
     @classmethod
     def from_columns(cls, frame) -> Evidence | None:
@@ -111,9 +123,9 @@ class Evidence:
         if "suspicion_networks" not in frame and "suspicion_oof" not in frame:
             return None
         names = [column.removeprefix("suspicion_") for column in frame.columns if column.startswith("suspicion_")]
-        get = lambda name: frame[name].to_numpy() if name in frame else None  # noqa: E731
+        columns = _DETAIL_COLUMNS | {c.removeprefix("detail_"): c for c in frame.columns if c.startswith("detail_")}
         return cls({name: frame[f"suspicion_{name}"].to_numpy() for name in names},
-                   get("neighbours_other_label"), get("neighbours_seen"))  # fmt: skip
+                   {name: frame[column].to_numpy() for name, column in columns.items() if column in frame})
 
     def mean(self) -> np.ndarray:
         """(N,) the mean of the available evidence."""

@@ -199,6 +199,7 @@ def out_of_fold_logits(
     from hardmine.core.splits import grouped_folds
     from hardmine.engine.runtime import Engine
     from hardmine.engine.train import fit
+    from hardmine.record.config import RUNTIME_ONLY
     from hardmine.record.layout import CHECKPOINT_FILE
 
     if k < 2:
@@ -210,7 +211,8 @@ def out_of_fold_logits(
     fold_of = grouped_folds(table["label"].to_numpy(), table["group"].to_numpy(), [1 / k] * k, seed)
     from hardmine.engine import distributed
 
-    recipe = {key: value for key, value in asdict(config).items() if key not in ("device", "num_workers")}
+    # what changes nothing about the results (device, workers, precision, threads) does not retrain the networks
+    recipe = {key: value for key, value in asdict(config).items() if key not in RUNTIME_ONLY}
     settings = {"train": recipe, "folds": k, "seed": seed,
                 "ids": hashlib.sha256("\n".join(map(str, table["id"])).encode()).hexdigest()}
     distributed.on_main(lambda: _claim_fold_dir(Path(work_dir), settings))  # every rank waits for rank 0's claim
