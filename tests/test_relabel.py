@@ -160,6 +160,17 @@ def test_the_review_loop_closes_on_the_same_split(trained, tmp_path):
     assert {"before", "after", "low", "high", "verdict"} <= set(before["sens_at_spec90"])
     printed = " ".join(result.output.split())  # the console wraps long lines where it likes
     assert "before (" in printed and "against after, on the same" in printed
+    assert before["recipe_changes"] == [] and "trained differently" not in printed  # the same recipe, as printed
+    assert "Before and after the review" in (after / "report.html").read_text()
+    # another recipe: the difference mixes it in with the label fixes, and both pages say so
+    other = tmp_path / "other"
+    args[args.index("--out") + 1] = str(other)
+    result = runner.invoke(app, [*args, "--n", "0", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    changes = json.loads((other / "report.json").read_text())["before"]["recipe_changes"]
+    assert changes == ["train.epochs: 1 then, 2 now"]
+    assert "trained differently (train.epochs: 1 then, 2 now)" in " ".join(result.output.split())
+    assert "trained differently (train.epochs: 1 then, 2 now)" in (other / "report.html").read_text()
     # the reviewed images are trusted: never quarantined
     mined = pd.read_csv(after / "round-000" / "mined.csv", dtype=str)
     assert not set(mined.loc[mined.role == "quarantined", "id"]) & {mel, nv}

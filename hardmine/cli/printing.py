@@ -150,7 +150,13 @@ def metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    from hardmine.views.report import columns_on_test, learning_curve_rows, round_rows, verdict_sentence
+    from hardmine.views.report import (
+        before_after,
+        columns_on_test,
+        learning_curve_rows,
+        round_rows,
+        verdict_sentence,
+    )
 
     short = {"round": "rnd", "sens_at_spec90": "se@sp90", "sensitivity": "sens", "specificity": "spec",
              "threshold": "thr", "neighbours": "nbrs", "quarantined": "quar", "eff_class_ratio": "pos:neg"}  # fmt: skip
@@ -173,16 +179,13 @@ def print_report(report: dict[str, Any]) -> None:
         if curve.get("stop_hint"):
             console.print(f"stopping hint: {curve['stop_hint']}")
     console.print(verdict_sentence(report))
-    before = report.get("before")
-    if before and "skipped" not in before:
-        rows = pd.DataFrame([{"metric": name, "before": v["before"], "after": v["after"], "after - before":
-                              f"{v['difference']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] {v['verdict']}"}
-                             for name, v in before.items() if isinstance(v, dict)])  # fmt: skip
-        console.print(frame_table(rows, f"before ({before['run']}, its returned model) against after, on the same "
-                                        f"{before['images']} test images of {before['lesions']} lesions (95% "
-                                        "bootstrap over lesions)"))  # fmt: skip
-    elif before:
-        console.print(f"no before/after comparison: {before['skipped']}")
+    compared = before_after(report)
+    if compared and "skipped" in compared:
+        console.print(f"no before/after comparison: {compared['skipped']}")
+    elif compared:
+        console.print(frame_table(pd.DataFrame(compared["rows"], columns=compared["header"]), compared["title"]))
+        if compared["warning"]:
+            console.print(f"[bold]note:[/bold] {compared['warning']}")
 
 
 def print_comparison(result: Comparison, seeds: int) -> None:

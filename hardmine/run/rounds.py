@@ -24,7 +24,15 @@ from hardmine.core.io import copy_file, read_json, write_json
 from hardmine.engine import distributed
 from hardmine.engine.inference import Callback
 from hardmine.record.config import TrainConfig, comparable
-from hardmine.record.layout import CONFIG_FILE, MINED_FILE, REPORT_FILE, SAMPLES_FILE, SPLIT_FILE, round0_trained_files
+from hardmine.record.layout import (
+    CONFIG_FILE,
+    MINED_FILE,
+    MODEL_FILE,
+    REPORT_FILE,
+    SAMPLES_FILE,
+    SPLIT_FILE,
+    round0_trained_files,
+)
 from hardmine.record.manifest import Manifest, Step
 from hardmine.record.record import RunFolder, selection_value
 from hardmine.run.learning_curve import batch_facts, hand_back, labels_grew, learning_curve, step_rounds
@@ -303,7 +311,8 @@ def before_and_after(run: Run, earlier: RunFolder, report: dict[str, Any]) -> di
     """The model ``earlier`` hands back against the one ``run`` hands back, on ``run``'s test images
     (``--split-from``: the same lesions), with this run's labels (a relabel corrects them): per
     metric both values and the paired difference after - before with its bootstrap interval over
-    test lesions. ``relabelled``: test images whose label changed since ``earlier``."""
+    test lesions. ``relabelled``: test images whose label changed since ``earlier``; ``recipe_changes``:
+    how the two were trained differently (:func:`recipe_changes`), which the difference mixes in."""
     from hardmine.core.metrics import softmax
     from hardmine.core.paired import paired_differences
     from hardmine.engine.runtime import Engine
@@ -322,11 +331,28 @@ def before_and_after(run: Run, earlier: RunFolder, report: dict[str, Any]) -> di
     out: dict[str, Any] = {"run": str(earlier.root), "round": earlier_round, "images": len(test),
                            "lesions": int(test["group"].nunique()),
                            "relabelled": int((earlier_labels[known] != labels[known]).sum())}  # fmt: skip
+    out["recipe_changes"] = recipe_changes(earlier, run)
     found = paired_differences(labels, groups, after, before, seed=run.config.train.seed)
     for name, values in found.items():  # a = after, b = before
         out[name] = {"before": values["b"], "after": values["a"]} | {k: values[k] for k in
                                                                       ("difference", "low", "high", "verdict")}
     return out
+
+
+RECIPE_SECTIONS = ("train", "threshold", "rounds")
+
+
+def recipe_changes(earlier: RunFolder, run: Run) -> list[str]:
+    """``"section.key: A then, B now"`` for each training option (model, image size, epochs, loss, threshold
+    rule, round strategy...) the two runs differ in, and their number of rounds; runtime-only options and the
+    data (which a relabel changes on purpose) are left out."""
+    from hardmine.record.config import comparable, differences
+
+    def recipe(folder: RunFolder) -> dict:
+        sections = comparable(folder.run_config().to_dict())
+        return {name: sections[name] for name in RECIPE_SECTIONS} | {"rounds made": len(folder.rounds_with(MODEL_FILE))}
+
+    return differences(recipe(earlier), recipe(run))
 
 
 def finish(run: Run) -> dict[str, Path]:

@@ -217,6 +217,27 @@ def _init_text(row: dict[str, Any]) -> str:
     return get_strategy(row.get("strategy", "finetune")).init_text(row.get("init_round"))
 
 
+def before_after(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The before/after comparison of a ``--split-from`` run, for the console and ``report.html``: ``title``,
+    ``header``, ``rows`` (metric, before, after, the paired difference with its interval and verdict) and
+    ``warning`` (how the two recipes differ, when they do; else None); ``skipped`` alone when there is none
+    to show; None for a run made without ``--split-from``."""
+    before = report.get("before")
+    if not before:
+        return None
+    if "skipped" in before:
+        return {"skipped": before["skipped"]}
+    rows = [[name, v["before"], v["after"], f"{v['difference']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}] "
+             f"{v['verdict']}"] for name, v in before.items() if isinstance(v, dict)]  # fmt: skip
+    changes = before.get("recipe_changes") or []
+    warning = (f"the two runs were also trained differently ({'; '.join(changes)}): the difference mixes the label "
+               "fixes with the recipe's change; make the after run with --config BEFORE/config.json to keep the "
+               "recipe") if changes else None  # fmt: skip
+    return {"title": f"before ({before['run']}, its returned model) against after, on the same {before['images']} "
+                     f"test images of {before['lesions']} lesions (95% bootstrap over lesions)",
+            "header": ["metric", "before", "after", "after - before"], "rows": rows, "warning": warning}  # fmt: skip
+
+
 def write_html_report(run_dir: str | os.PathLike) -> Path:
     """Plots and ``report.html`` (images inlined) for a finished run."""
     from hardmine.views import plots
@@ -265,6 +286,7 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
         curve_header=list(learning_curve_rows(curve)[0]) if curve else [],
         curve_rows=[list(row.values()) for row in learning_curve_rows(curve)] if curve else [],
         stop_hint=(curve or {}).get("stop_hint"),
+        before_after=before_after(report),
     )  # fmt: skip
     return write_bytes(root / REPORT_HTML, page.encode())
 
