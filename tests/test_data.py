@@ -298,7 +298,7 @@ def test_version_and_help():
     for cmd in names:
         result = runner.invoke(app, [cmd, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, cmd
-    round_help = runner.invoke(app, ["round", "--help"], env={"COLUMNS": "200"}).output
+    round_help = runner.invoke(app, ["round", "--help-all"], env={"COLUMNS": "200"}).output
     for panel in ("Data", "Model and training", "Threshold", "Mining", "Scoring", "Rounds"):
         assert panel in round_help, panel
     for choices in ("finetune|retrain|head", "ce|weighted-ce|focal", "dermoscopy|light|none"):

@@ -272,3 +272,13 @@ def test_rounds_with_networks_triage_train_them_once(demo_dir, tmp_path):
     assert json.loads((out / "round-000" / "mining.json").read_text())["source"] == "insample"
     result = runner.invoke(app, ["score", str(out), "--triage", "nets"])
     assert result.exit_code == 2 and "nets" in result.output
+
+
+def test_round_help_shows_the_common_options_and_help_all_every_one():
+    short = runner.invoke(app, ["round", "--help"], terminal_width=80)
+    assert short.exit_code == 0 and len(short.output.splitlines()) <= 80, short.output
+    assert "--frozen" in short.output and "The fast path on a CPU" in short.output
+    assert "--trusted" in short.output and "COLUMN=VALUE" not in short.output  # by name only
+    full = runner.invoke(app, ["round", "--help-all"], terminal_width=80)
+    assert full.exit_code == 0 and "COLUMN=VALUE" in full.output and "--help-all shows" not in full.output
+    assert len(full.output.splitlines()) > 150

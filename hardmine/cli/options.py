@@ -275,6 +275,24 @@ def _given_on_command_line(ctx: typer.Context | None) -> set[str]:
     return {name for name, source in sources.items() if getattr(source, "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
 
 
+# Shown in full by --help; every other option of a panel is listed by name (--help-all shows them all).
+COMMON_OPTIONS = {"--data", "--config", "--positive", "--negative", "--model", "--weights", "--frozen",
+                  "--image-size", "--epochs", "--device", "--cost-fn"}  # fmt: skip
+HELP_ALL = "help_all"  # the ctx.meta key --help-all sets
+
+
+def show_all_help(ctx: typer.Context, value: bool) -> None:
+    """``--help-all``: the help with every option in full."""
+    if value:
+        ctx.meta[HELP_ALL] = True
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+HELP_ALL_OPTION = typer.Option("--help-all", is_eager=True, callback=show_all_help,
+                               help="Show every option in full and exit.")  # fmt: skip
+
+
 def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
     """Add the groups' options to a command's signature; the command receives them as
     ``config``: a :class:`RunConfig` (sections without options keep their defaults),
@@ -287,7 +305,9 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
         own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
                if p.name != "config"]  # fmt: skip
         extra_config = [inspect.Parameter("options_context", inspect.Parameter.KEYWORD_ONLY, default=None,
-                                          annotation=typer.Context)]  # typer hands it in: which options were given
+                                          annotation=typer.Context),  # typer hands it in: which options were given
+                        inspect.Parameter("help_all", inspect.Parameter.KEYWORD_ONLY, default=False,
+                                          annotation=Annotated[bool, HELP_ALL_OPTION])]  # fmt: skip
         if DATA in groups and "data" not in skip:  # a command that makes a run can start from a saved configuration
             extra_config.append(inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None,
                                                   annotation=Annotated[Path | None, CONFIG_OPTION]))  # fmt: skip
@@ -301,6 +321,7 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
 
         @functools.wraps(fn)
         def wrapper(**kwargs):
+            kwargs.pop("help_all", None)  # eager: it printed the help and exited when given
             saved = _saved_config(kwargs.pop("config_file", None))
             given = _given_on_command_line(kwargs.pop("options_context", None))
             sections = {}
@@ -329,22 +350,47 @@ def with_options(*groups: OptionGroup, skip: tuple[str, ...] = ()):
 
 
 class PanelledCommand(TyperCommand):
-    """Click's plain help (it reads at 80 columns), with the options under their panel's heading."""
+    """Click's plain help (it reads at 80 columns), with the options under their panel's heading; in a panel of
+    the configuration's options, only the common ones in full and the others by name, unless ``--help-all``."""
 
     def format_options(self, ctx, formatter) -> None:
-        arguments, panels = [], {}
+        arguments, panels, named = [], {}, {}
+        every = ctx.meta.get(HELP_ALL, False)
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record is None:
                 continue
+            panel = getattr(param, "rich_help_panel", None) or "Options"
             if param.param_type_name == "argument":
                 arguments.append(record)
+            elif every or panel == "Options" or set(param.opts) & COMMON_OPTIONS:
+                panels.setdefault(panel, []).append(record)
             else:
-                panels.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+                panels.setdefault(panel, [])
+                named.setdefault(panel, []).append(param.opts[0])
         for heading, rows in (("Arguments", arguments), *panels.items()):
-            if rows:
+            more = named.get(heading)
+            if rows or more:
                 with formatter.section(heading):
-                    formatter.write_dl(rows)
+                    if rows:
+                        formatter.write_dl(rows)
+                    if more:
+                        _write_names(formatter, ["also:", *more])
+        if named:
+            formatter.write_paragraph()
+            formatter.write_text(f"{ctx.command_path} --help-all shows every option in full.")
+
+
+def _write_names(formatter, names: list[str]) -> None:
+    """Option names, wrapped between names only (a name is never broken at its hyphen)."""
+    width = (formatter.width or 80) - formatter.current_indent
+    line = ""
+    for name in names:
+        if line and len(line) + 1 + len(name) > width:
+            formatter.write(" " * formatter.current_indent + line + "\n")
+            line = ""
+        line = f"{line} {name}" if line else name
+    formatter.write(" " * formatter.current_indent + line + "\n")
 
 
 ROUND_HELP = ("best (the model the run hands back, chosen on validation), reference (the budget reference) or a "
