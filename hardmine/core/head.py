@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from hardmine.core.errors import HardmineError
 from hardmine.core.metrics import check_binary
@@ -42,7 +43,7 @@ class HeadFit:
     def prob_pos(self, embeddings: np.ndarray) -> np.ndarray:
         """(N,) P(positive) of raw (N, D) embeddings."""
         logits = np.asarray(embeddings, dtype=np.float64) @ self.weight.T + self.bias
-        return 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
+        return expit(logits[:, 1] - logits[:, 0])
 
 
 def fit_head(
@@ -99,7 +100,7 @@ def fit_head(
         model.fit(z, y, sample_weight=w / w.mean())
         coef, intercept = model.coef_[0], float(model.intercept_[0])
         fits[c] = (coef, intercept)
-        scores[c] = float(objective(val_y, 1.0 / (1.0 + np.exp(-(val_z @ coef + intercept)))))
+        scores[c] = float(objective(val_y, expit(val_z @ coef + intercept)))  # expit: no overflow at large logits
     best = max(sorted(c_grid), key=lambda c: (scores[c], -c))
     coef, intercept = fits[best]
     # Fold the standardisation in: logit = ((x - mean) / std) @ coef + b = x @ (coef / std) + (b - mean @ (coef / std)).
