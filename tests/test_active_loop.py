@@ -373,6 +373,19 @@ def test_pool_ids_are_normalised_once_and_a_blank_one_is_refused_by_row(demo_dir
         load_pool(tmp_path / "pool" / "pool.csv")
 
 
+def test_a_folder_pool_refuses_an_image_that_links_outside_it(demo_dir, tmp_path):
+    from hardmine.core.errors import DataError
+    from hardmine.data.pool import load_pool
+
+    images = sorted((demo_dir / "HAM10000_images_part_1").glob("*.jpg"))[:2]
+    (tmp_path / "pool").mkdir()
+    shutil.copy(images[0], tmp_path / "pool" / "inside.jpg")
+    assert load_pool(tmp_path / "pool")["id"].tolist() == ["inside"]
+    (tmp_path / "pool" / "secret.jpg").symlink_to(images[1])  # an image elsewhere, through a link
+    with pytest.raises(DataError, match="secret.jpg links to .* outside the pool folder"):
+        load_pool(tmp_path / "pool")
+
+
 def test_label_refuses_an_answer_against_a_lesion_the_run_already_holds(loop):
     run = Run.open(loop / "run")
     train = run.table[(run.split == "train").to_numpy()]

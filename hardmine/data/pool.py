@@ -55,6 +55,12 @@ def load_pool(
             raise DataError(f"{len(missing)} pool image(s) listed in {path} not found, first: {missing[0]}")
     elif path.is_dir():
         paths = image_inputs([path])
+        root = path.resolve()
+        outside = [p for p in paths if not Path(p).resolve().is_relative_to(root)]
+        if outside:  # a link out of the pool: the image an answer copies would not be the pool's
+            raise DataError(f"--pool {path}: {outside[0]} links to {Path(outside[0]).resolve()}, outside the pool "
+                            f"folder ({len(outside)} such image(s)); copy the images into the folder instead"
+                            )  # fmt: skip
         pool = pd.DataFrame({"id": [Path(p).stem for p in paths], "path": paths})
         pool["group"] = pool["id"]
     else:
