@@ -373,6 +373,20 @@ def test_pool_ids_are_normalised_once_and_a_blank_one_is_refused_by_row(demo_dir
         load_pool(tmp_path / "pool" / "pool.csv")
 
 
+def test_label_refuses_an_image_replaced_since_it_was_asked(loop):
+    query = pd.read_csv(loop / "run" / "query.csv", dtype=str, keep_default_na=False)
+    assert query["sha256"].str.fullmatch("[0-9a-f]{64}").all()
+    asked, other = Path(query.loc[1, "path"]), Path(query.loc[2, "path"])
+    asked.write_bytes(other.read_bytes())  # the pool file now holds another lesion's picture
+    _answers(loop, unsure=0).to_csv(loop / "answers.csv", index=False)
+    before = (loop / "run" / "samples.csv").read_bytes()
+    result = runner.invoke(app, ["label", str(loop / "run"), str(loop / "answers.csv")])
+    assert result.exit_code == 2, result.output
+    assert f"({query.loc[1, 'id']}) changed since it was asked" in " ".join(result.output.split())
+    assert (loop / "run" / "samples.csv").read_bytes() == before
+    assert not (loop / "demo" / "hardmine-answers").exists()  # nothing kept beside the data either
+
+
 def test_a_folder_pool_refuses_an_image_that_links_outside_it(demo_dir, tmp_path):
     from hardmine.core.errors import DataError
     from hardmine.data.pool import load_pool

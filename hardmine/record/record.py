@@ -64,6 +64,10 @@ def selection_value(metrics: dict[str, Any], select_by: str, threshold: Threshol
     return float("-inf") if value is None or value != value else float(value)
 
 
+# every column of a query.csv that is text, whatever it looks like (an all-digit id or digest stays a string)
+QUERY_TYPES = {"id": str, "group": str, "path": str, "neighbours": str, "sha256": str}
+
+
 class RunFolder:
     """Read access to a run folder's files; no torch, no data source."""
 
@@ -268,8 +272,7 @@ class RunFolder:
         path = self.query_path()
         if not path.exists():
             raise HardmineError(f"{path} not found: pick images first with `hardmine query RUN --pool POOL --budget B`")
-        return _read_csv(path, dtype={"id": str, "group": str, "path": str, "neighbours": str},
-                           keep_default_na=False)  # fmt: skip
+        return _read_csv(path, dtype=QUERY_TYPES, keep_default_na=False)
 
     def batches(self) -> list[int]:
         """The numbers of the queries kept in ``queries/NNN/`` (every query since batches were kept), in order."""
@@ -280,8 +283,7 @@ class RunFolder:
 
     def batch_query(self, batch: int) -> pd.DataFrame:
         """Batch ``batch``'s picks as asked (the columns of :meth:`query`)."""
-        return _read_csv(query_dir(self.root, batch) / QUERY_FILE, dtype={"id": str, "group": str, "path": str,
-                                                                         "neighbours": str}, keep_default_na=False)
+        return _read_csv(query_dir(self.root, batch) / QUERY_FILE, dtype=QUERY_TYPES, keep_default_na=False)
 
     def answers_path(self) -> Path:
         """The answers ``hardmine label`` added to this run's training split."""

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.core.io import read_json, unguard_formula, write_csv, write_json
+from hardmine.core.io import file_digest, read_json, unguard_formula, write_csv, write_json
 from hardmine.data.answers import ID_COLUMNS, UNSURE, answers_folder, read_answers, record_answers
 from hardmine.data.images import data_root, find_unreadable, read_csv, why_unreadable
 from hardmine.record.layout import (
@@ -181,8 +181,9 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
 
 def _check_asked_images(answers: pd.DataFrame, query: pd.DataFrame) -> None:
     """Before anything is kept: each answered image a query names must lie inside the root of the pool its batch
-    was asked from (``query.json``'s pool) and decode, so an edited ``query.csv`` cannot bring another file into
-    the labeled data."""
+    was asked from (``query.json``'s pool), decode, and hold the bytes it held when asked (``query.csv``'s
+    ``sha256``), so neither an edited ``query.csv`` nor a replaced pool file brings another image into the
+    labeled data under the answer."""
     for image_id, path in zip(answers["image_id"], answers["source_path"], strict=True):
         pool = query.at[image_id, "pool"]  # absolute since queries record it so (an older run's may be relative)
         if pool and Path(pool).is_absolute() and not Path(path).resolve().is_relative_to(data_root(pool).resolve()):
@@ -191,6 +192,12 @@ def _check_asked_images(answers: pd.DataFrame, query: pd.DataFrame) -> None:
     bad = find_unreadable(answers["source_path"].tolist())
     if bad:
         raise DataError(f"{len(bad)} asked image(s) cannot be read, first: {bad[0]} ({why_unreadable(bad[0])})")
+    if "sha256" in query:  # queries made before the digest was recorded have none to check
+        for image_id, path in zip(answers["image_id"], answers["source_path"], strict=True):
+            asked = query.at[image_id, "sha256"]
+            if asked and file_digest(path) != asked:
+                raise DataError(f"{path} ({image_id}) changed since it was asked: the answer is for the image as "
+                                "it was; ask again with `hardmine query` (or restore the file)")  # fmt: skip
 
 
 def _add_to_training_split(run: Run, rows: pd.DataFrame) -> None:

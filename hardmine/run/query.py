@@ -12,7 +12,7 @@ import pandas as pd
 from hardmine.core.acquisition import acquire
 from hardmine.core.errors import DataError, HardmineError, warn
 from hardmine.core.index import NeighbourIndex
-from hardmine.core.io import copy_file, write_csv, write_json
+from hardmine.core.io import copy_file, file_digest, write_csv, write_json
 from hardmine.data.answers import read_answers
 from hardmine.data.pool import copies_of_labeled, load_pool
 from hardmine.engine.inference import Callback
@@ -96,7 +96,8 @@ def query_pool(
 
     ``pool``: ``id, path, group`` (:func:`open_pool`). Returns the picks in order: ``id, path, group,
     prob_pos`` (P(positive), higher = more likely positive), ``reason``, ``neighbours`` (the ids of
-    the nearest labeled training images, nearest first, ``|``-separated). ``RUN/query.json`` records
+    the nearest labeled training images, nearest first, ``|``-separated), ``sha256`` (the image's bytes
+    when asked: ``label`` refuses an image replaced since). ``RUN/query.json`` records
     how the query was made: ``pool_source``, the round whose model asked and the labels and positives it
     saw, and ``pool_rate``, the pool's melanoma rate a batch's share is read against (given, as a simulated
     oracle knows it; else the rate of round 0's training split).
@@ -118,6 +119,7 @@ def query_pool(
     _, nearest = NeighbourIndex().build(np.ascontiguousarray(train_emb, dtype=np.float32)).search(
         np.ascontiguousarray(pool_emb[rows], dtype=np.float32), min(SHOWN_NEIGHBOURS, len(train)))
     picked["neighbours"] = ["|".join(train["id"].iloc[j] for j in row if j >= 0) for row in nearest]
+    picked["sha256"] = [file_digest(path) for path in picked["path"]]  # `label` keeps these bytes or refuses
     write_csv(run.query_path(), picked)
     batch = (run.batches() or [0])[-1] + 1
     if pool_rate is None:  # the pool is unlabeled: read it against the rate the data was labeled at before any query
