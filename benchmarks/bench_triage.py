@@ -41,6 +41,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import time
 from pathlib import Path
@@ -61,7 +62,9 @@ from hardmine.run.steps import score_round, train_round
 
 def prepared_run(work: Path, data: Path, epochs: int, size: int, augment: str, backbone: str = "tiny") -> Run:
     """Round 0 trained and scored (resumes from ``work``); ``backbone`` names one of ``substrates.BACKBONES``."""
-    root = work / f"{data.name}-e{epochs}-s{size}{'' if backbone == 'tiny' else '-' + backbone}"
+    # the folder's path in the name: two data sets in folders of the same name (digits' pool) never share a run
+    where = hashlib.sha1(str(data.resolve()).encode()).hexdigest()[:6]
+    root = work / f"{data.name}-{where}-e{epochs}-s{size}{'' if backbone == 'tiny' else '-' + backbone}"
     train = TrainConfig(**BACKBONES[backbone], image_size=size, epochs=epochs, device="cpu", num_workers=0,
                         augment=augment)  # fmt: skip
     # a cached run is re-opened as it is: its round 0 does not depend on the mining options
