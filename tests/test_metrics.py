@@ -125,3 +125,23 @@ def test_metric_intervals_bootstrap_one_model_over_its_groups():
     assert (perfect["low"], perfect["value"], perfect["high"]) == (1.0, 1.0, 1.0)
     with pytest.raises(HardmineError, match="199 groups for 200 labels"):
         metric_intervals(y, groups[:199], p)
+
+
+def test_the_costs_and_their_formula_are_spelled_once():
+    """The default costs of a missed positive and a false alarm, and how they add up, live in core/metrics only:
+    a signature with its own 10.0 or a second copy of the formula drifts from them."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "hardmine"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        if path.name == "metrics.py" and path.parent.name == "core":
+            continue
+        assert not re.search(r"cost_f[np]: float = \d", text), path  # defaults: COST_FN, COST_FP
+        assert not re.search(r"cost_fn \* |\* cost_fn\b|cost_fp \* ", text), path  # the formula: expected_cost
+    from hardmine.core.metrics import COST_FN, COST_FP, expected_cost
+    from hardmine.record.config import ThresholdConfig
+
+    assert (ThresholdConfig().cost_fn, ThresholdConfig().cost_fp) == (COST_FN, COST_FP) == (10.0, 1.0)
+    assert expected_cost(2, 5) == 25.0

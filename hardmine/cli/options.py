@@ -23,7 +23,7 @@ from typer.core import TyperCommand
 
 from hardmine.core.acquisition import ACQUISITION
 from hardmine.core.errors import HardmineError
-from hardmine.core.metrics import THRESHOLD_RULES
+from hardmine.core.metrics import COST_FN, COST_FP, THRESHOLD_RULES
 from hardmine.core.mining import EXPAND, HARDNESS, QUARANTINE, MiningConfig
 from hardmine.data.images import AUGMENTS
 from hardmine.data.sources import source_names
@@ -159,8 +159,8 @@ TRAIN = OptionGroup("train", TrainConfig, _T, {
 _H = "Threshold"
 THRESHOLD = OptionGroup("threshold", ThresholdConfig, _H, {
     "threshold_by": (Rule, _opt("cost", help="How the threshold is tuned on validation.", panel=_H)),
-    "cost_fn": (float, _opt(10.0, help="Cost of a missed positive (false negative).", panel=_H)),
-    "cost_fp": (float, _opt(1.0, help="Cost of a false alarm (false positive).", panel=_H)),
+    "cost_fn": (float, _opt(COST_FN, help="Cost of a missed positive (false negative).", panel=_H)),
+    "cost_fp": (float, _opt(COST_FP, help="Cost of a false alarm (false positive).", panel=_H)),
     "target": (float, _opt(0.9, help="Sensitivity target for --threshold-by target-sensitivity.", panel=_H)),
 }, renamed={"threshold_by": "rule"})  # fmt: skip
 

@@ -208,9 +208,17 @@ def bootstrap_ci(
 
 # --------------------------------------------------------------------------- thresholds
 
+# The default costs, spelled once: a missed positive (melanoma called benign) costs ten false alarms.
+COST_FN, COST_FP = 10.0, 1.0
+
+
+def expected_cost(fn, fp, cost_fn: float = COST_FN, cost_fp: float = COST_FP):
+    """What ``fn`` missed positives and ``fp`` false alarms cost together (lower = better; arrays work)."""
+    return cost_fn * fn + cost_fp * fp
+
 
 def _cost_objective(tp, fp, tn, fn, n_pos, n_neg, *, cost_fn, cost_fp, **_):
-    return -(cost_fn * fn + cost_fp * fp)
+    return -expected_cost(fn, fp, cost_fn, cost_fp)
 
 
 def _f1_objective(tp, fp, tn, fn, n_pos, n_neg, **_):
@@ -239,8 +247,8 @@ def choose_threshold(
     y_true,
     prob_pos,
     rule: str = "cost",
-    cost_fn: float = 10.0,
-    cost_fp: float = 1.0,
+    cost_fn: float = COST_FN,
+    cost_fp: float = COST_FP,
     target: float = 0.9,
 ) -> float:
     """Pick a decision threshold on validation data.

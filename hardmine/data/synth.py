@@ -26,6 +26,7 @@ import pandas as pd
 
 from hardmine.core.errors import DataError, HardmineError
 from hardmine.core.io import write_csv
+from hardmine.core.metrics import COST_FN, COST_FP
 
 if TYPE_CHECKING:
     from hardmine.core.mining import MiningConfig
@@ -309,8 +310,8 @@ def planted_recovery(
     config: MiningConfig | None = None,
     dynamics: np.ndarray | None = None,
     *,
-    cost_fn: float = 10.0,
-    cost_fp: float = 1.0,
+    cost_fn: float = COST_FN,
+    cost_fp: float = COST_FP,
 ) -> dict[str, float]:
     """How one mining step treated a demo set's planted cases.
 

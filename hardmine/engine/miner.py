@@ -23,7 +23,7 @@ import numpy as np
 from hardmine.core import curriculum
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.index import normalise
-from hardmine.core.metrics import check_binary, check_costs
+from hardmine.core.metrics import COST_FN, COST_FP, check_binary, check_costs
 from hardmine.core.mining import MiningConfig, MiningResult, mine
 
 
@@ -53,8 +53,8 @@ class HardMiner:
         config: MiningConfig | None = None,
         seed: int = 0,
         trusted=None,
-        cost_fn: float = 10.0,
-        cost_fp: float = 1.0,
+        cost_fn: float = COST_FN,
+        cost_fp: float = COST_FP,
         **options: Any,
     ):
         self.labels, _ = check_binary(labels)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.metrics import METRIC_KEYS, THRESHOLD_RULES, check_costs, choose_threshold
+from hardmine.core.metrics import COST_FN, COST_FP, METRIC_KEYS, THRESHOLD_RULES, check_costs, choose_threshold
 from hardmine.core.mining import MiningConfig
 from hardmine.data.images import AUGMENTS
 from hardmine.data.sources import source_names
@@ -194,8 +194,8 @@ class ThresholdConfig:
     """How the decision threshold is chosen on validation data."""
 
     rule: str = "cost"
-    cost_fn: float = 10.0
-    cost_fp: float = 1.0
+    cost_fn: float = COST_FN
+    cost_fp: float = COST_FP
     target: float = 0.9
 
     def validate(self) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from hardmine.core.errors import HardmineError
 from hardmine.core.io import load_array, read_json, write_json
+from hardmine.core.metrics import expected_cost
 from hardmine.record.config import RunConfig, ThresholdConfig
 from hardmine.record.layout import (
     ANSWERS_FILE,
@@ -59,7 +60,7 @@ from hardmine.record.manifest import Manifest, Step
 def selection_value(metrics: dict[str, Any], select_by: str, threshold: ThresholdConfig) -> float:
     """The value rounds are ranked by (higher = better). ``cost`` is minus the expected cost per sample."""
     if select_by == "cost":
-        return -(threshold.cost_fn * metrics["fn"] + threshold.cost_fp * metrics["fp"]) / metrics["n"]
+        return -expected_cost(metrics["fn"], metrics["fp"], threshold.cost_fn, threshold.cost_fp) / metrics["n"]
     value = metrics[select_by]
     return float("-inf") if value is None or value != value else float(value)
 

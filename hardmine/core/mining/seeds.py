@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hardmine.core.errors import HardmineError
-from hardmine.core.metrics import check_binary, check_costs
+from hardmine.core.metrics import COST_FN, COST_FP, check_binary, check_costs
 from hardmine.core.mining.config import MiningConfig
 from hardmine.core.scores import hardness_scores, logit
 
@@ -44,8 +44,8 @@ def select(
     scores: np.ndarray | str = "loss",
     band: float = 1.0,
     max_frac: float = 0.2,
-    cost_fn: float = 10.0,
-    cost_fp: float = 1.0,
+    cost_fn: float = COST_FN,
+    cost_fp: float = COST_FP,
     exclude: np.ndarray | None = None,
     dynamics: np.ndarray | None = None,
     forgetting: np.ndarray | None = None,

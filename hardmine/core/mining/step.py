@@ -12,7 +12,7 @@ import pandas as pd
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.evidence import gather_evidence
 from hardmine.core.index import NeighbourIndex
-from hardmine.core.metrics import check_binary, check_costs
+from hardmine.core.metrics import COST_FN, COST_FP, check_binary, check_costs
 from hardmine.core.mining.config import QUARANTINE_WARN_SHARE, ROLES, MiningConfig, check_embeddings, check_k
 from hardmine.core.mining.neighbours import spread
 from hardmine.core.mining.seeds import choose_seeds
@@ -88,8 +88,8 @@ def mine(
     trusted: np.ndarray | None = None,
     index=None,
     forgetting: np.ndarray | None = None,
-    cost_fn: float = 10.0,
-    cost_fp: float = 1.0,
+    cost_fn: float = COST_FN,
+    cost_fp: float = COST_FP,
     seed: int = 0,
 ) -> MiningResult:
     """One mining step: triage, select, expand, curriculum weights.
