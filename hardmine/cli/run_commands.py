@@ -246,7 +246,9 @@ def compare_cmd(
 
     chosen = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
     budget = epoch_budget(config, n, resolve_methods(chosen, config.rounds.strategy))
-    console.print(f"every method trains {budget} epochs; seeds 0..{seeds - 1}")
+    trains = ("the backbone is frozen: every method fits its head on the same embeddings, no epochs"
+              if config.train.frozen else f"every method trains {budget} epochs")  # fmt: skip
+    console.print(f"{trains}; seeds 0..{seeds - 1}")
     with progress_bars() as progress:
         result = compare(config, out, list(range(seeds)), n, chosen, external=external, subgroup=subgroup,
                          callback=ProgressEvents(progress))  # fmt: skip
