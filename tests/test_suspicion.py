@@ -60,6 +60,10 @@ def test_a_new_piece_keeps_counts_of_its_own(planted_world, monkeypatch):
     evidence = gather_evidence(labels, groups, emb)
     assert set(evidence.parts) >= {"oof", "neighbours", "far"}
     assert evidence.details["far_rank"].shape == labels.shape and evidence.neighbours_other is not None
+    monkeypatch.setitem(evidence_module.EVIDENCE, "far", lambda inputs: evidence_module.Piece(
+        np.full(len(inputs.labels), 1.5)))  # not a probability: refused by name
+    with pytest.raises(HardmineError, match="evidence piece 'far' returned .* outside \\[0, 1\\]"):
+        gather_evidence(labels, groups, emb)
     back = Evidence.from_columns(pd.DataFrame(evidence.columns()))  # as scores.csv keeps it
     assert np.array_equal(back.details["far_rank"], evidence.details["far_rank"])
     assert np.array_equal(back.neighbours_other, evidence.neighbours_other)

@@ -199,6 +199,10 @@ def gather_evidence(
     for name, piece in EVIDENCE.items():
         found = piece(inputs)
         if found is not None:
-            parts[name] = found.wrong
+            wrong = np.asarray(found.wrong, dtype=np.float64)
+            if wrong.shape != y.shape or not np.all((wrong >= 0) & (wrong <= 1)):  # NaN fails too
+                raise HardmineError(f"evidence piece {name!r} returned {wrong.shape} values outside [0, 1]; a piece "
+                                    f"gives each of the {len(y)} images P(its label is wrong)")  # fmt: skip
+            parts[name] = wrong
             details |= found.details
     return Evidence(parts, details)
