@@ -501,6 +501,8 @@ BAD_INPUTS = {
                                                "evaluate"), ["train.image_size='big' is not valid"]),
     "gallery of mined rows not UTF-8": (_on_run(_not_utf8("round-000/mined.csv"), "gallery", "--round", "0"),
                                         ["mined.csv is damaged"]),
+    "report of test predictions not UTF-8": (_on_run(_not_utf8("round-000/preds_test.csv"), "report"),
+                                             ["preds_test.csv is damaged"]),
     "gallery of samples not UTF-8": (_on_run(_not_utf8("samples.csv"), "gallery", "--round", "0"),
                                      ["samples.csv is damaged"]),
     "gallery of scores not UTF-8": (_on_run(_not_utf8("round-000/scores.csv"), "gallery", "--round", "0"),

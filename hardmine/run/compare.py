@@ -134,7 +134,7 @@ def compare(
             run, model, chosen = _run_method(config, out / method / f"seed-{seed}", method, seed, n_rounds, budget,
                                              callback)  # fmt: skip
             test = metrics_on_test(model, chosen)
-            preds = pd.read_csv(model.preds_path(chosen, "test"), dtype={"id": str})
+            preds = model.preds(chosen, "test")
             outputs[method, seed] = {"test": preds["prob_pos"].to_numpy(), "threshold": test["threshold"],
                                      "val": model.val_metrics(chosen)}  # fmt: skip
             reference = run.reference()

@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import pandas as pd
-
 from hardmine.core.io import write_bytes
 from hardmine.record.layout import GALLERY_DIR, GALLERY_PAGE, LEARNING_CURVE_PNG, MINED_FILE, REPORT_HTML
 from hardmine.record.record import RunFolder
@@ -51,13 +49,12 @@ def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> 
     over test lesions: ``{metric: {difference, low, high, verdict}}`` (empty when a prediction file is missing)."""
     from hardmine.core.paired import paired_differences
 
-    paths = [folder.preds_path(r, "test") for r in (best, 0)]
-    if not all(p.exists() for p in paths):
+    if not all(folder.preds_path(r, "test").exists() for r in (best, 0)):
         return {}
-    best_preds, first = (pd.read_csv(p, dtype={"id": str}) for p in paths)
-    groups = folder.samples().set_index("id").loc[first["id"], "group"].to_numpy()
-    found = paired_differences(first["label"].to_numpy(), groups, best_preds["prob_pos"], first["prob_pos"], COMPARED,
-                               n_boot=n_boot)  # fmt: skip
+    best_preds, first = (folder.preds(r, "test") for r in (best, 0))  # a damaged file: one line naming it
+    groups = folder.samples().set_index("id").loc[first.index, "group"].to_numpy()
+    found = paired_differences(first["label"].to_numpy(), groups, best_preds.loc[first.index, "prob_pos"],
+                               first["prob_pos"], COMPARED, n_boot=n_boot)  # fmt: skip
     return {metric: {k: v[k] for k in ("difference", "low", "high", "verdict")} for metric, v in found.items()}
 
 
@@ -254,9 +251,8 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     curves, returned = {}, None
     for model in evaluated_models(report):
         source = reference if model.in_reference else folder
-        path = source.preds_path(model.round, "test") if source is not None else None
-        if path is not None and path.exists():
-            preds = pd.read_csv(path)
+        if source is not None and source.preds_path(model.round, "test").exists():
+            preds = source.preds(model.round, "test")
             curves[model.name] = (preds["label"].to_numpy(), preds["prob_pos"].to_numpy())
             returned = curves[model.name] if model.returned else returned
     if curves:
