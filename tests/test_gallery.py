@@ -723,3 +723,17 @@ def test_serve_answers_a_nul_byte_and_a_garbled_sample_table_in_one_line(mined_r
         status, body = get("/original/anything")
         assert status == 500 and b"Traceback" not in body
         assert get("/round-001/gallery/index.html")[0] == 200  # the server still answers
+
+
+def test_a_damaged_report_is_said_not_taken_for_no_report(mined_run, tmp_path):
+    from hardmine.record.record import RunFolder
+    from hardmine.views.gallery import mining_story
+
+    copy = tmp_path / "run"
+    shutil.copytree(mined_run, copy)
+    (copy / "report.json").write_text("[]")  # not a report any more
+    with pytest.warns(UserWarning, match="report.json is damaged .*the gallery opens on the latest mined round"):
+        _, story = mining_story(RunFolder(copy))
+    assert story.startswith("the report cannot be read (") and "no report yet" not in story
+    (copy / "report.json").unlink()
+    assert mining_story(RunFolder(copy))[1] == "no report yet: the latest mined round"

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import write_bytes
-from hardmine.record.layout import METRICS_FILE, MINED_FILE
+from hardmine.record.layout import METRICS_FILE, MINED_FILE, REPORT_FILE
 from hardmine.record.record import RunFolder
 
 THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
@@ -106,13 +106,20 @@ def mining_story(folder: RunFolder, r: int | None = None) -> tuple[int, str]:
     round 0 or the budget reference is; the latest mined round before a report exists. With ``r``,
     the sentence for that round's mining instead."""
     mined = folder.rounds_with(MINED_FILE)
+    damage = None
     try:
         report = folder.report()
         best, returned = int(report["best_round"]), report.get("returned", "round")
-    except (HardmineError, KeyError, TypeError, ValueError):
+    except (HardmineError, KeyError, TypeError, ValueError) as exc:
         report = None
+        if (folder.root / REPORT_FILE).exists():  # there is one, and it cannot be read: say so, not "no report"
+            damage = str(exc).splitlines()[0] if isinstance(exc, HardmineError) else f"{REPORT_FILE} lacks best_round"
+            warn(f"{damage}; the gallery opens on the latest mined round, which may not be the mining behind the "
+                 "model the run hands back")  # fmt: skip
     if report is None:
-        default, story = folder.latest_round(None, needs=MINED_FILE), "no report yet: the latest mined round"
+        default = folder.latest_round(None, needs=MINED_FILE)
+        story = (f"the report cannot be read ({damage}): the latest mined round" if damage
+                 else "no report yet: the latest mined round")  # fmt: skip
     elif returned == "reference":
         default, story = 0, ("the run hands back its budget reference (round 0's recipe for the whole epoch budget), "
                              "which no mining made: this is what round 0's model mined")  # fmt: skip
