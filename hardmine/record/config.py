@@ -113,7 +113,7 @@ class DataConfig:
 class TrainConfig:
     """Everything that decides how a model is trained (JSON-serialisable)."""
 
-    # the default: an ImageNet-pretrained EfficientNet-Lite0 at its native 224 px (README "Choosing the model")
+    # the default: an ImageNet-pretrained EfficientNet-Lite0 at its native 224 px (README, "The model")
     model: str = DEFAULT_MODEL
     weights: str | None = None  # None: the model's own default (imagenet; none for the tiny model)
     image_size: int | None = None  # None: the model's own default (224; 64 for the tiny model)
