@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hardmine.core.io import write_bytes
-from hardmine.record.layout import GALLERY_DIR, GALLERY_PAGE, LEARNING_CURVE_PNG, MINED_FILE, REPORT_HTML
+from hardmine.record.layout import CONFIG_FILE, GALLERY_DIR, GALLERY_PAGE, LEARNING_CURVE_PNG, MINED_FILE, REPORT_HTML
 from hardmine.record.record import RunFolder
 from hardmine.strategies import get_strategy, get_update
 
@@ -228,7 +228,7 @@ def before_after(report: dict[str, Any]) -> dict[str, Any] | None:
              f"{v['verdict']}"] for name, v in before.items() if isinstance(v, dict)]  # fmt: skip
     changes = before.get("recipe_changes") or []
     warning = (f"the two runs were also trained differently ({'; '.join(changes)}): the difference mixes the label "
-               "fixes with the recipe's change; make the after run with --config BEFORE/config.json to keep the "
+               f"fixes with the recipe's change; make the after run with --config BEFORE/{CONFIG_FILE} to keep the "
                "recipe") if changes else None  # fmt: skip
     return {"title": f"before ({before['run']}, its returned model) against after, on the same {before['images']} "
                      f"test images of {before['lesions']} lesions (95% bootstrap over lesions)",
