@@ -345,3 +345,20 @@ def test_a_hand_edited_split_is_refused_before_anything_trains(tmp_path, edit, m
     edit(split).to_csv(tmp_path / "split.csv", index=False)
     with pytest.raises(DataError, match=re.escape(message)):
         make_or_load_split(table, tmp_path / "split.csv")
+
+
+def test_split_from_a_run_of_other_data_with_the_same_ids_is_refused(tmp_path):
+    from hardmine.data.splits import make_split
+
+    ids = [f"ISIC_{i:04d}" for i in range(80)]
+    table = pd.DataFrame({"id": ids, "group": [f"L{i // 2}" for i in range(80)],
+                          "label": [int((i // 2) % 3 == 0) for i in range(80)]})  # fmt: skip
+    # the earlier run's data held the same ids in other lesions: image 0 and image 1 went to different splits
+    earlier = pd.DataFrame({"id": ids, "group": [f"M{i}" for i in range(80)],
+                            "split": ["train", "test", "val", "train"] * 20})  # fmt: skip
+    earlier.to_csv(tmp_path / "split.csv", index=False)
+    with pytest.raises(DataError, match="lesion 'L0' would sit in test and train .*made on other data"):
+        make_split(table, split_from=tmp_path / "split.csv")
+    earlier["split"] = [["train", "val", "test", "train"][(i // 2) % 4] for i in range(80)]  # lesions kept whole
+    earlier.to_csv(tmp_path / "split.csv", index=False)
+    assert make_split(table, split_from=tmp_path / "split.csv").groupby(table["group"]).nunique().max() == 1

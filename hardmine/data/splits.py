@@ -98,7 +98,15 @@ def _earlier_split(table: pd.DataFrame, earlier: Path) -> pd.Series:
                         "made on other data?)")  # fmt: skip
     if not known.all():
         warn(f"--split-from {earlier.parent}: {int((~known).sum())} image(s) of lesions it did not hold go to train")
-    return split.fillna("train").rename("split")
+    split = split.fillna("train").rename("split")
+    spread = split.groupby(table["group"].to_numpy()).nunique()
+    if (spread > 1).any():  # the same ids, other lesions: another data set, whose split would leak lesions
+        lesion = spread.index[(spread > 1).to_numpy()][0]
+        parts = sorted(set(split[(table["group"] == lesion).to_numpy()]))
+        raise DataError(f"--split-from {earlier.parent}: lesion {lesion!r} would sit in {' and '.join(parts)} "
+                        f"({int((spread > 1).sum())} lesion(s) so): the earlier run grouped these images "
+                        "otherwise; was it made on other data?")  # fmt: skip
+    return split
 
 
 def class_summary(table: pd.DataFrame) -> pd.DataFrame:
