@@ -84,6 +84,13 @@ def test_attack_relabel_never_replaces_a_file_it_did_not_write(trained, tmp_path
     ours = data / "relabelled-run.csv"  # its own earlier manifest may be written again
     assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv")]).exit_code == 0
     assert runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(ours)]).exit_code == 0
+    # a user's file that only looks like one (the same header, other images) is not replaced either
+    look_alike = data / "my-notes.csv"
+    look_alike.write_text("path,label,group,relabelled_from,id,reviewed\nmine.jpg,mel,L1,,MY_OWN_1,\n")
+    result = runner.invoke(app, ["relabel", str(run), str(tmp_path / "d.csv"), "--out", str(look_alike)])
+    assert result.exit_code == 2 and "wrote for this run" in result.stderr
+    assert "MY_OWN_1" in look_alike.read_text()
+    look_alike.unlink()
 
 
 def test_guarded_values_from_the_gallery_download_read_back_as_written(tmp_path):

@@ -118,7 +118,7 @@ def apply_decisions(
     out_path = Path(out) if out is not None else root / f"relabelled-{folder.root.name}.csv"
     if not out_path.resolve().parent.is_relative_to(root):
         raise DataError(f"--out {out_path} must be inside the data root {root} (manifest paths may not leave it)")
-    _check_writable(out_path, data)
+    _check_writable(out_path, data, set(samples["id"]))
     relabel = chosen[chosen["decision"] == "relabel"]
     lesion_label = dict(zip(samples.set_index("id").loc[relabel["image_id"], "group"], relabel["new_label"],
                             strict=True))  # fmt: skip
@@ -157,15 +157,23 @@ def apply_decisions(
 RELABELLED_HEADER = "path,label,group,relabelled_from"
 
 
-def _check_writable(out_path: Path, data: Path) -> None:
-    """Refuse to replace a file hardmine did not write, or the data the run was trained on."""
+def _check_writable(out_path: Path, data: Path, run_ids: set[str]) -> None:
+    """Refuse to replace a file hardmine did not write for this run (a relabel manifest holds the run's ids
+    only: a look-alike file with the same header does not), or the data the run was trained on."""
     if out_path.resolve() == data.resolve():
         raise DataError(f"--out {out_path} is the data the run was trained on; choose another name")
     if out_path.exists():
         with open(out_path, "rb") as handle:
             first = handle.readline().decode("utf-8", "replace").strip()
-        if not out_path.is_file() or not first.startswith(RELABELLED_HEADER):
-            raise DataError(f"--out {out_path} exists and is not a manifest `hardmine relabel` wrote; "
+        ours = out_path.is_file() and first.startswith(RELABELLED_HEADER)
+        if ours:
+            try:
+                ids = pd.read_csv(out_path, usecols=["id"], dtype=str, keep_default_na=False)["id"]
+                ours = set(ids) <= run_ids
+            except (ValueError, OSError, pd.errors.ParserError):  # no id column, or not a CSV after its header
+                ours = False
+        if not ours:
+            raise DataError(f"--out {out_path} exists and is not a manifest `hardmine relabel` wrote for this run; "
                             "hardmine never replaces your files: choose another name")  # fmt: skip
 
 
