@@ -88,21 +88,22 @@ def print_start(run, rounds: int) -> None:
 
     from hardmine.engine.runtime import Engine
     from hardmine.record.layout import MODEL_FILE
-    from hardmine.run.estimate import duration_text, estimate_run
+    from hardmine.run.estimate import duration_text, estimate_run, image_costs
 
     config = run.config
     console.print(f"starting weights: {run.config_dict().get('weights_source', config.train.weights)}")
     if config.train.model == "tiny" or Engine(config.train).device.type != "cpu" or run.rounds_with(MODEL_FILE):
         return  # fast enough, on a GPU, or begun already
     sizes = run.split.value_counts().to_dict()
-    estimate = estimate_run(config, sizes, rounds)
+    costs = image_costs(config)  # measured once: the fast path runs the same model
+    estimate = estimate_run(config, sizes, rounds, costs)
     text = (f"on this CPU the run will take about {duration_text(estimate.seconds)} ({config.train.model} at "
             f"{config.train.image_size} px: {estimate.train_image_s * 1000:.0f} ms per training image, "
             f"{estimate.infer_image_s * 1000:.0f} ms per scored image, measured here)")  # fmt: skip
     if not config.train.frozen and config.train.weights != "none":
         frozen = replace(config, train=replace(config.train, frozen=True),
                          rounds=replace(config.rounds, strategy="head", update="head"))  # fmt: skip
-        fast = estimate_run(frozen, sizes, rounds)
+        fast = estimate_run(frozen, sizes, rounds, costs)
         text += (f"; the fast path, --frozen (the pretrained backbone kept, its head fitted), about "
                  f"{duration_text(fast.seconds)}")  # fmt: skip
     console.print(text)

@@ -61,10 +61,13 @@ def image_costs(config: RunConfig, batch: int = 8, repeats: int = 2) -> tuple[fl
     return train_s, infer_s
 
 
-def estimate_run(config: RunConfig, split_sizes: dict[str, int], rounds: int) -> Estimate:
+def estimate_run(
+    config: RunConfig, split_sizes: dict[str, int], rounds: int, costs: tuple[float, float] | None = None
+) -> Estimate:
     """The expected time of round 0 and ``rounds`` mining rounds of ``config`` on splits of ``split_sizes``
-    (train, val, test image counts), from :func:`image_costs`."""
-    train_s, infer_s = image_costs(config)
+    (train, val, test image counts), from ``costs`` (seconds per training and per scored image; measured
+    by :func:`image_costs` when None)."""
+    train_s, infer_s = costs or image_costs(config)
     n_train, n_val, n_test = (split_sizes.get(name, 0) for name in ("train", "val", "test"))
     train = config.train
     round0_epochs = 0 if train.frozen else train.epochs + train.freeze_epochs
