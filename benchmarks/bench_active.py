@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from substrates import BACKBONES  # benchmarks/substrates.py
+from substrates import BACKBONES, data_folder  # benchmarks/substrates.py
 
 from hardmine.core.paired import METRICS
 from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, ThresholdConfig, TrainConfig
@@ -277,14 +277,7 @@ def main() -> None:
     parser.add_argument("--backbone", choices=tuple(BACKBONES), default="tiny")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    if args.data.startswith("demo"):
-        from hardmine.data.synth import generate_demo
-
-        source = args.work / args.data
-        if not (source / "HAM10000_metadata.csv").exists():
-            generate_demo(source, n=int(args.data[4:]), size=args.size, seed=0)
-    else:
-        source = Path(args.data)
+    source = data_folder(args.data, args.work, args.size)
     name = source.name if source.name != "pool" else source.parent.name
     results: dict[str, list[dict]] = {spec: [] for spec in args.specs}
     for seed in args.seeds:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from substrates import BACKBONES
+from substrates import BACKBONES, data_folder
 
 from hardmine.core.paired import METRICS, paired_difference
 from hardmine.record.config import DataConfig, RunConfig, TrainConfig
@@ -56,14 +56,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=5)
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     args = parser.parse_args()
-    if args.data.startswith("demo"):
-        from hardmine.data.synth import generate_demo
-
-        data = args.work / args.data
-        if not (data / "HAM10000_metadata.csv").exists():
-            generate_demo(data, n=int(args.data[4:]), size=args.size, seed=0)
-    else:
-        data = Path(args.data)
+    data = data_folder(args.data, args.work, args.size)
     preds: dict[str, list[pd.DataFrame]] = {}
     for name in args.backbones:
         for seed in args.seeds:

@@ -17,6 +17,7 @@ weights, and ``--weights none`` for training from scratch.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +79,6 @@ def resolve_imagenet(name: str, download: bool = True) -> WeightsFile:
     if name in PACKAGED:
         _, module_name, locate, requirement = PACKAGED[name]
         try:
-            import importlib
-
             path = Path(locate(importlib.import_module(module_name)))
         except ImportError:
             path = None
