@@ -4,7 +4,7 @@
 measure one option (for example ``--triage networks`` against the default ``head``) run
 the same compare twice into two folders, same data, seeds and recipe, then pair the method's
 runs of folder A with those of folder B: per seed, the model each run handed back (its best
-round on validation, or its budget reference), on the same test images (and the same external
+round on validation, or its equal-epochs reference), on the same test images (and the same external
 set), with the two-level bootstrap of :mod:`hardmine.core.paired`, A minus B.
 
 Usage::

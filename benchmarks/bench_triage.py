@@ -36,6 +36,7 @@ Usage::
     python benchmarks/bench_triage.py --work /tmp/triage --sizes 32 64 --digits /tmp/digits/pool --oof-epochs 20
     python benchmarks/bench_triage.py --work /tmp/triage --oof-epochs 20 --seed-suspicion 1.0 --max-frac 0.1
     python benchmarks/bench_triage.py --work /tmp/triage --backbone pretrained --epochs 1 --sizes 128 --seeds 0 1 2 3 4
+    python benchmarks/bench_triage.py --work /tmp/triage --epochs 20 --sizes 32 --trusted '' dx_type=histo
 """
 
 from __future__ import annotations
@@ -135,8 +136,9 @@ def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None =
     hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
     start = time.perf_counter()
     config = config or MiningConfig()
+    trusted = config.trusted_mask(part)
     result = mine(labels, prob, emb, run.threshold(0), config, groups=groups, dynamics=dynamics,
-                  oof_prob=networks_prob)  # fmt: skip
+                  oof_prob=networks_prob, trusted=trusted)  # fmt: skip
     seconds = time.perf_counter() - start
     evidence: Evidence = result.evidence
     suspicion = evidence.score()
@@ -147,6 +149,8 @@ def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None =
            "flips_quarantined": float(result.quarantined[flipped].mean()),
            "flips_upweighted": float(mined[flipped].mean()),
            "quarantine_per_flip": float(result.quarantined.sum() / max(flipped.sum(), 1)),
+           "trusted": int(0 if trusted is None else trusted.sum()),
+           "flips_trusted": int(0 if trusted is None else trusted[flipped].sum()),
            "hard_lift": float(mined[hard].mean() / max(mined.mean(), 1e-12)), "mine_s": seconds}  # fmt: skip
     row |= hard_lift_reference(labels, evidence, result.quarantined | (evidence.doubt() >= config.seed_suspicion),
                                hard, mined.mean())  # fmt: skip
@@ -179,8 +183,11 @@ def main() -> None:
     parser.add_argument("--seed-suspicion", type=float, default=MiningConfig.seed_suspicion,
                         help="the seed bar (hardmine mine --seed-suspicion); 1 lets every unquarantined image seed")
     parser.add_argument("--max-frac", type=float, default=MiningConfig.max_frac, help="the per-class seed quota")
+    parser.add_argument("--trusted", nargs="*", default=[""],
+                        help="one row per rule (hardmine --trusted; '' trusts none), e.g. --trusted '' dx_type=histo")
     args = parser.parse_args()
-    config = MiningConfig(seed_suspicion=args.seed_suspicion, max_frac=args.max_frac)
+    configs = {rule: MiningConfig(seed_suspicion=args.seed_suspicion, max_frac=args.max_frac, trusted=rule)
+               for rule in args.trusted}  # fmt: skip
     sets = []
     for seed in args.seeds:
         data = args.work / f"demo-{seed}"
@@ -196,18 +203,21 @@ def main() -> None:
             for epochs in args.epochs:
                 run = prepared_run(args.work, data, epochs, size, augment, args.backbone)
                 setting = {"data": name, "px": size, "epochs": epochs, "backbone": args.backbone}
-                rows.append(setting | {"evidence": "head"} | evaluate(run, planted, config=config))
-                if args.oof_epochs:
-                    networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment, args.oof_folds)
-                    rows.append(setting | {"evidence": f"{args.oof_folds} networks {args.oof_epochs} ep"}
-                                | evaluate(run, planted, networks, config))  # fmt: skip
-                print(pd.DataFrame(rows[-2 if args.oof_epochs else -1:]).round(3).to_string(index=False), flush=True)
+                first = len(rows)
+                for rule, config in configs.items():
+                    rows.append(setting | {"evidence": "head", "rule": rule or "none"}
+                                | evaluate(run, planted, config=config))  # fmt: skip
+                    if args.oof_epochs:
+                        networks = fold_network_prob(args.work, data, args.oof_epochs, size, augment, args.oof_folds)
+                        rows.append(setting | {"evidence": f"{args.oof_folds} networks {args.oof_epochs} ep",
+                                               "rule": rule or "none"} | evaluate(run, planted, networks, config))
+                print(pd.DataFrame(rows[first:]).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     if args.csv:
         table.to_csv(args.csv, index=False)
     pd.set_option("display.width", 250)
     print(table.round(3).to_string(index=False))
-    means = table.groupby("evidence").mean(numeric_only=True).drop(columns=["px", "epochs"]).round(3)
+    means = table.groupby(["evidence", "rule"]).mean(numeric_only=True).drop(columns=["px", "epochs"]).round(3)
     print("\nmean over all settings:\n" + means.T.to_string())
 
 

@@ -78,6 +78,19 @@ def test_class_folders_source(tmp_path):
     assert (table["group"] == table["id"]).all()  # each image its own lesion, named with its class
 
 
+def test_a_run_trusts_its_sources_own_rule_unless_told(tmp_path, demo_dir):
+    from hardmine.core.mining import MiningConfig
+    from hardmine.record.config import DataConfig, RunConfig
+
+    for cls in ("mel", "nv"):
+        _write_image(tmp_path / cls / "a.jpg")
+    assert RunConfig(data=DataConfig(data=demo_dir)).mining.trusted == "dx_type=histo"
+    assert RunConfig(data=DataConfig(data=tmp_path)).mining.trusted == ""  # class folders confirm nothing
+    told = RunConfig(data=DataConfig(data=demo_dir), mining=MiningConfig(trusted="none"))
+    assert told.mining.trusted == ""
+    assert RunConfig(data=DataConfig(data=tmp_path / "absent")).mining.trusted == ""  # loading says why
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -264,6 +277,9 @@ def test_demo_data_deterministic_with_planted_sidecar(tmp_path):
     # flips are whole lesions: every image of a flipped lesion is flipped
     flipped_lesions = a[a.image_id.isin(planted[planted.kind == "flipped"].image_id)].lesion_id.unique()
     assert set(a[a.lesion_id.isin(flipped_lesions)].image_id) <= set(planted[planted.kind == "flipped"].image_id)
+    # a label error is never a histopathology-confirmed diagnosis (HAM10000's trusted rule relies on it)
+    assert (a.loc[a.lesion_id.isin(flipped_lesions), "dx_type"] != "histo").all()
+    assert (a["dx_type"] == "histo").any()
 
 
 def test_demo_data_cli(tmp_path):

@@ -59,7 +59,7 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
     shutil.copytree(trained, double)
     config = json.loads((trained / "config.json").read_text())
     data_args = ["--data", config["data"]["data"], "--out"]
-    finetune = ["--strategy", "finetune"]  # rounds that train (data-parallel), and so a budget reference
+    finetune = ["--strategy", "finetune"]  # rounds that train (data-parallel), and so a equal-epochs reference
     result = runner.invoke(app, ["round", *data_args, str(single), "--n", "1", *finetune, *TRAIN_ARGS])
     assert result.exit_code == 0, result.output
     printed = torchrun("round", *data_args, str(double), "--rounds", "1", *finetune, *TRAIN_ARGS)
@@ -78,7 +78,7 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
         assert (double / name).exists(), name
     history = [json.loads(line) for line in (double / "round-001" / "history.jsonl").read_text().splitlines()]
     assert len(history) == 1  # --round-epochs defaults to a quarter of --epochs, at least 1
-    # the budget reference (2 + 1 epochs) is trained data-parallel too, once, and its manifest is whole
+    # the equal-epochs reference (2 + 1 epochs) is trained data-parallel too, once, and its manifest is whole
     reference = double / "reference"
     assert (reference / "round-000" / "history.jsonl").read_text().count("\n") == 3
     assert json.loads((reference / "manifest.json").read_text())["steps"] == ["r000:train"]

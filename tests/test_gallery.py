@@ -99,7 +99,7 @@ def _made_returned(run: Path) -> tuple[int, str]:
     """The round whose mining made the returned model, and the words the page says it with."""
     report = json.loads((run / "report.json").read_text())
     if report["returned"] == "reference":
-        return 0, "the run hands back its budget reference"
+        return 0, "the run hands back its equal-epochs reference"
     if report["best_round"] == 0:
         return 0, "the run hands back round 0, trained before any mining"
     return report["best_round"] - 1, f"this mining made round {report['best_round']}, the model the run hands back"

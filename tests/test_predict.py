@@ -19,7 +19,7 @@ def run_dir(demo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "run"
     args = ["round", "--data", str(demo_dir), "--model", "tiny",
             "--out", str(out), "--n", "1", "--epochs", "2", "--image-size", "24",
-            "--device", "cpu", "--workers", "0", "--strategy", "finetune"]  # fmt: skip (with a budget reference)
+            "--device", "cpu", "--workers", "0", "--strategy", "finetune"]  # fmt: skip (with a equal-epochs reference)
     assert runner.invoke(app, args).exit_code == 0
     return out
 
@@ -27,7 +27,7 @@ def run_dir(demo_dir, tmp_path_factory):
 @pytest.mark.parametrize("chosen", ["best", "reference"])
 def test_predict_reproduces_the_returned_models_test_predictions(run_dir, tmp_path, chosen):
     report = json.loads((run_dir / "report.json").read_text())
-    # the model the run hands back: the best round, or the budget reference when no round beat it
+    # the model the run hands back: the best round, or the equal-epochs reference when no round beat it
     folder, label = (run_dir, report["best_round"])
     if chosen == "reference" or report["returned"] == "reference":
         folder, label = run_dir / "reference", "reference"

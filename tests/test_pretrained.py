@@ -148,7 +148,7 @@ def test_the_cpu_estimate_counts_every_pass_and_the_frozen_path_embeds_once(monk
 
     monkeypatch.setattr(estimate, "image_costs", lambda config: (1.0, 0.1))  # seconds per image: train, score
     sizes = {"train": 100, "val": 20, "test": 30}
-    tuned = RunConfig(train=TrainConfig(epochs=4), rounds=RoundsConfig(strategy="finetune", budget_guard=False))
+    tuned = RunConfig(train=TrainConfig(epochs=4), rounds=RoundsConfig(strategy="finetune", reference=False))
     # round 0: 4 epochs, 3 finetune rounds of 4 // 4 = 1 epoch: 7 epochs of 100 images, a validation pass each,
     # 4 scorings of train + val, the test split once
     expected = 7 * 100 * 1.0 + (7 * 20 + 4 * 120 + 30) * 0.1

@@ -23,7 +23,7 @@ from hardmine.record.manifest import Manifest
 
 runner = CliRunner()
 FAST = ["--model", "tiny", "--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]
-ROUNDS_THAT_TRAIN = ["--strategy", "finetune"]  # a resume point and a budget reference for the damage cases
+ROUNDS_THAT_TRAIN = ["--strategy", "finetune"]  # a resume point and a equal-epochs reference for the damage cases
 
 
 def _image(path: Path, colour=(120, 60, 30)) -> None:
@@ -930,10 +930,11 @@ def test_evaluate_defaults_to_the_model_the_run_hands_back(finished_run, tmp_pat
     report = json.loads((run / "report.json").read_text())
     result = runner.invoke(app, ["evaluate", str(run), "--split", "test"], terminal_width=200)
     assert result.exit_code == 0, result.output
-    expected = "the budget reference, round 0" if report["returned"] == "reference" else f"round {report['best_round']}"
+    reference = "the equal-epochs reference, round 0"
+    expected = reference if report["returned"] == "reference" else f"round {report['best_round']}"
     assert f"{expected}, test" in " ".join(result.output.split())  # the table's title may wrap
     # --round takes what predict takes: best, reference or a number
-    for value, title in (("best", expected), ("reference", "the budget reference, round 0"), ("1", "round 1")):
+    for value, title in (("best", expected), ("reference", reference), ("1", "round 1")):
         result = runner.invoke(app, ["evaluate", str(run), "--split", "test", "--round", value], terminal_width=200)
         assert result.exit_code == 0 and f"{title}, test" in " ".join(result.output.split()), result.output
     result = runner.invoke(app, ["evaluate", str(run), "--round", "latest"])

@@ -51,13 +51,13 @@ def test_verdict_and_test_columns_name_the_budget_reference():
               "returned": "reference", "test": reference["test"], "test_best_round": {"auprc": 0.45},
               "test_round0": {"auprc": 0.41}, "test_difference": {}}  # fmt: skip
     sentence = verdict_sentence(report)
-    assert sentence.startswith("No round beat the budget reference (round 0's recipe trained for all 30 epochs)")
+    assert sentence.startswith("No round beat the equal-epochs reference (round 0's recipe trained for all 30 epochs)")
     assert "round 1 0.5000, reference 0.5500" in sentence and "hands back the reference" in sentence
     assert columns_on_test(report) == {"round 0": {"auprc": 0.41}, "best (round 1)": {"auprc": 0.45},
                                     "reference (30 epochs) (returned)": {"auprc": 0.52}}  # fmt: skip
     report |= {"returned": "round", "test": {"auprc": 0.45}}
     sentence = verdict_sentence(report)
-    assert sentence.startswith("Round 1 beat the budget reference (30 epochs) on validation and is handed back.")
+    assert sentence.startswith("Round 1 beat the equal-epochs reference (30 epochs) on validation and is handed back.")
     assert list(columns_on_test(report)) == ["round 0", "best (round 1) (returned)", "reference (30 epochs)"]
 
 

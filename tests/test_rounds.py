@@ -78,11 +78,11 @@ def test_round_run_produces_the_contract(demo_dir, tmp_path):
     best = report["best_round"]
     val = json.loads((run_dir / f"round-{best:03d}" / "metrics.json").read_text())
     assert report["test_best_round"]["threshold"] == val["threshold"]
-    # the budget reference: round 0's recipe for 2 + 1 epochs, handed back unless the best round beats it
+    # the equal-epochs reference: round 0's recipe for 2 + 1 epochs, handed back unless the best round beats it
     reference = report["reference"]
     assert reference["epochs"] == 3 and (run_dir / "reference" / "round-000" / "model.pt").exists()
     assert reference["test"]["threshold"] == reference["val"]["threshold"]
-    assert "budget reference" in result.output
+    assert "equal-epochs reference" in result.output
     assert "rnd" in result.output and "test split" in result.output
     # another call adds rounds
     at = args.index("--n") + 1
@@ -174,7 +174,7 @@ def test_config_continues_a_run_and_every_difference_is_listed(demo_dir, tmp_pat
     run = tmp_path / "r"
     args = ["round", "--data", str(demo_dir), "--model", "tiny",
             "--out", str(run), "--n", "0", "--epochs", "1", "--image-size", "24",
-            "--device", "cpu", "--workers", "0", "--k", "5", "--strategy", "finetune", "--no-budget-guard"]  # fmt: skip
+            "--device", "cpu", "--workers", "0", "--k", "5", "--strategy", "finetune", "--no-reference"]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0
     # every difference at once, and how to go on instead
     changed = runner.invoke(app, ["round", "--data", str(demo_dir), "--model", "tiny",
@@ -209,10 +209,10 @@ def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tm
     summary = pd.read_csv(out / "compare.csv")
     assert summary["method"].tolist() == ["oversample", "no-mining-finetune", "hardmine-finetune"]
     runs = pd.read_csv(out / "compare_runs.csv").set_index("method")
-    # round 0 plus one round, the baseline for as long; the rounds' budget reference counted too
+    # round 0 plus one round, the baseline for as long; the rounds' equal-epochs reference counted too
     assert runs["epochs"].to_dict() == {"oversample": 3, "no-mining-finetune": 6, "hardmine-finetune": 6}
     assert json.loads((out / "oversample" / "seed-0" / "config.json").read_text())["train"]["epochs"] == 3
-    # the budget reference is the oversampling baseline's recipe: compare adopts that run, its training time counted
+    # the equal-epochs reference is the oversampling baseline's recipe: compare adopts that run, its time counted
     baseline = out / "oversample" / "seed-0"
     for method in ("no-mining-finetune", "hardmine-finetune"):
         reference = out / method / "seed-0" / "reference"
@@ -235,19 +235,29 @@ def test_compare_runs_baselines_hardmine_and_the_no_mining_ablation(demo_dir, tm
 
 
 def test_trusted_labels_from_metadata_are_never_quarantined(demo_dir, tmp_path):
-    def run(out, trusted):
+    def run(out, *trusted):
         args = ["round", "--data", str(demo_dir), "--model", "tiny",
                 "--out", str(out), "--n", "0", "--epochs", "2", "--image-size", "24",
-                "--device", "cpu", "--workers", "0", "--trusted", trusted]  # fmt: skip
-        assert runner.invoke(app, args).exit_code == 0
+                "--device", "cpu", "--workers", "0", *trusted]  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "config.json").read_text())["mining"]["trusted"] == rule
         mined = pd.read_csv(out / "round-000" / "mined.csv", dtype={"id": str}, keep_default_na=False)
-        return mined.loc[mined["role"] == "quarantined", "id"]
+        return result.output, mined.loc[mined["role"] == "quarantined", "id"]
 
-    quarantined = run(tmp_path / "histo", "dx_type=histo")
+    # HAM10000 data trusts histopathology by default, and says so; --trusted none doubts every label
+    rule = "dx_type=histo"
+    output, quarantined = run(tmp_path / "histo")
+    assert "trusted labels (dx_type=histo)" in output and "--trusted none" in output
     samples = pd.read_csv(tmp_path / "histo" / "samples.csv", dtype=str).set_index("id")
     assert (samples.loc[quarantined, "dx_type"] != "histo").all()
+    rule = ""
+    output, doubted = run(tmp_path / "none", "--trusted", "none")
+    assert "trusted labels" not in output
+    assert (samples.loc[doubted, "dx_type"] == "histo").any()  # the default kept these out of the quarantine
+    rule = "dx_type=" + ",".join(sorted(set(samples["dx_type"])))
     # trusting every diagnosis method leaves nothing to quarantine (a plain run quarantines some)
-    assert len(run(tmp_path / "all", "dx_type=" + ",".join(sorted(set(samples["dx_type"]))))) == 0
+    assert len(run(tmp_path / "all", "--trusted", rule)[1]) == 0
 
 
 def test_rounds_with_networks_triage_train_them_once(demo_dir, tmp_path):

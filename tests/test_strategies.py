@@ -45,7 +45,7 @@ def test_each_strategy_runs_rounds_end_to_end(strategy, demo_dir, tmp_path):
     assert report["rounds"][1]["strategy"] == strategy
     epochs_round1 = (run.round_dir(1) / "history.jsonl").read_text().count("\n") if strategy != "head" else 0
     assert epochs_round1 == {"finetune": 1, "retrain": 1, "head": 0}[strategy]  # round_epochs=1
-    reference = 3 if strategy != "head" else 0  # the budget reference: round 0's recipe for 2 + 1 epochs
+    reference = 3 if strategy != "head" else 0  # the equal-epochs reference: round 0's recipe for 2 + 1 epochs
     assert run.epochs_trained() == 2 + epochs_round1 + reference
     if strategy == "head":
         engine = Engine(run.config.train)
@@ -193,7 +193,7 @@ def test_compare_writes_paired_intervals_subgroups_and_external(demo_dir, tmp_pa
         assert shared.read_bytes() == (out / "ce" / "seed-1" / "round-000" / "model.pt").read_bytes()
 
 
-# ---------------------------------------------------------------- the budget guard
+# ---------------------------------------------------------------- the equal-epochs reference
 
 
 def test_budget_reference_is_round_0s_recipe_for_the_whole_budget(demo_dir, tmp_path):
@@ -253,13 +253,17 @@ def test_no_reference_when_round_0_is_its_own(demo_dir, tmp_path):
     assert not (head.root / "reference").exists() and head.epochs_trained() == 2  # nothing trained beyond round 0
     from hardmine.run.predict import predict_images
 
-    with pytest.raises(HardmineError, match="no budget reference"):
+    with pytest.raises(HardmineError, match="no equal-epochs reference"):
         predict_images(head, list(head.part("test")["path"][:2]), "reference")
     config = _config(demo_dir, "finetune")
     off = Run.create(tmp_path / "off", RunConfig(config.data, config.train, rounds=RoundsConfig(
-        strategy="finetune", round_epochs=1, budget_guard=False)))  # fmt: skip
+        strategy="finetune", round_epochs=1, reference=False)))  # fmt: skip
     report = run_rounds(off, 1, finish_outputs=False)
     assert "reference" not in report and not (off.root / "reference").exists()
+    # the option was --budget-guard: an older run's config.json keeps its value under the new name
+    saved = off.config.to_dict()
+    saved["rounds"]["budget_guard"] = saved["rounds"].pop("reference")
+    assert RunConfig.from_dict(saved).rounds.reference is False
 
 
 def test_a_toy_strategy_is_one_file_and_one_registry_line(demo_dir, tmp_path, monkeypatch):
@@ -280,5 +284,5 @@ def test_a_toy_strategy_is_one_file_and_one_registry_line(demo_dir, tmp_path, mo
     assert report["rounds"][1]["strategy"] == "polish" and report["rounds"][1]["init_round"] == 0
     assert (run.round_dir(1) / "history.jsonl").read_text().count("\n") == 1
     assert Polish().train_config(config).lr == config.train.lr / 10
-    assert report["reference"]["epochs"] == 3  # the budget guard follows the toy's epoch budget: 2 + 1
+    assert report["reference"]["epochs"] == 3  # the equal-epochs reference follows the toy's epoch budget: 2 + 1
     assert [row["init"] for row in round_rows(report)[:2]] == ["-", "r0"]

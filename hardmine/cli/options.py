@@ -187,8 +187,9 @@ MINING = OptionGroup("mining", MiningConfig, _M, {
     "index_codec": (str, _opt("flat", help="IVF storage for very large sets: flat | sq8 | pqM (e.g. pq64).",
                               panel=_M)),
     "balance": (bool, _opt(True, "--balance/--no-balance", help="Class-balance the curriculum weights.", panel=_M)),
-    "trusted": (str, _opt("", help="COLUMN=VALUE[,VALUE]: labels confirmed outside the model (HAM10000: "
-                          "dx_type=histo) are never quarantined.", panel=_M)),
+    "trusted": (str | None, _opt(None, help="COLUMN=VALUE[,VALUE]: labels confirmed outside the model, never "
+                                 "quarantined; 'none' doubts every label. Default: the source's own (HAM10000: "
+                                 "dx_type=histo; others: none).", panel=_M)),
 })  # fmt: skip
 
 _S = "Scoring"
@@ -226,9 +227,9 @@ ROUNDS = OptionGroup("rounds", RoundsConfig, _R, {
         f"{name} ({kind.description})" for name, kind in STRATEGIES.items()) + ".", panel=_R)),
     "select_by": (SelectBy, _opt("sens_at_spec90", help="Best round by this validation metric.", panel=_R)),
     "guard_tol": (float, _opt(0.02, help="A round worse than the best by more than this is marked.", panel=_R)),
-    "budget_guard": (bool, _opt(True, "--budget-guard/--no-budget-guard", help="Also train round 0's recipe for "
-                                "the rounds' whole epoch budget (RUN/reference/) and hand it back when no round "
-                                "beats it on validation.", panel=_R)),
+    "reference": (bool, _opt(True, "--reference/--no-reference", help="Also train the equal-epochs reference, "
+                             "round 0's recipe for all the epochs the rounds train (RUN/reference/), and hand it "
+                             "back when no round beats it on validation.", panel=_R)),
     "update": (Update | None, _opt(None, help="How an active-learning step trains on every answer so far (default: "
         "finetune; head with --frozen): " + "; ".join(f"{name} ({kind.description})" for name, kind in UPDATES.items())
         + ".", panel=_R)),
@@ -393,8 +394,8 @@ def _write_names(formatter, names: list[str]) -> None:
     formatter.write(" " * formatter.current_indent + line + "\n")
 
 
-ROUND_HELP = ("best (the model the run hands back, chosen on validation), reference (the budget reference) or a "
-              "round number.")  # fmt: skip
+ROUND_HELP = ("best (the model the run hands back, chosen on validation), reference (the equal-epochs reference) "
+              "or a round number.")  # fmt: skip
 
 
 def parse_round(value: str) -> int | str | None:

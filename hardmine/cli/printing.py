@@ -92,6 +92,11 @@ def print_start(run, rounds: int) -> None:
 
     config = run.config
     console.print(f"starting weights: {run.config_dict().get('weights_source', config.train.weights)}")
+    if config.mining.trusted:
+        train = run.part("train")
+        trusted = int(config.mining.trusted_mask(train).sum())
+        console.print(f"trusted labels ({config.mining.trusted}): {trusted} of {len(train)} training images are "
+                      "never quarantined as label errors; --trusted none doubts every label")  # fmt: skip
     if config.train.model == "tiny" or Engine(config.train).device.type != "cpu" or run.rounds_with(MODEL_FILE):
         return  # fast enough, on a GPU, or begun already
     sizes = run.split.value_counts().to_dict()
@@ -169,7 +174,7 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(frame_table(rounds.astype(object), f"rounds on validation (best by {report['select_by']}: *)"))
     if report.get("reference"):
         ref = report["reference"]
-        console.print(f"budget reference (round 0's recipe, {ref['epochs']} epochs): val AUROC "
+        console.print(f"equal-epochs reference (round 0's recipe, {ref['epochs']} epochs): val AUROC "
                       f"{fmt(ref['val']['auroc'], 3)}, sens@spec90 {fmt(ref['val']['sens_at_spec90'], 3)}")  # fmt: skip
     console.print(metrics_table(columns_on_test(report), "test split (thresholds tuned on validation)"))
     curve = report.get("learning_curve")

@@ -72,12 +72,12 @@ def evaluate_cmd(
     if chosen == "reference":
         reference = run.reference()
         if reference is None:
-            raise HardmineError(f"{run.root} has no budget reference; --round best or a round number")
-        run, r, which = Run.open(reference.root), 0, "the budget reference, "
+            raise HardmineError(f"{run.root} has no equal-epochs reference; --round best or a round number")
+        run, r, which = Run.open(reference.root), 0, "the equal-epochs reference, "
     elif chosen is None and (run.root / REPORT_FILE).exists():
         source, r = run.returned()
-        if source.root != run.root:  # the budget reference: a run folder of its own
-            run, which = Run.open(source.root), "the budget reference, "
+        if source.root != run.root:  # the equal-epochs reference: a run folder of its own
+            run, which = Run.open(source.root), "the equal-epochs reference, "
     else:
         r = run.latest_round(chosen)
     with progress_bars() as progress:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest")
 HARD_BAND = 0.1  # |m - 0.5| below this counts as a planted hard case
 FLIP_MIN_DISTANCE = 0.22  # flipped lesions are drawn clearly: |m - 0.5| at least this
+NOT_HISTO = ("follow_up", "consensus", "confocal")  # HAM10000's dx_type values other than histopathology
 
 # RGB colours (0-1) of lesion pigment: browns for benign, then the melanoma palette.
 _BROWNS = np.array([[0.55, 0.36, 0.22], [0.45, 0.28, 0.16], [0.62, 0.42, 0.27]])
@@ -205,7 +206,7 @@ def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_f
                 "n_images": n_images,
                 "kind": "hard" if amelanotic or abs(m - 0.5) < HARD_BAND else "",
                 "detail": "amelanotic" if amelanotic else ("boundary" if abs(m - 0.5) < HARD_BAND else ""),
-                "dx_type": str(rng.choice(["histo", "follow_up", "consensus", "confocal"])),
+                "dx_type": str(rng.choice(["histo", *NOT_HISTO])),
                 "age": float(rng.integers(4, 18) * 5),
                 "sex": str(rng.choice(["male", "female"])),
                 "localization": str(rng.choice(SITES)),
@@ -223,6 +224,10 @@ def _plan_lesions(rng: np.random.Generator, n: int, positive_frac: float, flip_f
                 lesions[i]["dx"] = "nv" if dx == "mel" else "mel"
                 lesions[i]["kind"] = "flipped"
                 lesions[i]["detail"] = f"drawn as {dx}"
+                # a histopathology-confirmed diagnosis is not a label error (HAM10000's dx_type=histo): a
+                # flipped lesion's came from the other ways; deterministic, so the draws above are unchanged
+                if lesions[i]["dx_type"] == "histo":
+                    lesions[i]["dx_type"] = NOT_HISTO[i % len(NOT_HISTO)]
                 flipped += lesions[i]["n_images"]
     return lesions
 

@@ -22,7 +22,7 @@ from hardmine.core.errors import HardmineError
 from hardmine.core.metrics import COST_FN, COST_FP, METRIC_KEYS, THRESHOLD_RULES, check_costs, choose_threshold
 from hardmine.core.mining import MiningConfig
 from hardmine.data.images import AUGMENTS
-from hardmine.data.sources import source_names
+from hardmine.data.sources import source_names, source_trust
 from hardmine.record.layout import SPLIT_FILE
 from hardmine.strategies import STRATEGIES, UPDATES, get_strategy
 
@@ -249,7 +249,7 @@ class RoundsConfig:
     select_by: str = "sens_at_spec90"
     guard_tol: float = 0.02
     # also train round 0's recipe for the rounds' whole epoch budget; hand it back when no round beats it
-    budget_guard: bool = True
+    reference: bool = True
     # how an active-learning step trains on every answer so far: a name in hardmine.strategies.UPDATES
     # (None: RunConfig makes it head for a frozen backbone, else finetune)
     update: str | None = None
@@ -277,12 +277,15 @@ class RoundsConfig:
         return train_epochs + n_rounds * self.epochs_per_round(train_epochs)
 
     def reference_epochs(self, train_epochs: int, n_rounds: int) -> int | None:
-        """Epochs of the budget reference (round 0's recipe trained for the whole budget) of a run aiming
+        """Epochs of the equal-epochs reference (round 0's recipe trained for the whole budget) of a run aiming
         at round ``n_rounds``; None when round 0 is its own reference (no mining round, or rounds that
         train no epochs, i.e. head refits) or the guard is off."""
         total = self.total_epochs(train_epochs, n_rounds)
-        return total if self.budget_guard and total > train_epochs else None
+        return total if self.reference and total > train_epochs else None
 
+
+# options renamed since runs were made: a saved config.json of an older run keeps its value
+RENAMED = {("rounds", "budget_guard"): "reference"}
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "train": TrainConfig, "threshold": ThresholdConfig,
@@ -304,6 +307,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.rounds.update is None:  # a frozen backbone's steps refit the head; others fine-tune
             self.rounds = replace(self.rounds, update="head" if self.train.frozen else "finetune")
+        if self.mining.trusted is None:  # the data source's own rule: HAM10000 trusts dx_type=histo
+            data = self.data
+            self.mining = replace(self.mining, trusted=source_trust(data.data, data.source, data.metadata))
 
     def to_dict(self) -> dict[str, Any]:
         return {name: asdict(getattr(self, name)) for name in SECTIONS}
@@ -341,6 +347,7 @@ class RunConfig:
             if not isinstance(section, dict):
                 raise HardmineError(f"config section {name!r} holds {type(section).__name__}; expected an object")
             known = {f.name: f for f in fields(kind)}
+            section = {RENAMED.get((name, k), k): v for k, v in section.items()}
             values = {k: v for k, v in section.items() if k in known}
             for key, value in values.items():
                 spec = kind.__dataclass_fields__[key]

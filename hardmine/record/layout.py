@@ -10,7 +10,7 @@
       report.json     rounds on validation, best round, the model handed back, test metrics
       round-RRR/      model.pt metrics.json scores.csv embeddings.npy mined.csv weights.csv gallery/ ...
       queries/NNN/    every query as asked: query.csv, query.json, label/ (the latest also at RUN/query.csv)
-      reference/      the budget reference: round 0's recipe trained for the rounds' whole epoch
+      reference/      the equal-epochs reference: round 0's recipe trained for the rounds' whole epoch
                       budget, itself a run folder (config, samples, split, manifest, round-000/)
 
 The integrity records are :mod:`hardmine.record.manifest`; the readers are
@@ -134,14 +134,14 @@ def foreign_entries(root: str | os.PathLike) -> list[str]:
 
 
 def _our_folder(relative: str) -> bool:
-    """Whether a folder relative to a run folder is one hardmine makes (a budget reference is a run folder)."""
+    """Whether a folder relative to a run folder is one hardmine makes (a equal-epochs reference is a run folder)."""
     if relative == REFERENCE_DIR or relative.startswith(REFERENCE_DIR + "/"):
         return relative == REFERENCE_DIR or _our_folder(relative.removeprefix(REFERENCE_DIR + "/"))
     return any(pattern.fullmatch(relative) for pattern in _OUR_FOLDERS)
 
 
 def _ours(relative: str) -> bool:
-    """Whether a path relative to a run folder is one hardmine writes (a budget reference is a run folder)."""
+    """Whether a path relative to a run folder is one hardmine writes (a equal-epochs reference is a run folder)."""
     if relative.startswith(REFERENCE_DIR + "/"):
         return _ours(relative.removeprefix(REFERENCE_DIR + "/"))
     folder, _, name = relative.rpartition("/")

@@ -1,7 +1,7 @@
 """The run record's readers: every file of a run folder read back, with no torch and no data source.
 
 :class:`RunFolder` reads thresholds, weights, scores, the latest and best
-round, the saved sample table, the budget reference and the model the run
+round, the saved sample table, the equal-epochs reference and the model the run
 hands back. Names come from :mod:`hardmine.record.layout`; the integrity of
 what is read, from :mod:`hardmine.record.manifest` (a reader compares sizes,
 a resume checksums). A run opened for writing, with its configuration, sample
@@ -154,7 +154,7 @@ class RunFolder:
         return float(read_json(path)["wall_s"]) if path.exists() else 0.0
 
     def epochs_trained(self) -> int:
-        """Training epochs over all rounds and the budget reference (``history.jsonl`` lines; a head refit
+        """Training epochs over all rounds and the equal-epochs reference (``history.jsonl`` lines; a head refit
         trains none)."""
         histories = [*self.root.glob(f"round-[0-9][0-9][0-9]/{HISTORY_FILE}"),
                      *self.root.glob(f"{REFERENCE_DIR}/round-[0-9][0-9][0-9]/{HISTORY_FILE}")]  # fmt: skip
@@ -383,7 +383,7 @@ class RunFolder:
         return self.paired_on(r, 0, (select_by,))[select_by]["verdict"] == "better"
 
     def reference(self) -> RunFolder | None:
-        """The budget reference (``RUN/reference/``, an ordinary run folder) once its round 0 is trained."""
+        """The equal-epochs reference (``RUN/reference/``, an ordinary run folder) once its round 0 is trained."""
         folder = RunFolder(self.root / REFERENCE_DIR)
         try:
             return folder if Manifest(folder.root).done(Step(0, "train")) else None
@@ -391,7 +391,7 @@ class RunFolder:
             return None  # a damaged reference is rebuilt by the next `hardmine round`
 
     def returned(self) -> tuple[RunFolder, int]:
-        """The model the run hands back, as (folder, round): the budget reference when ``report.json``
+        """The model the run hands back, as (folder, round): the equal-epochs reference when ``report.json``
         says no round beat it on validation, else the best round on validation."""
         report = self.report() if (self.root / REPORT_FILE).exists() else {}
         if report:  # which model the report hands back: only as recorded (an edited best round is refused)

@@ -172,7 +172,7 @@ def compare(
 def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds: int, budget: int,
                 callback) -> tuple[Run, Run, int]:  # fmt: skip
     """Train (or resume) one method's run; return it, the run holding the model it hands back (itself,
-    or its budget reference) and that model's round."""
+    or its equal-epochs reference) and that model's round."""
     train_cfg = replace(config.train, seed=seed)
     start = time.perf_counter()
     if method in BASELINES:
@@ -188,7 +188,7 @@ def _run_method(config: RunConfig, root: Path, method: str, seed: int, n_rounds:
     mining = config.mining if kind == "hardmine" else replace(config.mining, **NO_MINING)
     rounds = replace(config.rounds, strategy=strategy)
     run = Run.create(root, replace(config, train=train_cfg, mining=mining, rounds=rounds))
-    for baseline in BASELINES:  # the budget reference is the baseline of round 0's recipe, when it ran
+    for baseline in BASELINES:  # the equal-epochs reference is the baseline of round 0's recipe, when it ran
         if adopt_reference(run, n_rounds, RunFolder(root.parent.parent / baseline / root.name)):
             break
     _share_sibling_round0(run, root)

@@ -231,7 +231,7 @@ class Run(RunFolder):
         return self.config
 
     def reference_run(self, epochs: int) -> Run:
-        """The budget reference of this run, opened for writing: round 0's recipe (same seed, same
+        """The equal-epochs reference of this run, opened for writing: round 0's recipe (same seed, same
         start) trained for ``epochs`` in ``RUN/reference/``, a run folder of its own on this run's
         sample table and split. A reference made for another budget or configuration, or damaged,
         is deleted first (it can always be retrained)."""

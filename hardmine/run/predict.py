@@ -18,8 +18,8 @@ def predict_images(
     callback: Callback | None = None, strict: bool = False,
 ) -> pd.DataFrame:  # fmt: skip
     """Probabilities and decisions of round ``r``'s model for image files; by default of the model
-    the run hands back (the best round, or the budget reference when no round beat it), with
-    ``r="reference"`` of the budget reference.
+    the run hands back (the best round, or the equal-epochs reference when no round beat it), with
+    ``r="reference"`` of the equal-epochs reference.
 
     Reads the run without locking it (a run may go on training meanwhile).
     Returns one row per path: ``path, prob_pos`` (P(positive), higher = more
@@ -40,7 +40,7 @@ def predict_images(
     if r == "reference":
         source, r = folder.reference(), 0
         if source is None:
-            raise HardmineError(f"{folder.root} has no budget reference (only rounds that train epochs, "
+            raise HardmineError(f"{folder.root} has no equal-epochs reference (only rounds that train epochs, "
                                 "--strategy finetune or retrain, have one); use --round best or a number")  # fmt: skip
     else:
         source, r = folder.returned() if r is None else (folder, r)

@@ -175,7 +175,7 @@ def asking_model(run: Run) -> tuple[RunFolder, int, dict[str, int]]:
     source, r = run.returned()
     if source.root == run.root and trained and r not in trained:  # handed back from before the latest answers
         r = trained[-1]
-    # a budget reference is handed back only while no answer joined since it was trained
+    # a equal-epochs reference is handed back only while no answer joined since it was trained
     return source, r, {"labels": len(train), "positives": int(train.sum())}
 
 

@@ -3,7 +3,7 @@
 :func:`run_rounds` drives the steps of :mod:`hardmine.run.steps` over an opened
 :class:`~hardmine.run.opened.Run`, records each in ``manifest.json`` so an
 interrupted run resumes, guards against rounds that make validation worse,
-trains the budget reference (round 0's recipe for the rounds' whole epoch
+trains the equal-epochs reference (round 0's recipe for the rounds' whole epoch
 budget) so a run never hands back a model worse on validation than the plain
 recipe given the same epochs, and finishes with :func:`finish`:
 ``report.json`` (best round by validation, the model handed back, test
@@ -163,7 +163,7 @@ def _train_step(run: Run, r: int, manifest: Manifest, init_checkpoint, note, cal
 
 
 def _reference_step(run: Run, epochs: int, init_checkpoint, note, callback) -> None:
-    """Train the budget reference when it is missing (:meth:`~hardmine.run.opened.Run.reference_run`)."""
+    """Train the equal-epochs reference when it is missing (:meth:`~hardmine.run.opened.Run.reference_run`)."""
     reference = run.reference_run(epochs)
     manifest = _verified_manifest(reference)
     step = Step(0, "train")
@@ -177,7 +177,7 @@ def _reference_step(run: Run, epochs: int, init_checkpoint, note, callback) -> N
 
 
 def adopt_reference(run: Run, n: int, source: RunFolder) -> bool:
-    """Use ``source``'s round 0 as the budget reference of ``run`` aiming at round ``n``, instead of
+    """Use ``source``'s round 0 as the equal-epochs reference of ``run`` aiming at round ``n``, instead of
     training the same recipe again; only when ``source`` trained exactly the reference's recipe
     (``hardmine compare``: the baseline run of round 0's recipe and budget, same seed).
 
@@ -245,7 +245,7 @@ def _copy_round0(source: RunFolder, run: Run) -> None:
 
 
 def budget_reference(run: Run) -> Run | None:
-    """The trained budget reference matching the run's completed rounds (None when there is none)."""
+    """The trained equal-epochs reference matching the run's completed rounds (None when there is none)."""
     rounds = Manifest(run.root).completed_rounds()
     epochs = run.config.rounds.reference_epochs(run.config.train.epochs, max(rounds, default=0))
     folder = run.reference()
@@ -257,7 +257,7 @@ def budget_reference(run: Run) -> Run | None:
 def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
     """Choose the best round on validation, evaluate it and round 0 on test, write ``report.json``.
 
-    When the run has a budget reference, the model handed back (``returned``)
+    When the run has a equal-epochs reference, the model handed back (``returned``)
     is the reference unless the best round beats it on validation (a tie
     returns the reference: the plain recipe wins when mining buys nothing);
     ``test`` holds the returned model's test metrics.

@@ -103,7 +103,7 @@ def default_round(folder: RunFolder) -> int:
 def mining_story(folder: RunFolder, r: int | None = None) -> tuple[int, str]:
     """The mining that made the model the run hands back, as (round, sentence): round ``b - 1`` when the
     best round ``b`` > 0 is handed back; round 0 (what its model mined, which made nothing yet) when
-    round 0 or the budget reference is; the latest mined round before a report exists. With ``r``,
+    round 0 or the equal-epochs reference is; the latest mined round before a report exists. With ``r``,
     the sentence for that round's mining instead."""
     mined = folder.rounds_with(MINED_FILE)
     damage = None
@@ -121,8 +121,8 @@ def mining_story(folder: RunFolder, r: int | None = None) -> tuple[int, str]:
         story = (f"the report cannot be read ({damage}): the latest mined round" if damage
                  else "no report yet: the latest mined round")  # fmt: skip
     elif returned == "reference":
-        default, story = 0, ("the run hands back its budget reference (round 0's recipe for the whole epoch budget), "
-                             "which no mining made: this is what round 0's model mined")  # fmt: skip
+        default, story = 0, ("the run hands back its equal-epochs reference (round 0's recipe for all the "
+                             "rounds' epochs), which no mining made: this is what round 0's model mined")  # fmt: skip
     elif best == 0:
         default, story = 0, "the run hands back round 0, trained before any mining: this is what its model mined"
     else:

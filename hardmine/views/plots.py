@@ -87,7 +87,7 @@ def rounds_plot(report: dict, out_path: str | os.PathLike) -> Path:
     reference = report.get("reference")
     if reference and key != "cost":
         ax.axhline(reference["val"][key], color="black", ls="-.", lw=1,
-                   label=f"budget reference ({reference['epochs']} epochs)")  # fmt: skip
+                   label=f"equal-epochs reference ({reference['epochs']} epochs)")  # fmt: skip
     ax.set(xlabel="round", ylabel="validation value", title="Rounds on validation", xticks=rounds, ylim=(0, 1.02))
     ax.legend(loc="lower right", fontsize=8)
     path = _save(fig, Path(out_path))

@@ -59,7 +59,7 @@ def difference_from_round0(folder: RunFolder, best: int, n_boot: int = 1000) -> 
 
 
 class EvaluatedModel(NamedTuple):
-    """A model a report has test metrics of: round ``round`` of the run, or of its budget reference."""
+    """A model a report has test metrics of: round ``round`` of the run, or of its equal-epochs reference."""
 
     name: str
     in_reference: bool
@@ -69,7 +69,7 @@ class EvaluatedModel(NamedTuple):
 
 
 def evaluated_models(report: dict[str, Any]) -> list[EvaluatedModel]:
-    """Round 0, the best round (when not round 0) and the budget reference (when trained), in that order."""
+    """Round 0, the best round (when not round 0) and the equal-epochs reference (when trained), in that order."""
     best, reference = report["best_round"], report.get("reference")
     returned = report.get("returned", "round")
     models = [EvaluatedModel("round 0", False, 0, report["test_round0"], best == 0 and returned == "round")]
@@ -132,11 +132,11 @@ def _verdict(report: dict[str, Any]) -> str:
         values = ""
         if select_by in best_val:
             values = f": round {best} {_fmt(best_val[select_by])}, reference {_fmt(reference['val'][select_by])}"
-        return (f"No round beat the budget reference (round 0's recipe trained for all {reference['epochs']} "
+        return (f"No round beat the equal-epochs reference (round 0's recipe trained for all {reference['epochs']} "
                 f"epochs) on validation ({select_by}{values}), so the run hands back the reference: mining did "
                 "not help here.")  # fmt: skip
     if reference:
-        return (f"Round {best} beat the budget reference ({reference['epochs']} epochs) on validation and is "
+        return (f"Round {best} beat the equal-epochs reference ({reference['epochs']} epochs) on validation and is "
                 f"handed back. " + _verdict({k: v for k, v in report.items() if k != "reference"}))
     if len(report.get("rounds", ())) == 1:  # e.g. the first call of an active-learning loop: nothing was mined
         return "Round 0 is the only round (no mining round or active-learning step was asked); it is handed back."

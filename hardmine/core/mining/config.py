@@ -44,8 +44,13 @@ class MiningConfig:
     index_codec: str = "flat"  # IVF storage above the exact-search size: flat | sq8 | pqM
     balance: bool = True  # multiply by class-balance weights
     # COLUMN=VALUE[,VALUE...]: labels confirmed outside the model (HAM10000: dx_type=histo) are never
-    # quarantined nor kept from seeding by suspicion; "" trusts none
-    trusted: str = ""
+    # quarantined nor kept from seeding by suspicion; "" (or "none") trusts none; None: the data source's
+    # own rule, which a run resolves (RunConfig: HAM10000 trusts dx_type=histo)
+    trusted: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.trusted is not None and self.trusted.strip().lower() == "none":
+            self.trusted = ""
 
     def validate(self) -> None:
         """Check every option; raises :class:`HardmineError` naming the bad value."""

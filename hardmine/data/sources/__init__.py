@@ -133,6 +133,20 @@ def detect_source(root: Path, metadata: str | os.PathLike | None = None) -> str:
     )
 
 
+def source_trust(root: str | os.PathLike | None, source: str = "auto",
+                 metadata: str | os.PathLike | None = None) -> str:
+    """The ``--trusted`` rule a run of this data gets when the user names none: its source's
+    :attr:`~hardmine.data.sources.base.DataSource.trusted_default` ("" when the data is absent or of no
+    known source: loading it says why)."""
+    if root is None or not Path(root).exists() or source not in source_names():
+        return ""
+    try:
+        name = detect_source(Path(root), metadata) if source == "auto" else source
+    except DataError:
+        return ""
+    return DATA_SOURCES[name].trusted_default
+
+
 def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None

@@ -28,6 +28,8 @@ class DataSource:
         may name one absent from the data); None: the classes found.
     fallback : a layout so generic (any folder of folders) that ``--source auto``
         asks it only after every specific source.
+    trusted_default : the ``--trusted`` rule a run of this source gets when the user names none
+        (``COLUMN=VALUE[,VALUE]``; "" trusts no label).
     """
 
     name: str = ""
@@ -35,6 +37,7 @@ class DataSource:
     default_negative: list[str] | None = None
     known_classes: tuple[str, ...] | None = None
     fallback: bool = False
+    trusted_default: str = ""
 
     def detect(self, root: Path, metadata: str | os.PathLike | None) -> bool:
         """Whether ``root`` (and ``--metadata``) look like this source (``--source auto`` asks in registry order)."""

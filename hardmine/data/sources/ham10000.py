@@ -25,6 +25,9 @@ class Ham10000(DataSource):
     default_positive = ["mel"]
     default_negative = ["nv"]
     known_classes = HAM_DX
+    # a diagnosis confirmed by histopathology is the ground truth the others are checked against: its
+    # label is not doubted (quarantined) by default; --trusted none doubts every label
+    trusted_default = "dx_type=histo"
 
     def detect(self, root: Path, metadata: str | os.PathLike | None) -> bool:
         return metadata is not None or (root.is_dir() and (root / HAM_METADATA).exists())
