@@ -131,13 +131,13 @@ def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None =
     part = run.part("train")
     labels, groups = part["label"].to_numpy(), part["group"].to_numpy()
     emb = np.load(run.round_dir(0) / "embeddings.npy")
-    prob, dynamics = mining_inputs(scores, "insample")
+    prob, signals = mining_inputs(scores, "insample")
     flipped = part["id"].isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
     hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
     start = time.perf_counter()
     config = config or MiningConfig()
     trusted = config.trusted_mask(part)
-    result = mine(labels, prob, emb, run.threshold(0), config, groups=groups, dynamics=dynamics,
+    result = mine(labels, prob, emb, run.threshold(0), config, groups=groups, signals=signals,
                   oof_prob=networks_prob, trusted=trusted)  # fmt: skip
     seconds = time.perf_counter() - start
     evidence: Evidence = result.evidence

@@ -84,7 +84,7 @@ def evaluate(run: Run, networks: Run | None = None) -> list[dict]:
     flipped = part["id"].isin(planted.loc[planted["kind"] == "flipped", "image_id"]).to_numpy()
     hard = part["id"].isin(planted.loc[planted["kind"] == "hard", "image_id"]).to_numpy()
     scores = run.scores(0)
-    prob, dynamics = mining_inputs(scores, "insample")
+    prob, signals = mining_inputs(scores, "insample")
     emb = np.asarray(run.embeddings(0))
     choices = {name: (evidence, prob) for name, evidence in variants(run, scores, labels, groups, emb).items()}
     if networks is not None:
@@ -99,7 +99,7 @@ def evaluate(run: Run, networks: Run | None = None) -> list[dict]:
     for name, (evidence, seed_prob) in choices.items():
         for quarantine_at, seed_below in RULES:
             config = MiningConfig(suspicion_threshold=quarantine_at, seed_suspicion=seed_below)
-            result = mine(labels, seed_prob, emb, run.threshold(0), config, groups=groups, dynamics=dynamics,
+            result = mine(labels, seed_prob, emb, run.threshold(0), config, groups=groups, signals=signals,
                           evidence=evidence)  # fmt: skip
             mined = np.zeros(len(labels), dtype=bool)
             mined[result.seeds] = True

@@ -1,10 +1,12 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hardmine.core.index import NeighbourIndex, exact_neighbours, near_duplicate_pairs, normalise
 from hardmine.core.mining import MiningConfig, expand, mine, select, triage
+from hardmine.core.scores import Signals
 
 
 def test_mining_finds_planted_hard_cases_and_quarantines_flips(planted_world):
@@ -204,8 +206,39 @@ def test_trusted_labels_are_never_quarantined_and_may_be_seeds(planted_world):
         MiningConfig(trusted="dx_type").validate()
 
 
-def test_hardness_signals_by_hand_and_their_registry():
-    from hardmine.core.scores import HARDNESS, hardness_scores
+def test_a_toy_signal_reading_any_score_column_is_one_file_and_one_registry_line(demo_dir, tmp_path, monkeypatch):
+    from toy_signal import swing
+
+    from hardmine.core.mining.seeds import rank01
+    from hardmine.core.scores import HARDNESS
+    from hardmine.record.config import DataConfig, RunConfig, TrainConfig
+    from hardmine.run.opened import Run
+    from hardmine.run.steps import mine_round, score_round, train_round
+    from hardmine.views.planted import round_planted_recovery
+
+    monkeypatch.setitem(HARDNESS, "swing", swing)  # the registry line
+    train = TrainConfig(model="tiny", image_size=24, epochs=2, device="cpu", num_workers=0)
+    run = Run.create(tmp_path / "run", RunConfig(DataConfig(data=str(demo_dir)), train))
+    train_round(run, 0)
+    score_round(run, 0)
+    planted = pd.read_csv(demo_dir / "planted.csv")
+    mine_round(run, 0, MiningConfig(hardness="swing"))
+    mined, scores = run.mined(0), run.scores(0).set_index("id")
+    seeds = mined[mined["role"] == "seed"]
+    assert len(seeds) > 0
+    # every seed's hardness is its rank by the column the toy reads
+    ranks = pd.Series(rank01(scores["variability"].to_numpy()), index=scores.index)
+    assert seeds["hardness"].to_numpy() == pytest.approx(ranks[seeds["id"]].to_numpy(), abs=1e-6)
+    assert round_planted_recovery(run.root, 0, planted)["flips"] > 0
+    # a signal reading a recorded column works in planted recovery too (forgetting raised there before)
+    mine_round(run, 0, MiningConfig(hardness="forgetting"))
+    assert round_planted_recovery(run.root, 0, planted)["flips"] > 0
+    with pytest.raises(ValueError, match="needs the score column 'variability'.*the scores have: prob_pos, "):
+        swing(np.array([0.5]), Signals.from_scores(scores.drop(columns="variability").reset_index()))
+
+
+def test_hardness_signals_by_hand():
+    from hardmine.core.scores import hardness_scores
 
     labels, prob = np.array([1, 1, 0, 0]), np.array([0.5, 0.9, 0.5, 0.9])  # p(true label) 0.5, 0.9, 0.5, 0.1
     p_true = np.array([0.5, 0.9, 0.5, 0.1])
@@ -214,9 +247,9 @@ def test_hardness_signals_by_hand_and_their_registry():
     assert hardness_scores("el2n", labels, prob) == pytest.approx(np.sqrt(2) * (1 - p_true))
     entropy = hardness_scores("entropy", labels, prob)
     assert entropy == pytest.approx([np.log(2), 0.325083, np.log(2), 0.325083], abs=1e-6)  # uncertainty, either side
-    assert hardness_scores("forgetting", labels, prob, forgetting=np.array([3, 0, 1, 2])).tolist() == [3, 0, 1, 2]
-    with pytest.raises(ValueError, match="hardness 'forgetting' needs the training-dynamics scores"):
+    assert hardness_scores("forgetting", labels, prob, {"forgetting": np.array([3, 0, 1, 2])}).tolist() == [3, 0, 1, 2]
+    with pytest.raises(ValueError, match="needs the score column 'forgetting' .recorded while training"):
         hardness_scores("forgetting", labels, prob)
     # seeds rank by the chosen signal: with forgetting, the most-forgotten misclassified image leads
-    seeds = select(labels, prob, 0.5, scores="forgetting", max_frac=1.0, forgetting=np.array([0, 0, 1, 5]))
-    assert seeds.index[0] == 3 and set(HARDNESS) == {"loss", "margin", "el2n", "dynamics", "entropy", "forgetting"}
+    seeds = select(labels, prob, 0.5, scores="forgetting", max_frac=1.0, signals={"forgetting": np.array([0, 0, 1, 5])})
+    assert seeds.index[0] == 3

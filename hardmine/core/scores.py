@@ -7,21 +7,77 @@ harder (negative = wrong side of 0.5). ``prob_pos`` is P(positive class), not
 P(true label).
 
 Adding a hardness signal: write ``def my_signal(p_true, signals) -> (N,)``
-here and add one line to :data:`HARDNESS`; ``--hardness`` offers it and
-mining ranks seeds by it.
+and add one line to :data:`HARDNESS`; ``--hardness`` offers it and mining
+ranks seeds by it. ``signals`` is a :class:`Signals`, every per-sample column
+the score step wrote (``signals.need("variability", n)``), built once from
+``scores.csv`` and passed whole through mining.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from hardmine.core.errors import HardmineError
 from hardmine.core.metrics import check_binary, softmax
 
-Signals = Mapping[str, "np.ndarray | None"]
+# score columns that are not per-sample signals of hardness: identities and the thresholded decision
+NOT_SIGNALS = ("id", "label", "pred", "correct")
+# columns recorded only when the model's training dynamics were (hardmine train records them)
+DYNAMICS_COLUMNS = ("confidence", "variability", "forgetting", "dynamics")
+
+
+class Signals(Mapping[str, np.ndarray]):
+    """Per-sample signals by name, each an (N,) float64 array: what a hardness function may read.
+
+    Built once from a score table (:meth:`from_scores`: ``loss``, ``logit_margin``, ``entropy``,
+    ``el2n``, and when recorded ``confidence``, ``variability``, ``forgetting``, ``dynamics``,
+    ``prob_pos_oof``, the evidence columns, ...) or from arrays you computed (``Signals({"dynamics": d})``;
+    None values are left out), then passed whole through mining, so a new signal reading any
+    column needs no new parameter anywhere.
+    """
+
+    def __init__(self, columns: Mapping[str, ArrayLike | None] | None = None) -> None:
+        self._columns: dict[str, np.ndarray] = {}
+        for name, values in (columns or {}).items():
+            if values is None:
+                continue
+            array = np.asarray(values, dtype=np.float64)
+            if array.ndim != 1:
+                raise HardmineError(f"signal {name!r} has shape {array.shape}; expected one value per sample")
+            self._columns[str(name)] = array
+
+    @classmethod
+    def from_scores(cls, scores: pd.DataFrame) -> Signals:
+        """Every numeric column of a score table (``scores.csv``) but its ids, labels and decisions."""
+        return cls({name: scores[name].to_numpy() for name in scores.columns
+                    if name not in NOT_SIGNALS and pd.api.types.is_numeric_dtype(scores[name])})  # fmt: skip
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._columns[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def need(self, name: str, n: int) -> np.ndarray:
+        """The (n,) signal ``name``, or :class:`HardmineError` saying which are at hand and where it comes from."""
+        if name not in self._columns:
+            where = (" (recorded while training: train with hardmine, or pass your own)"
+                     if name in DYNAMICS_COLUMNS else "")  # fmt: skip
+            have = ", ".join(self._columns) or "none"
+            raise HardmineError(f"hardness needs the score column {name!r}{where}; the scores have: {have}")
+        values = self._columns[name]
+        if values.shape != (n,):
+            raise HardmineError(f"{name} has shape {values.shape}; expected ({n},)")
+        if not np.isfinite(values).all():
+            raise HardmineError(f"{name} has values that are not finite; expected {n} numbers")
+        return values
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -51,27 +107,17 @@ def entropy(p_true: np.ndarray, signals: Signals) -> np.ndarray:
     return -(p * np.log(p) + (1 - p) * np.log(1 - p))
 
 
-def _recorded(name: str, signals: Signals, shape: tuple[int, ...]) -> np.ndarray:
-    values = signals.get(name)
-    if values is None:
-        raise HardmineError(f"hardness {name!r} needs the training-dynamics scores (train with dynamics recorded)")
-    values = np.asarray(values, dtype=np.float64)
-    if values.shape != shape:
-        raise HardmineError(f"{name} has shape {values.shape}; expected {shape}")
-    return values
-
-
 def dynamics(p_true: np.ndarray, signals: Signals) -> np.ndarray:
     """1 - the mean probability of the true label over training epochs (recorded while training)."""
-    return _recorded("dynamics", signals, p_true.shape)
+    return signals.need("dynamics", len(p_true))
 
 
 def forgetting(p_true: np.ndarray, signals: Signals) -> np.ndarray:
     """Forgetting events: how often the image went from right to wrong between epochs (recorded while training)."""
-    return _recorded("forgetting", signals, p_true.shape)
+    return signals.need("forgetting", len(p_true))
 
 
-# name -> signal(p_true (N,), signals {"dynamics", "forgetting": (N,) or None}) -> (N,) hardness, higher = harder
+# name -> signal(p_true (N,), signals: Signals) -> (N,) hardness, higher = harder
 HARDNESS: dict[str, Callable[[np.ndarray, Signals], np.ndarray]] = {
     "loss": loss,
     "margin": margin,
@@ -82,19 +128,22 @@ HARDNESS: dict[str, Callable[[np.ndarray, Signals], np.ndarray]] = {
 }
 
 
-def hardness_scores(
-    kind: str, labels, prob_pos, dynamics: np.ndarray | None = None, forgetting: np.ndarray | None = None
-) -> np.ndarray:
+def hardness_scores(kind: str, labels, prob_pos, signals: Mapping[str, ArrayLike | None] | None = None) -> np.ndarray:
     """(N,) float64 hardness of each sample by the signal ``kind`` of :data:`HARDNESS` (higher = harder).
 
-    ``dynamics`` (1 - mean training confidence) and ``forgetting`` (forgetting events) are the
-    training-dynamics columns of ``scores.csv``, needed by the signals of the same names.
+    ``signals``: the per-sample columns the signal may read (a :class:`Signals`, or a mapping made into
+    one), e.g. ``dynamics`` and ``forgetting`` for the signals of those names.
     """
     if kind not in HARDNESS:
         raise HardmineError(f"unknown hardness {kind!r}; expected one of {', '.join(HARDNESS)}")
     y, p = check_binary(labels, prob_pos)
     p_true = np.where(y == 1, p, 1 - p)
-    return np.asarray(HARDNESS[kind](p_true, {"dynamics": dynamics, "forgetting": forgetting}), dtype=np.float64)
+    return np.asarray(HARDNESS[kind](p_true, as_signals(signals)), dtype=np.float64)
+
+
+def as_signals(signals: Mapping[str, ArrayLike | None] | None) -> Signals:
+    """A :class:`Signals` as it is, anything else (a mapping, None) made into one."""
+    return signals if isinstance(signals, Signals) else Signals(signals)
 
 
 SCORE_COLUMNS = ("id", "label", "prob_pos", "logit_margin", "loss", "pred", "correct", "entropy", "el2n")
@@ -149,20 +198,20 @@ def logits_from_probs(prob_pos: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(odds), odds], axis=1)
 
 
-def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The P(positive) that drives mining for a score source (``insample``, ``oof``, ``dynamics``), and the
-    dynamics hardness if recorded."""
-    dynamics = scores["dynamics"].to_numpy() if "dynamics" in scores else None
+def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, Signals]:
+    """The (N,) P(positive) that drives mining for a score source (``insample``, ``oof``, ``dynamics``), and
+    the table's :class:`Signals`."""
+    signals = Signals.from_scores(scores)
     if source == "oof":
         if "prob_pos_oof" not in scores:
             raise HardmineError("the scores have no prob_pos_oof column: score with --scores oof first")
-        return scores["prob_pos_oof"].to_numpy(), dynamics
+        return scores["prob_pos_oof"].to_numpy(), signals
     if source == "dynamics":
         if "confidence" not in scores:
             raise HardmineError("the scores have no training-dynamics columns (no training dynamics recorded)")
         conf = scores["confidence"].to_numpy()
-        return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf), dynamics
-    return scores["prob_pos"].to_numpy(), dynamics
+        return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf), signals
+    return scores["prob_pos"].to_numpy(), signals
 
 
 def dynamics_scores(losses: np.ndarray, p_true: np.ndarray) -> pd.DataFrame:

@@ -18,6 +18,7 @@ Core code never imports this module.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -313,7 +314,7 @@ def planted_recovery(
     threshold: float,
     mined: pd.DataFrame,
     config: MiningConfig | None = None,
-    dynamics: np.ndarray | None = None,
+    signals: Mapping[str, np.ndarray] | None = None,
     *,
     cost_fn: float = COST_FN,
     cost_fp: float = COST_FP,
@@ -327,7 +328,8 @@ def planted_recovery(
     threshold : the decision threshold the step mined at.
     mined : the step's ``mined.csv`` table (``id, role, ...``).
     config : the :class:`hardmine.core.mining.MiningConfig` it ran with (default options if None).
-    dynamics : (N,) training-dynamics hardness, for ``hardness="dynamics"``.
+    signals : the score columns the hardness signal reads (:class:`hardmine.core.scores.Signals` of the
+        step's ``scores.csv``), e.g. ``dynamics`` or ``forgetting``.
     cost_fn, cost_fp : the costs it ranked missed positives by (the run's threshold costs).
 
     Returns
@@ -350,7 +352,7 @@ def planted_recovery(
     quarantined = roles == "quarantined"
     would_seed = np.zeros(len(ids), dtype=bool)
     would_seed[select(labels, prob_pos, threshold, scores=config.hardness, band=config.band, max_frac=config.max_frac,
-                      cost_fn=cost_fn, cost_fp=cost_fp, dynamics=dynamics).index] = True  # fmt: skip
+                      cost_fn=cost_fn, cost_fp=cost_fp, signals=signals).index] = True  # fmt: skip
     worthy = would_seed & flipped
     return {
         "hard_recall": float(is_mined[hard].mean()),

@@ -15,16 +15,19 @@ from the same forward.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from hardmine.core import curriculum
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.index import normalise
 from hardmine.core.metrics import COST_FN, COST_FP, check_binary, check_costs
 from hardmine.core.mining import MiningConfig, MiningResult, mine
+from hardmine.core.scores import Signals, as_signals
 
 
 class HardMiner:
@@ -102,7 +105,7 @@ class HardMiner:
         embeddings: np.ndarray,
         threshold: float | None = None,
         triage_probs: np.ndarray | None = None,
-        dynamics: np.ndarray | None = None,
+        signals: Mapping[str, np.ndarray] | pd.DataFrame | None = None,
         oof_probs: np.ndarray | None = None,
         oof_prior: float = 0.5,
     ) -> MiningResult:
@@ -116,6 +119,10 @@ class HardMiner:
             ``hardmine score --triage networks`` (quarantine at 0.8 unless the config says otherwise).
         oof_prior : the positive share those models were trained at (0.5 when oversampled or
             class-weighted, else your data's share).
+        signals : per-sample columns the hardness signal reads, by name (N,) each: a mapping such as
+            ``{"dynamics": d, "forgetting": f}``, a score table (its numeric columns), or a
+            :class:`hardmine.core.scores.Signals`; ``dynamics`` (1 - mean training confidence) also
+            feeds the label-suspicion evidence.
         triage_probs : (N,) P(positive) for the probability-based quarantines (``confident``,
             ``both``); refused under ``suspicion`` (the default), whose out-of-fold input is ``oof_probs``.
         """
@@ -135,7 +142,7 @@ class HardMiner:
         self._labeled = emb  # the space a later query compares the pool with
         history = np.array(self.hard_history) if self.hard_history else None
         result = mine(self.labels, probs, emb, self.threshold, self.config, groups=self.groups,
-                      triage_prob=triage_probs, dynamics=dynamics, hard_history=history,
+                      triage_prob=triage_probs, signals=_signals(signals), hard_history=history,
                       previous_weights=self.weights if self.round else None,
                       oof_prob=None if oof_probs is None else self._balanced(oof_probs, oof_prior),
                       trusted=self.trusted, cost_fn=self.costs[0], cost_fp=self.costs[1],
@@ -359,6 +366,11 @@ def forward_collect(
         raise HardmineError(f"the loader covered {int((~np.isnan(probs)).sum())} of {n} samples; it must yield "
                             "every one (the whole training set, or the whole pool)")  # fmt: skip
     return probs, emb_out
+
+
+def _signals(signals: Mapping[str, np.ndarray] | pd.DataFrame | None) -> Signals:
+    """A score table's numeric columns, or a mapping of arrays, as :class:`Signals`."""
+    return Signals.from_scores(signals) if isinstance(signals, pd.DataFrame) else as_signals(signals)
 
 
 def positive_probability(logits, positive_class: int | None = None) -> np.ndarray:

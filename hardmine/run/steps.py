@@ -383,8 +383,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
         )
     from hardmine.core.suspicion import Evidence
 
-    prob, dynamics = mining_inputs(scores, source)
-    forgetting = scores["forgetting"].to_numpy() if "forgetting" in scores else None
+    prob, signals = mining_inputs(scores, source)
     costs = run.config.threshold
     masks = [m for m in (run.seed_mask(q, ids) for q in range(r)) if m is not None]
     threshold = run.threshold(r)
@@ -396,10 +395,10 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
         if evidence is None:  # none scored, or scored with another vote: gathered again, once, with these options
             evidence = _evidence(run, scores, emb, mining.triage_k)
     result = mine(train_part["label"].to_numpy(), prob, emb, threshold, mining, groups=train_part["group"].to_numpy(),
-                  triage_prob=prob, dynamics=dynamics, hard_history=np.array(masks) if masks else None,
+                  triage_prob=prob, signals=signals, hard_history=np.array(masks) if masks else None,
                   previous_weights=run.weights(r - 1, ids) if r > 0 else None,
                   evidence=evidence, trusted=mining.trusted_mask(train_part),
-                  forgetting=forgetting, cost_fn=costs.cost_fn, cost_fp=costs.cost_fp,
+                  cost_fn=costs.cost_fn, cost_fp=costs.cost_fp,
                   seed=run.config.train.seed)  # fmt: skip
     mined = result.frame(ids.to_numpy())
     mined["path"] = mined["id"].map(dict(zip(ids, train_part["path"], strict=True)))

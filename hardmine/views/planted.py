@@ -19,9 +19,9 @@ def round_planted_recovery(run_dir: str | os.PathLike, r: int, planted: pd.DataF
     folder = RunFolder(run_dir)
     scores = folder.scores(r)
     summary = read_json(folder.mining_path(r))
-    prob, dynamics = mining_inputs(scores, summary["source"])
+    prob, signals = mining_inputs(scores, summary["source"])
     config = folder.run_config()
     mining = MiningConfig(**summary["settings"]) if "settings" in summary else config.mining
     return planted_recovery(planted, scores["id"], scores["label"].to_numpy(), prob, folder.threshold(r),
-                            folder.mined(r), mining, dynamics, cost_fn=config.threshold.cost_fn,
+                            folder.mined(r), mining, signals, cost_fn=config.threshold.cost_fn,
                             cost_fp=config.threshold.cost_fp)  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from hardmine.core.errors import HardmineError
 from hardmine.core.metrics import COST_FN, COST_FP, check_binary, check_costs
 from hardmine.core.mining.config import MiningConfig
-from hardmine.core.scores import hardness_scores, logit
+from hardmine.core.scores import Signals, as_signals, hardness_scores, logit
 
 
 def rank01(values: np.ndarray) -> np.ndarray:
@@ -47,8 +48,7 @@ def select(
     cost_fn: float = COST_FN,
     cost_fp: float = COST_FP,
     exclude: np.ndarray | None = None,
-    dynamics: np.ndarray | None = None,
-    forgetting: np.ndarray | None = None,
+    signals: Mapping[str, np.ndarray | None] | None = None,
 ) -> Selection:
     """Seeds: misclassified and low-margin samples, hardest first, per-class quotas.
 
@@ -61,17 +61,21 @@ def select(
     max_frac : at most this share of each class becomes seeds.
     cost_fn, cost_fp : false negatives rank ahead by ``cost_fn / cost_fp``.
     exclude : (N,) bool, samples never chosen (e.g. quarantined).
-    dynamics, forgetting : (N,) training-dynamics columns, for the hardness signals of the same names.
+    signals : the per-sample columns a named hardness may read (:class:`hardmine.core.scores.Signals`,
+        e.g. ``Signals.from_scores(scores)``, or a mapping such as ``{"forgetting": f}``).
     """
     y, p = check_binary(labels, prob_pos)
     MiningConfig(band=band, max_frac=max_frac).validate()
     check_costs(cost_fn, cost_fp)
-    return choose_seeds(y, p, threshold, scores, band, max_frac, cost_fn / cost_fp, exclude, dynamics, forgetting)
+    return choose_seeds(y, p, threshold, scores=scores, band=band, max_frac=max_frac, cost_ratio=cost_fn / cost_fp,
+                        exclude=exclude, signals=as_signals(signals))  # fmt: skip
 
 
-def choose_seeds(y, p, threshold, scores, band, max_frac, cost_ratio, exclude, dynamics, forgetting) -> Selection:
+def choose_seeds(y: np.ndarray, p: np.ndarray, threshold: float, *, scores: np.ndarray | str, band: float,
+                 max_frac: float, cost_ratio: float, exclude: np.ndarray | None,
+                 signals: Signals) -> Selection:  # fmt: skip
     """:func:`select` on inputs already checked (by it, or by :func:`hardmine.core.mining.mine`)."""
-    raw = hardness_scores(scores, y, p, dynamics, forgetting) if isinstance(scores, str) else np.asarray(scores, float)
+    raw = hardness_scores(scores, y, p, signals) if isinstance(scores, str) else np.asarray(scores, float)
     if raw.shape != y.shape or not np.isfinite(raw).all():
         raise HardmineError(f"hardness scores must be {y.shape} finite values")
     hardness = rank01(raw)

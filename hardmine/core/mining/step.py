@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from hardmine.core.mining.config import QUARANTINE_WARN_SHARE, ROLES, MiningConf
 from hardmine.core.mining.neighbours import spread
 from hardmine.core.mining.seeds import choose_seeds
 from hardmine.core.mining.suspects import flag_by_probabilities, flag_by_suspicion
+from hardmine.core.scores import as_signals
 from hardmine.core.suspicion import Evidence
 
 
@@ -80,14 +82,13 @@ def mine(
     *,
     groups: np.ndarray | None = None,
     triage_prob: np.ndarray | None = None,
-    dynamics: np.ndarray | None = None,
+    signals: Mapping[str, np.ndarray | None] | None = None,
     hard_history: np.ndarray | None = None,
     previous_weights: np.ndarray | None = None,
     evidence: Evidence | None = None,
     oof_prob: np.ndarray | None = None,
     trusted: np.ndarray | None = None,
     index=None,
-    forgetting: np.ndarray | None = None,
     cost_fn: float = COST_FN,
     cost_fp: float = COST_FP,
     seed: int = 0,
@@ -101,17 +102,19 @@ def mine(
     threshold : the round's decision threshold.
     triage_prob : (N,) probabilities for label-error triage (out-of-fold when
         available); defaults to ``prob_pos``.
-    dynamics : (N,) training-dynamics hardness for ``hardness="dynamics"``.
+    signals : the per-sample score columns (:class:`hardmine.core.scores.Signals`, built once from
+        ``scores.csv`` by :meth:`~hardmine.core.scores.Signals.from_scores`, or a mapping of your arrays):
+        what the ``hardness`` signal reads (``dynamics``, ``forgetting``, ``variability``, ...); its
+        ``dynamics`` is also the evidence's training-confidence piece.
     hard_history : (R, N) bool, seeds of earlier rounds (for ``persistent``).
     previous_weights : (N,) last round's weights for the EMA.
     evidence : label-suspicion evidence (:mod:`hardmine.core.suspicion`) for ``quarantine="suspicion"``;
-        gathered here from the embeddings, groups and dynamics when None.
+        gathered here from the embeddings, groups and the ``dynamics`` signal when None.
     oof_prob : (N,) class-balanced P(positive) from networks trained out of fold, the gathered
         evidence's out-of-fold part (:func:`hardmine.core.evidence.gather_evidence`); ignored when
         ``evidence`` is given.
     trusted : (N,) bool, labels confirmed outside the model (histopathology): never quarantined,
         and free to be seeds or neighbours whatever their suspicion.
-    forgetting : (N,) forgetting events recorded in training, for ``hardness="forgetting"``.
     cost_fn, cost_fp : what a missed positive and a false alarm cost (the run's threshold costs): missed
         positives rank ahead of other seeds by their ratio.
     seed : seed of the evidence's out-of-fold folds (the run's seed), when evidence is gathered here.
@@ -124,10 +127,11 @@ def mine(
     emb = check_embeddings(embeddings, len(y))
     check_k(config.k, len(y))
     check_costs(cost_fn, cost_fp)
+    signals = as_signals(signals)
     tp = p if triage_prob is None else check_binary(y, triage_prob, prob_name="triage_prob")[1]
     if config.quarantine == "suspicion" and evidence is None:
         index = index or NeighbourIndex(codec=config.index_codec).build(emb)
-        confidence = None if dynamics is None else 1 - np.asarray(dynamics, dtype=np.float64)
+        confidence = 1 - signals["dynamics"] if "dynamics" in signals else None
         evidence = gather_evidence(y, np.arange(len(y)) if groups is None else groups, emb, confidence=confidence,
                                    k=config.triage_k, seed=seed, index=index, oof_prob=oof_prob)  # fmt: skip
     if config.quarantine == "suspicion":
@@ -143,8 +147,8 @@ def mine(
             raise HardmineError(f"trusted has shape {confirmed.shape}; expected {y.shape}")
         suspects, unsafe = suspects & ~confirmed, unsafe & ~confirmed
         why = np.where(confirmed, "", why)
-    selection = choose_seeds(y, p, threshold, config.hardness, config.band, config.max_frac,
-                             cost_fn / cost_fp, unsafe, dynamics, forgetting)  # fmt: skip
+    selection = choose_seeds(y, p, threshold, scores=config.hardness, band=config.band, max_frac=config.max_frac,
+                             cost_ratio=cost_fn / cost_fp, exclude=unsafe, signals=signals)  # fmt: skip
     # A suspect is never upweighted: not a seed (select excluded it), not a neighbour, no boost carried over.
     quarantined = suspects
     seeds = selection.index
