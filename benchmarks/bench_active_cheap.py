@@ -37,8 +37,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from hardmine.core import acquisition
-from hardmine.core.acquisition import ACQUISITION, Picks, Pool, acquire
+from hardmine.core.acquisition import ACQUISITION, Batch, Picks, Pool, acquire, k_center
 from hardmine.core.paired import METRICS, paired_difference
 from hardmine.core.splits import grouped_split
 from hardmine.data.sources import load_samples
@@ -48,17 +47,17 @@ from hardmine.engine.train import fit
 from hardmine.record.config import ThresholdConfig, TrainConfig
 
 
-def quota_then_coreset(pool: Pool, budget: int) -> Picks:
+def quota_then_coreset(pool: Pool, budget: int, *, positive_share: float = 0.5) -> Picks:
     """A candidate default measured against the chosen one: the positive quota, then k-center over the whole pool."""
-    batch = acquisition.Batch(pool)
-    batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: "quota", int(round(pool.positive_share * budget)))
-    rest, _ = acquisition._k_center(pool, np.flatnonzero(~batch.taken), batch.rows, budget)
+    batch = Batch(pool)
+    batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: "quota", int(round(positive_share * budget)))
+    rest, _ = k_center(pool, np.flatnonzero(~batch.taken), batch.rows, budget)
     batch.take(rest, lambda i: "diverse", budget)
     return batch.picks()
 
 
-VARIANTS = {"hm-coreset": quota_then_coreset}
-ACQUISITION.update(VARIANTS)  # measured beside the registered functions, never registered in hardmine itself
+# candidates measured beside the registered functions, passed to acquire() as functions: never registered
+CANDIDATES = ACQUISITION | {"hm-coreset": quota_then_coreset}
 
 
 def seed_set(train: pd.DataFrame, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -120,7 +119,7 @@ def run_method(name: str, seed: int, emb: tuple, y: tuple, groups: np.ndarray, s
             break
         pool = np.flatnonzero(~labeled)
         pool_prob = head.predict_proba(train_emb[pool])[:, 1]
-        picked, _ = acquire(name, pool_prob, train_emb[pool], min(budget, len(pool)), groups=groups[pool],
+        picked, _ = acquire(CANDIDATES[name], pool_prob, train_emb[pool], min(budget, len(pool)), groups=groups[pool],
                             threshold=threshold, labeled_embeddings=train_emb[labeled],
                             labeled_labels=answers[labeled],
                             seed=seed * 100 + r)  # fmt: skip
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the backbone on the seed set")
     parser.add_argument("--oracle-error", type=float, default=0.0)
-    parser.add_argument("--methods", nargs="+", default=list(ACQUISITION))
+    parser.add_argument("--methods", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--data", type=Path, help="a labeled folder (HAM10000 layout) instead of generated demo data")
     parser.add_argument("--augment", default="dermoscopy")
     parser.add_argument("--retrain-at", type=int, nargs="*", default=[], help="rounds at which to check the ranking "

@@ -102,8 +102,9 @@ def test_a_lesions_images_are_asked_together_and_every_pick_says_why(name):
     prob = rng.uniform(0, 1, 60)
     groups = np.arange(60) // 3  # three images per lesion
     labeled = normalise(rng.normal(size=(5, 6))).astype(np.float32)
+    options = {"k": 20} if name == "seals" else {}  # enough neighbours of the two positives to fill the batch
     rows, reasons = acquire(name, prob, emb, 9, groups=groups, labeled_embeddings=labeled,
-                            labeled_labels=[1, 0, 1, 0, 0], k=20)  # fmt: skip
+                            labeled_labels=[1, 0, 1, 0, 0], **options)  # fmt: skip
     assert len(rows) == 9 and len(set(rows.tolist())) == 9 and all(reasons)
     for lesion in set(groups[rows]):
         assert set(np.flatnonzero(groups == lesion)) <= set(rows.tolist())
@@ -111,12 +112,58 @@ def test_a_lesions_images_are_asked_together_and_every_pick_says_why(name):
 
 def test_bad_input_is_one_clear_error():
     emb = _circle([0, 90, 180])
+    with pytest.raises(HardmineError, match="acquisition 'margin' takes no option 'k'; its options: none"):
+        acquire("margin", [0.1, 0.5, 0.9], emb, 1, k=3)
+    with pytest.raises(HardmineError, match="hardmine: positive_share=1.5 must be in"):
+        acquire("hardmine", [0.1, 0.5, 0.9], emb, 1, positive_share=1.5)
     with pytest.raises(HardmineError, match="budget 4 must be between 1 and the pool's 3 images"):
         acquire("margin", [0.1, 0.5, 0.9], emb, 4)
     with pytest.raises(HardmineError, match="acquisition 'uncertain' is not valid; expected one of random"):
         acquire("uncertain", [0.1, 0.5, 0.9], emb, 1)
     with pytest.raises(HardmineError, match="pool embeddings have shape"):
         acquire("margin", [0.1, 0.5], emb, 1)
+
+
+def test_a_toy_acquisition_with_an_option_of_its_own_is_one_file_and_one_registry_line(monkeypatch, planted_world):
+    from toy_acquisition import above
+
+    from hardmine import HardMiner
+    from hardmine.core.acquisition import function_options, parse_options
+
+    monkeypatch.setitem(ACQUISITION, "above", above)  # the registry line
+    prob = np.array([0.95, 0.2, 0.85, 0.6, 0.1, 0.9])
+    emb = normalise(np.random.default_rng(0).normal(size=(6, 4))).astype(np.float32)
+    assert function_options("above") == {"floor": 0.5}
+    rows, reasons = acquire("above", prob, emb, 5, floor=0.8)
+    assert rows.tolist() == [0, 5, 2] and reasons[0] == "P(pos) 0.95 above the floor 0.80"
+    assert acquire("above", prob, emb, 5)[0].tolist() == [0, 5, 2, 3]  # the default floor
+    assert parse_options("above", ["floor=0.8"]) == {"floor": 0.8}
+    with pytest.raises(HardmineError, match="acquisition 'above' takes no option 'flor'; its options: floor=0.5"):
+        acquire("above", prob, emb, 5, flor=0.8)
+    with pytest.raises(HardmineError, match="--method-option floor='high' is not valid; expected float"):
+        parse_options("above", ["floor=high"])
+    with pytest.raises(HardmineError, match="above: floor=2.0 must be a probability"):
+        acquire("above", prob, emb, 5, floor=2.0)
+    # the library's query passes the option on
+    labels, p, e, groups, _, _ = planted_world(n=300)
+    miner = HardMiner(labels[:200], groups=groups[:200])
+    miner.update(p[:200], e[:200])
+    picked = miner.query(p[200:], e[200:], 10, method="above", floor=0.7)
+    assert len(picked) and (picked["prob_pos"] >= 0.7).all()
+
+
+def test_acquire_asserts_what_a_function_returns(monkeypatch):
+    emb = _circle([0, 90, 180, 270])
+    prob = [0.1, 0.5, 0.9, 0.3]
+    for name, picks, what in (
+        ("twice", (np.array([1, 1]), ["a", "b"]), "a row picked twice"),
+        ("outside", (np.array([7]), ["a"]), "a row outside the pool of 4 images"),
+        ("greedy", (np.array([0, 1, 2]), ["a", "b", "c"]), "3 picks for a budget of 2"),
+        ("mute", (np.array([0, 1]), ["a", ""]), "a pick without a reason"),
+    ):
+        monkeypatch.setitem(ACQUISITION, name, lambda pool, budget, picks=picks: picks)
+        with pytest.raises(HardmineError, match=f"acquisition '{name}' returned {what}"):
+            acquire(name, prob, emb, 2)
 
 
 def test_hard_miner_queries_the_pool_in_its_training_space(planted_world):
@@ -160,6 +207,8 @@ def test_query_model_reads_unlabeled_batches_of_a_plain_pytorch_model():
 
 
 def test_query_command_picks_from_the_pool_and_refuses_bad_pools(demo_dir, tmp_path):
+    import json
+
     import pandas as pd
     from typer.testing import CliRunner
 
@@ -178,10 +227,16 @@ def test_query_command_picks_from_the_pool_and_refuses_bad_pools(demo_dir, tmp_p
     pool = pd.DataFrame({"path": [str(paths[i]) for i in meta["image_id"]], "id": "POOL_" + meta["image_id"],
                          "group": "PL_" + meta["lesion_id"]})  # fmt: skip
     pool.to_csv(tmp_path / "unlabeled" / "pool.csv", index=False)
-    result = runner.invoke(app, ["query", str(run), "--pool", str(tmp_path / "unlabeled" / "pool.csv"),
-                                 "--budget", "12"])  # fmt: skip
+    query = ["query", str(run), "--pool", str(tmp_path / "unlabeled" / "pool.csv"), "--budget", "12"]
+    result = runner.invoke(app, [*query, "--method-option", "share=1"])
+    assert result.exit_code == 2 and "acquisition 'hardmine' takes no option 'share'; its options: positive_share=0.5" \
+        in result.output and "Traceback" not in result.output
+    assert not (run / "query.csv").exists()
+    result = runner.invoke(app, [*query, "--method-option", "positive_share=1"])  # the whole batch: likeliest positives
     assert result.exit_code == 0, result.output
     picked = pd.read_csv(run / "query.csv", keep_default_na=False)
+    assert not picked["reason"].str.startswith("uncertain").any()
+    assert json.loads((run / "query.json").read_text())["method_options"] == {"positive_share": 1.0}
     assert len(picked) <= 12 and picked["id"].str.startswith("POOL_").all() and picked["reason"].str.len().min() > 0
     for lesion in set(picked["group"]):  # lesions asked whole
         assert set(pool.loc[pool["group"] == lesion, "id"]) <= set(picked["id"])

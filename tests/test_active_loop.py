@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import download_csv
-from test_gallery import _served, browser_test
+from test_gallery import browser_test, served
 from typer.testing import CliRunner
 
 from hardmine.cli import app
@@ -178,7 +178,7 @@ def test_browser_labeling_answers_a_whole_lesion_with_one_key_and_label_reads_th
     run_dir = queried / "run"
     query = pd.read_csv(run_dir / "query.csv", dtype=str)
     groups = query["group"].tolist()
-    with _served(run_dir) as base:
+    with served(run_dir) as base:
         browser.get(f"{base}/label/index.html")
         cards = browser.find_elements(By.CSS_SELECTOR, ".card")
         ids = [c.get_attribute("data-id") for c in cards]

@@ -59,7 +59,7 @@ def test_two_process_round_equals_single_process_where_it_must(trained, tmp_path
     shutil.copytree(trained, double)
     config = json.loads((trained / "config.json").read_text())
     data_args = ["--data", config["data"]["data"], "--out"]
-    finetune = ["--strategy", "finetune"]  # rounds that train (data-parallel), and so a equal-epochs reference
+    finetune = ["--strategy", "finetune"]  # rounds that train (data-parallel), and so an equal-epochs reference
     result = runner.invoke(app, ["round", *data_args, str(single), "--n", "1", *finetune, *TRAIN_ARGS])
     assert result.exit_code == 0, result.output
     printed = torchrun("round", *data_args, str(double), "--rounds", "1", *finetune, *TRAIN_ARGS)

@@ -106,7 +106,7 @@ def _made_returned(run: Path) -> tuple[int, str]:
 
 
 @contextmanager
-def _served(run: Path):
+def served(run: Path):
     """The run's galleries on ``hardmine gallery --serve``'s server, in a thread; the decisions it keeps in the run
     folder are removed before and after, so no test sees another's."""
     (run / "decisions.json").unlink(missing_ok=True)
@@ -138,7 +138,7 @@ def _getter(base: str):
 
 def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
     assert runner.invoke(app, ["gallery", str(mined_run), "--round", "1"]).exit_code == 0
-    with _served(mined_run) as base:
+    with served(mined_run) as base:
         port = int(base.rsplit(":", 1)[1])
         assert port == run_port(mined_run)  # the run's own port: served again, the browser finds its decisions
         get = _getter(base)
@@ -158,10 +158,10 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
     with pytest.raises(HardmineError, match="--port 70000 is not valid"):
         serve_run(mined_run, 70000)
     # the command builds, serves until Ctrl-C and says where
-    served = []
+    addresses = []
 
     def interrupted(server):
-        served.append(server.server_address)
+        addresses.append(server.server_address)
         raise KeyboardInterrupt
 
     opened = []
@@ -169,8 +169,8 @@ def test_serve_gives_the_run_folder_on_loopback_only(mined_run, monkeypatch):
     monkeypatch.setattr("webbrowser.open", opened.append)
     result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1", "--serve", "--open"])
     assert result.exit_code == 0, result.output
-    assert served and served[0][0] == "127.0.0.1"
-    url = f"http://127.0.0.1:{served[0][1]}/round-001/gallery/index.html"
+    assert addresses and addresses[0][0] == "127.0.0.1"
+    url = f"http://127.0.0.1:{addresses[0][1]}/round-001/gallery/index.html"
     assert url in result.output and opened == [url]
     # opened from disk, the command says how to keep the decisions
     result = runner.invoke(app, ["gallery", str(mined_run), "--round", "1", "--open"], terminal_width=300)
@@ -237,7 +237,7 @@ def test_attack_serve_follows_no_symlink_out_of_the_run_and_answers_loopback_nam
     for link, target in links:
         link.symlink_to(target)
     try:
-        with _served(mined_run) as base:
+        with served(mined_run) as base:
             get = _getter(base)
             port = base.rsplit(":", 1)[1]
             assert get("/etc-link/secret.txt")[0] == 404  # a folder symlinked out of the run
@@ -430,7 +430,7 @@ def test_browser_decisions_survive_a_reload_and_download_for_relabel(mined_run, 
 
     from hardmine.views.relabel import read_decisions
 
-    with _served(mined_run) as base:
+    with served(mined_run) as base:
         ids = _decide(browser, base, {0: "relabel", 1: "exclude"})
         assert browser.find_element(By.ID, "nsel").text == "2"
         browser.refresh()
@@ -490,7 +490,7 @@ def test_browser_decisions_move_from_disk_to_the_server_by_import_and_stay_in_th
     decided = browser.execute_script(DECIDED)
     assert list(decided.values()) == ["exclude"]
     download_csv(browser, "decisions.csv")
-    with _served(mined_run) as base:
+    with served(mined_run) as base:
         _open_fresh(browser, base, "round-001/gallery/index.html")  # another origin: another browser storage
         assert "in the run folder" in browser.find_element(By.ID, "kept").text
         assert browser.execute_script(DECIDED) == {}
@@ -516,7 +516,7 @@ def test_the_server_keeps_decisions_only_from_its_own_pages(mined_run):
     import urllib.request
 
     image_id = pd.read_csv(mined_run / "samples.csv", dtype=str)["id"].iloc[0]
-    with _served(mined_run) as base:
+    with served(mined_run) as base:
         def post(body: bytes, **headers) -> int:
             request = urllib.request.Request(f"{base}/decisions", data=body, method="POST",
                                              headers={"Content-Type": "application/json"} | headers)  # fmt: skip
@@ -571,7 +571,7 @@ def test_browser_download_of_formula_like_ids_and_labels_reads_back_in_relabel(h
 
     run, data = hostile_run
     choices = {"-": "relabel", "=": "exclude", "+": "relabel", "@": "keep"}
-    with _served(run) as base:
+    with served(run) as base:
         _open_fresh(browser, base, "round-000/gallery/index.html")
         _render_all(browser)
         picks = {}
@@ -606,7 +606,7 @@ def test_browser_a_decision_in_another_tab_shows_and_loses_nothing(mined_run, br
     from selenium.webdriver.support.ui import Select
 
     best = json.loads((mined_run / "report.json").read_text())["best_round"]
-    with _served(mined_run) as base:
+    with served(mined_run) as base:
         ids = _decide(browser, base, {0: "relabel", 1: "exclude"})
         first_tab = browser.current_window_handle
         browser.switch_to.new_window("tab")  # another round's gallery of the same run
@@ -702,7 +702,7 @@ def test_attack_serve_never_sends_a_file_outside_the_recorded_data(mined_run, tm
     samples = pd.read_csv(run / "samples.csv", dtype=str, keep_default_na=False)
     secret = tmp_path / "secret.txt"
     secret.write_text("not an image of the run")
-    with _served(run) as base:
+    with served(run) as base:
         get = _getter(base)
         assert get(f"/original/{samples['id'].iloc[1]}")[0] == 200  # a sample of the run, from its data
         samples.loc[0, "path"] = str(secret)
@@ -716,7 +716,7 @@ def test_attack_serve_never_sends_a_file_outside_the_recorded_data(mined_run, tm
 def test_serve_answers_a_nul_byte_and_a_garbled_sample_table_in_one_line(mined_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(mined_run, run)
-    with _served(run) as base:
+    with served(run) as base:
         get = _getter(base)
         assert get("/round-001/%00index.html")[0] == 400
         (run / "samples.csv").write_bytes(b"\xff\xfe garbage,\n\x00")

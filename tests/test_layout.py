@@ -31,8 +31,18 @@ def layout_names() -> set[str]:
             and re.fullmatch(r"[\w.]+\.\w+", node.value.value)}  # fmt: skip
 
 
+# what looks like a file or folder name a run writes: a name with a run file's suffix, or a page's or fold's folder
+LOOKS_LIKE_A_RUN_FILE = re.compile(r"(?<![\w.-])[\w-]+\.(csv|json|jsonl|pt|npy|npz|png|html|parquet)\b"
+                                   r"|(?<![\w-])(thumbs|fold-\d*|oof)/")  # fmt: skip
+# names of the user's side, not the run folder's: data files, the answers store, the files users download
+# or pass (default names in help), templates
+NOT_RUN_FILES = {"HAM10000_metadata.csv", "planted.csv", "pool.csv", "manifest.csv", "labels.csv", "answers.csv",
+                 "decisions.csv", "predictions.csv", "gallery.html", "label.html", "report.html"}  # fmt: skip
+
+
 def spelled_layout(path: Path, names: set[str]) -> list[str]:
-    """String literals (docstrings aside) of ``path`` that spell a run file name or a round folder."""
+    """String literals (docstrings aside) of ``path`` that spell a run file name or a round folder, or look like
+    one (:data:`LOOKS_LIKE_A_RUN_FILE`) without being a name of the user's side (:data:`NOT_RUN_FILES`)."""
     tree = ast.parse(path.read_text())
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
@@ -42,6 +52,8 @@ def spelled_layout(path: Path, names: set[str]) -> list[str]:
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             words = set(re.findall(r"[\w.]+", node.value))
             found += [f"{path.name}:{node.lineno} {name}" for name in sorted(names & words)]
+            found += [f"{path.name}:{node.lineno} {hit.group(0)}" for hit in LOOKS_LIKE_A_RUN_FILE.finditer(node.value)
+                      if hit.group(0) not in names | NOT_RUN_FILES]  # fmt: skip
             if re.search(r"round-\d|^round-$|r\d{3}:", node.value):
                 found.append(f"{path.name}:{node.lineno} {node.value!r}")
     return found
@@ -49,8 +61,10 @@ def spelled_layout(path: Path, names: set[str]) -> list[str]:
 
 def test_the_checker_sees_a_spelled_file_name(tmp_path):
     probe = tmp_path / "probe.py"
-    probe.write_text('"""Docstrings may say model.pt."""\nPATH = "round-001"\nx = root / "last.pt"\n')
-    assert spelled_layout(probe, layout_names()) == ["probe.py:2 'round-001'", "probe.py:3 last.pt"]
+    probe.write_text('"""Docstrings may say model.pt."""\nPATH = "round-001"\nx = root / "last.pt"\n'
+                     'y = root / "notes.json"\nz = f"thumbs/{i}.jpg"\nw = "planted.csv"\n')
+    assert spelled_layout(probe, layout_names()) == ["probe.py:2 'round-001'", "probe.py:3 last.pt",
+                                                     "probe.py:4 notes.json", "probe.py:5 thumbs/"]  # fmt: skip
 
 
 def test_file_names_are_spelled_in_the_run_layout_only():

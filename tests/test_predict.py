@@ -19,7 +19,7 @@ def run_dir(demo_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict") / "run"
     args = ["round", "--data", str(demo_dir), "--model", "tiny",
             "--out", str(out), "--n", "1", "--epochs", "2", "--image-size", "24",
-            "--device", "cpu", "--workers", "0", "--strategy", "finetune"]  # fmt: skip (with a equal-epochs reference)
+            "--device", "cpu", "--workers", "0", "--strategy", "finetune"]  # fmt: skip (with an equal-epochs reference)
     assert runner.invoke(app, args).exit_code == 0
     return out
 

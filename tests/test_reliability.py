@@ -23,7 +23,7 @@ from hardmine.record.manifest import Manifest
 
 runner = CliRunner()
 FAST = ["--model", "tiny", "--epochs", "2", "--image-size", "24", "--device", "cpu", "--workers", "0"]
-ROUNDS_THAT_TRAIN = ["--strategy", "finetune"]  # a resume point and a equal-epochs reference for the damage cases
+ROUNDS_THAT_TRAIN = ["--strategy", "finetune"]  # a resume point and an equal-epochs reference for the damage cases
 
 
 def _image(path: Path, colour=(120, 60, 30)) -> None:

@@ -137,7 +137,7 @@ def test_cli_score_out_of_fold(trained_run):
     # options that change nothing about the results (a resume with other --threads, --precision) reuse them too
     from dataclasses import replace
 
-    from hardmine.engine.scoring import out_of_fold_logits
+    from hardmine.engine.folds import out_of_fold_logits
     from hardmine.run.opened import Run
 
     run = Run.open(trained_run)

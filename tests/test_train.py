@@ -239,7 +239,7 @@ def test_no_host_sync_per_training_step(tiny_sets, tmp_path, monkeypatch):
 
     train, val = tiny_sets
     counts, inside = [], [False]
-    epoch_fn = train_module._train_epoch
+    epoch_fn = train_module.train_epoch
 
     def counted_epoch(*args, **kwargs):
         inside[0] = True
@@ -257,7 +257,7 @@ def test_no_host_sync_per_training_step(tiny_sets, tmp_path, monkeypatch):
             return _original(self, *a, **kw)
 
         monkeypatch.setattr(torch.Tensor, name, wrapper)
-    monkeypatch.setattr(train_module, "_train_epoch", counted_epoch)
+    monkeypatch.setattr(train_module, "train_epoch", counted_epoch)
     for batch_size in (8, 32):
         counts.append(0)
         # images load in worker processes: what is counted here is the training loop's own

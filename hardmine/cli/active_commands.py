@@ -9,6 +9,7 @@ import typer
 
 from hardmine.cli.app import command
 from hardmine.cli.options import (
+    METHOD_OPTION_HELP,
     Acquisition,
 )
 from hardmine.cli.printing import (
@@ -18,6 +19,7 @@ from hardmine.cli.printing import (
     print_query,
     progress_bars,
 )
+from hardmine.core.acquisition import parse_options
 from hardmine.record.config import check_device
 from hardmine.record.layout import CONFIG_FILE
 
@@ -29,6 +31,7 @@ def query_cmd(
                                        "(and id, group).")],
     budget: Annotated[int, typer.Option("--budget", help="Images to pick; a lesion's images come together.")],
     method: Annotated[Acquisition, typer.Option("--method", help="Acquisition function.")] = "hardmine",
+    method_option: Annotated[list[str] | None, typer.Option("--method-option", help=METHOD_OPTION_HELP)] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N (default: the run's).")
     ] = None,
@@ -39,11 +42,13 @@ def query_cmd(
 
     if device is not None:
         check_device(device)
+    method = getattr(method, "value", method)
+    options = parse_options(method, method_option or [])
     run = Run.open(run_dir)
     images = open_pool(run, pool)
     check_budget(budget, len(images), pool)
     with progress_bars() as progress:
-        picked = query_pool(run, images, budget, method=getattr(method, "value", method), device=device,
+        picked = query_pool(run, images, budget, method=method, options=options, device=device,
                             callback=ProgressEvents(progress), pool_source=pool)  # fmt: skip
     print_query(run, picked, pool_size=len(images), answered_before=images.attrs.get("answered", 0))
 

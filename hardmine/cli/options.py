@@ -394,6 +394,8 @@ def _write_names(formatter, names: list[str]) -> None:
     formatter.write(" " * formatter.current_indent + line + "\n")
 
 
+METHOD_OPTION_HELP = ("KEY=VALUE, repeatable: an option of the acquisition function, e.g. positive_share=0.3 "
+                      "(hardmine) or k=5 (seals).")
 ROUND_HELP = ("best (the model the run hands back, chosen on validation), reference (the equal-epochs reference) "
               "or a round number.")  # fmt: skip
 

@@ -16,6 +16,7 @@ from hardmine.cli.printing import (
 )
 from hardmine.core.errors import HardmineError, warn
 from hardmine.record.config import check_device
+from hardmine.record.layout import HARDEST_PNG
 
 
 @command("predict")
@@ -126,7 +127,7 @@ def gallery_cmd(
         warn(f"{run_dir} is read-only: serving the page built before, {path}")
     console.print(f"{'labeling page' if label else 'gallery'}: {path}")
     if png:
-        console.print(f"contact sheet: {path.parent / 'hardest.png'}")
+        console.print(f"contact sheet: {path.parent / HARDEST_PNG}")
     if not serve:
         if open_:
             console.print("review decisions are kept in the browser, which loses some on reloads of a file:// page; "

@@ -10,6 +10,7 @@ import typer
 from hardmine.cli.app import command
 from hardmine.cli.options import (
     DATA,
+    METHOD_OPTION_HELP,
     MINING,
     ROUND_HELP,
     ROUNDS,
@@ -31,8 +32,10 @@ from hardmine.cli.printing import (
     print_start,
     progress_bars,
 )
+from hardmine.core.acquisition import parse_options
 from hardmine.core.errors import HardmineError, warn
 from hardmine.record.config import RunConfig
+from hardmine.record.layout import COMPARE_FILE, COMPARE_PAIRED_FILE, COMPARE_PAIRED_PNG, COMPARE_RUNS_FILE
 
 
 @command("train")
@@ -153,6 +156,7 @@ def round_cmd(
     budget: Annotated[int | None, typer.Option("--budget", help="Images per query (with --pool; default 50).")] = None,
     method: Annotated[Acquisition | None, typer.Option("--method", help="Acquisition function (with --pool; default "
                                                        "hardmine).")] = None,
+    method_option: Annotated[list[str] | None, typer.Option("--method-option", help=METHOD_OPTION_HELP)] = None,
     oracle: Annotated[str | None, typer.Option("--oracle", help="Benchmarks only: answer each query from this column "
                                                "of the pool CSV and run --n query rounds.")] = None,
     oracle_error: Annotated[float, typer.Option("--oracle-error", help="Benchmarks only: share of the oracle's "
@@ -165,8 +169,8 @@ def round_cmd(
     from hardmine.run.rounds import run_rounds
 
     if pool is None:
-        given = [name for name, value in (("--oracle", oracle), ("--budget", budget), ("--method", method))
-                 if value is not None]  # fmt: skip
+        given = [name for name, value in (("--oracle", oracle), ("--budget", budget), ("--method", method),
+                                          ("--method-option", method_option or None)) if value is not None]  # fmt: skip
         if given:
             raise HardmineError(f"{given[0]} applies to queries of a pool: give --pool too (answers already added "
                                 "with `hardmine label` are trained on without it)")  # fmt: skip
@@ -176,6 +180,7 @@ def round_cmd(
         n = 0 if pool is not None and oracle is None else 3
     budget = 50 if budget is None else budget
     method = "hardmine" if method is None else getattr(method, "value", method)
+    method_options = parse_options(method, method_option or [])
     for message in config.unused_options():
         warn(message)
     if pool is not None:  # a pool that cannot be read is refused before the run is made or trained
@@ -192,7 +197,7 @@ def round_cmd(
             from hardmine.run.active import active_rounds
 
             report, picked, labeled = active_rounds(
-                run, n, pool, budget, method=method, oracle=oracle,
+                run, n, pool, budget, method=method, method_options=method_options, oracle=oracle,
                 oracle_error=oracle_error, resume=resume, init_checkpoint=init_checkpoint,
                 callback=ProgressEvents(progress))  # fmt: skip
     print_report(report)
@@ -253,4 +258,4 @@ def compare_cmd(
         result = compare(config, out, list(range(seeds)), n, chosen, external=external, subgroup=subgroup,
                          callback=ProgressEvents(progress))  # fmt: skip
     print_comparison(result, seeds)
-    console.print(f"wrote {Path(out) / 'compare.csv'}, compare_runs.csv, compare_paired.csv, compare_paired.png")
+    console.print(f"wrote {Path(out) / COMPARE_FILE}, {COMPARE_RUNS_FILE}, {COMPARE_PAIRED_FILE}, {COMPARE_PAIRED_PNG}")

@@ -7,14 +7,19 @@ picked image brings the other images of its lesion, which count against the
 budget). Score direction: P(positive) is P(melanoma), higher = more likely the
 costly class.
 
-Adding one: write ``def my_function(pool: Pool, budget: int) -> Picks`` here
-and add one line to :data:`ACQUISITION`.
+Adding one: write ``def my_function(pool: Pool, budget: int, *, my_option=1.0) -> Picks``
+and add one line to :data:`ACQUISITION`. :class:`Pool` holds only what every
+function shares; a function's own options are its keyword-only parameters with
+defaults, which :func:`acquire` checks by name (``acquire(..., my_option=2.0)``,
+``--method-option my_option=2`` on the command line) and the function checks by value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +34,12 @@ CANDIDATES_PER_LABEL = 10  # the uncertain candidates of ``hardmine``: this many
 
 @dataclass
 class Pool:
-    """What an acquisition function may read.
+    """What every acquisition function may read (a function's own options are its keyword parameters).
 
     prob_pos : (N,) P(positive) of the pool images under the current model.
     embeddings : (N, D) L2-normalised pool embeddings (the model's space).
     threshold : the model's decision threshold (tuned on validation by cost).
     labeled_embeddings, labeled_labels : (M, D) and (M,) 0/1 of the labeled set, in the same space.
-    k : pool neighbours per labeled positive (``seals``).
-    positive_share : the share of a ``hardmine`` batch kept for the most likely positives.
     seed : random seed (``random``, ties).
     lesions : (N,) integer lesion code of each pool image, or None (each image its own lesion).
     """
@@ -46,8 +49,6 @@ class Pool:
     threshold: float = 0.5
     labeled_embeddings: np.ndarray | None = None
     labeled_labels: np.ndarray | None = None
-    k: int = 10
-    positive_share: float = 0.5
     seed: int = 0
     lesions: np.ndarray | None = None
 
@@ -107,13 +108,13 @@ def positive(pool: Pool, budget: int) -> Picks:
 
 def coreset(pool: Pool, budget: int) -> Picks:
     """k-center greedy: each pick is the pool image farthest (cosine) from the labeled set and earlier picks."""
-    picks, distances = _k_center(pool, np.arange(len(pool.prob_pos)), [], budget)
+    picks, distances = k_center(pool, np.arange(len(pool.prob_pos)), [], budget)
     reasons = ["coreset: farthest from everything labeled" if np.isinf(d) else
                f"coreset: cosine distance {d:.2f} to the nearest labeled or picked" for d in distances]  # fmt: skip
     return picks, reasons
 
 
-def _k_center(pool: Pool, candidates: np.ndarray, chosen: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+def k_center(pool: Pool, candidates: np.ndarray, chosen: list[int], n: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` k-center greedy picks among pool rows ``candidates``, away from the labeled set and ``chosen``.
 
     Returns the picked rows in order and the cosine distance of each to its nearest labeled or earlier pick
@@ -142,25 +143,22 @@ def _k_center(pool: Pool, candidates: np.ndarray, chosen: list[int], n: int) -> 
     return np.array(picks, dtype=np.int64), np.array(distances)
 
 
-def _neighbours_of(pool: Pool, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Q, k) similarities and pool rows of each query's k nearest pool images."""
-    k = min(pool.k, len(pool.prob_pos))
-    return pool._index().search(np.ascontiguousarray(queries, dtype=np.float32), k)
-
-
-def seals(pool: Pool, budget: int) -> Picks:
-    """SEALS: only the k nearest pool images of the labeled positives are candidates, most uncertain first.
+def seals(pool: Pool, budget: int, *, k: int = 10) -> Picks:
+    """SEALS: only the ``k`` nearest pool images of each labeled positive are candidates, most uncertain first.
 
     Never proposes outside that neighbourhood, so a batch can come back short of the budget.
     """
+    if k < 1:
+        raise HardmineError(f"seals: k={k} must be at least 1 (pool neighbours per labeled positive)")
     positives = _labeled_positives(pool)
-    _, rows = _neighbours_of(pool, pool.labeled_embeddings[positives])
+    queries = np.ascontiguousarray(pool.labeled_embeddings[positives], dtype=np.float32)
+    _, rows = pool._index().search(queries, min(k, len(pool.prob_pos)))
     candidates = np.unique(rows[rows >= 0])
     order = candidates[np.argsort(-pool.uncertainty()[candidates], kind="stable")][:budget]
     return order, [f"seals: near a labeled positive, P(pos) {pool.prob_pos[i]:.2f}" for i in order]
 
 
-def hardmine(pool: Pool, budget: int) -> Picks:
+def hardmine(pool: Pool, budget: int, *, positive_share: float = 0.5) -> Picks:
     """The default: a positive quota, then the most uncertain at the threshold, spread out in embedding space.
 
     ``positive_share`` of the batch's images go to the most likely positives (finding melanomas is what
@@ -171,12 +169,14 @@ def hardmine(pool: Pool, budget: int) -> Picks:
     passed over. Chosen over a quota followed by neighbours of missed positives and uncertainty, and over
     a quota followed by plain k-center, on validation (``benchmarks/bench_active.py``, RESULTS.md).
     """
+    if not 0 <= positive_share <= 1:
+        raise HardmineError(f"hardmine: positive_share={positive_share} must be in [0, 1] (a share of the batch)")
     batch = Batch(pool)
     batch.take(np.argsort(-pool.prob_pos, kind="stable"), lambda i: f"positive quota: P(pos) {pool.prob_pos[i]:.2f}",
-               int(round(pool.positive_share * budget)))  # fmt: skip
+               int(round(positive_share * budget)))  # fmt: skip
     candidates = np.flatnonzero(~batch.taken)
     candidates = candidates[np.argsort(-pool.uncertainty()[candidates], kind="stable")][: CANDIDATES_PER_LABEL * budget]
-    spread, distances = _k_center(pool, candidates, batch.rows, budget)
+    spread, distances = k_center(pool, candidates, batch.rows, budget)
     distance = dict(zip(spread.tolist(), distances.tolist(), strict=True))
     batch.take(spread, lambda i: f"uncertain: P(pos) {pool.prob_pos[i]:.2f} at threshold {pool.threshold:.2f}, "
                                  f"cosine distance {distance[i]:.2f} to the nearest labeled or picked",
@@ -304,7 +304,9 @@ def _labeled_positives(pool: Pool) -> np.ndarray:
     return np.flatnonzero(np.asarray(pool.labeled_labels) == 1)
 
 
-ACQUISITION: dict[str, Callable[[Pool, int], Picks]] = {
+AcquisitionFunction = Callable[..., Picks]  # (pool: Pool, budget: int, **its options) -> Picks
+
+ACQUISITION: dict[str, AcquisitionFunction] = {
     "random": random,
     "margin": margin,
     "entropy": entropy,
@@ -317,8 +319,62 @@ ACQUISITION: dict[str, Callable[[Pool, int], Picks]] = {
 }
 
 
+def function_options(method: str | AcquisitionFunction) -> dict[str, Any]:
+    """The options an acquisition function takes, with their defaults: its keyword-only parameters."""
+    function = _function(method)
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}  # fmt: skip
+
+
+def parse_options(method: str | AcquisitionFunction, pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` texts (``--method-option``) as the options of ``method``, each of its default's type;
+    an unknown key, a malformed pair or a value of another type raises :class:`HardmineError` naming it."""
+    known = function_options(method)
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise HardmineError(f"--method-option {pair!r} is not valid; expected KEY=VALUE, e.g. positive_share=0.3")
+        check_options(method, [key])
+        kind = type(known[key])
+        try:
+            if kind is bool:
+                if text.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value: Any = text.strip().lower() in ("true", "1", "yes")
+            else:
+                value = kind(text.strip())
+        except ValueError:
+            raise HardmineError(f"--method-option {key}={text!r} is not valid; expected {kind.__name__} "
+                                f"(default {known[key]!r})") from None  # fmt: skip
+        options[key] = value
+    return options
+
+
+def _function(method: str | AcquisitionFunction) -> AcquisitionFunction:
+    if callable(method):
+        return method
+    if method not in ACQUISITION:
+        raise HardmineError(f"acquisition {method!r} is not valid; expected one of {', '.join(ACQUISITION)}")
+    return ACQUISITION[method]
+
+
+def _name(method: str | AcquisitionFunction) -> str:
+    return method if isinstance(method, str) else getattr(method, "__name__", repr(method))
+
+
+def check_options(method: str | AcquisitionFunction, names) -> None:
+    """Raise :class:`HardmineError` naming the first of ``names`` that ``method`` takes no option of."""
+    known = function_options(method)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        offered = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
+        raise HardmineError(f"acquisition {_name(method)!r} takes no option {unknown[0]!r}; its options: {offered}")
+
+
 def acquire(
-    name: str,
+    method: str | AcquisitionFunction,
     prob_pos,
     embeddings: np.ndarray,
     budget: int,
@@ -327,26 +383,29 @@ def acquire(
     threshold: float = 0.5,
     labeled_embeddings: np.ndarray | None = None,
     labeled_labels=None,
-    k: int = 10,
-    positive_share: float = 0.5,
     seed: int = 0,
+    **options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pick up to ``budget`` pool images to label with acquisition function ``name``.
+    """Pick up to ``budget`` pool images to label with acquisition function ``method``.
 
     Parameters
     ----------
+    method : a name in :data:`ACQUISITION`, or an acquisition function itself (a candidate measured
+        beside the registered ones without registering it).
     prob_pos : (N,) P(positive) of the pool. embeddings : (N, D) L2-normalised pool embeddings.
     budget : images to pick (a lesion's images count one each).
     groups : (N,) lesion ids: a picked image brings its lesion's other pool images; a lesion that
         would not fit whole in what is left of the budget is passed over.
-    threshold, labeled_*, k, positive_share, seed : see :class:`Pool`.
+    threshold, labeled_*, seed : see :class:`Pool`.
+    **options : the function's own options (:func:`function_options`), e.g. ``positive_share`` of
+        ``hardmine`` or ``k`` of ``seals``; a name it does not take raises :class:`HardmineError`.
 
     Returns
     -------
     rows : (B,) pool rows to label, in pick order (lesions whole). reasons : (B,) why each was picked.
     """
-    if name not in ACQUISITION:
-        raise HardmineError(f"acquisition {name!r} is not valid; expected one of {', '.join(ACQUISITION)}")
+    function = _function(method)
+    check_options(method, options)
     _, prob = check_binary(np.zeros(len(np.asarray(prob_pos)), dtype=int), prob_pos)
     emb = np.asarray(embeddings)
     n = len(prob)
@@ -354,8 +413,6 @@ def acquire(
         raise HardmineError(f"pool embeddings have shape {emb.shape}; expected ({n}, D)")
     if not 1 <= budget <= n:
         raise HardmineError(f"budget {budget} must be between 1 and the pool's {n} images")
-    if not 0 <= positive_share <= 1 or k < 1:
-        raise HardmineError(f"positive_share {positive_share} must be in [0, 1] and k {k} at least 1")
     if labeled_embeddings is not None and np.shape(labeled_embeddings)[1:] != emb.shape[1:]:
         raise HardmineError(f"labeled embeddings have shape {np.shape(labeled_embeddings)}; "
                             f"expected (M, {emb.shape[1]})")
@@ -366,11 +423,33 @@ def acquire(
     if lesions is not None and len(lesions) != n:
         raise HardmineError(f"{len(lesions)} lesion ids for a pool of {n} images")
     pool = Pool(prob, emb, threshold, labeled_embeddings, None if labeled_labels is None else
-                check_binary(labeled_labels)[0], k, positive_share, seed, lesions)  # fmt: skip
+                check_binary(labeled_labels)[0], seed, lesions)  # fmt: skip
     # each pick brings at least one image, so `budget` picks fill the batch (a lesion that would not fit whole is
     # passed over, and the batch then comes back short by less than that lesion)
-    order, why = ACQUISITION[name](pool, budget)
+    order, why = function(pool, budget, **options)
+    order = _checked_picks(_name(method), order, why, n, budget)
     return _whole_lesions(pool, order, why, budget)
+
+
+def _checked_picks(name: str, order, why, n: int, budget: int) -> np.ndarray:
+    """A function's picks as (B,) int64 rows, after asserting what every function promises: rows unique and
+    inside the pool, at most ``budget`` of them, and a reason (non-empty text) for each."""
+    rows = np.asarray(order)
+    if rows.ndim != 1 or (len(rows) and rows.dtype.kind not in "iu"):
+        raise HardmineError(f"acquisition {name!r} returned rows of shape {rows.shape} and type {rows.dtype}; "
+                            "expected (B,) integer pool rows")  # fmt: skip
+    problems = [
+        (len(rows) > budget, f"{len(rows)} picks for a budget of {budget}"),
+        (len(rows) and (rows.min() < 0 or rows.max() >= n), f"a row outside the pool of {n} images"),
+        (len(np.unique(rows)) != len(rows), "a row picked twice"),
+        (len(why) != len(rows), f"{len(why)} reasons for {len(rows)} picks"),
+        (any(not isinstance(r, str) or not r.strip() for r in why), "a pick without a reason"),
+    ]
+    for failed, what in problems:
+        if failed:
+            raise HardmineError(f"acquisition {name!r} returned {what}; expected unique pool rows, at most the "
+                                "budget, a reason each")  # fmt: skip
+    return rows.astype(np.int64)
 
 
 def _whole_lesions(pool: Pool, order: np.ndarray, why: list[str], budget: int) -> tuple[np.ndarray, np.ndarray]:

@@ -190,7 +190,7 @@ class HardMiner:
 
     def query(
         self, pool_probs, pool_embeddings, budget: int, *, pool_ids=None, pool_groups=None, method: str = "hardmine",
-        k: int = 10, positive_share: float = 0.5,
+        **options: Any,
     ):  # fmt: skip
         """Which unlabeled images to label next (:mod:`hardmine.core.acquisition`), numpy in.
 
@@ -200,6 +200,8 @@ class HardMiner:
         budget : images to pick; a lesion's images (``pool_groups``) are asked together.
         method : a name in :data:`hardmine.core.acquisition.ACQUISITION`; ``coreset``, ``seals`` and
             ``hardmine`` use the labeled set of the last update (its embeddings; ``seals`` its positives).
+        **options : the function's own options, e.g. ``positive_share=0.3`` (``hardmine``) or ``k=5``
+            (``seals``); :func:`hardmine.core.acquisition.function_options` lists them.
 
         Returns a DataFrame ``id, prob_pos, reason``, in pick order (``id``: ``pool_ids`` or row numbers).
         """
@@ -213,8 +215,8 @@ class HardMiner:
         emb = normalise(embeddings, center=embeddings.mean(axis=0) if self._center is None else self._center)
         labeled_labels = None if self._labeled is None else self.labels
         rows, reasons = acquire(method, probs, emb, budget, groups=pool_groups, threshold=self.threshold,
-                                labeled_embeddings=self._labeled, labeled_labels=labeled_labels, k=k,
-                                positive_share=positive_share, seed=self.seed + self.round)  # fmt: skip
+                                labeled_embeddings=self._labeled, labeled_labels=labeled_labels,
+                                seed=self.seed + self.round, **options)  # fmt: skip
         ids = np.arange(len(probs)) if pool_ids is None else np.asarray(pool_ids)
         if len(ids) != len(probs):
             raise HardmineError(f"{len(ids)} pool ids for {len(probs)} pool images")

@@ -146,7 +146,7 @@ def fit(
             callback(
                 "epoch_start", {"epoch": epoch, "total_epochs": total_epochs, "steps": len(loader), "frozen": frozen}
             )
-        train_loss = _train_epoch(
+        train_loss = train_epoch(
             net, model, loader, optimizer, scheduler, precision, config, cw, loss_weights, state, epoch, callback
         )
         state.reduce_epoch(epoch)
@@ -270,7 +270,7 @@ def _set_trainable(model, frozen: bool) -> None:
         p.requires_grad_(not frozen or id(p) in head)
 
 
-def _train_epoch(net, model, loader, optimizer, scheduler, precision, config, cw, loss_weights, state, epoch,
+def train_epoch(net, model, loader, optimizer, scheduler, precision, config, cw, loss_weights, state, epoch,
                  callback):  # fmt: skip
     """One epoch; ``net`` is ``model`` or its DDP wrapper. Returns the mean training loss over all ranks.
 

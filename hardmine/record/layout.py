@@ -41,6 +41,7 @@ HISTORY_FILE = "history.jsonl"
 DYNAMICS_FILE = "dynamics.npz"
 METRICS_FILE = "metrics.json"  # validation metrics and the threshold tuned on them
 OOF_DIR = "oof"  # round 0's networks trained out of fold, fold-K/ each a fit folder
+FOLD_SETTINGS_FILE = "settings.json"  # what an oof/ folder's networks were trained with
 # a round's scoring and mining outputs
 SCORES_FILE = "scores.csv"
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -92,6 +93,8 @@ def features_file(split: str) -> str:
 
 
 GALLERY_DIR = "gallery"
+THUMBS_DIR = "thumbs"  # a gallery's or a labeling page's thumbnails, beside its index.html
+HARDEST_PNG = "hardest.png"  # a gallery's contact sheet of its hardest cards (gallery --png)
 GALLERY_PAGE = "index.html"
 QUERY_FILE = "query.csv"  # the latest query: pool images to label next, in pick order
 QUERY_INFO = "query.json"  # how the latest query was made: pool, method, budget, round, threshold
@@ -102,6 +105,22 @@ DECISIONS_FILE = "decisions.json"  # review decisions `gallery --serve` keeps fo
 DISAGREEMENTS_FILE = "disagreements.csv"  # answers `hardmine label` took that disagree with the model that asked
 QUERIES_DIR = "queries"  # every query kept: queries/NNN/ holds batch NNN's query.csv, query.json and label/
 LEARNING_CURVE_PNG = "learning_curve.png"  # an active-learning run's learning curve (report.html shows it)
+ROUNDS_PNG = "rounds.png"  # the selection metric per round (report.html shows it)
+# a compare folder (hardmine compare --out): method/seed-S/ run folders and these tables
+COMPARE_FILE = "compare.csv"  # mean and spread per method
+COMPARE_RUNS_FILE = "compare_runs.csv"  # one row per method and seed
+COMPARE_PAIRED_FILE = "compare_paired.csv"  # paired differences against the best baseline
+COMPARE_PAIRED_PNG = "compare_paired.png"
+
+
+def scores_png(split: str) -> str:
+    """The score histogram of the handed-back model on ``split``."""
+    return f"scores_{split}.png"
+
+
+def fold_dir(oof_dir: str | os.PathLike, fold: int) -> Path:
+    """``oof_dir/fold-K``: the fit folder of out-of-fold network ``fold``."""
+    return Path(oof_dir) / f"fold-{fold}"
 
 
 def query_dir(root: str | os.PathLike, batch: int) -> Path:
@@ -134,14 +153,14 @@ def foreign_entries(root: str | os.PathLike) -> list[str]:
 
 
 def _our_folder(relative: str) -> bool:
-    """Whether a folder relative to a run folder is one hardmine makes (a equal-epochs reference is a run folder)."""
+    """Whether a folder relative to a run folder is one hardmine makes (an equal-epochs reference is a run folder)."""
     if relative == REFERENCE_DIR or relative.startswith(REFERENCE_DIR + "/"):
         return relative == REFERENCE_DIR or _our_folder(relative.removeprefix(REFERENCE_DIR + "/"))
     return any(pattern.fullmatch(relative) for pattern in _OUR_FOLDERS)
 
 
 def _ours(relative: str) -> bool:
-    """Whether a path relative to a run folder is one hardmine writes (a equal-epochs reference is a run folder)."""
+    """Whether a path relative to a run folder is one hardmine writes (an equal-epochs reference is a run folder)."""
     if relative.startswith(REFERENCE_DIR + "/"):
         return _ours(relative.removeprefix(REFERENCE_DIR + "/"))
     folder, _, name = relative.rpartition("/")
@@ -162,10 +181,10 @@ _FIT = (_names(MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, DYNAMICS_FILE, METRICS
         + r"|metrics_[a-z]+\.json|preds_[a-z]+\.csv")  # fmt: skip
 _ROUND = (_FIT + "|" + _names(SCORES_FILE, EMBEDDINGS_FILE, MINED_FILE, WEIGHTS_FILE, MINING_FILE, SCORING_FILE)
           + r"|(scores|mined)\.parquet|features_[a-z]+\.npy|" + _PLOTS)  # fmt: skip
-_PAGE = r"index\.html|thumbs/[0-9a-f]{6,16}\.jpg"  # a gallery's or a labeling page's page and thumbnails
+_PAGE = rf"index\.html|{THUMBS_DIR}/[0-9a-f]{{6,16}}\.jpg"  # a gallery's or a labeling page's page and thumbnails
 _OUR_FOLDERS = [re.compile(pattern) for pattern in (
-    r"round-\d{3}", rf"round-\d{{3}}/{GALLERY_DIR}(/thumbs)?", rf"round-\d{{3}}/{OOF_DIR}(/fold-\d+)?",
-    rf"{LABEL_DIR}(/thumbs)?", rf"{QUERIES_DIR}(/\d{{3}}(/{LABEL_DIR}(/thumbs)?)?)?",
+    r"round-\d{3}", rf"round-\d{{3}}/{GALLERY_DIR}(/{THUMBS_DIR})?", rf"round-\d{{3}}/{OOF_DIR}(/fold-\d+)?",
+    rf"{LABEL_DIR}(/{THUMBS_DIR})?", rf"{QUERIES_DIR}(/\d{{3}}(/{LABEL_DIR}(/{THUMBS_DIR})?)?)?",
 )]  # fmt: skip
 _OURS = [re.compile(pattern) for pattern in (
     "(" + _names(CONFIG_FILE, SAMPLES_FILE, SPLIT_FILE, MANIFEST_FILE, REPORT_FILE, TIMING_FILE, REPORT_HTML,
@@ -173,8 +192,8 @@ _OURS = [re.compile(pattern) for pattern in (
                  DECISIONS_FILE, UPDATE_JOURNAL, LOCK_FILE, *(n + UPDATE_SUFFIX for n in RUN_FILES))
     + "|" + _PLOTS + ")",
     rf"round-\d{{3}}/({_ROUND})",
-    rf"round-\d{{3}}/{GALLERY_DIR}/({_PAGE}|hardest\.png)",
-    rf"round-\d{{3}}/{OOF_DIR}/(settings\.json|fold-\d+/({_FIT}))",
+    rf"round-\d{{3}}/{GALLERY_DIR}/({_PAGE}|{_names(HARDEST_PNG)})",
+    rf"round-\d{{3}}/{OOF_DIR}/({_names(FOLD_SETTINGS_FILE)}|fold-\d+/({_FIT}))",
     rf"{LABEL_DIR}/({_PAGE})",
     rf"{QUERIES_DIR}/\d{{3}}/({_names(QUERY_FILE, QUERY_INFO)}|{LABEL_DIR}/({_PAGE}))",
 )]  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hardmine.core.acquisition import check_options
 from hardmine.core.errors import DataError
 from hardmine.core.io import write_csv
 from hardmine.data.answers import UNSURE, read_answers
@@ -36,6 +37,7 @@ def active_rounds(
     budget: int,
     *,
     method: str = "hardmine",
+    method_options: dict[str, Any] | None = None,
     oracle: str | None = None,
     oracle_error: float = 0.0,
     resume: bool = False,
@@ -50,15 +52,18 @@ def active_rounds(
     image's class): round 0 if missing, then ``n`` times a query answered from that column
     (``oracle_error``: the share of answers flipped, fixed by the run's seed), the answers added to
     the training split, and an active-learning step trained on every answer so far (``--update``), whose
-    model asks the next query. Either way the pool and the budget are checked before anything trains.
+    model asks the next query. Either way the pool, the budget and the method's options are checked before
+    anything trains.
     """
+    check_options(method, method_options or {})
     pool = open_pool(run, pool_source)  # its images checked once, before any training
     check_budget(budget, len(pool), pool_source)
     if oracle is None:
         # answers that joined the training split since the latest round are trained on first (a step)
         report = run_rounds(run, n, resume=resume, init_checkpoint=init_checkpoint, callback=callback,
                             finish_outputs=False)  # fmt: skip
-        picked = query_pool(run, pool, budget, method=method, callback=callback, pool_source=pool_source)
+        picked = query_pool(run, pool, budget, method=method, options=method_options, callback=callback,
+                            pool_source=pool_source)  # fmt: skip
         finish(run)  # after the query: report.html links its labeling page
         return report, picked, []
     truth = oracle_answers(pool_source, oracle, run, oracle_error)
@@ -70,8 +75,8 @@ def active_rounds(
         asked = pool["id"].isin(set(read_answers(run.config.data.data)["image_id"]))
         left = pool[~asked].reset_index(drop=True)
         rate = float(left["id"].map(truth).isin(classes["positive"]).mean())  # the oracle knows the pool's rate
-        picked = query_pool(run, left, budget, method=method, callback=callback, pool_source=pool_source,
-                            pool_rate=rate)  # fmt: skip
+        picked = query_pool(run, left, budget, method=method, options=method_options, callback=callback,
+                            pool_source=pool_source, pool_rate=rate)  # fmt: skip
         answers = pd.DataFrame({"image_id": picked["id"], "label": picked["id"].map(truth)})
         path = write_csv(run.root / ORACLE_ANSWERS_FILE, answers)
         labeled.append(apply_answers(run, path))

@@ -34,7 +34,13 @@ from hardmine.core.io import write_csv
 from hardmine.core.paired import METRICS, paired_difference, sensitivity
 from hardmine.engine.inference import Callback
 from hardmine.record.config import MiningConfig, RoundsConfig, RunConfig
-from hardmine.record.layout import METRICS_FILE
+from hardmine.record.layout import (
+    COMPARE_FILE,
+    COMPARE_PAIRED_FILE,
+    COMPARE_PAIRED_PNG,
+    COMPARE_RUNS_FILE,
+    METRICS_FILE,
+)
 from hardmine.record.record import RunFolder
 from hardmine.run.opened import Run, validate
 from hardmine.run.rounds import adopt_reference, budget_reference, run_rounds, share_round0
@@ -159,13 +165,13 @@ def compare(
             summary = summary.merge(_subgroup_means(table, name, subgroup, outputs, methods, seeds), on="method")
     best = _best_baseline(methods, seeds, outputs, config)
     paired = paired_table(best, methods, seeds, outputs, datasets, subgroup, n_boot) if best else pd.DataFrame()
-    write_csv(out / "compare_runs.csv", runs)
-    write_csv(out / "compare.csv", summary)
-    write_csv(out / "compare_paired.csv", paired)
+    write_csv(out / COMPARE_RUNS_FILE, runs)
+    write_csv(out / COMPARE_FILE, summary)
+    write_csv(out / COMPARE_PAIRED_FILE, paired)
     if len(paired):
         from hardmine.views.plots import paired_plot
 
-        paired_plot(paired, out / "compare_paired.png")
+        paired_plot(paired, out / COMPARE_PAIRED_PNG)
     return Comparison(runs, summary, paired, best)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hardmine.core.acquisition import acquire
+from hardmine.core.acquisition import acquire, function_options
 from hardmine.core.errors import DataError, HardmineError, warn
 from hardmine.core.index import NeighbourIndex
 from hardmine.core.io import copy_file, file_digest, write_csv, write_json
@@ -79,14 +80,14 @@ def query_pool(
     budget: int,
     *,
     method: str = "hardmine",
-    k: int = 10,
-    positive_share: float = 0.5,
+    options: dict[str, Any] | None = None,
     device: str | None = None,
     callback: Callback | None = None,
     pool_source: str | os.PathLike | None = None,
     pool_rate: float | None = None,
 ) -> pd.DataFrame:
-    """Pick ``budget`` pool images to label with acquisition function ``method``; writes ``RUN/query.csv``.
+    """Pick ``budget`` pool images to label with acquisition function ``method`` (and its ``options``,
+    :func:`hardmine.core.acquisition.parse_options`); writes ``RUN/query.csv``.
 
     The model trained on every label so far (:func:`asking_model`) scores the training split and the pool
     in one space (the pool centred
@@ -112,7 +113,7 @@ def query_pool(
                                             callback=callback)  # fmt: skip
     rows, reasons = acquire(method, pool_scores["prob_pos"].to_numpy(), pool_emb, budget, groups=pool["group"],
                             threshold=threshold, labeled_embeddings=train_emb, labeled_labels=train["label"],
-                            k=k, positive_share=positive_share, seed=run.config.train.seed)  # fmt: skip
+                            seed=run.config.train.seed, **(options or {}))  # fmt: skip
     picked = pool.iloc[rows][["id", "path", "group"]].reset_index(drop=True)
     picked["prob_pos"] = pool_scores["prob_pos"].to_numpy()[rows]
     picked["reason"] = reasons
@@ -131,7 +132,7 @@ def query_pool(
         "budget": budget,
         "pool_size": len(pool), "round": r, "model": "reference" if source.root != run.root else "round",
         "labels": seen["labels"], "positives": seen["positives"], "pool_rate": pool_rate, "pool_rate_from": rate_from,
-        "threshold": threshold, "k": k, "positive_share": positive_share,
+        "threshold": threshold, "method_options": function_options(method) | (options or {}),
     })  # fmt: skip
     build_label_page(run.root)
     keep_batch(run, batch)
@@ -175,7 +176,7 @@ def asking_model(run: Run) -> tuple[RunFolder, int, dict[str, int]]:
     source, r = run.returned()
     if source.root == run.root and trained and r not in trained:  # handed back from before the latest answers
         r = trained[-1]
-    # a equal-epochs reference is handed back only while no answer joined since it was trained
+    # an equal-epochs reference is handed back only while no answer joined since it was trained
     return source, r, {"labels": len(train), "positives": int(train.sum())}
 
 

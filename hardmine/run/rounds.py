@@ -257,7 +257,7 @@ def budget_reference(run: Run) -> Run | None:
 def write_report(run: Run, callback: Callback | None = None) -> dict[str, Any]:
     """Choose the best round on validation, evaluate it and round 0 on test, write ``report.json``.
 
-    When the run has a equal-epochs reference, the model handed back (``returned``)
+    When the run has an equal-epochs reference, the model handed back (``returned``)
     is the reference unless the best round beats it on validation (a tie
     returns the reference: the plain recipe wins when mining buys nothing);
     ``test`` holds the returned model's test metrics.

@@ -244,7 +244,7 @@ def score_round(
     width, source, audit pair count).
     """
     from hardmine.core.scores import dynamics_scores, score_table
-    from hardmine.engine.scoring import out_of_fold_logits
+    from hardmine.engine.folds import out_of_fold_logits
 
     scoring = scoring or run.config.scoring
     scoring.validate()

@@ -18,8 +18,6 @@ persistently hard (a seed in every round so far). No torch here.
 from __future__ import annotations
 
 import base64
-import io
-import json
 import os
 import re
 import webbrowser
@@ -31,8 +29,9 @@ import pandas as pd
 
 from hardmine.core.errors import HardmineError, warn
 from hardmine.core.io import write_bytes
-from hardmine.record.layout import METRICS_FILE, MINED_FILE, REPORT_FILE
+from hardmine.record.layout import HARDEST_PNG, METRICS_FILE, MINED_FILE, REPORT_FILE, THUMBS_DIR
 from hardmine.record.record import RunFolder
+from hardmine.views.templates import script_json, thumbnail
 
 THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
 META_COLUMNS = ("dx_type", "localization", "age", "sex")
@@ -239,18 +238,6 @@ def _persistent_ids(folder: RunFolder, r: int) -> list[str]:
     return sorted(seeds or [])
 
 
-def _thumbnail(path: str, size: int = THUMB_SIZE) -> bytes:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        img.draft("RGB", (size, size))
-        img = img.convert("RGB")
-        img.thumbnail((size, size))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 def build_gallery(
     run_dir: str | os.PathLike,
     r: int | None = None,
@@ -275,7 +262,7 @@ def build_gallery(
     facts["galleries"] = sorted({r, *built})  # the page links only to galleries that exist
     paths = {card["id"]: card["path"] for card in cards}
     out = folder.gallery_path(r).parent
-    thumbs = out / "thumbs"
+    thumbs = out / THUMBS_DIR
     thumbs.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
 
@@ -284,11 +271,11 @@ def build_gallery(
         if not path:
             return ""
         if path not in written:
-            data = _thumbnail(path)
+            data = thumbnail(path, THUMB_SIZE)
             if inline:
                 written[path] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
             else:
-                name = f"thumbs/{len(written):06d}.jpg"
+                name = f"{THUMBS_DIR}/{len(written):06d}.jpg"
                 write_bytes(out / name, data)
                 written[path] = name
         return written[path]
@@ -303,7 +290,7 @@ def build_gallery(
     page = render_page(cards, facts)
     index = write_bytes(folder.gallery_path(r), page.encode())
     if png:
-        contact_sheet(cards, paths, r, out / "hardest.png", top_n)
+        contact_sheet(cards, paths, r, out / HARDEST_PNG, top_n)
     if open_browser:
         webbrowser.open(index.resolve().as_uri())
     return index
@@ -351,12 +338,6 @@ def contact_sheet(cards: list[dict], paths: dict[str, str], r: int, out_path: Pa
     return out_path
 
 
-def _json_for_script(obj: Any) -> str:
-    """JSON safe to embed in a <script> block: no '</script>' or '<!--' can close it."""
-    text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
     """The page: a jinja2 template with autoescape on; card data as a script-safe JSON block."""
     from hardmine.views.templates import render
@@ -365,12 +346,5 @@ def render_page(cards: list[dict[str, Any]], facts: dict[str, Any]) -> str:
     return render(
         "gallery.html.jinja",
         facts=facts, sections=SECTIONS, counts=counts, short={k: n.split(" (")[0].split(":")[0] for k, n in SECTIONS},
-        data=_script_json({"cards": cards, "facts": facts}),
+        data=script_json({"cards": cards, "facts": facts}),
     )
-
-
-def _script_json(obj: Any):
-    """:func:`_json_for_script` marked safe for the template (it cannot close the script block)."""
-    from markupsafe import Markup
-
-    return Markup(_json_for_script(obj))

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from hardmine.core.io import write_bytes
 from hardmine.data.answers import UNSURE
+from hardmine.record.layout import THUMBS_DIR
 from hardmine.record.record import RunFolder
-from hardmine.views.gallery import _script_json, _thumbnail
+from hardmine.views.templates import script_json, thumbnail
 
 LARGE = 320  # the picked image, shown at 256 px
 SMALL = 96  # its labeled neighbours, shown at 64 px
@@ -39,13 +40,13 @@ def build_label_page(run_dir: str | os.PathLike) -> Path:
     names = folder.class_names()
     classes = folder.config_dict().get("classes") or {"positive": [names[1]], "negative": [names[0]]}
     page = folder.label_page_path()
-    thumbs = page.parent / "thumbs"
+    thumbs = page.parent / THUMBS_DIR
     thumbs.mkdir(parents=True, exist_ok=True)
 
     def thumb(path: str, size: int) -> str:
-        name = f"thumbs/{hashlib.sha1(f'{path}:{size}'.encode()).hexdigest()[:16]}.jpg"
+        name = f"{THUMBS_DIR}/{hashlib.sha1(f'{path}:{size}'.encode()).hexdigest()[:16]}.jpg"
         if not (page.parent / name).exists():
-            write_bytes(page.parent / name, _thumbnail(path, size))
+            write_bytes(page.parent / name, thumbnail(path, size))
         return name
 
     cards = []
@@ -64,6 +65,6 @@ def build_label_page(run_dir: str | os.PathLike) -> Path:
     facts = {"run": folder.root.name, "positive": classes["positive"][0], "negative": classes["negative"][0],
              "unsure": UNSURE, "store": f"hardmine-answers:{folder.identity()}:{stamp}", "n": len(cards),
              "likely": int((query["prob_pos"] >= 0.5).sum()), "full_size": FULL}  # fmt: skip
-    html = render("label.html.jinja", facts=facts, data=_script_json({"cards": cards, "facts": facts}))
+    html = render("label.html.jinja", facts=facts, data=script_json({"cards": cards, "facts": facts}))
     return write_bytes(page, html.encode())
 

@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hardmine.core.io import write_bytes
-from hardmine.record.layout import CONFIG_FILE, GALLERY_DIR, GALLERY_PAGE, LEARNING_CURVE_PNG, MINED_FILE, REPORT_HTML
+from hardmine.record.layout import (
+    CONFIG_FILE,
+    GALLERY_DIR,
+    GALLERY_PAGE,
+    LEARNING_CURVE_PNG,
+    MINED_FILE,
+    REPORT_HTML,
+    ROUNDS_PNG,
+    scores_png,
+)
 from hardmine.record.record import RunFolder
 from hardmine.strategies import get_strategy, get_update
 
@@ -243,7 +252,7 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
     root = folder.root
     report = folder.report()
     best = report["best_round"]
-    images = [plots.rounds_plot(report, root / "rounds.png")]
+    images = [plots.rounds_plot(report, root / ROUNDS_PNG)]
     curve = report.get("learning_curve")
     if curve:
         images.insert(0, plots.learning_curve_plot(curve, root / LEARNING_CURVE_PNG))
@@ -259,7 +268,7 @@ def write_html_report(run_dir: str | os.PathLike) -> Path:
         images += plots.curves_compare(curves, root, "test")
     if returned is not None:
         labels, prob = returned
-        images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / "scores_test.png"))
+        images.append(plots.score_histograms(labels, prob, report["test"]["threshold"], root / scores_png("test")))
     from hardmine.views.templates import render
 
     names = folder.class_names()
