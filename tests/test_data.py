@@ -153,6 +153,37 @@ def test_image_verification_is_remembered_until_a_file_changes(demo_copy, monkey
     assert sorted(checked) == sorted([bad, touched])
 
 
+def test_the_image_caches_see_a_rewrite_that_keeps_size_and_modification_time(demo_copy):
+    import json
+
+    import hardmine.data.images as images
+    from hardmine.engine.datasets import DecodedImages
+
+    table, _ = load_samples(demo_copy, verify_images=True)
+    path = table["path"][3]
+    decoded = DecodedImages()
+    decoded.budget = 10**9
+    before = np.asarray(decoded.get(path, 24))
+    info = os.stat(path)
+    other = table["path"][4]
+    garbage = (Path(other).read_bytes() * 3)[: info.st_size]  # another picture cut to the same size
+    Path(path).write_bytes(garbage)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))  # the old modification time put back
+    assert os.stat(path).st_size == info.st_size and os.stat(path).st_mtime_ns == info.st_mtime_ns
+    with pytest.raises(DataError, match=f"1 unreadable image.*{path}"):  # check-data decodes it again
+        load_samples(demo_copy, verify_images=True)
+    with pytest.raises(DataError):
+        decoded.get(path, 24)  # the decoded-image cache does not hand back the old picture
+    assert before.shape == (24, 24, 3)
+    # a cache entry forged for a bad file, or a damaged cache file, is not trusted
+    cache = images.verified_cache_path(demo_copy)
+    saved = json.loads(cache.read_text())
+    saved["verified"][path] = images.file_stamp(path)
+    cache.write_text(json.dumps(saved))
+    with pytest.raises(DataError, match=f"1 unreadable image.*{path}"):
+        load_samples(demo_copy, verify_images=True)
+
+
 def test_class_without_samples(demo_copy):
     with pytest.raises(DataError, match=r"positive class \(bcc\) has no samples"):
         load_samples(demo_copy, positive="bcc")

@@ -7,6 +7,7 @@ and the engine's dataset. Numpy, pandas and PIL only.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from collections.abc import Sequence
@@ -100,19 +101,15 @@ def find_unreadable(paths: Sequence[str] | pd.Series, cache_for: str | os.PathLi
     """Return the paths that PIL cannot decode (checked at reduced scale for speed); :func:`why_unreadable`
     says why one is.
 
-    ``cache_for``: a data folder whose decodable images are remembered (by path, size and
-    modification time, in :func:`verified_cache_path`), so that the next run on it decodes only the
-    files that are new or changed since. A cache that cannot be read or written is ignored.
+    ``cache_for``: a data folder whose decodable images are remembered (by path and :func:`file_stamp`,
+    in :func:`verified_cache_path`), so that the next run on it decodes only the files that are new or
+    changed since. A cache that cannot be read or written, or fails its own checksum, is ignored.
     """
     cache_path = verified_cache_path(cache_for) if cache_for is not None else None
     known = _read_verified(cache_path)
     verified, bad = {}, []
     for path in map(str, paths):
-        try:
-            info = os.stat(path)
-            stamp = [info.st_size, info.st_mtime_ns]
-        except OSError:
-            stamp = None
+        stamp = file_stamp(path)
         if stamp is not None and known.get(path) == stamp:
             verified[path] = stamp
         elif why_unreadable(path) is None:
@@ -122,7 +119,8 @@ def find_unreadable(paths: Sequence[str] | pd.Series, cache_for: str | os.PathLi
             bad.append(path)
     if cache_path is not None and verified != known:
         try:
-            write_json(cache_path, {"verified": {**known, **verified}})
+            entries = {**known, **verified}
+            write_json(cache_path, {"verified": entries, "sha256": _entries_digest(entries)})
         except (OSError, HardmineError):
             pass  # a read-only home: verified again next time
     return bad
@@ -137,14 +135,33 @@ def verified_cache_path(data: str | os.PathLike) -> Path:
     return Path(base) / "verified" / f"{key}.json"
 
 
+def file_stamp(path: str | os.PathLike) -> list[int] | None:
+    """What changes whenever a file's bytes may have: size, modification and status-change times, inode
+    (None when it cannot be read). A rewrite with the old size and a restored modification time still
+    changes the status-change time, which no user can set back."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+
+def _entries_digest(entries: dict) -> str:
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
 def _read_verified(path: Path | None) -> dict[str, list[int]]:
+    """The remembered stamps, or nothing when the cache is missing, unreadable or fails its checksum."""
     if path is None or not path.is_file():
         return {}
     try:
-        verified = read_json(path).get("verified", {})
+        saved = read_json(path)
+        verified = saved.get("verified", {})
     except (HardmineError, AttributeError):
         return {}
-    return verified if isinstance(verified, dict) else {}
+    if not isinstance(verified, dict) or saved.get("sha256") != _entries_digest(verified):
+        return {}  # damaged or edited by hand: every image is decoded again
+    return verified
 
 
 def why_unreadable(path: str | os.PathLike) -> str | None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hardmine.core.errors import DataError
-from hardmine.data.images import AUGMENTS, load_image
+from hardmine.data.images import AUGMENTS, file_stamp, load_image
 
 
 def build_transform(image_size: int, train: bool, augment: str = "dermoscopy"):
@@ -73,11 +73,13 @@ class DecodedImages:
     Only the main process adds images: loader worker processes (GPU machines) decode in parallel
     and would each hold a copy. The budget is ``$HARDMINE_IMAGE_CACHE_MB`` (0 turns it off), by
     default a quarter of the memory available when first used, at most 4 GiB; past it, images
-    are decoded as before. Keyed by path, size and modification time.
+    are decoded as before. Keyed by path and size, and trusted while the file's
+    :func:`~hardmine.data.images.file_stamp` is unchanged (a rewrite with a restored modification
+    time is seen by its status-change time).
     """
 
     def __init__(self):
-        self.images: dict[tuple[str, int], tuple[int, np.ndarray]] = {}
+        self.images: dict[tuple[str, int], tuple[list[int], np.ndarray]] = {}
         self.budget: int | None = None
         self.used = 0
 
@@ -86,17 +88,14 @@ class DecodedImages:
 
         key = (path, size)
         found = self.images.get(key)
-        try:
-            mtime = os.stat(path).st_mtime_ns
-        except OSError:
-            mtime = None  # load_image names the missing file
-        if found is not None and found[0] == mtime:
+        stamp = file_stamp(path)  # None: load_image names the missing file
+        if found is not None and found[0] == stamp:
             return Image.fromarray(found[1])
         image = load_image(path, size).resize((size, size), Image.BILINEAR)
-        if mtime is not None and self._room(size * size * 3):
+        if stamp is not None and self._room(size * size * 3):
             array = np.asarray(image)
             self.used += array.nbytes - (found[1].nbytes if found is not None else 0)
-            self.images[key] = (mtime, array)
+            self.images[key] = (stamp, array)
         return image
 
     def _room(self, nbytes: int) -> bool:
