@@ -401,6 +401,45 @@ def _pool_of_copies(s: Setting) -> list[str]:
     return ["query", str(run), "--pool", str(s.tmp / "pool.csv"), "--budget", "2"]
 
 
+def _write(name: str, text: str):
+    return lambda run: (run / name).write_text(text)
+
+
+def _pool_folder(s: Setting) -> Path:
+    """Four new images (none the run holds) in ``TMP/pool``."""
+    for i, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (90, 90, 90)]):
+        _image(s.tmp / "pool" / f"P{i}.png", colour)
+    return s.tmp / "pool"
+
+
+def _query(*extra: str):
+    """``query`` of a copy of the finished run on a pool of four new images, with ``extra`` options."""
+    return lambda s: ["query", str(s.run()), "--pool", str(_pool_folder(s)), "--budget", "2", *extra]
+
+
+def _label_after(edit):
+    """``label`` of answers to a real query of a copy of the finished run, after ``edit(run)``."""
+
+    def make(s: Setting) -> list[str]:
+        result = runner.invoke(app, _query("--method", "random")(s))
+        assert result.exit_code == 0, result.output
+        run = s.run()
+        picked = pd.read_csv(run / "query.csv")
+        pd.DataFrame({"image_id": picked["id"], "label": ["mel", "nv"][: len(picked)]}).to_csv(
+            s.tmp / "answers.csv", index=False)
+        edit(run)
+        return ["label", str(run), str(s.tmp / "answers.csv")]
+
+    return make
+
+
+def _prob_not_a_number(run: Path) -> None:
+    for path in (run / "query.csv", run / "queries" / "001" / "query.csv"):
+        query = pd.read_csv(path, dtype=str)
+        query.loc[0, "prob_pos"] = "abc"
+        query.to_csv(path, index=False)
+
+
 def _config_with_seed(s: Setting) -> list[str]:
     """A --config whose seed is 1e30 (an integer JSON holds, but no random generator takes)."""
     from hardmine.record.config import RunConfig
@@ -539,6 +578,26 @@ BAD_INPUTS = {
     "a pool folder that is not there": (_round("--pool", "{tmp}/nope"), ["--pool", "nope", "expected a folder"]),
     "a pool of byte copies of labeled images": (_pool_of_copies, ["every one of its 3 image(s) is a byte copy",
                                                                   "new_0 = "]),
+    # query, label and round --pool: refused before anything is scored, kept or trained
+    "query of a budget beyond the pool": (_query("--budget", "9"), ["--budget 9 must be between 1 and the 4 image"]),
+    "query with an option its method lacks": (_query("--method-option", "kk=1"),
+                                              ["acquisition 'hardmine' takes no option 'kk'", "positive_share=0.5"]),
+    "query with an option of the wrong type": (_query("--method-option", "positive_share=half"),
+                                               ["--method-option positive_share='half' is not valid; expected float"]),
+    "query with a malformed option": (_query("--method-option", "positive_share"), ["expected KEY=VALUE"]),
+    "query of a pool folder that is not there": (lambda s: ["query", str(s.run()), "--pool", str(s.tmp / "nope"),
+                                                            "--budget", "2"], ["nope"]),  # fmt: skip
+    "label with its answers log damaged": (_label_after(_write("labeled.csv", "garbage\n\x01\n")),
+                                           ["labeled.csv is damaged", "restore it or remove it"]),
+    "label with a probability that is not a number": (_label_after(_prob_not_a_number),
+                                                      ["prob_pos 'abc' is not a number"]),
+    "label with the batch's query.json damaged": (_label_after(_write("queries/001/query.json", "{bad")),
+                                                  ["query.json is damaged"]),
+    "label of an answers file that is not there": (_on_run(_unchanged, "label", "{tmp}/nope.csv"), ["nope.csv"]),
+    "method option without a pool": (_round("--method-option", "k=3"),
+                                     ["--method-option applies to queries of a pool"]),
+    "round with a pool and an option its method lacks": (_round("--pool", "{tmp}", "--method-option", "kk=1"),
+                                                          ["acquisition 'hardmine' takes no option 'kk'"]),
 }
 
 
@@ -608,10 +667,6 @@ def test_empty_lesion_ids_become_their_own_groups_with_a_warning(tmp_path):
 
 
 # --------------------------------------------------------------------------- damaged run folders
-
-
-def _write(name: str, text: str):
-    return lambda run: (run / name).write_text(text)
 
 
 def _poisoned_resume_point(run: Path) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 from hardmine.core.errors import DataError
 from hardmine.core.io import file_digest, read_json, unguard_formula, write_csv, write_json
 from hardmine.data.answers import ID_COLUMNS, UNSURE, answers_folder, read_answers, record_answers
-from hardmine.data.images import data_root, find_unreadable, read_csv, why_unreadable
+from hardmine.data.images import data_root, find_unreadable, read_csv, require_columns, why_unreadable
 from hardmine.record.layout import (
     CONFIG_FILE,
     DISAGREEMENTS_FILE,
@@ -148,6 +148,11 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     query = asked_images(run).set_index("id")
     answers["source_path"] = answers["image_id"].map(query["path"])
     _check_asked_images(answers[answers["answer"] != UNSURE], query)
+    # everything read before anything is kept: a damaged file of the run stops here, with nothing changed
+    asked = answers["image_id"]
+    prob = _numbers(asked.map(query["prob_pos"]), "prob_pos", run.query_path())
+    threshold = _numbers(asked.map(query["threshold"]), "threshold", run.query_info_path())
+    logs = {path: _previous_log(path) for path in (run.answers_path(), run.root / DISAGREEMENTS_FILE)}
     data = run.config.data.data
     record_answers(data, answers[["image_id", "source_path", "answer", "group"]], run.root.name)
     new = answers[(answers["answer"] != UNSURE) & ~answers["image_id"].isin(set(run.table["id"]))]
@@ -158,17 +163,13 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     if len(rows):
         _add_to_training_split(run, rows)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    asked = answers["image_id"]
-    log = answers[["image_id", "answer"]].assign(prob_pos=asked.map(query["prob_pos"]),
-                                                  reason=asked.map(query["reason"]), batch=asked.map(query["batch"]),
-                                                  answered_at=now)  # fmt: skip
-    prob = asked.map(query["prob_pos"]).to_numpy(dtype=float)
-    threshold = asked.map(query["threshold"]).to_numpy(dtype=float)
+    log = answers[["image_id", "answer"]].assign(prob_pos=prob, reason=asked.map(query["reason"]),
+                                                  batch=asked.map(query["batch"]), answered_at=now)  # fmt: skip
     disagree = ((answers["answer"] != UNSURE) & ((prob >= threshold) != (answers["label"] == 1))).to_numpy()
     listed = log[disagree].assign(threshold=threshold[disagree])[["image_id", "answer", "prob_pos", "threshold",
                                                                   "batch", "reason"]]  # fmt: skip
     for path, frame in ((run.answers_path(), log), (run.root / DISAGREEMENTS_FILE, listed)):
-        previous = pd.read_csv(path, dtype=str) if path.exists() else None  # every call's rows are kept, once
+        previous = logs[path]  # every call's rows are kept, once
         if previous is not None:
             frame = pd.concat([previous, frame[~frame["image_id"].isin(set(previous["image_id"]))]], ignore_index=True)
         write_csv(path, frame)
@@ -177,6 +178,30 @@ def apply_answers(run: Run, answers_csv: str | os.PathLike) -> Labeled:
     return Labeled(counts=counts, added=len(rows), train_size=int((run.split == "train").sum()),
                    disagreements=answers["image_id"][disagree].tolist(), kept_in=folder, batches=batches,
                    disagreements_file=run.root / DISAGREEMENTS_FILE)  # fmt: skip
+
+
+def _numbers(values: pd.Series, column: str, path: Path) -> np.ndarray:
+    """(N,) floats of a query's column, or :class:`DataError` naming the file and the first value that is not one."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        raise DataError(f"{path} is damaged: {column} {values[bad].iloc[0]!r} is not a number; ask again with "
+                        "`hardmine query`")  # fmt: skip
+    return numbers.to_numpy(dtype=float)
+
+
+def _previous_log(path: Path) -> pd.DataFrame | None:
+    """A log of earlier calls (``labeled.csv``, ``disagreements.csv``) as strings, None when there is none;
+    a damaged one is a :class:`DataError` naming it."""
+    if not path.exists():
+        return None
+    try:
+        frame = read_csv(path)
+        require_columns(frame, ["image_id", "answer"], path)
+    except DataError as exc:
+        raise DataError(f"{path} is damaged ({exc}); restore it or remove it (it lists the answers "
+                        "`hardmine label` took; the answers themselves are kept beside the data)") from None
+    return frame
 
 
 def _check_asked_images(answers: pd.DataFrame, query: pd.DataFrame) -> None:

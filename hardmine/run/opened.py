@@ -21,7 +21,7 @@ import pandas as pd
 
 from hardmine import __version__
 from hardmine.core import ranks
-from hardmine.core.errors import HardmineError, warn
+from hardmine.core.errors import DataError, HardmineError, warn
 from hardmine.core.io import TMP_SUFFIX, copy_file, write_csv, write_json
 from hardmine.data.images import data_root
 from hardmine.data.sources import load_samples
@@ -174,6 +174,8 @@ class Run(RunFolder):
             for path in begun:
                 path.unlink()
         data = config.data
+        if not Path(data.data).exists():  # said before anything is judged by where the data would be
+            raise DataError(f"data path {Path(data.data).resolve()} does not exist")
         folder = data_root(data.data)
         if root.resolve().is_relative_to(folder.resolve()):
             raise HardmineError(f"--out {root} is inside the data folder {folder}: the run's own files would be "
