@@ -756,7 +756,24 @@ DAMAGE = {
                                        ["manifest.json is damaged (target_round 400 is not round 0 + 1 rounds"]),
     "manifest plan without its start": (_manifest_edit(lambda m, run: m.update(plan={"rounds": 400})),
                                         ["manifest.json is damaged (its plan {'rounds': 400} is incomplete"]),
+    "manifest plan deleted, target raised": (_manifest_edit(lambda m, run: m.pop("plan") and m.update(target_round=4)),
+                                             ["manifest.json is damaged (target_round 4 is there without its plan"]),
+    **{f"manifest recording {name!r}": (_manifest_edit(lambda m, run, name=name: m["files"].update(
+        {name: m["files"]["config.json"]})), ["manifest.json is damaged (it records", "not a file hardmine writes"])
+       for name in ("", ".", "round-001", "con\x00fig.json")},
 }
+
+
+def test_a_resume_without_a_manifest_says_where_its_target_comes_from(finished_run, demo_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "manifest.json").unlink()
+    args = ["round", "--data", str(demo_dir), "--out", str(run), "--n", "1", *FAST, *ROUNDS_THAT_TRAIN, "--resume"]
+    result = runner.invoke(app, args, terminal_width=250)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "resuming towards round 1" in said and "no manifest records what the interrupted call aimed for" in said
+    assert "from its manifest" not in said
 
 
 def _run_state(run: Path) -> tuple[dict[str, str], object]:

@@ -54,8 +54,10 @@ class ProgressEvents:
         elif event == "plan" and info["resume"]:
             done = info["completed"]
             left = info["target"] - (done[-1] if done else -1)
+            why = ("the round the interrupted call aimed for, from its manifest" if info.get("from_manifest") else
+                   "no manifest records what the interrupted call aimed for: --n rounds after the last completed")
             say(f"resuming towards round {info['target']}: rounds {', '.join(map(str, done)) or 'none'} done, "
-                f"{max(left, 0)} to go (the round the interrupted call aimed for, from its manifest)")  # fmt: skip
+                f"{max(left, 0)} to go ({why})")  # fmt: skip
         elif event == "step":
             self.label = f"round {info['round']}: "
             if info["step"] != "train":

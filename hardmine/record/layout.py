@@ -142,7 +142,7 @@ def foreign_entries(root: str | os.PathLike) -> list[str]:
         here = Path(folder)
         for name in files + [d for d in dirs if (here / d).is_symlink()]:
             relative = (here / name).relative_to(root).as_posix()
-            if not _ours(relative):
+            if not is_run_file(relative):
                 found.append(relative)
         for name in [d for d in dirs if not (here / d).is_symlink()]:
             relative = (here / name).relative_to(root).as_posix()
@@ -159,14 +159,14 @@ def _our_folder(relative: str) -> bool:
     return any(pattern.fullmatch(relative) for pattern in _OUR_FOLDERS)
 
 
-def _ours(relative: str) -> bool:
+def is_run_file(relative: str) -> bool:
     """Whether a path relative to a run folder is one hardmine writes (an equal-epochs reference is a run folder)."""
     if relative.startswith(REFERENCE_DIR + "/"):
-        return _ours(relative.removeprefix(REFERENCE_DIR + "/"))
+        return is_run_file(relative.removeprefix(REFERENCE_DIR + "/"))
     folder, _, name = relative.rpartition("/")
     temporary = _TMP.fullmatch(name)
     if temporary:
-        return _ours(f"{folder}/{temporary['name']}".lstrip("/"))
+        return is_run_file(f"{folder}/{temporary['name']}".lstrip("/"))
     return any(pattern.fullmatch(relative) for pattern in _OURS)
 
 

@@ -28,6 +28,7 @@ from hardmine.record.layout import (
     UNCHECKED,
     UPDATE_JOURNAL,
     UPDATE_SUFFIX,
+    is_run_file,
     round_dir,
     round_number,
 )
@@ -79,6 +80,9 @@ class Manifest:
             self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
         except (TypeError, ValueError, AttributeError, HardmineError) as exc:
             raise HardmineError(damaged.format(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+        if "target_round" in raw and not self.plan:
+            # a target without the call that set it: a hand-edited or cut manifest would make a resume train
+            raise HardmineError(damaged.format(f"target_round {self.target} is there without its plan"))
         if self.plan and set(self.plan) != {"after", "rounds"}:
             raise HardmineError(damaged.format(f"its plan {self.plan} is incomplete"))
         if self.plan and self.target != self.plan["after"] + self.plan["rounds"]:
@@ -88,8 +92,11 @@ class Manifest:
         inside = self.root.resolve()
         for name, record in self.files.items():
             # a record names a file a resume may delete: it must be one of this run's own
-            if Path(name).is_absolute() or not (inside / name).resolve().is_relative_to(inside):
+            if "\x00" not in name and (Path(name).is_absolute()
+                                       or not (inside / name).resolve().is_relative_to(inside)):  # fmt: skip
                 raise HardmineError(damaged.format(f"it records {name!r}, outside the run folder"))
+            if "\x00" in name or not is_run_file(name):
+                raise HardmineError(damaged.format(f"it records {name!r}, which is not a file hardmine writes"))
             if not isinstance(record, dict) or not {"size", "mtime_ns", "sha256", "step"} <= set(record):
                 raise HardmineError(damaged.format(f"the record of {name} is incomplete"))
         # a run made before outputs were recorded: its files are first recorded as their round's

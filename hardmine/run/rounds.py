@@ -74,7 +74,8 @@ def run_rounds(
         raise HardmineError(f"--n must be >= 0; got {n}")
     manifest = _verified_manifest(run)
     completed = manifest.completed_rounds()
-    if resume and manifest.target >= 0:
+    from_manifest = resume and manifest.target >= 0
+    if from_manifest:
         target = manifest.target
     else:
         # answers joined the training split since the latest round: an active-learning step trains on them first
@@ -84,7 +85,7 @@ def run_rounds(
     manifest.save()
     note = callback or (lambda event, info: None)
     # said before any work: a resume aims at the round the manifest names, which the user can check
-    note("plan", {"target": target, "completed": completed, "resume": resume})
+    note("plan", {"target": target, "completed": completed, "resume": resume, "from_manifest": from_manifest})
     cfg = run.config
 
     def once(step: Step, fn) -> None:
