@@ -282,6 +282,21 @@ def test_rounds_with_networks_triage_train_them_once(demo_dir, tmp_path):
     assert json.loads((out / "round-000" / "mining.json").read_text())["source"] == "insample"
     result = runner.invoke(app, ["score", str(out), "--triage", "nets"])
     assert result.exit_code == 2 and "nets" in result.output
+    # the networks and the split audit are recorded as the score step's outputs: damage is found and redone
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    assert files["split_audit.csv"]["step"] == "r000:score"
+    assert files["round-000/oof/fold-1/model.pt"]["step"] == "r000:score"
+    assert files["round-000/oof/settings.json"]["step"] == "r000:score"
+    before = pd.read_csv(out / "round-000" / "scores.csv")
+    with open(out / "round-000" / "oof" / "fold-1" / "model.pt", "r+b") as fh:
+        fh.truncate(100)
+    result = runner.invoke(app, [*args, "--resume"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "fold-1/model.pt is damaged" in " ".join(result.output.split())
+    assert (out / "round-000" / "oof" / "fold-1" / "model.pt").stat().st_size > 100  # trained again
+    after = pd.read_csv(out / "round-000" / "scores.csv")
+    # the same networks again: the same probabilities (to float noise of a second training)
+    assert np.allclose(after["prob_pos_oof"], before["prob_pos_oof"], atol=1e-6)
 
 
 def test_round_help_shows_the_common_options_and_help_all_every_one():

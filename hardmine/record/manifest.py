@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,11 @@ from typing import Any
 from hardmine.core.errors import HardmineError
 from hardmine.core.io import file_digest, read_json, write_json
 from hardmine.record.layout import (
+    AUDIT_FILE,
     CHECKED_SUFFIXES,
     CHECKPOINT_FILE,
     MANIFEST_FILE,
+    OOF_DIR,
     REPORT_FILE,
     RUN_FILES,
     STEPS,
@@ -128,8 +131,11 @@ class Manifest:
             path = self.root / name
             if name not in self.files and path.is_file():
                 self.files[name] = _file_record(path, None)
-        report = [self.root / REPORT_FILE] if (self.root / REPORT_FILE).is_file() else []
-        for path in sorted(self.root.glob("round-[0-9][0-9][0-9]/*")) + report:  # the report chose the model
+        # the report chose the model; the split audit and the out-of-fold networks are the score step's
+        top = [p for p in (self.root / REPORT_FILE, self.root / AUDIT_FILE) if p.is_file()]
+        rounds = sorted(self.root.glob("round-[0-9][0-9][0-9]/*"))
+        folds = sorted(self.root.glob(f"round-[0-9][0-9][0-9]/{OOF_DIR}/**/*"))
+        for path in rounds + folds + top:
             if not _checked(path):
                 continue
             rel = path.relative_to(self.root).as_posix()
@@ -249,6 +255,12 @@ class Manifest:
         for name in damaged:
             (self.root / name).unlink(missing_ok=True)
             del self.files[name]
+        for name in damaged:
+            parts = name.split("/")
+            if len(parts) > 2 and parts[1] == OOF_DIR:  # one damaged network file: the networks are trained again
+                oof = f"{parts[0]}/{OOF_DIR}/"
+                shutil.rmtree(self.root / oof, ignore_errors=True)
+                self.files = {n: record for n, record in self.files.items() if not n.startswith(oof)}
         for step in redo:
             if step.name == "train":  # training restarts from scratch, not from the damaged round's last epoch
                 (round_dir(self.root, step.round) / CHECKPOINT_FILE).unlink(missing_ok=True)
