@@ -110,6 +110,18 @@ def test_a_lesions_images_are_asked_together_and_every_pick_says_why(name):
         assert set(np.flatnonzero(groups == lesion)) <= set(rows.tolist())
 
 
+def test_a_short_batch_says_why_and_k_center_fills_a_small_pool():
+    from hardmine.core.errors import HardmineWarning
+
+    emb = _circle([0, 1, 2, 90, 180, 270])  # three near-duplicates at 0 degrees
+    prob = np.array([0.9, 0.9, 0.9, 0.5, 0.45, 0.55])
+    with pytest.warns(HardmineWarning, match="picked 4 of the 6 images asked; .*nearly identical.*2 of the 2 left"):
+        rows, _ = acquire("hardmine", prob, emb, 6)
+    assert sorted(rows.tolist()) == [0, 3, 4, 5]  # the quota's one, then every distinct uncertain image
+    rows, _ = acquire("hardmine", prob[3:], emb[3:], 3)  # no duplicates: the whole small pool, no warning
+    assert sorted(rows.tolist()) == [0, 1, 2]
+
+
 def test_bad_input_is_one_clear_error():
     emb = _circle([0, 90, 180])
     with pytest.raises(HardmineError, match="acquisition 'margin' takes no option 'k'; its options: none"):

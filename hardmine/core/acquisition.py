@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hardmine.core.errors import HardmineError
+from hardmine.core.errors import HardmineError, warn
 from hardmine.core.index import NeighbourIndex
 from hardmine.core.metrics import check_binary
 from hardmine.core.scores import logit
@@ -132,7 +132,7 @@ def k_center(pool: Pool, candidates: np.ndarray, chosen: list[int], n: int) -> t
         distance = np.minimum(distance, 1 - own @ emb[i])
     distance[np.isin(candidates, chosen)] = -np.inf
     picks, distances = [], []
-    for _ in range(min(n, len(candidates) - len(chosen))):
+    for _ in range(min(n, int((distance > -np.inf).sum()))):  # the candidates not chosen already
         j = int(np.argmax(distance))
         if distance[j] == -np.inf:
             break
@@ -428,7 +428,25 @@ def acquire(
     # passed over, and the batch then comes back short by less than that lesion)
     order, why = function(pool, budget, **options)
     order = _checked_picks(_name(method), order, why, n, budget)
-    return _whole_lesions(pool, order, why, budget)
+    rows, reasons = _whole_lesions(pool, order, why, budget)
+    if len(rows) < budget:
+        warn(_why_short(_name(method), pool, rows, budget))
+    return rows, reasons
+
+
+def _why_short(name: str, pool: Pool, rows: np.ndarray, budget: int) -> str:
+    """One line on why a batch came back with fewer than ``budget`` images: what can leave it short, with the
+    counts of this pool."""
+    emb = np.asarray(pool.embeddings, dtype=np.float32)
+    left = np.setdiff1d(np.arange(len(emb)), rows)
+    near = int((np.max(emb[left] @ emb[rows].T, axis=1) >= DUPLICATE_SIM).sum()) if len(rows) and len(left) else 0
+    causes = [f"an image nearly identical (cosine >= {DUPLICATE_SIM}) to a picked one is passed over ({near} of "
+              f"the {len(left)} left are)"]  # fmt: skip
+    if pool.lesions is not None:
+        causes.append("a lesion is asked whole or not at all")
+    causes.append("some functions propose only part of the pool (seals: the neighbours of labeled melanomas)")
+    return (f"acquisition {name!r} picked {len(rows)} of the {budget} images asked; what leaves a batch short: "
+            + "; ".join(causes))
 
 
 def _checked_picks(name: str, order, why, n: int, budget: int) -> np.ndarray:

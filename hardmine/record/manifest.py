@@ -83,7 +83,7 @@ class Manifest:
             self.files: dict[str, dict[str, Any]] = dict(raw.get("files", {}))
         except (TypeError, ValueError, AttributeError, HardmineError) as exc:
             raise HardmineError(damaged.format(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
-        if "target_round" in raw and not self.plan:
+        if self.target >= 0 and not self.plan:
             # a target without the call that set it: a hand-edited or cut manifest would make a resume train
             raise HardmineError(damaged.format(f"target_round {self.target} is there without its plan"))
         if self.plan and set(self.plan) != {"after", "rounds"}:
