@@ -737,3 +737,27 @@ def test_a_damaged_report_is_said_not_taken_for_no_report(mined_run, tmp_path):
     assert story.startswith("the report cannot be read (") and "no report yet" not in story
     (copy / "report.json").unlink()
     assert mining_story(RunFolder(copy))[1] == "no report yet: the latest mined round"
+
+
+def test_a_toy_page_is_one_module_one_template_and_one_registry_line(mined_run, tmp_path, monkeypatch):
+    import toy_page
+
+    from hardmine.views.pages import PAGES, Page
+
+    run = tmp_path / "run"
+    shutil.copytree(mined_run, run)
+    monkeypatch.setitem(PAGES, "toy", Page("toy page", toy_page.build, toy_page.where))  # the registry line
+    result = runner.invoke(app, ["gallery", str(run), "--page", "toy", "--round", "1"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    page = run / "toy" / "index.html"
+    assert f"toy page: {page}" in " ".join(result.output.split())
+    html = page.read_text()
+    seeds = pd.read_csv(run / "round-001" / "mined.csv", dtype=str).query("role == 'seed'")["id"]
+    assert len(seeds) and all(f"<li>{i} (" in html for i in seeds)
+    assert "<script>" not in html and "&lt;script&gt;" in html  # the hostile lesion ids rendered as text
+    # the family's other pages through the same table; an unknown name is one line
+    result = runner.invoke(app, ["gallery", str(run), "--page", "report"], terminal_width=250)
+    assert result.exit_code == 0 and f"report: {run / 'report.html'}" in " ".join(result.output.split())
+    result = runner.invoke(app, ["gallery", str(run), "--page", "nope"])
+    assert result.exit_code == 2 and "--page 'nope' is not valid; expected one of gallery, label, report, toy" \
+        in result.output and "Traceback" not in result.output

@@ -102,30 +102,30 @@ def gallery_cmd(
     ] = False,  # fmt: skip
     port: Annotated[int | None, typer.Option(help="Port for --serve (default: the run's own, so a page served "
                                              "again keeps its decisions; 0: any free port).")] = None,
-    label: Annotated[bool, typer.Option("--label", help="The labeling page of the latest query instead.")] = False,
+    label: Annotated[bool, typer.Option("--label", help="The labeling page of the latest query (--page "
+                                        "label).")] = False,
+    page: Annotated[str, typer.Option("--page", help="Which page of the run: gallery, label (the labeling page of "
+                                      "the latest query) or report.")] = "gallery",
 ) -> None:
-    """Static HTML gallery of what a round mined and why (works offline, from file://)."""
+    """Static HTML gallery of what a round mined and why (works offline, from file://); --page builds another."""
     import webbrowser
 
-    from hardmine.views.gallery import build_gallery, built_page
+    from hardmine.views.pages import PageOptions, built_page, page_named
     from hardmine.views.serving import serve_run, served_url
 
+    name = "label" if label else page
+    chosen = page_named(name)
+    options = PageOptions(round=round_, inline=inline, png=png, top_n=top_n)
     try:
-        if label:
-            from hardmine.views.labeling import build_label_page
-
-            path = build_label_page(run_dir)
-            if open_ and not serve:
-                webbrowser.open(path.resolve().as_uri())
-        else:
-            path = build_gallery(run_dir, round_, inline=inline, png=png, top_n=top_n,
-                                 open_browser=open_ and not serve)  # fmt: skip
+        path = chosen.build(run_dir, options)
     except PermissionError as exc:
-        path = built_page(run_dir, round_, label)
+        path = built_page(name, run_dir, options)
         if not serve or path is None:
             raise HardmineError(f"cannot write the page into {run_dir} ({exc.strerror}: {exc.filename})") from None
         warn(f"{run_dir} is read-only: serving the page built before, {path}")
-    console.print(f"{'labeling page' if label else 'gallery'}: {path}")
+    if open_ and not serve:
+        webbrowser.open(path.resolve().as_uri())
+    console.print(f"{chosen.title}: {path}")
     if png:
         console.print(f"contact sheet: {path.parent / HARDEST_PNG}")
     if not serve:

@@ -20,9 +20,8 @@ from __future__ import annotations
 import base64
 import os
 import re
-import webbrowser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +31,9 @@ from hardmine.core.io import write_bytes
 from hardmine.record.layout import HARDEST_PNG, METRICS_FILE, MINED_FILE, REPORT_FILE, THUMBS_DIR
 from hardmine.record.record import RunFolder
 from hardmine.views.templates import script_json, thumbnail
+
+if TYPE_CHECKING:
+    from hardmine.views.pages import PageOptions
 
 THUMB_SIZE = 224  # shown at 96 px on the card, at full size when a card is enlarged
 META_COLUMNS = ("dx_type", "localization", "age", "sex")
@@ -244,7 +246,6 @@ def build_gallery(
     inline: bool = False,
     png: bool = False,
     top_n: int = 48,
-    open_browser: bool = False,
 ) -> Path:
     """Write ``round-RRR/gallery/index.html`` (and ``hardest.png`` with ``png``); return the page path.
 
@@ -291,19 +292,17 @@ def build_gallery(
     index = write_bytes(folder.gallery_path(r), page.encode())
     if png:
         contact_sheet(cards, paths, r, out / HARDEST_PNG, top_n)
-    if open_browser:
-        webbrowser.open(index.resolve().as_uri())
     return index
 
 
-def built_page(run_dir: str | os.PathLike, r: int | None = None, label: bool = False) -> Path | None:
-    """The page an earlier ``gallery`` call wrote for round ``r`` (default: :func:`default_round`), or the
-    labeling page with ``label``; None when there is none (a read-only run can still serve it)."""
-    folder = RunFolder(run_dir)
-    path = folder.label_page_path() if label else folder.gallery_path(default_round(folder) if r is None else r)
-    return path if path.exists() else None
+def build(run_dir: str | os.PathLike, options: PageOptions) -> Path:
+    """The gallery as a page of the family (:mod:`hardmine.views.pages`): :func:`build_gallery` of ``options``."""
+    return build_gallery(run_dir, options.round, inline=options.inline, png=options.png, top_n=options.top_n)
 
 
+def where(folder: RunFolder, options: PageOptions) -> Path:
+    """Where round ``options.round``'s gallery lies (default: :func:`default_round`)."""
+    return folder.gallery_path(default_round(folder) if options.round is None else options.round)
 
 
 def contact_sheet(cards: list[dict], paths: dict[str, str], r: int, out_path: Path, top_n: int = 48) -> Path:

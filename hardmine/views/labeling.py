@@ -18,12 +18,16 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hardmine.core.io import write_bytes
 from hardmine.data.answers import UNSURE
 from hardmine.record.layout import THUMBS_DIR
 from hardmine.record.record import RunFolder
 from hardmine.views.templates import script_json, thumbnail
+
+if TYPE_CHECKING:
+    from hardmine.views.pages import PageOptions
 
 LARGE = 320  # the picked image, shown at 256 px
 SMALL = 96  # its labeled neighbours, shown at 64 px
@@ -68,3 +72,11 @@ def build_label_page(run_dir: str | os.PathLike) -> Path:
     html = render("label.html.jinja", facts=facts, data=script_json({"cards": cards, "facts": facts}))
     return write_bytes(page, html.encode())
 
+
+def build(run_dir: str | os.PathLike, options: PageOptions) -> Path:
+    """The labeling page as a page of the family (:mod:`hardmine.views.pages`); it reads no option."""
+    return build_label_page(run_dir)
+
+
+def where(folder: RunFolder, options: PageOptions) -> Path:
+    return folder.label_page_path()

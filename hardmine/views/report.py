@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hardmine.core.io import write_bytes
 from hardmine.record.layout import (
@@ -23,6 +23,9 @@ from hardmine.record.layout import (
 )
 from hardmine.record.record import RunFolder
 from hardmine.strategies import get_strategy, get_update
+
+if TYPE_CHECKING:
+    from hardmine.views.pages import PageOptions
 
 COMPARED = ("sens_at_spec90", "auprc", "auroc")
 
@@ -304,3 +307,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def build(run_dir: str | os.PathLike, options: PageOptions) -> Path:
+    """``report.html`` as a page of the family (:mod:`hardmine.views.pages`); it reads no option."""
+    return write_html_report(run_dir)
+
+
+def where(folder: RunFolder, options: PageOptions) -> Path:
+    return folder.root / REPORT_HTML

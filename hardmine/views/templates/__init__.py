@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 
-def render(name: str, filters: dict[str, Callable[[Any], str]] | None = None, **context: Any) -> str:
-    """Render template ``name`` of this folder; every string from ``context`` is escaped unless marked safe."""
+def render(name: str, filters: dict[str, Callable[[Any], str]] | None = None, folder: str | os.PathLike | None = None,
+           **context: Any) -> str:
+    """Render template ``name`` of this folder (or of ``folder``: a page of a plug-in's own); every string from
+    ``context`` is escaped unless marked safe."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("hardmine.views", "templates"), autoescape=True)
+    loader = jinja2.FileSystemLoader(folder) if folder is not None else jinja2.PackageLoader("hardmine.views",
+                                                                                             "templates")
+    env = jinja2.Environment(loader=loader, autoescape=True)
     env.filters.update(filters or {})
     return env.get_template(name).render(**context)
 
