@@ -99,7 +99,7 @@ def evaluate(run: Run, networks: Run | None = None) -> list[dict]:
     for name, (evidence, seed_prob) in choices.items():
         for quarantine_at, seed_below in RULES:
             config = MiningConfig(suspicion_threshold=quarantine_at, seed_suspicion=seed_below)
-            result = mine(labels, seed_prob, emb, run.threshold(0), config, groups=groups, signals=signals,
+            result = mine(labels, seed_prob, emb, run.threshold(0), config=config, groups=groups, signals=signals,
                           evidence=evidence)  # fmt: skip
             mined = np.zeros(len(labels), dtype=bool)
             mined[result.seeds] = True

@@ -99,7 +99,7 @@ def test_triage_confident_learning_and_persistent():
 def test_mined_frame_contract(planted_world):
     labels, prob, emb, groups, _, _ = planted_world(n=400)
     ids = np.array([f"img{i}" for i in range(400)], dtype=object)
-    result = mine(labels, prob, emb, 0.5, MiningConfig(k=5), groups=groups)
+    result = mine(labels, prob, emb, 0.5, config=MiningConfig(k=5), groups=groups)
     frame = result.frame(ids)
     assert list(frame.columns) == ["id", "label", "role", "reasons", "hardness", "weight"]
     assert set(frame["role"]) == {"seed", "neighbour", "quarantined"}
@@ -126,7 +126,7 @@ def test_bad_input_is_rejected_or_a_clean_noop(planted_world):
     result = mine(labels, perfect, emb, 0.5)
     assert len(result.seeds) == 0 and "no seeds" in result.message
     assert result.weights.mean() == pytest.approx(1.0)
-    empty = mine(labels, perfect, emb, 0.5, MiningConfig(quarantine="none")).frame(np.arange(100).astype(str))
+    empty = mine(labels, perfect, emb, 0.5, config=MiningConfig(quarantine="none")).frame(np.arange(100).astype(str))
     assert empty.empty and empty["reasons"].str.split("|").empty  # text columns stay text (they were float)
     assert [str(t) for t in empty.dtypes] == ["object", "int64", "object", "object", "float64", "float64"]
     previous = np.linspace(0.5, 1.5, 100)

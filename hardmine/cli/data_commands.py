@@ -68,8 +68,8 @@ def check_data(
     from hardmine.data.splits import class_summary, split_summary
 
     d = config.data
-    table, report = load_samples(data, d.source, d.positive, d.negative, d.metadata, verify_images=True,
-                                 skip_bad=d.skip_bad)  # fmt: skip
+    table, report = load_samples(data, d.source, positive=d.positive, negative=d.negative, metadata=d.metadata,
+                                 verify_images=True, skip_bad=d.skip_bad)  # fmt: skip
     console.print(f"source: [bold]{report.source}[/] at {report.root}")
     console.print(
         f"positive = {', '.join(report.positive)}; negative = {', '.join(report.negative)}; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -36,50 +37,73 @@ class ProgressEvents:
         self.bar = (kind, total)
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
-        say = self.progress.console.print
-        if event == "epoch_start":
-            head = " (head)" if info["frozen"] else ""
-            self._bar("epoch", f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}{head}", info["steps"])
-        elif event == "batch" and info.get("phase") == "predict":
+        handler = self.HANDLERS.get(event)
+        if handler is not None:
+            handler(self, info)
+
+    def _say(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def _epoch_start(self, info: dict[str, Any]) -> None:
+        head = " (head)" if info["frozen"] else ""
+        self._bar("epoch", f"{self.label}epoch {info['epoch'] + 1}/{info['total_epochs']}{head}", info["steps"])
+
+    def _batch(self, info: dict[str, Any]) -> None:
+        if info.get("phase") == "predict":
             if self.bar != ("predict", info["total"]):
                 self._bar("predict", f"{self.label}scoring", info["total"])
             self.progress.update(self.task, completed=info["done"])
-        elif event == "batch" and self.task is not None:
+        elif self.task is not None:
             self.progress.update(self.task, completed=info["step"])
-        elif event == "epoch_end":
-            val = info["val"]
-            star = "  *" if info["improved"] else ""
-            say(f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
-                f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}{star}")  # fmt: skip
-        elif event == "plan" and info["resume"]:
-            done = info["completed"]
-            left = info["target"] - (done[-1] if done else -1)
-            why = ("the round the interrupted call aimed for, from its manifest" if info.get("from_manifest") else
-                   "no manifest records what the interrupted call aimed for: --n rounds after the last completed")
-            say(f"resuming towards round {info['target']}: rounds {', '.join(map(str, done)) or 'none'} done, "
-                f"{max(left, 0)} to go ({why})")  # fmt: skip
-        elif event == "step":
-            self.label = f"round {info['round']}: "
-            if info["step"] != "train":
-                say(f"round {info['round']}: {info['step']}")
-        elif event == "round_end":
-            val = info["val"]
-            flag = "  (worse than the best: next round starts from the best)" if info.get("worse") else ""
-            say(f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
-                f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}")  # fmt: skip
-        elif event == "fold_start":
-            self.fold = f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}"
-        elif event == "fit_start":
-            start, total = info["start_epoch"], info["total_epochs"]
-            resumed = f" (resumed at epoch {start + 1}/{total})" if 0 < start < total else ""
-            if self.fold:
-                say(self.fold + (": trained before, reused" if start >= total else resumed))
-                self.fold = ""
-            elif resumed:
-                say(f"{self.label}training{resumed}")
-        elif event == "compare_start":
-            self.label = f"{info['method']} seed {info['seed']}: "
-            say(f"[bold]{self.label}[/]")
+
+    def _epoch_end(self, info: dict[str, Any]) -> None:
+        val = info["val"]
+        star = "  *" if info["improved"] else ""
+        self._say(f"{self.label}epoch {info['epoch'] + 1}: train loss {info['train_loss']:.4f}  "
+                  f"val AUROC {val['auroc']:.3f}  AUPRC {val['auprc']:.3f}{star}")  # fmt: skip
+
+    def _plan(self, info: dict[str, Any]) -> None:
+        if not info["resume"]:
+            return
+        done = info["completed"]
+        left = info["target"] - (done[-1] if done else -1)
+        why = ("the round the interrupted call aimed for, from its manifest" if info.get("from_manifest") else
+               "no manifest records what the interrupted call aimed for: --n rounds after the last completed")
+        self._say(f"resuming towards round {info['target']}: rounds {', '.join(map(str, done)) or 'none'} done, "
+                  f"{max(left, 0)} to go ({why})")  # fmt: skip
+
+    def _step(self, info: dict[str, Any]) -> None:
+        self.label = f"round {info['round']}: "
+        if info["step"] != "train":
+            self._say(f"round {info['round']}: {info['step']}")
+
+    def _round_end(self, info: dict[str, Any]) -> None:
+        val = info["val"]
+        flag = "  (worse than the best: next round starts from the best)" if info.get("worse") else ""
+        self._say(f"[bold]round {info['round']} done[/]: val AUROC {val['auroc']:.3f}, "
+                  f"sens@spec90 {val['sens_at_spec90']:.3f}{flag}")  # fmt: skip
+
+    def _fold_start(self, info: dict[str, Any]) -> None:
+        self.fold = f"{self.label}out-of-fold model {info['fold'] + 1}/{info['folds']}"
+
+    def _fit_start(self, info: dict[str, Any]) -> None:
+        start, total = info["start_epoch"], info["total_epochs"]
+        resumed = f" (resumed at epoch {start + 1}/{total})" if 0 < start < total else ""
+        if self.fold:
+            self._say(self.fold + (": trained before, reused" if start >= total else resumed))
+            self.fold = ""
+        elif resumed:
+            self._say(f"{self.label}training{resumed}")
+
+    def _compare_start(self, info: dict[str, Any]) -> None:
+        self.label = f"{info['method']} seed {info['seed']}: "
+        self._say(f"[bold]{self.label}[/]")
+
+    # callback event -> what the console shows for it (events not named here show nothing)
+    HANDLERS: dict[str, Callable[[ProgressEvents, dict[str, Any]], None]] = {
+        "epoch_start": _epoch_start, "batch": _batch, "epoch_end": _epoch_end, "plan": _plan, "step": _step,
+        "round_end": _round_end, "fold_start": _fold_start, "fit_start": _fit_start, "compare_start": _compare_start,
+    }  # fmt: skip
 
 
 def print_start(run, rounds: int) -> None:

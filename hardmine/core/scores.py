@@ -201,17 +201,30 @@ def logits_from_probs(prob_pos: np.ndarray) -> np.ndarray:
 def mining_inputs(scores: pd.DataFrame, source: str) -> tuple[np.ndarray, Signals]:
     """The (N,) P(positive) that drives mining for a score source (``insample``, ``oof``, ``dynamics``), and
     the table's :class:`Signals`."""
-    signals = Signals.from_scores(scores)
-    if source == "oof":
-        if "prob_pos_oof" not in scores:
-            raise HardmineError("the scores have no prob_pos_oof column: score with --scores oof first")
-        return scores["prob_pos_oof"].to_numpy(), signals
-    if source == "dynamics":
-        if "confidence" not in scores:
-            raise HardmineError("the scores have no training-dynamics columns (no training dynamics recorded)")
-        conf = scores["confidence"].to_numpy()
-        return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf), signals
-    return scores["prob_pos"].to_numpy(), signals
+    if source not in MINING_PROBABILITY:
+        raise HardmineError(f"score source {source!r} is not valid; expected one of {', '.join(MINING_PROBABILITY)}")
+    return MINING_PROBABILITY[source](scores), Signals.from_scores(scores)
+
+
+def _oof_probability(scores: pd.DataFrame) -> np.ndarray:
+    if "prob_pos_oof" not in scores:
+        raise HardmineError("the scores have no prob_pos_oof column: score with --scores oof first")
+    return scores["prob_pos_oof"].to_numpy()
+
+
+def _dynamics_probability(scores: pd.DataFrame) -> np.ndarray:
+    if "confidence" not in scores:
+        raise HardmineError("the scores have no training-dynamics columns (no training dynamics recorded)")
+    conf = scores["confidence"].to_numpy()  # the mean P(given label) over training epochs
+    return np.where(scores["label"].to_numpy() == 1, conf, 1 - conf)
+
+
+# score source (--scores) -> the (N,) P(positive) that drives mining, from the score table
+MINING_PROBABILITY: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
+    "insample": lambda scores: scores["prob_pos"].to_numpy(),
+    "oof": _oof_probability,
+    "dynamics": _dynamics_probability,
+}
 
 
 def dynamics_scores(losses: np.ndarray, p_true: np.ndarray) -> pd.DataFrame:

@@ -25,17 +25,23 @@ def build_transform(image_size: int, train: bool, augment: str = "dermoscopy"):
     if augment not in AUGMENTS:
         raise DataError(f"augment={augment!r} is not valid; expected one of {', '.join(AUGMENTS)}")
     steps = [T.Resize((image_size, image_size), antialias=True)]
-    if train and augment == "dermoscopy":
-        steps += [
-            T.RandomHorizontalFlip(),
-            T.RandomVerticalFlip(),
-            T.RandomRotation(180),
-            T.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.1, hue=0.02),
-        ]
-    elif train and augment == "light":
-        steps += [T.RandomAffine(degrees=8, translate=(0.06, 0.06)), T.ColorJitter(brightness=0.1, contrast=0.1)]
+    if train:
+        steps += AUGMENTATIONS[augment](T)
     steps += [T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
     return T.Compose(steps)
+
+
+def _dermoscopy(T) -> list:
+    return [T.RandomHorizontalFlip(), T.RandomVerticalFlip(), T.RandomRotation(180),
+            T.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.1, hue=0.02)]  # fmt: skip
+
+
+def _light(T) -> list:
+    return [T.RandomAffine(degrees=8, translate=(0.06, 0.06)), T.ColorJitter(brightness=0.1, contrast=0.1)]
+
+
+# --augment name (hardmine.data.images.AUGMENTS) -> the training steps it adds, from torchvision.transforms
+AUGMENTATIONS = {"dermoscopy": _dermoscopy, "light": _light, "none": lambda T: []}
 
 
 class ImageDataset:

@@ -30,15 +30,24 @@ def class_weights(counts: Sequence[int], method: str = "inverse", beta: float = 
     counts = np.asarray(counts, dtype=np.float64)
     if (counts <= 0).any():
         raise HardmineError(f"every class needs samples to weight it; counts are {counts.tolist()}")
-    if method == "inverse":
-        raw = 1.0 / counts
-    elif method == "effective":
-        if not 0 <= beta < 1:
-            raise HardmineError(f"beta={beta} must be in [0, 1)")
-        raw = (1.0 - beta) / (1.0 - np.power(beta, counts))
-    else:
+    if method not in CLASS_WEIGHTS:
         raise HardmineError(f"unknown class weighting {method!r}; expected {', '.join(CLASS_WEIGHTING)}")
+    raw = CLASS_WEIGHTS[method](counts, beta)
     return raw * counts.sum() / (counts * raw).sum()
+
+
+def _inverse(counts: np.ndarray, beta: float) -> np.ndarray:
+    return 1.0 / counts
+
+
+def _effective(counts: np.ndarray, beta: float) -> np.ndarray:
+    if not 0 <= beta < 1:
+        raise HardmineError(f"beta={beta} must be in [0, 1)")
+    return (1.0 - beta) / (1.0 - np.power(beta, counts))
+
+
+# --class-weighting name -> raw (C,) weights from (C,) counts and beta, before scaling to a weighted mean of 1
+CLASS_WEIGHTS = {"inverse": _inverse, "effective": _effective}
 
 
 def per_sample_loss(

@@ -61,6 +61,7 @@ def fit(
     val_ds,
     config: TrainConfig,
     out_dir: str | os.PathLike,
+    *,
     sample_weights: np.ndarray | None = None,
     callback: Callback | None = None,
     resume: bool = True,

@@ -180,8 +180,9 @@ class Run(RunFolder):
         if root.resolve().is_relative_to(folder.resolve()):
             raise HardmineError(f"--out {root} is inside the data folder {folder}: the run's own files would be "
                                 "read as data next time; choose an --out outside it")  # fmt: skip
-        table, report = load_samples(data.data, data.source, data.positive, data.negative, data.metadata,
-                                     verify_images=data.verify, skip_bad=data.skip_bad)  # fmt: skip
+        table, report = load_samples(data.data, data.source, positive=data.positive, negative=data.negative,
+                                     metadata=data.metadata, verify_images=data.verify,
+                                     skip_bad=data.skip_bad)  # fmt: skip
         config.mining.trusted_mask(table)  # a --trusted column the data lacks fails before anything is written
         earlier = Path(data.split_from) / SPLIT_FILE if data.split_from else None
         # a new run's split, made before anything is written: a data set too small to split fails here

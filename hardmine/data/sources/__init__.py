@@ -59,6 +59,7 @@ class LoadReport:
 def load_samples(
     root: str | os.PathLike,
     source: str = "auto",
+    *,
     positive: str | Sequence[str] | None = None,
     negative: str | Sequence[str] | None = None,
     metadata: str | os.PathLike | None = None,
