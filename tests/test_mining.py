@@ -31,14 +31,15 @@ def test_select_quotas_order_and_reasons():
     labels = np.array([1] * 10 + [0] * 90)
     prob = np.r_[np.linspace(0.05, 0.95, 10), np.linspace(0.0, 0.9, 90)]
     sel = select(labels, prob, threshold=0.5, max_frac=0.2, band=0.5)
-    chosen_pos = sel.index[labels[sel.index] == 1]
-    chosen_neg = sel.index[labels[sel.index] == 0]
-    assert len(chosen_pos) <= 2 and len(chosen_neg) <= 18
-    # the first seed is the worst missed positive: false negatives rank first
-    assert sel.index[0] == 0 and sel.reasons[0] == "misclassified"
-    low = sel.index[sel.reasons == "low-margin"]
-    assert all(abs(np.log(prob[i] / (1 - prob[i]))) < 0.5 for i in low)
-    assert set(sel.reasons) <= {"misclassified", "low-margin"}
+    # by hand: 5 positives missed (P < 0.5), quota 2, the two with the highest loss; 40 false alarms (P >= 0.5),
+    # quota 18, the 18 most confident; missed positives first (cost ratio 10), then by loss
+    assert sel.index.tolist() == [0, 1, *range(99, 81, -1)]
+    assert set(sel.reasons) == {"misclassified"}
+    # a larger quota takes every missed positive, then the correct ones within 0.5 log-odds of the threshold
+    wide = select(labels, prob, threshold=0.5, max_frac=0.7, band=0.5)
+    positives = wide.index[labels[wide.index] == 1]
+    assert positives.tolist() == [0, 1, 2, 3, 4, 5]  # P 0.55 is within the band, P 0.65 (log-odds 0.62) is not
+    assert wide.reasons[labels[wide.index] == 1].tolist() == ["misclassified"] * 5 + ["low-margin"]
 
 
 def test_expand_equals_brute_force_neighbours():

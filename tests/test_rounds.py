@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,9 +101,16 @@ class _Kill(Exception):
     pass
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(demo_dir, tmp_path_factory) -> tuple[dict, Path]:
+    """Two rounds run through without a kill: the report and the run folder every resume is compared with."""
+    root = tmp_path_factory.mktemp("uninterrupted") / "full"
+    return run_rounds(Run.create(root, _config(demo_dir)), 2), root
+
+
 @pytest.mark.parametrize("kill_at", ["epoch", "mine"])
-def test_resume_after_kill_equals_uninterrupted(demo_dir, tmp_path, kill_at, monkeypatch):
-    full = run_rounds(Run.create(tmp_path / "full", _config(demo_dir)), 2)
+def test_resume_after_kill_equals_uninterrupted(demo_dir, tmp_path, kill_at, monkeypatch, uninterrupted):
+    full, full_root = uninterrupted
 
     in_round_1 = []
 
@@ -134,7 +142,7 @@ def test_resume_after_kill_equals_uninterrupted(demo_dir, tmp_path, kill_at, mon
         assert a["val"]["auroc"] == pytest.approx(b["val"]["auroc"], abs=1e-6)
         assert a["val"]["threshold"] == pytest.approx(b["val"]["threshold"], abs=1e-6)
     assert full["test"]["auroc"] == pytest.approx(resumed["test"]["auroc"], abs=1e-6)
-    w_full = np.loadtxt(tmp_path / "full" / "round-001" / "weights.csv", delimiter=",", skiprows=1, usecols=1)
+    w_full = np.loadtxt(full_root / "round-001" / "weights.csv", delimiter=",", skiprows=1, usecols=1)
     w_cut = np.loadtxt(tmp_path / "cut" / "round-001" / "weights.csv", delimiter=",", skiprows=1, usecols=1)
     assert np.allclose(w_full, w_cut, atol=1e-6)
 

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,8 @@ def test_normalise_centres_and_rejects_dtype():
 
 
 @pytest.fixture(scope="module")
-def trained_run(demo_dir, tmp_path_factory):
+def trained_once(demo_dir, tmp_path_factory):
+    """Round 0 trained once for the module; each test gets its own copy (:func:`trained_run`)."""
     run = tmp_path_factory.mktemp("scored") / "run"
     args = [
         "train",
@@ -64,6 +66,13 @@ def trained_run(demo_dir, tmp_path_factory):
     ]
     assert runner.invoke(app, args).exit_code == 0
     return run
+
+
+@pytest.fixture
+def trained_run(trained_once, tmp_path):
+    """A private copy of the trained run: what one test scores or mines never reaches another."""
+    shutil.copytree(trained_once, tmp_path / "run")
+    return tmp_path / "run"
 
 
 def test_cli_score_and_mine(trained_run):
