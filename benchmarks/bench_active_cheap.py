@@ -143,7 +143,7 @@ def triage(x: np.ndarray, answers: np.ndarray, wrong: np.ndarray, groups: np.nda
     for fit_rows, held in GroupKFold(5).split(x, answers, groups):
         oof[held] = refit(x[fit_rows], answers[fit_rows]).predict_proba(x[held])[:, 1]
     prob = refit(x, answers).predict_proba(x)[:, 1]
-    result = mine(answers, prob, x, threshold, config=MiningConfig(), groups=groups, oof_prob=oof, seed=seed)
+    result = mine(answers, prob, x, threshold=threshold, config=MiningConfig(), groups=groups, oof_prob=oof, seed=seed)
     upweighted = result.hard_mask() | (result.neighbour > 0)  # a seed or a neighbour, as bench_triage.py counts
     return {"wrong": int(wrong.sum()), "caught": int((result.quarantined & wrong).sum()),
             "quarantined": int(result.quarantined.sum()), "upweighted": int((upweighted & wrong).sum())}

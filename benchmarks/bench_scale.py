@@ -66,7 +66,7 @@ def main() -> None:
         config = MiningConfig(index_codec=args.codec, max_frac=0.05, band=0.5)
         index = NeighbourIndex(codec=args.codec).build(emb)
         build_s = time.perf_counter() - start
-        result = mine(scores["label"].to_numpy(), scores["prob_pos"].to_numpy(), emb, 0.5, config=config,
+        result = mine(scores["label"].to_numpy(), scores["prob_pos"].to_numpy(), emb, threshold=0.5, config=config,
                       groups=np.arange(args.n) // 2, index=index)  # fmt: skip
         wall = time.perf_counter() - start
         peak = peak_rss_gib()

@@ -137,7 +137,7 @@ def evaluate(run: Run, planted: pd.DataFrame, networks_prob: np.ndarray | None =
     start = time.perf_counter()
     config = config or MiningConfig()
     trusted = config.trusted_mask(part)
-    result = mine(labels, prob, emb, run.threshold(0), config=config, groups=groups, signals=signals,
+    result = mine(labels, prob, emb, threshold=run.threshold(0), config=config, groups=groups, signals=signals,
                   oof_prob=networks_prob, trusted=trusted)  # fmt: skip
     seconds = time.perf_counter() - start
     evidence: Evidence = result.evidence

@@ -99,8 +99,8 @@ def evaluate(run: Run, networks: Run | None = None) -> list[dict]:
     for name, (evidence, seed_prob) in choices.items():
         for quarantine_at, seed_below in RULES:
             config = MiningConfig(suspicion_threshold=quarantine_at, seed_suspicion=seed_below)
-            result = mine(labels, seed_prob, emb, run.threshold(0), config=config, groups=groups, signals=signals,
-                          evidence=evidence)  # fmt: skip
+            result = mine(labels, seed_prob, emb, threshold=run.threshold(0), config=config, groups=groups,
+                          signals=signals, evidence=evidence)  # fmt: skip
             mined = np.zeros(len(labels), dtype=bool)
             mined[result.seeds] = True
             mined |= result.neighbour > 0

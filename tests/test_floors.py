@@ -1,10 +1,11 @@
 """The tree shows the floors, and imports only run downward.
 
 Floors, lowest first (``docs/architecture.md``): ``core`` (numpy), ``data``
-(sample tables), ``strategies`` (round plug-ins), ``record`` (the run folder),
-``views`` (pages), ``engine`` (torch), ``run`` (steps and loops),
+(sample tables), ``record`` (the run folder and its configuration), ``strategies``
+(round plug-ins), ``views`` (pages), ``engine`` (torch), ``run`` (steps and loops),
 ``integrations``, ``cli``. A module may import its own floor and the floors
-below it, lazily or not; only the floors from ``engine`` up may import torch.
+below it, lazily or not, and for its type hints too (``TYPE_CHECKING`` imports are
+arrows like any other); only the floors from ``engine`` up may import torch.
 """
 
 import ast
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hardmine"
-FLOORS = ("core", "data", "strategies", "record", "views", "engine", "run", "integrations", "cli")
+FLOORS = ("core", "data", "record", "strategies", "views", "engine", "run", "integrations", "cli")
 TORCH_FREE = FLOORS[: FLOORS.index("engine")]
 TORCH = ("torch", "torchvision", "timm", "lightning", "fastai")
 
@@ -32,12 +33,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path, module: str | None = None) -> list[tuple[int, str]]:
+def imports_of(path: Path, module: str | None = None, type_hints: bool = True) -> list[tuple[int, str]]:
     """Every module ``path`` (the module ``module``, by default its name in the package) imports, at any depth
-    (lazy imports too), except under ``if TYPE_CHECKING:``."""
+    (lazy imports too); those under ``if TYPE_CHECKING:`` too unless ``type_hints`` is False (they never run, so
+    they make no import cycle, but they are arrows between floors)."""
     tree = ast.parse(path.read_text())
-    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-               and getattr(block.test, "id", "") == "TYPE_CHECKING" for node in ast.walk(block)}  # fmt: skip
+    skipped = set() if type_hints else {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                                        and getattr(block.test, "id", "") == "TYPE_CHECKING"
+                                        for node in ast.walk(block)}  # fmt: skip
     package = (module or module_name(path)).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
@@ -85,9 +88,11 @@ def test_imports_only_run_down():
 def test_the_floor_rule_test_sees_lazy_and_relative_imports(tmp_path):
     # the checker itself must catch what it guards against, or the test above cannot fail
     probe = tmp_path / "probe.py"
-    probe.write_text("def f():\n    from hardmine.run import steps\n    import torch\n    from ..engine import train\n")
+    probe.write_text("def f():\n    from hardmine.run import steps\n    import torch\n    from ..engine import train\n"
+                     "if TYPE_CHECKING:\n    from hardmine.views import gallery\n")
     found = {target for _, target in imports_of(probe, "hardmine.core.probe")}
-    assert {"hardmine.run", "hardmine.run.steps", "torch", "hardmine.engine", "hardmine.engine.train"} <= found
+    assert {"hardmine.run", "hardmine.run.steps", "torch", "hardmine.engine", "hardmine.engine.train",
+            "hardmine.views.gallery"} <= found  # fmt: skip
 
 
 @pytest.mark.parametrize("floor", TORCH_FREE)
@@ -115,7 +120,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in names.items():
         targets = set()
-        for _, target in imports_of(path):
+        for _, target in imports_of(path, type_hints=False):
             while target and target not in names:  # `from hardmine.core.mining import mine` imports the package
                 target = target.rpartition(".")[0]
             if target and target not in (name, "hardmine"):

@@ -17,7 +17,7 @@ def test_mining_finds_planted_hard_cases_and_quarantines_flips(planted_world):
     precision = hard[mined].mean()
     assert precision > 2.5 * base_rate, (precision, base_rate)
     assert mined[hard].mean() > 0.6
-    worthy = select(labels, prob, 0.5, max_frac=1.0).candidates & flipped
+    worthy = select(labels, prob, threshold=0.5, max_frac=1.0).candidates & flipped
     assert worthy.sum() >= 20
     assert (result.quarantined & worthy).sum() >= 0.8 * worthy.sum()
     assert not (result.hard_mask() & result.quarantined).any()
@@ -100,7 +100,7 @@ def test_triage_confident_learning_and_persistent():
 def test_mined_frame_contract(planted_world):
     labels, prob, emb, groups, _, _ = planted_world(n=400)
     ids = np.array([f"img{i}" for i in range(400)], dtype=object)
-    result = mine(labels, prob, emb, 0.5, config=MiningConfig(k=5), groups=groups)
+    result = mine(labels, prob, emb, threshold=0.5, config=MiningConfig(k=5), groups=groups)
     frame = result.frame(ids)
     assert list(frame.columns) == ["id", "label", "role", "reasons", "hardness", "weight"]
     assert set(frame["role"]) == {"seed", "neighbour", "quarantined"}
@@ -124,14 +124,15 @@ def test_bad_input_is_rejected_or_a_clean_noop(planted_world):
     with pytest.raises(ValueError, match="k=100 neighbours asked for but only 100 samples"):
         mine(labels, prob, emb, config=MiningConfig(k=100))
     perfect = labels.astype(float)  # every sample right and confident: nothing to mine
-    result = mine(labels, perfect, emb, 0.5)
+    result = mine(labels, perfect, emb, threshold=0.5)
     assert len(result.seeds) == 0 and "no seeds" in result.message
     assert result.weights.mean() == pytest.approx(1.0)
-    empty = mine(labels, perfect, emb, 0.5, config=MiningConfig(quarantine="none")).frame(np.arange(100).astype(str))
+    empty = mine(labels, perfect, emb, threshold=0.5, config=MiningConfig(quarantine="none"))
+    empty = empty.frame(np.arange(100).astype(str))
     assert empty.empty and empty["reasons"].str.split("|").empty  # text columns stay text (they were float)
     assert [str(t) for t in empty.dtypes] == ["object", "int64", "object", "object", "float64", "float64"]
     previous = np.linspace(0.5, 1.5, 100)
-    result = mine(labels, perfect, emb, 0.5, previous_weights=previous)
+    result = mine(labels, perfect, emb, threshold=0.5, previous_weights=previous)
     assert np.array_equal(result.weights, previous)
     with pytest.raises(ValueError, match="hardness='sharpness' is not valid; expected one of loss, margin, el2n, "
                                          "dynamics, entropy, forgetting"):
@@ -252,5 +253,6 @@ def test_hardness_signals_by_hand():
     with pytest.raises(ValueError, match="needs the score column 'forgetting' .recorded while training"):
         hardness_scores("forgetting", labels, prob)
     # seeds rank by the chosen signal: with forgetting, the most-forgotten misclassified image leads
-    seeds = select(labels, prob, 0.5, scores="forgetting", max_frac=1.0, signals={"forgetting": np.array([0, 0, 1, 5])})
+    seeds = select(labels, prob, threshold=0.5, scores="forgetting", max_frac=1.0,
+                   signals={"forgetting": np.array([0, 0, 1, 5])})
     assert seeds.index[0] == 3

@@ -49,11 +49,11 @@ def test_costs_live_in_one_place_and_rank_the_missed_positives():
     labels = np.array([1, 0] + [0] * 18 + [1] * 20)
     prob = np.array([0.3, 0.8] + [0.05] * 18 + [0.95] * 20)
     emb = np.eye(40)
-    first = {ratio: mine(labels, prob, emb, 0.5, config=MiningConfig(quarantine="none", k=3), cost_fn=ratio,
+    first = {ratio: mine(labels, prob, emb, threshold=0.5, config=MiningConfig(quarantine="none", k=3), cost_fn=ratio,
                          cost_fp=1.0).seeds[0] for ratio in (1.0, 10.0)}  # fmt: skip
     assert first == {1.0: 1, 10.0: 0}
     with pytest.raises(HardmineError, match="costs must be positive"):
-        mine(labels, prob, emb, 0.5, config=MiningConfig(k=3), cost_fn=0)
+        mine(labels, prob, emb, threshold=0.5, config=MiningConfig(k=3), cost_fn=0)
 
 
 def test_triage_by_probabilities_refuses_suspicion():

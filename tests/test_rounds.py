@@ -15,7 +15,7 @@ from hardmine.record.config import DataConfig, RoundsConfig, RunConfig, TrainCon
 from hardmine.record.manifest import Manifest
 from hardmine.run.opened import Run
 from hardmine.run.rounds import run_rounds
-from hardmine.strategies import get_strategy
+from hardmine.strategies import epochs_per_round, get_strategy
 
 runner = CliRunner()
 ROUND_FILES = ("model.pt", "metrics.json", "scores.csv", "embeddings.npy", "mined.csv", "weights.csv")
@@ -56,8 +56,8 @@ def test_mining_rounds_fine_tune_briefly_and_do_not_oversample_twice():
     assert (explicit.epochs, explicit.lr) == (3, 5e-4)
     scratch = mining_round_train_config(RunConfig(train=base, rounds=RoundsConfig(strategy="retrain")))
     assert (scratch.epochs, scratch.lr, scratch.freeze_epochs) == (20, 3e-3, 2)
-    assert RoundsConfig(strategy="retrain").epochs_per_round(20) == 20
-    assert RoundsConfig(strategy="head").epochs_per_round(20) == 0
+    assert epochs_per_round(RoundsConfig(strategy="retrain"), 20) == 20
+    assert epochs_per_round(RoundsConfig(strategy="head"), 20) == 0
 
 
 def test_round_run_produces_the_contract(demo_dir, tmp_path):

@@ -17,6 +17,7 @@ from hardmine.record.manifest import Manifest
 from hardmine.record.record import selection_value
 from hardmine.run.opened import Run
 from hardmine.run.rounds import run_rounds
+from hardmine.strategies import epochs_per_round
 
 
 def _config(data, strategy):
@@ -27,10 +28,10 @@ def _config(data, strategy):
 def test_round_epochs_per_strategy_and_equal_budget_compare():
     from hardmine.run.compare import epoch_budget
 
-    assert RoundsConfig(strategy="retrain").epochs_per_round(7) == 7
-    assert RoundsConfig(strategy="retrain", round_epochs=3).epochs_per_round(7) == 3  # JTT: short round 0
-    assert RoundsConfig(strategy="finetune").epochs_per_round(8) == 2
-    assert RoundsConfig(strategy="head", round_epochs=3).epochs_per_round(8) == 0
+    assert epochs_per_round(RoundsConfig(strategy="retrain"), 7) == 7
+    assert epochs_per_round(RoundsConfig(strategy="retrain", round_epochs=3), 7) == 3  # JTT: short round 0
+    assert epochs_per_round(RoundsConfig(strategy="finetune"), 8) == 2
+    assert epochs_per_round(RoundsConfig(strategy="head", round_epochs=3), 8) == 0
     config = RunConfig(train=TrainConfig(epochs=5), rounds=RoundsConfig(round_epochs=15))
     assert epoch_budget(config, 1, ["ce", "hardmine-retrain", "no-mining-finetune"]) == 20
     with pytest.raises(HardmineError, match="head 5, retrain 20"):
@@ -272,11 +273,14 @@ def test_a_toy_strategy_is_one_file_and_one_registry_line(demo_dir, tmp_path, mo
     from toy_strategy import Polish
 
     from hardmine.run.compare import epoch_budget, resolve_methods
-    from hardmine.strategies import STRATEGIES
+    from hardmine.strategies import STRATEGIES, check_rounds
     from hardmine.views.report import round_rows
 
-    with pytest.raises(HardmineError, match="--strategy='polish' is not valid; expected one of finetune"):
-        RoundsConfig(strategy="polish").validate()
+    with pytest.raises(HardmineError, match="--strategy 'polish' is not valid; expected one of finetune"):
+        check_rounds(RoundsConfig(strategy="polish"))
+    with pytest.raises(HardmineError, match="--strategy 'polish' is not valid"):  # before anything is written
+        Run.create(tmp_path / "early", _config(demo_dir, "polish"))
+    assert not (tmp_path / "early").exists()
     monkeypatch.setitem(STRATEGIES, "polish", Polish)  # the registry line
     config = _config(demo_dir, "polish")
     config.validate()

@@ -72,7 +72,7 @@ def test_a_new_piece_keeps_counts_of_its_own(planted_world, monkeypatch):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_planted_flips_are_quarantined_and_never_upweighted(seed, planted_world):
     labels, prob, emb, groups, hard, flipped = planted_world(seed=seed)
-    result = mine(labels, prob, emb, 0.5, config=MiningConfig(), groups=groups)
+    result = mine(labels, prob, emb, threshold=0.5, config=MiningConfig(), groups=groups)
     upweighted = result.hard_mask() | (result.neighbour > 0)
     assert result.quarantined[flipped].mean() >= 0.7  # of all flipped labels, not a subset (0.73-0.91 measured)
     assert result.quarantined.sum() <= 3 * flipped.sum()
@@ -91,7 +91,7 @@ def test_planted_flips_are_quarantined_and_never_upweighted(seed, planted_world)
 def test_suspects_keep_no_boost_from_earlier_rounds(planted_world):
     labels, prob, emb, groups, _, flipped = planted_world(seed=4)
     previous = np.where(flipped, 8.0, 1.0)  # a flip that an earlier round upweighted
-    result = mine(labels, prob, emb, 0.5, config=MiningConfig(), groups=groups,
+    result = mine(labels, prob, emb, threshold=0.5, config=MiningConfig(), groups=groups,
                   previous_weights=previous / previous.mean())
     caught = result.quarantined & flipped
     assert caught.any()
@@ -148,7 +148,7 @@ def test_with_out_of_fold_networks_planted_flips_are_quarantined_and_doubt_never
     labels, prob, emb, groups, hard, flipped = planted_world(seed=seed)
     # a network that never saw an image sees its latent malignancy, not its label: the world's own prob
     evidence = gather_evidence(labels, groups, emb, oof_prob=prob)
-    result = mine(labels, prob, emb, 0.5, config=MiningConfig(), groups=groups, evidence=evidence)
+    result = mine(labels, prob, emb, threshold=0.5, config=MiningConfig(), groups=groups, evidence=evidence)
     upweighted = result.hard_mask() | (result.neighbour > 0)
     assert (result.quarantined == (evidence.score() >= 0.8)).all()
     assert result.quarantined[flipped].mean() >= 0.9 and result.quarantined.sum() <= 3 * flipped.sum()
@@ -159,6 +159,6 @@ def test_with_out_of_fold_networks_planted_flips_are_quarantined_and_doubt_never
     doubted = np.where(upweighted, 1.0, 0.0)
     contested = Evidence.of(evidence.oof, np.maximum(evidence.neighbours, doubted), doubted, networks=True)
     assert (contested.score() == evidence.score()).all() and (contested.doubt()[upweighted] >= 0.55).all()
-    again = mine(labels, prob, emb, 0.5, config=MiningConfig(), groups=groups, evidence=contested)
+    again = mine(labels, prob, emb, threshold=0.5, config=MiningConfig(), groups=groups, evidence=contested)
     assert (again.quarantined == result.quarantined).all()
     assert not ((again.hard_mask() | (again.neighbour > 0)) & upweighted).any()

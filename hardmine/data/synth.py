@@ -351,8 +351,9 @@ def planted_recovery(
     is_mined = np.isin(roles, ("seed", "neighbour"))
     quarantined = roles == "quarantined"
     would_seed = np.zeros(len(ids), dtype=bool)
-    would_seed[select(labels, prob_pos, threshold, scores=config.hardness, band=config.band, max_frac=config.max_frac,
-                      cost_fn=cost_fn, cost_fp=cost_fp, signals=signals).index] = True  # fmt: skip
+    would_seed[select(labels, prob_pos, threshold=threshold, scores=config.hardness, band=config.band,
+                      max_frac=config.max_frac, cost_fn=cost_fn, cost_fp=cost_fp,
+                      signals=signals).index] = True  # fmt: skip
     worthy = would_seed & flipped
     return {
         "hard_recall": float(is_mined[hard].mean()),

@@ -142,7 +142,7 @@ class HardMiner:
         emb = normalise(embeddings, center=self._center)
         self._labeled = emb  # the space a later query compares the pool with
         history = np.array(self.hard_history) if self.hard_history else None
-        result = mine(self.labels, probs, emb, self.threshold, config=self.config, groups=self.groups,
+        result = mine(self.labels, probs, emb, threshold=self.threshold, config=self.config, groups=self.groups,
                       triage_prob=triage_probs, signals=_signals(signals), hard_history=history,
                       previous_weights=self.weights if self.round else None,
                       oof_prob=None if oof_probs is None else self._balanced(oof_probs, oof_prior),

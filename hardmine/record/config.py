@@ -24,7 +24,6 @@ from hardmine.core.mining import MiningConfig
 from hardmine.data.images import AUGMENTS
 from hardmine.data.sources import source_names, source_trust
 from hardmine.record.layout import SPLIT_FILE
-from hardmine.strategies import STRATEGIES, UPDATES, get_strategy
 
 LOSSES = ("ce", "weighted-ce", "focal")
 CLASS_WEIGHTING = ("inverse", "effective")
@@ -242,7 +241,7 @@ class ScoringConfig:
 class RoundsConfig:
     """How rounds follow each other."""
 
-    strategy: str = "head"  # a name in hardmine.strategies.STRATEGIES
+    strategy: str = "head"  # a name in hardmine.strategies.STRATEGIES (checked by strategies.check_rounds)
     # epochs of each finetune round (default: a quarter of train.epochs) or retrain round (default: train.epochs)
     round_epochs: int | None = None
     round_lr: float | None = None  # peak learning rate when fine-tuning (default: train.lr / 3)
@@ -257,9 +256,8 @@ class RoundsConfig:
     step_curriculum: bool = False
 
     def validate(self) -> None:
-        check_choice("--strategy", self.strategy, tuple(STRATEGIES))
-        if self.update is not None:
-            check_choice("--update", self.update, tuple(UPDATES))
+        """The options' own checks; the strategy and update names are the strategies floor's
+        (:func:`hardmine.strategies.check_rounds`, which :func:`hardmine.run.opened.validate` runs too)."""
         check_choice("--select-by", self.select_by, SELECT_BY)
         if self.round_epochs is not None:
             check_count("--round-epochs", self.round_epochs, 1, MAX_EPOCHS)
@@ -267,21 +265,6 @@ class RoundsConfig:
             check_number("--round-lr", self.round_lr, above=True, high=MAX_LR)
         check_number("--guard-tol", self.guard_tol)
 
-    def epochs_per_round(self, train_epochs: int) -> int:
-        """Training epochs of each mining round: the strategy's budget (:mod:`hardmine.strategies`) given round
-        0's ``train_epochs``."""
-        return get_strategy(self.strategy).epochs_per_round(self, train_epochs)
-
-    def total_epochs(self, train_epochs: int, n_rounds: int) -> int:
-        """Epochs round 0 and ``n_rounds`` mining rounds train together (the run's budget)."""
-        return train_epochs + n_rounds * self.epochs_per_round(train_epochs)
-
-    def reference_epochs(self, train_epochs: int, n_rounds: int) -> int | None:
-        """Epochs of the equal-epochs reference (round 0's recipe trained for the whole budget) of a run aiming
-        at round ``n_rounds``; None when round 0 is its own reference (no mining round, or rounds that
-        train no epochs, i.e. head refits) or the guard is off."""
-        total = self.total_epochs(train_epochs, n_rounds)
-        return total if self.reference and total > train_epochs else None
 
 
 # options renamed since runs were made: a saved config.json of an older run keeps its value

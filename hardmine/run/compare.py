@@ -45,7 +45,7 @@ from hardmine.record.record import RunFolder
 from hardmine.run.opened import Run, validate
 from hardmine.run.rounds import adopt_reference, budget_reference, run_rounds, share_round0
 from hardmine.run.steps import metrics_on_test, train_round
-from hardmine.strategies import STRATEGIES
+from hardmine.strategies import STRATEGIES, total_epochs
 
 BASELINES: dict[str, dict[str, str]] = {
     "ce": {"loss": "ce", "sampling": "none"},
@@ -75,7 +75,7 @@ def epoch_budget(config: RunConfig, n_rounds: int, methods: list[str] | None = N
     """
     table = method_table()
     strategies = {table[m][1] for m in methods or () if m not in BASELINES} or {config.rounds.strategy}
-    budgets = {s: replace(config.rounds, strategy=s).total_epochs(config.train.epochs, n_rounds)
+    budgets = {s: total_epochs(replace(config.rounds, strategy=s), config.train.epochs, n_rounds)
                for s in sorted(strategies)}  # fmt: skip
     if len(set(budgets.values())) > 1:
         listed = ", ".join(f"{s} {b}" for s, b in budgets.items())

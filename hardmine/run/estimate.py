@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from hardmine.record.config import RunConfig
+from hardmine.strategies import epochs_per_round, reference_epochs
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def estimate_run(
     n_train, n_val, n_test = (split_sizes.get(name, 0) for name in ("train", "val", "test"))
     train = config.train
     round0_epochs = 0 if train.frozen else train.epochs + train.freeze_epochs
-    epochs = round0_epochs + rounds * config.rounds.epochs_per_round(train.epochs)
-    reference = config.rounds.reference_epochs(train.epochs, rounds) or 0
+    epochs = round0_epochs + rounds * epochs_per_round(config.rounds, train.epochs)
+    reference = reference_epochs(config.rounds, train.epochs, rounds) or 0
     trained = (epochs + reference) * n_train
     # a validation pass each epoch; each round scores train and val once; the report scores test; a frozen
     # backbone embeds each image once (hardmine.engine.feature_memo)

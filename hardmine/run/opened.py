@@ -37,6 +37,7 @@ from hardmine.record.layout import (
 from hardmine.record.lock import LOCK_FILE, lock_run, unlock_run
 from hardmine.record.manifest import Manifest
 from hardmine.record.record import RunFolder
+from hardmine.strategies import check_rounds
 
 
 def validate(config: RunConfig) -> str:
@@ -46,11 +47,13 @@ def validate(config: RunConfig) -> str:
     train = config.train
     if train.model == "tiny" and train.weights == "none":  # torch is not loaded for a tiny model from scratch
         config.validate()
+        check_rounds(config.rounds)
         return "none (trained from scratch)"
     from hardmine.engine.models import check_model, check_model_name
 
     check_model_name(train.model)
     config.validate()
+    check_rounds(config.rounds)
     return check_model(train.model, train.weights)
 
 

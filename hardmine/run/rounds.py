@@ -38,7 +38,7 @@ from hardmine.record.record import RunFolder, selection_value
 from hardmine.run.learning_curve import batch_facts, hand_back, labels_grew, learning_curve, step_rounds
 from hardmine.run.opened import Run
 from hardmine.run.steps import metrics_on_test, mine_round, refit_head_round, score_round, train_round
-from hardmine.strategies import RoundContext, get_strategy, get_update
+from hardmine.strategies import RoundContext, get_strategy, get_update, reference_epochs
 
 
 def run_rounds(
@@ -105,9 +105,9 @@ def run_rounds(
             _train_step(run, r, manifest, init_checkpoint if r == 0 else None, note, callback)
     score_and_mine(target)  # the last round too, so its gallery exists and a later call can go on
     # an active-learning run hands back its newest step (the most labels), not a longer plain training
-    reference_epochs = None if step_rounds(manifest) else cfg.rounds.reference_epochs(cfg.train.epochs, target)
-    if reference_epochs is not None:
-        _reference_step(run, reference_epochs, init_checkpoint, note, callback)
+    reference = None if step_rounds(manifest) else reference_epochs(cfg.rounds, cfg.train.epochs, target)
+    if reference is not None:
+        _reference_step(run, reference, init_checkpoint, note, callback)
     if not manifest.done(Step(target, "report")):
         note("step", {"round": target, "step": "report"})
     report = write_report(run, callback)
@@ -186,7 +186,7 @@ def adopt_reference(run: Run, n: int, source: RunFolder) -> bool:
     still counted. Returns whether the reference was adopted (False: it will be trained).
     """
     cfg = run.config
-    epochs = cfg.rounds.reference_epochs(cfg.train.epochs, n)
+    epochs = reference_epochs(cfg.rounds, cfg.train.epochs, n)
     if epochs is None or not same_round0(run, source, replace(cfg.train, epochs=epochs)):
         return False
     reference = run.reference_run(epochs)
@@ -248,7 +248,7 @@ def _copy_round0(source: RunFolder, run: Run) -> None:
 def budget_reference(run: Run) -> Run | None:
     """The trained equal-epochs reference matching the run's completed rounds (None when there is none)."""
     rounds = Manifest(run.root).completed_rounds()
-    epochs = run.config.rounds.reference_epochs(run.config.train.epochs, max(rounds, default=0))
+    epochs = reference_epochs(run.config.rounds, run.config.train.epochs, max(rounds, default=0))
     folder = run.reference()
     if epochs is None or folder is None or folder.run_config().train.epochs != epochs:
         return None

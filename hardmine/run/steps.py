@@ -394,7 +394,7 @@ def _mine_round(run: Run, r: int, mining: MiningConfig, source: str) -> dict[str
         evidence_from = "scores" if evidence is not None else f"gathered at mining (triage_k={mining.triage_k})"
         if evidence is None:  # none scored, or scored with another vote: gathered again, once, with these options
             evidence = _evidence(run, scores, emb, mining.triage_k)
-    result = mine(train_part["label"].to_numpy(), prob, emb, threshold, config=mining,
+    result = mine(train_part["label"].to_numpy(), prob, emb, threshold=threshold, config=mining,
                   groups=train_part["group"].to_numpy(), triage_prob=prob, signals=signals,
                   hard_history=np.array(masks) if masks else None,
                   previous_weights=run.weights(r - 1, ids) if r > 0 else None,

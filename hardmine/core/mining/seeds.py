@@ -40,8 +40,8 @@ class Selection:
 def select(
     labels,
     prob_pos,
-    threshold: float = 0.5,
     *,
+    threshold: float = 0.5,
     scores: np.ndarray | str = "loss",
     band: float = 1.0,
     max_frac: float = 0.2,
