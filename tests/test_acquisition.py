@@ -273,7 +273,9 @@ def test_the_active_learning_benchmark_loop_labels_what_each_function_picks(plan
     import runpy
     from pathlib import Path
 
+    registered = dict(ACQUISITION)
     bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_active_cheap.py"))
+    assert ACQUISITION == registered  # its candidates are its own table: hardmine's registry is left as it was
     labels, _, emb, groups, _, _ = planted_world(n=900, flip_frac=0.0)
     train, val, test = np.arange(600), np.arange(600, 750), np.arange(750, 900)
     start = np.arange(60)

@@ -162,3 +162,16 @@ def test_no_module_imports_itself_through_others():
     one: the out-of-fold networks moved to engine/folds.py)."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the checker sees one
     assert cycles(import_graph()) == []
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A name shared across modules is public (``thumbnail``, ``script_json``, ``train_epoch``); a leading
+    underscore means "this module only", in the package and in its tests."""
+    found = []
+    for path in [*modules(), *sorted(Path(__file__).parent.glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hardmine"):
+                found += [f"{path.name}:{node.lineno} {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, "\n".join(found)
+

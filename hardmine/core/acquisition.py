@@ -218,14 +218,14 @@ def typical(pool: Pool, budget: int) -> Picks:
     region, not an outlier). At a small budget typical points teach more than uncertain ones, which a
     model trained on few labels cannot yet judge. Reads no probability.
     """
-    from hardmine.core.index import _faiss
+    from hardmine.core.index import load_faiss
 
     emb = np.ascontiguousarray(pool.embeddings, dtype=np.float32)
     labeled = (np.zeros((0, emb.shape[1]), np.float32) if pool.labeled_embeddings is None else
                np.ascontiguousarray(pool.labeled_embeddings, dtype=np.float32))  # fmt: skip
     both = np.concatenate([emb, labeled])
     n_clusters = min(len(labeled) + budget, len(emb))
-    kmeans = _faiss().Kmeans(both.shape[1], n_clusters, niter=20, seed=pool.seed + 1, verbose=False,
+    kmeans = load_faiss().Kmeans(both.shape[1], n_clusters, niter=20, seed=pool.seed + 1, verbose=False,
                               min_points_per_centroid=1)  # small pools: no warning for few points a cluster
     kmeans.train(both)
     _, assigned = kmeans.index.search(both, 1)

@@ -22,7 +22,8 @@ EXACT_MAX = 200_000
 CHUNK = 262_144  # rows converted and added at a time
 
 
-def _faiss():
+def load_faiss():
+    """The faiss module, imported on first use (a one-line error naming the package when it is missing)."""
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - faiss-cpu is a dependency
@@ -116,7 +117,7 @@ class NeighbourIndex:
         never copied whole. With a compressed codec the index keeps a reference
         to it to re-rank candidates exactly.
         """
-        faiss = _faiss()
+        faiss = load_faiss()
         faiss.omp_set_num_threads(int(self.threads))
         x = embeddings
         if x.ndim != 2:
@@ -154,7 +155,7 @@ class NeighbourIndex:
         return self
 
     def _maybe_gpu(self, index):
-        faiss = _faiss()
+        faiss = load_faiss()
         if self.use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
             self._gpu_resources = faiss.StandardGpuResources()
             return faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)

@@ -4,7 +4,12 @@ A :class:`RunConfig` is what ``config.json`` holds: data, training, threshold,
 scoring, mining and round options. Every section validates itself and raises
 :class:`hardmine.core.errors.HardmineError` naming the bad value and the valid
 choices; :meth:`RunConfig.validate` checks them all before anything is written
-or trained. No torch here.
+or trained (the names of plug-ins a floor above registers, ``--strategy`` and
+``--update``, are checked there: :func:`hardmine.strategies.check_rounds`, which
+:func:`hardmine.run.opened.validate` runs with it). Defaults that depend on the
+rest are resolved in ``__post_init__``, so ``config.json`` holds concrete values:
+the model's weights and image size, the update mode of a frozen backbone, and the
+data source's ``--trusted`` rule. No torch here.
 """
 
 from __future__ import annotations

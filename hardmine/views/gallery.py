@@ -7,7 +7,8 @@ block that the page's own script renders with ``textContent`` (never
 ``innerHTML``), so every string from data is inert; the few strings placed in
 HTML directly are escaped.
 
-:mod:`hardmine.views.serving` serves the same pages over http (``hardmine gallery --serve``).
+:mod:`hardmine.views.serving` serves the same pages over http (``hardmine gallery --serve``); as a page of
+the family (:mod:`hardmine.views.pages`) the gallery is :func:`build` and :func:`where`.
 
 Sections mirror ``mined.csv``: missed positives and false alarms (seeds
 misclassified at the round's threshold), low-margin seeds, neighbour
