@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from hardmine.core.acquisition import ACQUISITION, Batch, Picks, Pool, acquire, k_center
+from hardmine.core.acquisition import ACQUISITION, acquire
 from hardmine.core.paired import METRICS, paired_difference
+from hardmine.core.picking import Batch, Picks, Pool, k_center
 from hardmine.core.splits import grouped_split
 from hardmine.data.sources import load_samples
 from hardmine.data.synth import generate_demo

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from hardmine import HardMiner
-from hardmine.engine.miner import forward_collect
+from hardmine.engine.collect import forward_collect
 
 ROOT = Path(__file__).resolve().parents[1]
 

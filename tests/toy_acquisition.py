@@ -4,8 +4,8 @@ floor of P(positive), the rest of the batch left unasked. Registering it is one 
 
 import numpy as np
 
-from hardmine.core.acquisition import Picks, Pool
 from hardmine.core.errors import HardmineError
+from hardmine.core.picking import Picks, Pool
 
 
 def above(pool: Pool, budget: int, *, floor: float = 0.5) -> Picks:
