@@ -245,7 +245,7 @@ def compare_cmd(
     ] = None,
     config: RunConfig = None,
 ) -> None:
-    """Baselines against hardmine's strategies and their no-mining ablations at equal budget, with paired
+    """Baselines against hardmine's strategies and their no-mining ablations at equal epochs, with paired
     bootstrap intervals against the best baseline."""
     from hardmine.run.compare import compare, epoch_budget, resolve_methods
 
