@@ -366,9 +366,11 @@ def test_browser_gallery_opens_on_the_mining_that_made_the_returned_model(mined_
     assert story in browser.find_element(By.TAG_NAME, "header").text
 
 
+# the decision selects of cards whose lesion has no other card, read in one pass over the page (cards are drawn as
+# they come into view: two separate queries could see two different pages)
 LESION_ALONE = ("const n = {}; for (const c of DATA.cards) n[c.group] = (n[c.group] || 0) + 1;"
                 "return [...document.querySelectorAll('.card select.decision')]"
-                ".map(s => n[DATA.cards.find(c => c.id === s.parentElement.dataset.id).group] === 1)")  # fmt: skip
+                ".filter(s => n[DATA.cards.find(c => c.id === s.parentElement.dataset.id).group] === 1)")  # fmt: skip
 
 
 @browser_test
@@ -413,10 +415,8 @@ def _decide(driver, base: str, choices: dict[int, str]) -> list[str]:
     from selenium.webdriver.support.ui import Select
 
     _open_fresh(driver, base, "round-001/gallery/index.html")
-    picks = driver.find_elements(By.CSS_SELECTOR, ".card select.decision")
     # cards whose lesion has no other card on the page: a keep or relabel decides the whole lesion
-    alone = driver.execute_script(LESION_ALONE)
-    picks = [pick for pick, single in zip(picks, alone, strict=True) if single]
+    picks = driver.execute_script(LESION_ALONE)
     for i, value in choices.items():
         Select(picks[i]).select_by_value(value)
     return [picks[i].find_element(By.XPATH, "..").get_attribute("data-id") for i in choices]
@@ -483,9 +483,7 @@ def test_browser_decisions_move_from_disk_to_the_server_by_import_and_stay_in_th
     browser.execute_script("localStorage.clear()")
     browser.refresh()
     assert "in this browser only" in browser.find_element(By.ID, "kept").text
-    alone = browser.execute_script(LESION_ALONE)
-    pick = [p for p, single in zip(browser.find_elements(By.CSS_SELECTOR, ".card select.decision"), alone,
-                                   strict=True) if single][0]  # fmt: skip
+    pick = browser.execute_script(LESION_ALONE)[0]
     Select(pick).select_by_value("exclude")
     decided = browser.execute_script(DECIDED)
     assert list(decided.values()) == ["exclude"]
