@@ -141,9 +141,11 @@ def hardness_scores(kind: str, labels, prob_pos, signals: Mapping[str, ArrayLike
     return np.asarray(HARDNESS[kind](p_true, as_signals(signals)), dtype=np.float64)
 
 
-def as_signals(signals: Mapping[str, ArrayLike | None] | None) -> Signals:
-    """A :class:`Signals` as it is, anything else (a mapping, None) made into one."""
-    return signals if isinstance(signals, Signals) else Signals(signals)
+def as_signals(signals: Mapping[str, ArrayLike | None] | pd.DataFrame | None) -> Signals:
+    """A :class:`Signals` as it is; a score table by :meth:`Signals.from_scores`; a mapping (or None) made into one."""
+    if isinstance(signals, Signals):
+        return signals
+    return Signals.from_scores(signals) if isinstance(signals, pd.DataFrame) else Signals(signals)
 
 
 SCORE_COLUMNS = ("id", "label", "prob_pos", "logit_margin", "loss", "pred", "correct", "entropy", "el2n")

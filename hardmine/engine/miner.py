@@ -27,7 +27,7 @@ from hardmine.core.errors import HardmineError, warn
 from hardmine.core.index import normalise
 from hardmine.core.metrics import COST_FN, COST_FP, check_binary, check_costs
 from hardmine.core.mining import MiningConfig, MiningResult, mine
-from hardmine.core.scores import Signals, as_signals
+from hardmine.core.scores import as_signals
 from hardmine.engine.collect import forward_collect
 
 
@@ -144,7 +144,7 @@ class HardMiner:
         self._labeled = emb  # the space a later query compares the pool with
         history = np.array(self.hard_history) if self.hard_history else None
         result = mine(self.labels, probs, emb, threshold=self.threshold, config=self.config, groups=self.groups,
-                      triage_prob=triage_probs, signals=_signals(signals), hard_history=history,
+                      triage_prob=triage_probs, signals=as_signals(signals), hard_history=history,
                       previous_weights=self.weights if self.round else None,
                       oof_prob=None if oof_probs is None else self._balanced(oof_probs, oof_prior),
                       trusted=self.trusted, cost_fn=self.costs[0], cost_fp=self.costs[1],
@@ -294,8 +294,3 @@ class HardMiner:
             self._sampler.seed = self.seed
             self._sampler.update_weights(self.weights)
             self._sampler.set_epoch(self._sampler_epoch)
-
-
-def _signals(signals: Mapping[str, np.ndarray] | pd.DataFrame | None) -> Signals:
-    """A score table's numeric columns, or a mapping of arrays, as :class:`Signals`."""
-    return Signals.from_scores(signals) if isinstance(signals, pd.DataFrame) else as_signals(signals)

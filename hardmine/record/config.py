@@ -271,7 +271,6 @@ class RoundsConfig:
         check_number("--guard-tol", self.guard_tol)
 
 
-
 # options renamed since runs were made: a saved config.json of an older run keeps its value
 RENAMED = {("rounds", "budget_guard"): "reference"}
 

@@ -95,11 +95,13 @@ class Manifest:
         inside = self.root.resolve()
         for name, record in self.files.items():
             # a record names a file a resume may delete: it must be one of this run's own
-            if "\x00" not in name and (Path(name).is_absolute()
-                                       or not (inside / name).resolve().is_relative_to(inside)):  # fmt: skip
+            not_ours = damaged.format(f"it records {name!r}, which is not a file hardmine writes")
+            if "\x00" in name:  # no path holds one: said before the path checks, which cannot read it
+                raise HardmineError(not_ours)
+            if Path(name).is_absolute() or not (inside / name).resolve().is_relative_to(inside):
                 raise HardmineError(damaged.format(f"it records {name!r}, outside the run folder"))
-            if "\x00" in name or not is_run_file(name):
-                raise HardmineError(damaged.format(f"it records {name!r}, which is not a file hardmine writes"))
+            if not is_run_file(name):
+                raise HardmineError(not_ours)
             if not isinstance(record, dict) or not {"size", "mtime_ns", "sha256", "step"} <= set(record):
                 raise HardmineError(damaged.format(f"the record of {name} is incomplete"))
         # a run made before outputs were recorded: its files are first recorded as their round's

@@ -219,7 +219,7 @@ def _external_table(config: RunConfig, external: str | os.PathLike) -> pd.DataFr
     from hardmine.data.sources import load_samples
 
     d = config.data
-    table, _ = load_samples(Path(external).resolve(), d.source, positive=d.positive, negative=d.negative, metadata=None,
+    table, _ = load_samples(Path(external).resolve(), d.source, positive=d.positive, negative=d.negative,
                             verify_images=d.verify, skip_bad=d.skip_bad)  # fmt: skip
     return table
 

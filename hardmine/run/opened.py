@@ -45,15 +45,17 @@ def validate(config: RunConfig) -> str:
     lists, its starting weights found and fitting (the configuration's own validation is torch-free); the
     first problem raises :class:`HardmineError`. Returns where the starting weights come from, in words."""
     train = config.train
-    if train.model == "tiny" and train.weights == "none":  # torch is not loaded for a tiny model from scratch
-        config.validate()
-        check_rounds(config.rounds)
-        return "none (trained from scratch)"
-    from hardmine.engine.models import check_model, check_model_name
+    from_scratch = train.model == "tiny" and train.weights == "none"  # then torch is not loaded at all
+    if not from_scratch:
+        from hardmine.engine.models import check_model_name
 
-    check_model_name(train.model)
+        check_model_name(train.model)
     config.validate()
     check_rounds(config.rounds)
+    if from_scratch:
+        return "none (trained from scratch)"
+    from hardmine.engine.models import check_model
+
     return check_model(train.model, train.weights)
 
 
